@@ -1,0 +1,3 @@
+module github.com/jiaoliu/jiaoliu
+
+go 1.26.0
