@@ -18,6 +18,9 @@ type Op struct {
 	ID     string         `json:"id"`
 	HLC    string         `json:"hlc"`
 	Fields map[string]any `json:"fields,omitempty"`
+	// MustExist makes an upsert of an unknown id fail with NOT_FOUND instead of
+	// creating the record (GraphQL update mutations).
+	MustExist bool `json:"-"`
 }
 
 // Op result statuses.
@@ -57,11 +60,11 @@ func RejectCode(code string) string {
 	switch code {
 	case EINVALID:
 		return RejectValidation
-	case EFORBIDDEN, EUNAUTHENTICATED, ENOTFOUND:
+	case EFORBIDDEN, EUNAUTHENTICATED:
 		return RejectForbidden
 	case ELOCKED:
 		return RejectLocked
-	case EMISSINGREF:
+	case EMISSINGREF, ENOTFOUND:
 		return RejectMissingRef
 	case EUNKNOWNENTITY:
 		return RejectUnknownEntity

@@ -1,0 +1,759 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+
+	"github.com/jiaoliu/jiaoliu"
+	"github.com/jiaoliu/jiaoliu/sync/hlc"
+)
+
+// MaxClockAhead is how far ahead of the server's clock an op's HLC may be before the
+// server re-stamps it with its own (the protocol's 5 minutes).
+const MaxClockAhead = 5 * time.Minute
+
+// adminOnlyEntities are written by district admins only: the district's own structure
+// and policy.
+var adminOnlyEntities = map[string]bool{"district": true, "zone": true, "schoolGroup": true, "school": true, "policy": true}
+
+// Apply implements jiaoliu.Writer: the one write path of the product. Each op is merged
+// field by field under last-writer-wins by HLC, validated by the entity's rules,
+// authorized against the actor's scope, written with a new version, moved to the end
+// of the change log, and audited, all in one transaction. A rejected op of a device
+// batch is stored whole in sync_rejections and never stops the other ops.
+func (s *Store) Apply(ctx context.Context, batch jiaoliu.Batch) ([]jiaoliu.OpResult, error) {
+	actor := jiaoliu.ActorFromContext(ctx)
+	if actor == nil {
+		return nil, jiaoliu.Errorf(jiaoliu.EUNAUTHENTICATED, "sign in to make changes")
+	}
+	if !actor.System && actor.Role == jiaoliu.RoleAuditor {
+		return nil, jiaoliu.Errorf(jiaoliu.EFORBIDDEN, "auditors cannot change records")
+	}
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("apply: begin: %w", err)
+	}
+	defer tx.Rollback()
+
+	w := &writer{store: s, tx: tx, actor: actor}
+	if !actor.System {
+		if err := tx.GetContext(ctx, pq.Array(&w.readTokens), `SELECT actor_tokens($1, $2, $3, $4)`,
+			string(actor.Role), nullID(actor.DistrictID), nullID(actor.SchoolID), nullID(actor.TeacherID)); err != nil {
+			return nil, fmt.Errorf("apply: actor scope: %w", err)
+		}
+	}
+	results := make([]jiaoliu.OpResult, len(batch.Ops))
+	for i, op := range batch.Ops {
+		res, err := w.apply(ctx, op, batch.Atomic)
+		if err != nil {
+			return nil, fmt.Errorf("apply op %s: %w", op.OpID, err)
+		}
+		if res.Status == jiaoliu.StatusRejected && batch.Atomic {
+			return nil, w.lastErr
+		}
+		results[i] = res
+	}
+	if len(w.changed) > 0 {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_notify('sync_changes', $1)`, w.notifyPayload()); err != nil {
+			return nil, fmt.Errorf("apply: notify: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("apply: commit: %w", err)
+	}
+	return results, nil
+}
+
+// writer applies the ops of one batch inside one transaction.
+type writer struct {
+	store      *Store
+	tx         *sqlx.Tx
+	actor      *jiaoliu.Actor
+	readTokens []string
+	changed    map[string]bool // scope tokens of changed records, for pokes
+	lastErr    error
+}
+
+// notifyPayload lists the scope tokens that changed, so the sync hub pokes only the
+// devices concerned. PostgreSQL limits a payload to 8000 bytes: past that it says "*"
+// (poke everyone), which is always safe.
+func (w *writer) notifyPayload() string {
+	toks := make([]string, 0, len(w.changed))
+	for t := range w.changed {
+		toks = append(toks, t)
+	}
+	slices.Sort(toks)
+	p := strings.Join(toks, " ")
+	if len(p) > 7000 {
+		return "*"
+	}
+	return p
+}
+
+func (w *writer) apply(ctx context.Context, op jiaoliu.Op, atomic bool) (jiaoliu.OpResult, error) {
+	res := jiaoliu.OpResult{OpID: op.OpID, ID: op.ID}
+	if err := checkEnvelope(op); err != nil {
+		return w.reject(ctx, op, res, err, atomic, false)
+	}
+	if !atomic {
+		var raw []byte
+		err := w.tx.GetContext(ctx, &raw, `SELECT result FROM sync_ops WHERE op_id = $1`, op.OpID)
+		if err == nil {
+			var first jiaoliu.OpResult
+			if err := json.Unmarshal(raw, &first); err != nil {
+				return res, fmt.Errorf("decode stored result: %w", err)
+			}
+			first.Duplicate = true
+			return first, nil
+		} else if !errors.Is(err, sql.ErrNoRows) {
+			return res, fmt.Errorf("look up op: %w", err)
+		}
+	}
+	op, res.Restamped = w.restamp(op)
+
+	if _, err := w.tx.ExecContext(ctx, `SAVEPOINT op`); err != nil {
+		return res, fmt.Errorf("savepoint: %w", err)
+	}
+	out, err := w.write(ctx, op)
+	if err != nil {
+		if _, rerr := w.tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT op`); rerr != nil {
+			return res, fmt.Errorf("rollback to savepoint: %w", rerr)
+		}
+		if derr := domainError(err); derr != nil {
+			return w.reject(ctx, op, res, derr, atomic, true)
+		}
+		return res, err
+	}
+	if _, err := w.tx.ExecContext(ctx, `RELEASE SAVEPOINT op`); err != nil {
+		return res, fmt.Errorf("release savepoint: %w", err)
+	}
+	out.OpID, out.Restamped = op.OpID, res.Restamped
+	if err := w.remember(ctx, op, out); err != nil {
+		return res, err
+	}
+	return out, nil
+}
+
+// checkEnvelope checks the parts of an op that every entity needs.
+func checkEnvelope(op jiaoliu.Op) error {
+	fe := jiaoliu.FieldErrors{}
+	if op.OpID == "" || len(op.OpID) > 100 {
+		fe.Add("opId", "must be a UUID")
+	}
+	if op.Kind != jiaoliu.OpUpsert && op.Kind != jiaoliu.OpDelete {
+		fe.Add("kind", "must be upsert or delete")
+	}
+	if !isUUID(op.ID) {
+		fe.Add("id", "must be a UUID")
+	}
+	if _, err := hlc.Parse(op.HLC); err != nil {
+		fe.Add("hlc", err.Error())
+	}
+	if err := fe.Err(); err != nil {
+		return err
+	}
+	if jiaoliu.Entities[op.Entity] == nil {
+		return jiaoliu.Errorf(jiaoliu.EUNKNOWNENTITY, "unknown entity %q", op.Entity)
+	}
+	return nil
+}
+
+// restamp replaces an HLC too far ahead of the server's clock by a fresh server HLC,
+// and otherwise moves the server's clock past the op's, so that later server edits win.
+func (w *writer) restamp(op jiaoliu.Op) (jiaoliu.Op, bool) {
+	clock := w.store.clock
+	ts, _ := hlc.Parse(op.HLC)
+	if ts.Wall > clock.WallNow()+MaxClockAhead.Milliseconds() {
+		op.HLC = clock.Now()
+		return op, true
+	}
+	clock.Update(op.HLC)
+	return op, false
+}
+
+// reject turns a domain error into a rejected result. For device batches the op is
+// stored whole, with its code, and remembered so a resend gets the same answer.
+func (w *writer) reject(ctx context.Context, op jiaoliu.Op, res jiaoliu.OpResult, err error, atomic, remember bool) (jiaoliu.OpResult, error) {
+	w.lastErr = err
+	res.Status = jiaoliu.StatusRejected
+	res.Code = jiaoliu.RejectCode(jiaoliu.ErrorCode(err))
+	res.Message = jiaoliu.ErrorMessage(err)
+	res.Fields = jiaoliu.ErrorFields(err)
+	if atomic {
+		return res, nil
+	}
+	raw, jerr := json.Marshal(op)
+	if jerr != nil {
+		return res, fmt.Errorf("encode rejected op: %w", jerr)
+	}
+	fields, _ := json.Marshal(res.Fields)
+	if res.Fields == nil {
+		fields = []byte("{}")
+	}
+	var scopes []string
+	if isUUID(op.ID) && jiaoliu.Entities[op.Entity] != nil {
+		// Admins of the record's scope see the rejection; so does its author.
+		if err := w.tx.GetContext(ctx, pq.Array(&scopes), `SELECT coalesce((SELECT scopes FROM sync_log WHERE entity = $1 AND id = $2), '{}')`, op.Entity, op.ID); err != nil {
+			return res, fmt.Errorf("rejection scope: %w", err)
+		}
+	}
+	if w.actor.TeacherID != "" {
+		scopes = append(scopes, "t:"+w.actor.TeacherID)
+	}
+	if w.actor.SchoolID != "" {
+		scopes = append(scopes, "s:"+w.actor.SchoolID)
+	}
+	if w.actor.DistrictID != "" {
+		scopes = append(scopes, "d:"+w.actor.DistrictID)
+	}
+	if _, err := w.tx.ExecContext(ctx, `INSERT INTO sync_rejections (op_id, device_id, user_id, entity, record_id, op, code, message, fields, scopes)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		op.OpID, nullID(w.actor.DeviceID), nullID(w.actor.UserID), op.Entity, op.ID, raw, res.Code, res.Message, fields, pq.Array(scopes)); err != nil {
+		return res, fmt.Errorf("store rejection: %w", err)
+	}
+	if remember && op.OpID != "" {
+		if err := w.remember(ctx, op, res); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// remember stores an op's first result for idempotent resends.
+func (w *writer) remember(ctx context.Context, op jiaoliu.Op, res jiaoliu.OpResult) error {
+	raw, err := json.Marshal(res)
+	if err != nil {
+		return fmt.Errorf("encode result: %w", err)
+	}
+	if _, err := w.tx.ExecContext(ctx, `INSERT INTO sync_ops (op_id, device_id, user_id, result) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (op_id) DO UPDATE SET result = excluded.result`,
+		op.OpID, nullID(w.actor.DeviceID), nullID(w.actor.UserID), raw); err != nil {
+		return fmt.Errorf("remember op: %w", err)
+	}
+	return nil
+}
+
+// current is a record as stored, with its per-field clock.
+type current struct {
+	rec     jiaoliu.Record
+	clock   map[string]string
+	deleted bool
+	version int64
+	scopes  []string
+}
+
+// write applies one op; domain errors come back as *jiaoliu.Error or as PostgreSQL
+// constraint errors that domainError maps.
+func (w *writer) write(ctx context.Context, op jiaoliu.Op) (jiaoliu.OpResult, error) {
+	def := jiaoliu.Entities[op.Entity]
+	res := jiaoliu.OpResult{ID: op.ID}
+	if err := w.mayWriteEntity(def); err != nil {
+		return res, err
+	}
+	var in jiaoliu.Record
+	if op.Kind == jiaoliu.OpUpsert {
+		var err error
+		if in, err = def.Parse(op.Fields); err != nil {
+			return res, err
+		}
+	}
+	cur, err := w.load(ctx, def, op.ID)
+	if err != nil {
+		return res, err
+	}
+	id := op.ID
+	if cur == nil && op.Kind == jiaoliu.OpUpsert && len(def.NaturalKey) > 0 && !op.MustExist {
+		if cur, id, err = w.loadByNaturalKey(ctx, def, in); err != nil {
+			return res, err
+		}
+		if cur != nil {
+			res.Status, res.CanonicalID, res.ID = jiaoliu.StatusMerged, id, id
+		}
+	}
+	if cur != nil && !w.canRead(cur.scopes) {
+		cur = nil // a record outside the actor's scope is, to them, not there
+		if id != op.ID {
+			return res, jiaoliu.Errorf(jiaoliu.EFORBIDDEN, "a %s with the same %s exists outside your scope", def.Name, strings.Join(def.NaturalKey, ", "))
+		}
+		return res, jiaoliu.Errorf(jiaoliu.ENOTFOUND, "%s %s not found", def.Name, op.ID)
+	}
+	if cur == nil {
+		if op.Kind == jiaoliu.OpDelete || op.MustExist {
+			return res, jiaoliu.Errorf(jiaoliu.ENOTFOUND, "%s %s not found", def.Name, op.ID)
+		}
+		return w.create(ctx, def, op, in)
+	}
+	if res.Status == "" {
+		res.Status = jiaoliu.StatusApplied
+	}
+	return w.update(ctx, def, op, id, cur, in, res)
+}
+
+func (w *writer) create(ctx context.Context, def *jiaoliu.Entity, op jiaoliu.Op, in jiaoliu.Record) (jiaoliu.OpResult, error) {
+	w.fillFromActor(def, in)
+	fe := jiaoliu.FieldErrors{}
+	def.CheckRequired(in, fe)
+	if err := fe.Err(); err != nil {
+		return jiaoliu.OpResult{}, err
+	}
+	clock := make(map[string]string, len(in))
+	for name := range in {
+		clock[name] = op.HLC
+	}
+	rec := in.Clone()
+	def.Defaults(rec)
+	if err := validate(def, nil, rec); err != nil {
+		return jiaoliu.OpResult{}, err
+	}
+	cols := []string{"id", "field_hlc", "version"}
+	vals := []string{"$1", "$2", "nextval('change_seq')"}
+	args := []any{op.ID, clockJSON(clock)}
+	for _, f := range def.Fields {
+		args = append(args, rec[f.Name])
+		cols = append(cols, f.Column())
+		vals = append(vals, fmt.Sprintf("$%d", len(args)))
+	}
+	q := fmt.Sprintf(`INSERT INTO %s (%s) VALUES (%s) RETURNING version`, def.Table, strings.Join(cols, ", "), strings.Join(vals, ", "))
+	var version int64
+	if err := w.tx.GetContext(ctx, &version, q, args...); err != nil {
+		return jiaoliu.OpResult{}, constraintError(def, err)
+	}
+	after, err := w.log(ctx, def, op.ID, version, false)
+	if err != nil {
+		return jiaoliu.OpResult{}, err
+	}
+	if err := w.mayWrite(def, nil, after); err != nil {
+		return jiaoliu.OpResult{}, err
+	}
+	changes := map[string]any{}
+	for name, v := range in {
+		changes[name] = map[string]any{"new": v}
+	}
+	if err := w.audit(ctx, def, op, op.ID, "CREATE", changes, after); err != nil {
+		return jiaoliu.OpResult{}, err
+	}
+	if err := w.refreshRelated(ctx, def, rec, nil); err != nil {
+		return jiaoliu.OpResult{}, err
+	}
+	return jiaoliu.OpResult{Status: jiaoliu.StatusApplied, ID: op.ID, Version: fmt.Sprint(version)}, nil
+}
+
+func (w *writer) update(ctx context.Context, def *jiaoliu.Entity, op jiaoliu.Op, id string, cur *current, in jiaoliu.Record, res jiaoliu.OpResult) (jiaoliu.OpResult, error) {
+	before := cur.clone()
+	deleted := cur.deleted
+	var set jiaoliu.Record
+	var lost []string
+	if op.Kind == jiaoliu.OpDelete {
+		deleted = true
+		set = jiaoliu.Record{}
+	} else {
+		set, lost = jiaoliu.Merge(cur.rec, cur.clock, in, op.HLC)
+	}
+	rec := cur.rec.Clone()
+	for k, v := range set {
+		rec[k] = v
+	}
+	if err := w.mayWrite(def, before.scopes, nil); err != nil {
+		return res, err
+	}
+	if len(set) > 0 || deleted != before.deleted {
+		if err := validate(def, before.rec, rec); err != nil {
+			return res, err
+		}
+	}
+	for _, name := range lost {
+		if err := w.conflict(ctx, def, op, id, name, before, in[name]); err != nil {
+			return res, err
+		}
+	}
+	res.Lost = lost
+	if len(set) == 0 && deleted == before.deleted {
+		// Nothing won: the record is unchanged and keeps its version.
+		res.Version = fmt.Sprint(before.version)
+		return res, nil
+	}
+	assign := []string{"version = nextval('change_seq')", "updated_at = now()", "field_hlc = $2", "deleted = $3"}
+	args := []any{id, clockJSON(cur.clock), deleted}
+	changes := map[string]any{}
+	for _, f := range def.Fields {
+		v, ok := set[f.Name]
+		if !ok {
+			continue
+		}
+		args = append(args, v)
+		assign = append(assign, fmt.Sprintf("%s = $%d", f.Column(), len(args)))
+		if !jiaoliu.FieldValueEqual(before.rec[f.Name], v) {
+			changes[f.Name] = map[string]any{"old": before.rec[f.Name], "new": v}
+		}
+	}
+	if deleted != before.deleted {
+		changes["deleted"] = map[string]any{"old": before.deleted, "new": deleted}
+	}
+	q := fmt.Sprintf(`UPDATE %s SET %s WHERE id = $1 RETURNING version`, def.Table, strings.Join(assign, ", "))
+	var version int64
+	if err := w.tx.GetContext(ctx, &version, q, args...); err != nil {
+		return res, constraintError(def, err)
+	}
+	after, err := w.log(ctx, def, id, version, deleted)
+	if err != nil {
+		return res, err
+	}
+	if err := w.mayWrite(def, nil, after); err != nil {
+		return res, err
+	}
+	action := "UPDATE"
+	switch {
+	case op.Kind == jiaoliu.OpDelete:
+		action = "DELETE"
+	case res.Status == jiaoliu.StatusMerged:
+		action = "MERGE"
+	}
+	if len(changes) > 0 {
+		if err := w.audit(ctx, def, op, id, action, changes, after); err != nil {
+			return res, err
+		}
+	}
+	if err := w.refreshRelated(ctx, def, rec, before.rec); err != nil {
+		return res, err
+	}
+	res.Version = fmt.Sprint(version)
+	return res, nil
+}
+
+func (c *current) clone() *current {
+	cl := make(map[string]string, len(c.clock))
+	for k, v := range c.clock {
+		cl[k] = v
+	}
+	return &current{rec: c.rec.Clone(), clock: cl, deleted: c.deleted, version: c.version, scopes: c.scopes}
+}
+
+// fillFromActor fills the fields a device need not send: who observed, who recorded,
+// which device recorded a lesson.
+func (w *writer) fillFromActor(def *jiaoliu.Entity, in jiaoliu.Record) {
+	set := func(name, v string) {
+		if _, ok := in[name]; !ok && v != "" {
+			in[name] = v
+		}
+	}
+	switch def.Name {
+	case "observation":
+		set("observerId", w.actor.TeacherID)
+	case "mentoringActivity":
+		set("recordedById", w.actor.TeacherID)
+	case "lesson":
+		set("deviceId", w.actor.DeviceID)
+	}
+}
+
+func validate(def *jiaoliu.Entity, old, rec jiaoliu.Record) error {
+	fe := jiaoliu.FieldErrors{}
+	if def.Validate != nil {
+		if err := def.Validate(old, rec, fe); err != nil {
+			return err
+		}
+	}
+	return fe.Err()
+}
+
+// load reads a record with its clock and scope, locking it for the transaction.
+func (w *writer) load(ctx context.Context, def *jiaoliu.Entity, id string) (*current, error) {
+	return loadOne(ctx, w.tx, def, "t.id = $1", id)
+}
+
+// loadByNaturalKey finds the live record with the same natural key as in. It takes a
+// transaction-scoped advisory lock on the key first, so two concurrent creates of the
+// same key serialize and the second merges instead of failing.
+func (w *writer) loadByNaturalKey(ctx context.Context, def *jiaoliu.Entity, in jiaoliu.Record) (*current, string, error) {
+	conds := make([]string, len(def.NaturalKey))
+	args := make([]any, len(def.NaturalKey))
+	h := fnv.New64a()
+	h.Write([]byte(def.Name))
+	for i, name := range def.NaturalKey {
+		v, ok := in[name]
+		if !ok || v == nil {
+			return nil, "", nil // an incomplete key cannot match; create will ask for it
+		}
+		f, _ := def.Field(name)
+		conds[i] = fmt.Sprintf("t.%s = $%d", f.Column(), i+1)
+		args[i] = v
+		fmt.Fprintf(h, "/%v", v)
+	}
+	if _, err := w.tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(h.Sum64())); err != nil {
+		return nil, "", fmt.Errorf("lock natural key: %w", err)
+	}
+	cur, err := loadOne(ctx, w.tx, def, strings.Join(conds, " AND ")+" AND NOT t.deleted", args...)
+	if err != nil || cur == nil {
+		return nil, "", err
+	}
+	return cur, cur.rec.String("id"), nil
+}
+
+func loadOne(ctx context.Context, tx *sqlx.Tx, def *jiaoliu.Entity, where string, args ...any) (*current, error) {
+	cols := make([]string, 0, len(def.Fields)+5)
+	cols = append(cols, "t.id::text", "t.field_hlc", "t.deleted", "t.version", "coalesce(l.scopes, '{}')")
+	for _, f := range def.Fields {
+		cols = append(cols, "t."+f.Column())
+	}
+	q := fmt.Sprintf(`SELECT %s FROM %s t LEFT JOIN sync_log l ON l.entity = '%s' AND l.id = t.id WHERE %s FOR UPDATE OF t`,
+		strings.Join(cols, ", "), def.Table, def.Name, where)
+	row := tx.QueryRowxContext(ctx, q, args...)
+	var (
+		id      string
+		clock   []byte
+		cur     current
+		holders = scanHolders(def)
+	)
+	dest := append([]any{&id, &clock, &cur.deleted, &cur.version, pq.Array(&cur.scopes)}, holders...)
+	if err := row.Scan(dest...); errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("load %s: %w", def.Name, err)
+	}
+	cur.rec = recordFrom(def, holders)
+	cur.rec["id"] = id
+	cur.clock = map[string]string{}
+	if err := json.Unmarshal(clock, &cur.clock); err != nil {
+		return nil, fmt.Errorf("load %s clock: %w", def.Name, err)
+	}
+	return &cur, nil
+}
+
+// log moves the record to the end of the change log, recomputes who may read it, and
+// returns its scope tokens.
+func (w *writer) log(ctx context.Context, def *jiaoliu.Entity, id string, version int64, deleted bool) ([]string, error) {
+	var scopes []string
+	err := w.tx.GetContext(ctx, pq.Array(&scopes), `INSERT INTO sync_log (entity, id, seq, deleted, scopes)
+		VALUES ($1, $2, $3, $4, scope_tokens($1, $2))
+		ON CONFLICT (entity, id) DO UPDATE SET seq = excluded.seq, txid = pg_current_xact_id(), deleted = excluded.deleted, scopes = excluded.scopes
+		RETURNING scopes`, def.Name, id, version, deleted)
+	if err != nil {
+		return nil, fmt.Errorf("change log: %w", err)
+	}
+	w.markChanged(scopes)
+	return scopes, nil
+}
+
+func (w *writer) markChanged(scopes []string) {
+	if w.changed == nil {
+		w.changed = map[string]bool{}
+	}
+	for _, t := range scopes {
+		if !strings.HasPrefix(t, "w:") {
+			w.changed[t] = true
+		}
+	}
+}
+
+// refreshRelated recomputes the scope of records whose readers depend on this one: a
+// teacher's record is read by the schools of their exchanges and by their mentoring
+// partners, and the children of an exchange or pair follow its schools. A record whose
+// scope changed moves to the end of the log so that its new readers pull it.
+func (w *writer) refreshRelated(ctx context.Context, def *jiaoliu.Entity, rec, old jiaoliu.Record) error {
+	var q string
+	var args []any
+	switch def.Name {
+	case "exchange":
+		q = `(entity = 'teacher' AND id = $1) OR (entity IN ('lesson', 'researchActivity', 'attendance', 'semesterReport', 'evaluation', 'observation') AND id IN (
+				SELECT id FROM lessons WHERE exchange_id = $2 UNION ALL SELECT id FROM research_activities WHERE exchange_id = $2
+				UNION ALL SELECT id FROM attendance WHERE exchange_id = $2 UNION ALL SELECT id FROM semester_reports WHERE exchange_id = $2
+				UNION ALL SELECT id FROM evaluations WHERE exchange_id = $2 UNION ALL SELECT id FROM observations WHERE exchange_id = $2))`
+		args = []any{rec.String("teacherId"), rec.String("id")}
+		if old != nil && old.String("sendingSchoolId") == rec.String("sendingSchoolId") &&
+			old.String("receivingSchoolId") == rec.String("receivingSchoolId") && old.String("status") == rec.String("status") {
+			return nil
+		}
+	case "mentoringPair":
+		q = `(entity = 'teacher' AND id IN ($1, $2)) OR (entity = 'mentoringActivity' AND id IN (SELECT id FROM mentoring_activities WHERE pair_id = $3))`
+		args = []any{rec.String("mentorId"), rec.String("menteeId"), rec.String("id")}
+	case "teacher":
+		if old == nil || old.String("schoolId") == rec.String("schoolId") {
+			return nil
+		}
+		q = `(entity IN ('deferral', 'schoolStint') AND id IN (SELECT id FROM deferrals WHERE teacher_id = $1 UNION ALL SELECT id FROM school_stints WHERE teacher_id = $1))
+			OR (entity = 'mentoringPair' AND id IN (SELECT id FROM mentoring_pairs WHERE mentor_id = $1 OR mentee_id = $1))`
+		args = []any{rec.String("id")}
+	default:
+		return nil
+	}
+	rows, err := w.tx.QueryxContext(ctx, `WITH fresh AS (
+			SELECT entity, id, scope_tokens(entity, id) AS scopes FROM sync_log WHERE `+q+`)
+		UPDATE sync_log l SET scopes = fresh.scopes, seq = nextval('change_seq'), txid = pg_current_xact_id()
+		FROM fresh WHERE l.entity = fresh.entity AND l.id = fresh.id AND l.scopes <> fresh.scopes
+		RETURNING l.scopes`, args...)
+	if err != nil {
+		return fmt.Errorf("refresh related scopes: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var scopes []string
+		if err := rows.Scan(pq.Array(&scopes)); err != nil {
+			return fmt.Errorf("refresh related scopes: %w", err)
+		}
+		w.markChanged(scopes)
+	}
+	return rows.Err()
+}
+
+func (w *writer) conflict(ctx context.Context, def *jiaoliu.Entity, op jiaoliu.Op, id, field string, before *current, lostValue any) error {
+	kept, _ := json.Marshal(before.rec[field])
+	lost, _ := json.Marshal(lostValue)
+	_, err := w.tx.ExecContext(ctx, `INSERT INTO sync_conflicts (entity, record_id, field, kept_value, kept_hlc, lost_value, lost_hlc, lost_op_id, lost_device_id, lost_user_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		def.Name, id, field, kept, before.clock[field], lost, op.HLC, op.OpID, nullID(w.actor.DeviceID), nullID(w.actor.UserID))
+	if err != nil {
+		return fmt.Errorf("record conflict: %w", err)
+	}
+	return nil
+}
+
+func (w *writer) audit(ctx context.Context, def *jiaoliu.Entity, op jiaoliu.Op, id, action string, changes map[string]any, scopes []string) error {
+	raw, err := json.Marshal(changes)
+	if err != nil {
+		return fmt.Errorf("encode audit: %w", err)
+	}
+	_, err = w.tx.ExecContext(ctx, `INSERT INTO audit_log (user_id, username, device_id, session_id, entity, record_id, op_id, action, changes, scopes)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		nullID(w.actor.UserID), w.actor.Username, nullID(w.actor.DeviceID), w.actor.SessionID, def.Name, id, op.OpID, action, raw, pq.Array(scopes))
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	return nil
+}
+
+// mayWriteEntity checks the actor's role against the kind of record.
+func (w *writer) mayWriteEntity(def *jiaoliu.Entity) error {
+	a := w.actor
+	switch {
+	case a.System:
+		return nil
+	case a.Role == jiaoliu.RoleDistrictAdmin:
+		return nil
+	case a.Role == jiaoliu.RoleSchoolAdmin && !adminOnlyEntities[def.Name]:
+		return nil
+	case a.Role == jiaoliu.RoleTeacher && def.DeviceWritable:
+		return nil
+	}
+	return jiaoliu.Errorf(jiaoliu.EFORBIDDEN, "your role cannot change a %s", def.Name)
+}
+
+// mayWrite checks that a record is inside the actor's write scope, before the change
+// (scopes before) or after it (scopes after): nobody moves a record into or out of
+// someone else's scope.
+func (w *writer) mayWrite(def *jiaoliu.Entity, before, after []string) error {
+	a := w.actor
+	if a.System {
+		return nil
+	}
+	var token string
+	switch a.Role {
+	case jiaoliu.RoleDistrictAdmin:
+		token = "d:" + a.DistrictID
+	case jiaoliu.RoleSchoolAdmin:
+		token = "s:" + a.SchoolID
+	case jiaoliu.RoleTeacher:
+		token = "w:" + a.TeacherID
+	}
+	for _, scopes := range [][]string{before, after} {
+		if scopes != nil && !slices.Contains(scopes, token) {
+			return jiaoliu.Errorf(jiaoliu.EFORBIDDEN, "this %s is outside what you may change", def.Name)
+		}
+	}
+	return nil
+}
+
+func (w *writer) canRead(scopes []string) bool {
+	if w.actor.System {
+		return true
+	}
+	for _, t := range w.readTokens {
+		if slices.Contains(scopes, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// domainError returns err as a domain error if it is one (or a constraint violation
+// mapped to one), or nil for infrastructure errors.
+func domainError(err error) error {
+	var de *jiaoliu.Error
+	if errors.As(err, &de) {
+		return de
+	}
+	return nil
+}
+
+// constraintError maps PostgreSQL constraint violations to domain errors: a foreign key
+// to MISSING_REFERENCE on the field, a check to INVALID, a finalized evaluation to LOCKED.
+func constraintError(def *jiaoliu.Entity, err error) error {
+	var pe *pq.Error
+	if !errors.As(err, &pe) {
+		return fmt.Errorf("write %s: %w", def.Name, err)
+	}
+	field := fieldOfConstraint(def, pe.Constraint)
+	switch pe.Code {
+	case "23503":
+		return &jiaoliu.Error{Code: jiaoliu.EMISSINGREF, Message: fmt.Sprintf("%s refers to a record the server does not know", field),
+			Fields: map[string]string{field: "refers to an unknown record"}}
+	case "23514", "23502", "22007", "22008":
+		return &jiaoliu.Error{Code: jiaoliu.EINVALID, Message: "invalid input", Fields: map[string]string{field: "violates rule " + pe.Constraint}}
+	case "23505":
+		return &jiaoliu.Error{Code: jiaoliu.ECONFLICT, Message: fmt.Sprintf("a %s with the same key already exists", def.Name)}
+	case "P0001":
+		if pe.Hint == "locked" {
+			return jiaoliu.Errorf(jiaoliu.ELOCKED, "the %s is finalized and cannot change", def.Name)
+		}
+	}
+	return fmt.Errorf("write %s: %w", def.Name, err)
+}
+
+func fieldOfConstraint(def *jiaoliu.Entity, constraint string) string {
+	for _, f := range def.Fields {
+		if strings.Contains(constraint, "_"+f.Column()+"_") || strings.HasSuffix(constraint, "_"+f.Column()) {
+			return f.Name
+		}
+	}
+	return "record"
+}
+
+func clockJSON(clock map[string]string) string {
+	b, _ := json.Marshal(clock)
+	return string(b)
+}
+
+func nullID(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range s {
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+				return false
+			}
+		}
+	}
+	return true
+}
