@@ -121,7 +121,7 @@ func (e *Entity) Parse(raw map[string]any) (Record, error) {
 			fe.Add(name, fmt.Sprintf("unknown field of %s", e.Name))
 			continue
 		}
-		val, err := f.parse(v)
+		val, err := f.Parse(v)
 		if err != nil {
 			fe.Add(name, err.Error())
 			continue
@@ -176,7 +176,8 @@ func (f Field) zero() any {
 	return ""
 }
 
-func (f Field) parse(v any) (any, error) {
+// Parse converts one raw value to the field's canonical value.
+func (f Field) Parse(v any) (any, error) {
 	if v == nil {
 		if f.Nullable || f.Kind == KindString || f.Kind == KindText {
 			if f.Nullable {

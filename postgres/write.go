@@ -200,7 +200,7 @@ func (w *writer) reject(ctx context.Context, op jiaoliu.Op, res jiaoliu.OpResult
 	if res.Fields == nil {
 		fields = []byte("{}")
 	}
-	var scopes []string
+	scopes := []string{}
 	if isUUID(op.ID) && jiaoliu.Entities[op.Entity] != nil {
 		// Admins of the record's scope see the rejection; so does its author.
 		if err := w.tx.GetContext(ctx, pq.Array(&scopes), `SELECT coalesce((SELECT scopes FROM sync_log WHERE entity = $1 AND id = $2), '{}')`, op.Entity, op.ID); err != nil {
@@ -342,6 +342,7 @@ func (w *writer) create(ctx context.Context, def *jiaoliu.Entity, op jiaoliu.Op,
 	if err := w.audit(ctx, def, op, op.ID, "CREATE", changes, after); err != nil {
 		return jiaoliu.OpResult{}, err
 	}
+	rec["id"] = op.ID
 	if err := w.refreshRelated(ctx, def, rec, nil); err != nil {
 		return jiaoliu.OpResult{}, err
 	}

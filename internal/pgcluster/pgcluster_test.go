@@ -32,6 +32,7 @@ func TestCluster(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	dir := t.TempDir()
+	outer := t // clusters started in subtests must outlive them
 
 	c := MustStart(t, dir)
 	db := MustOpen(t, c, "postgres")
@@ -57,7 +58,7 @@ func TestCluster(t *testing.T) {
 	})
 
 	t.Run("DataPersistsAcrossStart", func(t *testing.T) {
-		c = MustStart(t, dir)
+		c = MustStart(outer, dir)
 		MustHaveRow(t, c, "before stop")
 	})
 
@@ -77,7 +78,7 @@ func TestCluster(t *testing.T) {
 		if err := c.Stop(); err != nil {
 			t.Fatalf("Stop after Kill: %v", err)
 		}
-		c = MustStart(t, dir)
+		c = MustStart(outer, dir)
 		MustHaveRow(t, c, "before stop")
 	})
 

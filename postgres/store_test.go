@@ -1,0 +1,299 @@
+package postgres_test
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
+
+	"github.com/jiaoliu/jiaoliu"
+	"github.com/jiaoliu/jiaoliu/internal/pgtest"
+	"github.com/jiaoliu/jiaoliu/postgres"
+	"github.com/jiaoliu/jiaoliu/sync/hlc"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m, postgres.Migrate)) }
+
+// fixture is a small world: one district, two schools, a teacher on an exchange.
+type fixture struct {
+	store                    *postgres.Store
+	db                       *sqlx.DB
+	district, urban, rural   string
+	teacher, other, exchange string
+}
+
+func sys() context.Context {
+	return jiaoliu.NewContextWithActor(context.Background(), jiaoliu.SystemActor)
+}
+
+func newID() string { return uuid.NewString() }
+
+var tick int64
+
+// hlcAt returns an HLC at wall ms w from node n.
+func hlcAt(w int64, n string) string {
+	return hlc.Timestamp{Wall: w, Node: n}.String()
+}
+
+func nextHLC() string { tick++; return hlcAt(1767225600000+tick, "test") }
+
+func upsert(entity, id string, fields map[string]any) jiaoliu.Op {
+	return jiaoliu.Op{OpID: newID(), Kind: jiaoliu.OpUpsert, Entity: entity, ID: id, HLC: nextHLC(), Fields: fields}
+}
+
+// MustApply applies ops atomically and fails the test on error.
+func MustApply(tb testing.TB, ctx context.Context, s *postgres.Store, ops ...jiaoliu.Op) []jiaoliu.OpResult {
+	tb.Helper()
+	res, err := s.Apply(ctx, jiaoliu.Batch{Ops: ops, Atomic: true})
+	if err != nil {
+		tb.Fatalf("apply: %v", err)
+	}
+	return res
+}
+
+func newFixture(tb testing.TB) *fixture {
+	tb.Helper()
+	db := pgtest.NewDB(tb)
+	f := &fixture{store: postgres.NewStore(db, hlc.NewClock("server"), nil), db: db,
+		district: newID(), urban: newID(), rural: newID(), teacher: newID(), other: newID(), exchange: newID()}
+	MustApply(tb, sys(), f.store,
+		upsert("district", f.district, map[string]any{"name": "新密市"}),
+		upsert("school", f.urban, map[string]any{"districtId": f.district, "name": "双河五小", "locality": "URBAN", "tier": "QUALITY"}),
+		upsert("school", f.rural, map[string]any{"districtId": f.district, "name": "曹河教学点", "locality": "TEACHING_POINT", "tier": "WEAK"}),
+		upsert("teacher", f.teacher, map[string]any{"name": "王芳", "gender": "FEMALE", "birthDate": "1985-03-02", "schoolId": f.urban, "joinedSchoolOn": "2015-09-01"}),
+		upsert("teacher", f.other, map[string]any{"name": "李强", "gender": "MALE", "birthDate": "1980-01-02", "schoolId": f.rural, "joinedSchoolOn": "2010-09-01"}),
+		upsert("exchange", f.exchange, map[string]any{"teacherId": f.teacher, "sendingSchoolId": f.urban, "receivingSchoolId": f.rural,
+			"mode": "FULL_TIME", "academicYear": "2026-2027", "plannedStart": "2026-09-01", "plannedEnd": "2027-07-15", "status": "APPROVED"}),
+	)
+	return f
+}
+
+func lessonFields(f *fixture, date string, period int) map[string]any {
+	return map[string]any{"exchangeId": f.exchange, "date": date, "period": float64(period), "subject": "数学", "kind": "REGULAR"}
+}
+
+func TestApplyCreatesAndReads(t *testing.T) {
+	f := newFixture(t)
+	id := newID()
+	res := MustApply(t, sys(), f.store, upsert("lesson", id, lessonFields(f, "2026-10-12", 3)))
+	if got, want := res[0].Status, jiaoliu.StatusApplied; got != want {
+		t.Fatalf("status=%q, want %q", got, want)
+	}
+	l, err := postgres.Get[jiaoliu.Lesson](sys(), f.store, jiaoliu.LessonEntity, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Period != 3 || l.Subject != "数学" || l.Date.String() != "2026-10-12" || l.Kind != jiaoliu.LessonRegular {
+		t.Fatalf("lesson=%+v", l)
+	}
+	if l.Version == 0 {
+		t.Fatal("version not set")
+	}
+}
+
+func TestPerFieldLastWriterWins(t *testing.T) {
+	f := newFixture(t)
+	id := newID()
+	MustApply(t, sys(), f.store, jiaoliu.Op{OpID: newID(), Kind: "upsert", Entity: "lesson", ID: id, HLC: hlcAt(1000_000_000_000, "a"), Fields: lessonFields(f, "2026-10-12", 3)})
+	// Device b edits the topic later; device a edits the topic earlier and the notes later.
+	MustApply(t, sys(), f.store, jiaoliu.Op{OpID: newID(), Kind: "upsert", Entity: "lesson", ID: id, HLC: hlcAt(1000_000_000_300, "b"), Fields: map[string]any{"topic": "分数"}})
+	res := MustApply(t, sys(), f.store, jiaoliu.Op{OpID: newID(), Kind: "upsert", Entity: "lesson", ID: id, HLC: hlcAt(1000_000_000_200, "a"), Fields: map[string]any{"topic": "小数", "notes": "带教具"}})
+	if got := res[0].Lost; len(got) != 1 || got[0] != "topic" {
+		t.Fatalf("lost=%v, want [topic]", got)
+	}
+	l, err := postgres.Get[jiaoliu.Lesson](sys(), f.store, jiaoliu.LessonEntity, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Topic != "分数" || l.Notes != "带教具" {
+		t.Fatalf("topic=%q notes=%q, want 分数 / 带教具", l.Topic, l.Notes)
+	}
+	var n int
+	if err := f.db.Get(&n, `SELECT count(*) FROM sync_conflicts WHERE record_id = $1 AND field = 'topic'`, id); err != nil || n != 1 {
+		t.Fatalf("conflicts=%d err=%v, want 1", n, err)
+	}
+}
+
+func TestNaturalKeyMerge(t *testing.T) {
+	f := newFixture(t)
+	first, second := newID(), newID()
+	MustApply(t, sys(), f.store, upsert("attendance", first, map[string]any{"exchangeId": f.exchange, "date": "2026-10-12", "status": "PRESENT"}))
+	res := MustApply(t, sys(), f.store, upsert("attendance", second, map[string]any{"exchangeId": f.exchange, "date": "2026-10-12", "status": "SICK"}))
+	if res[0].Status != jiaoliu.StatusMerged || res[0].CanonicalID != first {
+		t.Fatalf("result=%+v, want merged into %s", res[0], first)
+	}
+	a, err := postgres.Get[jiaoliu.Attendance](sys(), f.store, jiaoliu.AttendanceEntity, first)
+	if err != nil || a.Status != jiaoliu.AttendanceSick {
+		t.Fatalf("attendance=%+v err=%v, want SICK", a, err)
+	}
+}
+
+func TestIdempotentOps(t *testing.T) {
+	f := newFixture(t)
+	op := upsert("lesson", newID(), lessonFields(f, "2026-10-13", 1))
+	ctx := sys()
+	r1, err := f.store.Apply(ctx, jiaoliu.Batch{Ops: []jiaoliu.Op{op}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := f.store.Apply(ctx, jiaoliu.Batch{Ops: []jiaoliu.Op{op}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r2[0].Duplicate || r2[0].Version != r1[0].Version || r2[0].Status != r1[0].Status {
+		t.Fatalf("second=%+v, want duplicate of %+v", r2[0], r1[0])
+	}
+	var n int
+	if err := f.db.Get(&n, `SELECT count(*) FROM audit_log WHERE entity = 'lesson'`); err != nil || n != 1 {
+		t.Fatalf("audit rows=%d err=%v, want 1", n, err)
+	}
+}
+
+func TestRejectionsAreStoredAndDoNotStopTheBatch(t *testing.T) {
+	f := newFixture(t)
+	bad := upsert("lesson", newID(), lessonFields(f, "2026-10-14", 13))
+	missing := upsert("lesson", newID(), map[string]any{"exchangeId": newID(), "date": "2026-10-14", "period": 1.0, "subject": "语文", "kind": "REGULAR"})
+	unknown := upsert("spaceship", newID(), map[string]any{"x": 1})
+	good := upsert("lesson", newID(), lessonFields(f, "2026-10-14", 2))
+	res, err := f.store.Apply(sys(), jiaoliu.Batch{Ops: []jiaoliu.Op{bad, missing, unknown, good}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"validation_failed", "missing_reference", "unknown_entity", ""}
+	for i, r := range res {
+		if r.Code != want[i] {
+			t.Fatalf("result %d=%+v, want code %q", i, r, want[i])
+		}
+	}
+	if res[0].Fields["period"] != "must be 1..12" {
+		t.Fatalf("fields=%v", res[0].Fields)
+	}
+	var n int
+	if err := f.db.Get(&n, `SELECT count(*) FROM sync_rejections`); err != nil || n != 3 {
+		t.Fatalf("stored rejections=%d err=%v, want 3", n, err)
+	}
+}
+
+func TestAtomicBatchWritesNothingOnError(t *testing.T) {
+	f := newFixture(t)
+	_, err := f.store.Apply(sys(), jiaoliu.Batch{Atomic: true, Ops: []jiaoliu.Op{
+		upsert("lesson", newID(), lessonFields(f, "2026-10-15", 1)),
+		upsert("lesson", newID(), lessonFields(f, "2026-10-15", 0)),
+	}})
+	if jiaoliu.ErrorCode(err) != jiaoliu.EINVALID {
+		t.Fatalf("err=%v, want INVALID", err)
+	}
+	var n int
+	if err := f.db.Get(&n, `SELECT count(*) FROM lessons`); err != nil || n != 0 {
+		t.Fatalf("lessons=%d err=%v, want 0", n, err)
+	}
+}
+
+func TestTombstoneKeepsLateEdits(t *testing.T) {
+	f := newFixture(t)
+	id := newID()
+	MustApply(t, sys(), f.store, upsert("lesson", id, lessonFields(f, "2026-10-16", 1)))
+	MustApply(t, sys(), f.store, jiaoliu.Op{OpID: newID(), Kind: "delete", Entity: "lesson", ID: id, HLC: nextHLC()})
+	MustApply(t, sys(), f.store, upsert("lesson", id, map[string]any{"topic": "迟到的修改"}))
+	var row struct {
+		Deleted bool   `db:"deleted"`
+		Topic   string `db:"topic"`
+	}
+	if err := f.db.Get(&row, `SELECT deleted, topic FROM lessons WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	if !row.Deleted || row.Topic != "迟到的修改" {
+		t.Fatalf("row=%+v, want deleted with the late topic", row)
+	}
+}
+
+func TestExchangeStatusWorkflow(t *testing.T) {
+	f := newFixture(t)
+	_, err := f.store.Apply(sys(), jiaoliu.Batch{Atomic: true, Ops: []jiaoliu.Op{upsert("exchange", f.exchange, map[string]any{"status": "COMPLETED"})}})
+	if got := jiaoliu.ErrorFields(err)["status"]; got == "" {
+		t.Fatalf("err=%v, want a status field error", err)
+	}
+	_, err = f.store.Apply(sys(), jiaoliu.Batch{Atomic: true, Ops: []jiaoliu.Op{upsert("exchange", f.exchange, map[string]any{"status": "PUBLISHED"})}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.store.Apply(sys(), jiaoliu.Batch{Atomic: true, Ops: []jiaoliu.Op{upsert("exchange", f.exchange, map[string]any{"status": "ACTIVE"})}})
+	if got := jiaoliu.ErrorFields(err)["reportedOn"]; got == "" {
+		t.Fatalf("err=%v, want reportedOn required for ACTIVE", err)
+	}
+}
+
+func TestFinalizedEvaluationIsLocked(t *testing.T) {
+	f := newFixture(t)
+	id := newID()
+	MustApply(t, sys(), f.store, upsert("evaluation", id, map[string]any{"exchangeId": f.exchange, "period": "SEMESTER", "term": "2026-2027-1",
+		"evaluatorSchoolId": f.rural, "grade": "QUALIFIED", "finalized": true}))
+	_, err := f.store.Apply(sys(), jiaoliu.Batch{Ops: []jiaoliu.Op{upsert("evaluation", id, map[string]any{"grade": "EXCELLENT"})}, Atomic: true})
+	if jiaoliu.ErrorCode(err) != jiaoliu.ELOCKED {
+		t.Fatalf("err=%v, want LOCKED", err)
+	}
+}
+
+func TestTeacherScope(t *testing.T) {
+	f := newFixture(t)
+	teacher := jiaoliu.NewContextWithActor(context.Background(), &jiaoliu.Actor{UserID: newID(), Role: jiaoliu.RoleTeacher, TeacherID: f.teacher})
+	other := jiaoliu.NewContextWithActor(context.Background(), &jiaoliu.Actor{UserID: newID(), Role: jiaoliu.RoleTeacher, TeacherID: f.other})
+	id := newID()
+	MustApply(t, teacher, f.store, upsert("lesson", id, lessonFields(f, "2026-10-20", 1)))
+	if _, err := postgres.Get[jiaoliu.Lesson](other, f.store, jiaoliu.LessonEntity, id); jiaoliu.ErrorCode(err) != jiaoliu.ENOTFOUND {
+		t.Fatalf("other teacher reading: err=%v, want NOT_FOUND", err)
+	}
+	res, err := f.store.Apply(other, jiaoliu.Batch{Ops: []jiaoliu.Op{upsert("lesson", id, map[string]any{"topic": "x"})}})
+	if err != nil || res[0].Code != jiaoliu.RejectMissingRef {
+		t.Fatalf("other teacher writing: res=%+v err=%v, want missing_reference", res, err)
+	}
+	res, err = f.store.Apply(other, jiaoliu.Batch{Ops: []jiaoliu.Op{upsert("lesson", newID(), lessonFields(f, "2026-10-21", 1))}})
+	if err != nil || res[0].Code != jiaoliu.RejectForbidden {
+		t.Fatalf("lesson on another's exchange: res=%+v err=%v, want forbidden", res, err)
+	}
+	page, err := postgres.List[jiaoliu.Exchange](teacher, f.store, jiaoliu.ExchangeEntity, jiaoliu.ListQuery{})
+	if err != nil || len(page.Items) != 1 {
+		t.Fatalf("own exchanges=%d err=%v, want 1", len(page.Items), err)
+	}
+	if _, err := f.store.Apply(teacher, jiaoliu.Batch{Atomic: true, Ops: []jiaoliu.Op{upsert("exchange", f.exchange, map[string]any{"note": "x"})}}); jiaoliu.ErrorCode(err) != jiaoliu.EFORBIDDEN {
+		t.Fatalf("teacher editing exchange: err=%v, want FORBIDDEN", err)
+	}
+}
+
+func TestListPagination(t *testing.T) {
+	f := newFixture(t)
+	var ops []jiaoliu.Op
+	for d := 1; d <= 9; d++ {
+		for p := 1; p <= 3; p++ {
+			ops = append(ops, upsert("lesson", newID(), lessonFields(f, "2026-10-0"+string(rune('0'+d)), p)))
+		}
+	}
+	MustApply(t, sys(), f.store, ops...)
+	seen := map[string]bool{}
+	after := ""
+	for pages := 0; ; pages++ {
+		page, err := postgres.List[jiaoliu.Lesson](sys(), f.store, jiaoliu.LessonEntity, jiaoliu.ListQuery{First: 4, After: after, WithTotal: true,
+			Filter: jiaoliu.Filter{SchoolID: f.rural}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if page.TotalCount != 27 {
+			t.Fatalf("total=%d, want 27", page.TotalCount)
+		}
+		for _, l := range page.Items {
+			if seen[l.ID] {
+				t.Fatalf("lesson %s seen twice", l.ID)
+			}
+			seen[l.ID] = true
+		}
+		if !page.HasNext {
+			break
+		}
+		after = page.Cursors[len(page.Cursors)-1]
+	}
+	if len(seen) != 27 {
+		t.Fatalf("seen=%d, want 27", len(seen))
+	}
+}
