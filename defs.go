@@ -7,33 +7,33 @@ import (
 
 func num(f float64) *float64 { return &f }
 
-func str(name string, required bool) Field {
-	return Field{Name: name, Kind: KindString, Required: required}
+func str(name string, required bool) FieldDef {
+	return FieldDef{Name: name, Kind: KindString, Required: required}
 }
-func text(name string) Field { return Field{Name: name, Kind: KindText} }
-func date(name string, required bool) Field {
-	return Field{Name: name, Kind: KindDate, Required: required, Nullable: !required}
+func text(name string) FieldDef { return FieldDef{Name: name, Kind: KindText} }
+func date(name string, required bool) FieldDef {
+	return FieldDef{Name: name, Kind: KindDate, Required: required, Nullable: !required}
 }
-func ref(name, entity string, required bool) Field {
-	return Field{Name: name, Kind: KindID, Ref: entity, Required: required, Nullable: !required}
+func ref(name, entity string, required bool) FieldDef {
+	return FieldDef{Name: name, Kind: KindID, Ref: entity, Required: required, Nullable: !required}
 }
-func enum(name, enum string, required bool) Field {
-	return Field{Name: name, Kind: KindEnum, Enum: enum, Required: required}
+func enum(name, enum string, required bool) FieldDef {
+	return FieldDef{Name: name, Kind: KindEnum, Enum: enum, Required: required}
 }
-func optEnum(name, enum string) Field {
-	return Field{Name: name, Kind: KindEnum, Enum: enum, Nullable: true}
+func optEnum(name, enum string) FieldDef {
+	return FieldDef{Name: name, Kind: KindEnum, Enum: enum, Nullable: true}
 }
-func boolean(name string) Field { return Field{Name: name, Kind: KindBool} }
-func integer(name string, required bool, lo, hi float64) Field {
-	return Field{Name: name, Kind: KindInt, Required: required, Min: num(lo), Max: num(hi)}
+func boolean(name string) FieldDef { return FieldDef{Name: name, Kind: KindBool} }
+func integer(name string, required bool, lo, hi float64) FieldDef {
+	return FieldDef{Name: name, Kind: KindInt, Required: required, Min: num(lo), Max: num(hi)}
 }
-func optInt(name string, lo, hi float64) Field {
-	return Field{Name: name, Kind: KindInt, Nullable: true, Min: num(lo), Max: num(hi)}
+func optInt(name string, lo, hi float64) FieldDef {
+	return FieldDef{Name: name, Kind: KindInt, Nullable: true, Min: num(lo), Max: num(hi)}
 }
-func float(name string, lo, hi float64) Field {
-	return Field{Name: name, Kind: KindFloat, Min: num(lo), Max: num(hi)}
+func float(name string, lo, hi float64) FieldDef {
+	return FieldDef{Name: name, Kind: KindFloat, Min: num(lo), Max: num(hi)}
 }
-func list(name string) Field { return Field{Name: name, Kind: KindStrings} }
+func list(name string) FieldDef { return FieldDef{Name: name, Kind: KindStrings} }
 
 // Entities lists every entity of the write path, keyed by sync name. The order of
 // EntityOrder is the order in which parents precede children.
@@ -61,19 +61,19 @@ func EntityByType(typ string) *Entity {
 // The entities of the domain.
 var (
 	DistrictEntity = register(&Entity{Name: "district", Type: "District", Table: "districts",
-		Fields:   []Field{str("name", true), str("code", false), str("province", false)},
+		Fields:   []FieldDef{str("name", true), str("code", false), str("province", false)},
 		Validate: func(old, r Record, fe FieldErrors) error { return nil }})
 
 	ZoneEntity = register(&Entity{Name: "zone", Type: "Zone", Table: "zones",
-		Fields:   []Field{ref("districtId", "district", true), str("name", true)},
+		Fields:   []FieldDef{ref("districtId", "district", true), str("name", true)},
 		Validate: func(old, r Record, fe FieldErrors) error { return immutable(old, r, fe, "districtId") }})
 
 	SchoolGroupEntity = register(&Entity{Name: "schoolGroup", Type: "SchoolGroup", Table: "school_groups",
-		Fields:   []Field{ref("districtId", "district", true), str("name", true), ref("mainSchoolId", "school", false)},
+		Fields:   []FieldDef{ref("districtId", "district", true), str("name", true), ref("mainSchoolId", "school", false)},
 		Validate: func(old, r Record, fe FieldErrors) error { return immutable(old, r, fe, "districtId") }})
 
 	SchoolEntity = register(&Entity{Name: "school", Type: "School", Table: "schools",
-		Fields: []Field{
+		Fields: []FieldDef{
 			ref("districtId", "district", true), ref("zoneId", "zone", false), ref("groupId", "schoolGroup", false),
 			str("name", true), enum("locality", "Locality", true), enum("tier", "Tier", true),
 			date("tierAssessedOn", false), boolean("remote"), boolean("centreSchool"),
@@ -82,7 +82,7 @@ var (
 		Validate: func(old, r Record, fe FieldErrors) error { return immutable(old, r, fe, "districtId") }})
 
 	TeacherEntity = register(&Entity{Name: "teacher", Type: "Teacher", Table: "teachers",
-		Fields: []Field{
+		Fields: []FieldDef{
 			str("name", true), enum("gender", "Gender", true), date("birthDate", true), boolean("employed"),
 			enum("position", "Position", false), enum("title", "Title", false), enum("backboneLevel", "BackboneLevel", false),
 			list("honors"), list("subjects"), ref("schoolId", "school", true), date("joinedSchoolOn", true),
@@ -91,7 +91,7 @@ var (
 		Validate: validateTeacher})
 
 	SchoolStintEntity = register(&Entity{Name: "schoolStint", Type: "SchoolStint", Table: "school_stints",
-		Fields: []Field{ref("teacherId", "teacher", true), ref("schoolId", "school", true),
+		Fields: []FieldDef{ref("teacherId", "teacher", true), ref("schoolId", "school", true),
 			date("startDate", true), date("endDate", false), text("note")},
 		Validate: func(old, r Record, fe FieldErrors) error {
 			dateOrder(r, fe, "startDate", "endDate")
@@ -99,12 +99,12 @@ var (
 		}})
 
 	DeferralEntity = register(&Entity{Name: "deferral", Type: "Deferral", Table: "deferrals",
-		Fields: []Field{ref("teacherId", "teacher", true), enum("reason", "DeferralReason", true),
+		Fields: []FieldDef{ref("teacherId", "teacher", true), enum("reason", "DeferralReason", true),
 			date("startsOn", true), date("expiresOn", true), boolean("approved"), str("certificate", false), text("note")},
 		Validate: validateDeferral})
 
 	ExchangeEntity = register(&Entity{Name: "exchange", Type: "Exchange", Table: "exchanges",
-		Fields: []Field{
+		Fields: []FieldDef{
 			ref("teacherId", "teacher", true), ref("sendingSchoolId", "school", true), ref("receivingSchoolId", "school", true),
 			enum("mode", "ExchangeMode", true), str("academicYear", true), date("plannedStart", true), date("plannedEnd", true),
 			date("reportedOn", false), enum("status", "ExchangeStatus", false), boolean("volunteer"),
@@ -115,7 +115,7 @@ var (
 
 	LessonEntity = register(&Entity{Name: "lesson", Type: "Lesson", Table: "lessons", DeviceWritable: true,
 		NaturalKey: []string{"exchangeId", "date", "period"},
-		Fields: []Field{
+		Fields: []FieldDef{
 			ref("exchangeId", "exchange", true), ref("schoolId", "school", false), date("date", true),
 			integer("period", true, 1, 12), str("gradeLevel", false), str("className", false), str("subject", true),
 			enum("kind", "LessonKind", true), optEnum("openLevel", "OpenLevel"), str("topic", false),
@@ -124,7 +124,7 @@ var (
 		Validate: validateLesson})
 
 	ObservationEntity = register(&Entity{Name: "observation", Type: "Observation", Table: "observations", DeviceWritable: true,
-		Fields: []Field{
+		Fields: []FieldDef{
 			ref("observerId", "teacher", false), ref("observedTeacherId", "teacher", true), ref("exchangeId", "exchange", false),
 			ref("lessonId", "lesson", false), date("date", true), str("subject", false), boolean("critique"),
 			text("comments"), optInt("rating", 1, 5),
@@ -137,18 +137,18 @@ var (
 		}})
 
 	ResearchActivityEntity = register(&Entity{Name: "researchActivity", Type: "ResearchActivity", Table: "research_activities", DeviceWritable: true,
-		Fields: []Field{ref("exchangeId", "exchange", true), date("date", true), enum("kind", "ResearchKind", true),
+		Fields: []FieldDef{ref("exchangeId", "exchange", true), date("date", true), enum("kind", "ResearchKind", true),
 			str("topic", false), text("notes")},
 		Validate: func(old, r Record, fe FieldErrors) error { return immutable(old, r, fe, "exchangeId") }})
 
 	AttendanceEntity = register(&Entity{Name: "attendance", Type: "Attendance", Table: "attendance", DeviceWritable: true,
 		NaturalKey: []string{"exchangeId", "date"},
-		Fields: []Field{ref("exchangeId", "exchange", true), date("date", true),
+		Fields: []FieldDef{ref("exchangeId", "exchange", true), date("date", true),
 			enum("status", "AttendanceStatus", true), str("note", false)},
 		Validate: func(old, r Record, fe FieldErrors) error { return immutable(old, r, fe, "exchangeId") }})
 
 	MentoringPairEntity = register(&Entity{Name: "mentoringPair", Type: "MentoringPair", Table: "mentoring_pairs", DeviceWritable: true,
-		Fields: []Field{ref("mentorId", "teacher", true), ref("menteeId", "teacher", true), ref("schoolId", "school", false),
+		Fields: []FieldDef{ref("mentorId", "teacher", true), ref("menteeId", "teacher", true), ref("schoolId", "school", false),
 			str("subject", true), str("academicYear", true), text("goals"), enum("status", "PairStatus", false)},
 		Validate: func(old, r Record, fe FieldErrors) error {
 			if r.String("mentorId") == r.String("menteeId") {
@@ -159,12 +159,12 @@ var (
 		}})
 
 	MentoringActivityEntity = register(&Entity{Name: "mentoringActivity", Type: "MentoringActivity", Table: "mentoring_activities", DeviceWritable: true,
-		Fields: []Field{ref("pairId", "mentoringPair", true), date("date", true), enum("kind", "MentoringKind", true),
+		Fields: []FieldDef{ref("pairId", "mentoringPair", true), date("date", true), enum("kind", "MentoringKind", true),
 			text("notes"), ref("recordedById", "teacher", false)},
 		Validate: func(old, r Record, fe FieldErrors) error { return immutable(old, r, fe, "pairId") }})
 
 	EvaluationEntity = register(&Entity{Name: "evaluation", Type: "Evaluation", Table: "evaluations",
-		Fields: []Field{
+		Fields: []FieldDef{
 			ref("exchangeId", "exchange", true), enum("period", "EvaluationPeriod", true), str("term", true),
 			ref("evaluatorSchoolId", "school", true),
 			optEnum("conduct", "Grade"), optEnum("attitude", "Grade"), optEnum("attendanceGrade", "Grade"),
@@ -174,18 +174,18 @@ var (
 		Validate: validateEvaluation})
 
 	SemesterReportEntity = register(&Entity{Name: "semesterReport", Type: "SemesterReport", Table: "semester_reports", DeviceWritable: true,
-		Fields: []Field{ref("exchangeId", "exchange", true), str("term", true), str("title", false),
-			Field{Name: "content", Kind: KindText, Required: true}, date("submittedOn", false)},
+		Fields: []FieldDef{ref("exchangeId", "exchange", true), str("term", true), str("title", false),
+			FieldDef{Name: "content", Kind: KindText, Required: true}, date("submittedOn", false)},
 		Validate: func(old, r Record, fe FieldErrors) error { return immutable(old, r, fe, "exchangeId") }})
 
 	PolicyEntity = register(&Entity{Name: "policy", Type: "Policy", Table: "policies",
 		NaturalKey: []string{"districtId", "academicYear"},
-		Fields: append([]Field{ref("districtId", "district", true), str("academicYear", true), str("preset", false)},
+		Fields: append([]FieldDef{ref("districtId", "district", true), str("academicYear", true), str("preset", false)},
 			policyFields...),
 		Validate: validatePolicy})
 )
 
-var policyFields = []Field{
+var policyFields = []FieldDef{
 	integer("tenureYears", false, 1, 40), integer("cadreTenureYears", false, 1, 40),
 	integer("maleAgeLimit", false, 18, 70), integer("femaleAgeLimit", false, 18, 70),
 	integer("principalMaleAgeLimit", false, 18, 70), integer("principalFemaleAgeLimit", false, 18, 70),

@@ -141,7 +141,7 @@ type Lesson struct {
 // Observation is a lesson observed and possibly critiqued (听课/评课).
 type Observation struct {
 	ID                string  `db:"id" json:"id"`
-	ObserverID        string  `db:"observer_id" json:"observerId"`
+	ObserverID        *string `db:"observer_id" json:"observerId"`
 	ObservedTeacherID string  `db:"observed_teacher_id" json:"observedTeacherId"`
 	ExchangeID        *string `db:"exchange_id" json:"exchangeId"`
 	LessonID          *string `db:"lesson_id" json:"lessonId"`

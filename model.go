@@ -27,8 +27,8 @@ const (
 	KindStrings             // a list of short strings
 )
 
-// Field describes one writable field of an entity.
-type Field struct {
+// FieldDef describes one writable field of an entity.
+type FieldDef struct {
 	Name     string // GraphQL and sync name, e.g. "exchangeId"
 	Kind     Kind
 	Required bool   // must be present (and non-empty) when the record is created
@@ -39,7 +39,7 @@ type Field struct {
 }
 
 // Column returns the database column of the field: its name in snake case.
-func (f Field) Column() string { return SnakeCase(f.Name) }
+func (f FieldDef) Column() string { return SnakeCase(f.Name) }
 
 // Entity describes a kind of record that the write path (GraphQL mutations and sync
 // pushes alike) creates and changes.
@@ -47,7 +47,7 @@ type Entity struct {
 	Name       string   // sync name, e.g. "lesson"
 	Type       string   // GraphQL type name, e.g. "Lesson"
 	Table      string   // database table
-	Fields     []Field  // writable fields
+	Fields     []FieldDef  // writable fields
 	NaturalKey []string // fields that identify a live record besides its id
 	// DeviceWritable says whether a device may push ops for this entity at all; which
 	// records a user may write is decided by the store's scope rules.
@@ -57,13 +57,13 @@ type Entity struct {
 }
 
 // Field returns the field named name.
-func (e *Entity) Field(name string) (Field, bool) {
+func (e *Entity) Field(name string) (FieldDef, bool) {
 	for _, f := range e.Fields {
 		if f.Name == name {
 			return f, true
 		}
 	}
-	return Field{}, false
+	return FieldDef{}, false
 }
 
 // Record is a record's fields by name, with values of canonical Go types: string,
@@ -155,7 +155,7 @@ func (e *Entity) Defaults(rec Record) {
 	}
 }
 
-func (f Field) zero() any {
+func (f FieldDef) zero() any {
 	if f.Nullable {
 		return nil
 	}
@@ -177,7 +177,7 @@ func (f Field) zero() any {
 }
 
 // Parse converts one raw value to the field's canonical value.
-func (f Field) Parse(v any) (any, error) {
+func (f FieldDef) Parse(v any) (any, error) {
 	if v == nil {
 		if f.Nullable || f.Kind == KindString || f.Kind == KindText {
 			if f.Nullable {
@@ -289,7 +289,7 @@ func (f Field) Parse(v any) (any, error) {
 	return nil, fmt.Errorf("unsupported field kind")
 }
 
-func (f Field) checkRange(n float64) error {
+func (f FieldDef) checkRange(n float64) error {
 	switch {
 	case f.Min != nil && f.Max != nil && (n < *f.Min || n > *f.Max):
 		return fmt.Errorf("must be %s..%s", fmtNum(*f.Min), fmtNum(*f.Max))

@@ -279,3 +279,85 @@ func (s *Store) filter(ctx context.Context, def *jiaoliu.Entity, f jiaoliu.Filte
 	}
 	return where, args, fe.Err()
 }
+
+// ChildrenOf returns the live readable records of def whose field (a reference) is one
+// of parentIDs, grouped by parent, each group in the entity's default order: one query
+// for a whole page of parents (the dataloaders' batch function for nested lists).
+func ChildrenOf[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, field string, parentIDs []string) (map[string][]*T, error) {
+	fd, ok := def.Field(field)
+	if !ok {
+		return nil, fmt.Errorf("children of %s: unknown field %s", def.Name, field)
+	}
+	cond, args, err := s.scope(ctx, 2)
+	if err != nil {
+		return nil, err
+	}
+	order := orderOf[def.Name]
+	of, _ := def.Field(order.field)
+	dir := "ASC"
+	if order.desc {
+		dir = "DESC"
+	}
+	q := fmt.Sprintf(`SELECT %s FROM %s t JOIN sync_log l ON l.entity = '%s' AND l.id = t.id
+		WHERE t.%s = ANY($1::uuid[]) AND NOT t.deleted AND %s ORDER BY t.%s %s, t.id`,
+		columns(def), def.Table, def.Name, fd.Column(), cond, of.Column(), dir)
+	rows, err := s.db.QueryxContext(ctx, q, append([]any{pq.Array(parentIDs)}, args...)...)
+	if err != nil {
+		return nil, fmt.Errorf("children of %s: %w", def.Name, err)
+	}
+	defer rows.Close()
+	out := make(map[string][]*T, len(parentIDs))
+	for rows.Next() {
+		v := new(T)
+		if err := rows.StructScan(v); err != nil {
+			return nil, fmt.Errorf("children of %s: %w", def.Name, err)
+		}
+		p := s.fieldText(v, fd.Column())
+		out[p] = append(out[p], v)
+	}
+	return out, rows.Err()
+}
+
+// ExchangeTally counts what has been logged for an exchange.
+type ExchangeTally struct {
+	ExchangeID           string `db:"exchange_id"`
+	Lessons              int    `db:"lessons"`
+	DemonstrationLessons int    `db:"demonstration_lessons"`
+	GuidanceLessons      int    `db:"guidance_lessons"`
+	DeliveredLessons     int    `db:"delivered_lessons"`
+	ResearchActivities   int    `db:"research_activities"`
+	Observations         int    `db:"observations"`
+	Critiques            int    `db:"critiques"`
+	AttendanceDays       int    `db:"attendance_days"`
+	AbsentDays           int    `db:"absent_days"`
+}
+
+// ExchangeTallies counts the live records of each exchange in one query. The caller
+// has already read the exchanges, so their children are in the caller's scope.
+func (s *Store) ExchangeTallies(ctx context.Context, ids []string) (map[string]*ExchangeTally, error) {
+	var rows []*ExchangeTally
+	err := s.db.SelectContext(ctx, &rows, `
+		SELECT x.id AS exchange_id,
+			coalesce(l.n, 0) AS lessons, coalesce(l.demo, 0) AS demonstration_lessons, coalesce(l.guid, 0) AS guidance_lessons,
+			coalesce(l.deliv, 0) AS delivered_lessons, coalesce(r.n, 0) AS research_activities,
+			coalesce(o.n, 0) AS observations, coalesce(o.crit, 0) AS critiques,
+			coalesce(a.n, 0) AS attendance_days, coalesce(a.absent, 0) AS absent_days
+		FROM unnest($1::uuid[]) AS x(id)
+		LEFT JOIN (SELECT exchange_id, count(*) n, count(*) FILTER (WHERE kind = 'DEMONSTRATION') demo,
+				count(*) FILTER (WHERE kind = 'GUIDANCE') guid, count(*) FILTER (WHERE kind = 'DELIVERED') deliv
+			FROM lessons WHERE exchange_id = ANY($1::uuid[]) AND NOT deleted GROUP BY exchange_id) l ON l.exchange_id = x.id
+		LEFT JOIN (SELECT exchange_id, count(*) n FROM research_activities WHERE exchange_id = ANY($1::uuid[]) AND NOT deleted GROUP BY exchange_id) r ON r.exchange_id = x.id
+		LEFT JOIN (SELECT exchange_id, count(*) n, count(*) FILTER (WHERE critique) crit
+			FROM observations WHERE exchange_id = ANY($1::uuid[]) AND NOT deleted GROUP BY exchange_id) o ON o.exchange_id = x.id
+		LEFT JOIN (SELECT exchange_id, count(*) n, count(*) FILTER (WHERE status = 'ABSENT') absent
+			FROM attendance WHERE exchange_id = ANY($1::uuid[]) AND NOT deleted GROUP BY exchange_id) a ON a.exchange_id = x.id`,
+		pq.Array(ids))
+	if err != nil {
+		return nil, fmt.Errorf("exchange tallies: %w", err)
+	}
+	out := make(map[string]*ExchangeTally, len(rows))
+	for _, r := range rows {
+		out[r.ExchangeID] = r
+	}
+	return out, nil
+}

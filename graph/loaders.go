@@ -1,0 +1,120 @@
+package graph
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/graph-gophers/dataloader/v7"
+
+	"github.com/jiaoliu/jiaoliu"
+	"github.com/jiaoliu/jiaoliu/postgres"
+)
+
+// Loaders batch the nested reads of one request: every Exchange.teacher of a page is
+// read in one query, every Teacher.history in another, so a page costs a fixed number
+// of queries however large it is.
+type Loaders struct {
+	store *postgres.Store
+	mu    sync.Mutex
+	m     map[string]any
+}
+
+type loadersKey struct{}
+
+// Middleware gives each request its own loaders (their caches must not outlive it,
+// nor be shared between users with different scopes).
+func Middleware(store *postgres.Store, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := context.WithValue(r.Context(), loadersKey{}, &Loaders{store: store, m: map[string]any{}})
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// WithLoaders returns ctx with fresh loaders (for transports other than HTTP).
+func WithLoaders(ctx context.Context, store *postgres.Store) context.Context {
+	return context.WithValue(ctx, loadersKey{}, &Loaders{store: store, m: map[string]any{}})
+}
+
+func loadersFrom(ctx context.Context) *Loaders {
+	l, _ := ctx.Value(loadersKey{}).(*Loaders)
+	if l == nil {
+		panic("graph: request without loaders (wrap the handler with graph.Middleware)")
+	}
+	return l
+}
+
+const batchWait = 500 * time.Microsecond
+
+func loaderFor[K comparable, V any](ctx context.Context, key string, batch func(ctx context.Context, keys []K) (map[K]V, error)) *dataloader.Loader[K, V] {
+	l := loadersFrom(ctx)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if v, ok := l.m[key]; ok {
+		return v.(*dataloader.Loader[K, V])
+	}
+	fn := func(ctx context.Context, keys []K) []*dataloader.Result[V] {
+		found, err := batch(ctx, keys)
+		out := make([]*dataloader.Result[V], len(keys))
+		for i, k := range keys {
+			out[i] = &dataloader.Result[V]{Data: found[k], Error: err}
+		}
+		return out
+	}
+	ld := dataloader.NewBatchedLoader(fn, dataloader.WithWait[K, V](batchWait), dataloader.WithBatchCapacity[K, V](500))
+	l.m[key] = ld
+	return ld
+}
+
+// byID loads one record by id through the request's batch loader for its entity. A
+// record the caller may not read loads as nil (null in the response).
+func byID[T any](ctx context.Context, def *jiaoliu.Entity, id string) (*T, error) {
+	store := loadersFrom(ctx).store
+	ld := loaderFor(ctx, "id:"+def.Name, func(ctx context.Context, ids []string) (map[string]*T, error) {
+		return postgres.GetMany[T](ctx, store, def, ids)
+	})
+	v, err := ld.Load(ctx, id)()
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", def.Name, err)
+	}
+	return v, nil
+}
+
+// byOptID is byID for an optional reference.
+func byOptID[T any](ctx context.Context, def *jiaoliu.Entity, id *string) (*T, error) {
+	if id == nil || *id == "" {
+		return nil, nil
+	}
+	return byID[T](ctx, def, *id)
+}
+
+// children loads the records of def whose field refers to parent, batched per field.
+func children[T any](ctx context.Context, def *jiaoliu.Entity, field, parent string) ([]*T, error) {
+	store := loadersFrom(ctx).store
+	ld := loaderFor(ctx, "children:"+def.Name+"."+field, func(ctx context.Context, ids []string) (map[string][]*T, error) {
+		return postgres.ChildrenOf[T](ctx, store, def, field, ids)
+	})
+	v, err := ld.Load(ctx, parent)()
+	if err != nil {
+		return nil, fmt.Errorf("load %s of %s: %w", def.Name, parent, err)
+	}
+	if v == nil {
+		v = []*T{}
+	}
+	return v, nil
+}
+
+func tally(ctx context.Context, exchangeID string) (*postgres.ExchangeTally, error) {
+	store := loadersFrom(ctx).store
+	ld := loaderFor(ctx, "tally", store.ExchangeTallies)
+	v, err := ld.Load(ctx, exchangeID)()
+	if err != nil {
+		return nil, fmt.Errorf("load tally: %w", err)
+	}
+	if v == nil {
+		v = &postgres.ExchangeTally{ExchangeID: exchangeID}
+	}
+	return v, nil
+}
