@@ -11,6 +11,7 @@ const (
 	RoleSchoolAdmin   Role = "SCHOOL_ADMIN"   // one school
 	RoleDistrictAdmin Role = "DISTRICT_ADMIN" // one district
 	RoleAuditor       Role = "AUDITOR"        // reads one district, changes nothing
+	RoleAdmin         Role = "ADMIN"          // runs the server: every district
 )
 
 // Actor is who performs a request: a user through a web session or a device. The store

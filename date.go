@@ -115,11 +115,11 @@ func (d Date) MarshalGQL(w io.Writer) { _, _ = io.WriteString(w, strconv.Quote(d
 func (d *Date) UnmarshalGQL(v any) error {
 	s, ok := v.(string)
 	if !ok {
-		return fmt.Errorf("date: want a string YYYY-MM-DD")
+		return Errorf(EINVALID, "a Date must be a string YYYY-MM-DD")
 	}
 	p, err := ParseDate(s)
 	if err != nil {
-		return err
+		return Errorf(EINVALID, "%s", err.Error())
 	}
 	*d = p
 	return nil

@@ -1,10 +1,10 @@
 package jiaoliu
 
 import (
-	"fmt"
 	"io"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // Enumerations of the domain. Each is a string type whose values are the GraphQL enum
@@ -256,16 +256,16 @@ var Enums = map[string][]string{
 	"AttendanceStatus": {"PRESENT", "LEAVE", "SICK", "ABSENT"},
 	"EvaluationPeriod": {"SEMESTER", "ANNUAL", "END_OF_EXCHANGE"},
 	"Grade":            {"EXCELLENT", "QUALIFIED", "BASIC", "UNQUALIFIED"},
-	"Role":             {"TEACHER", "SCHOOL_ADMIN", "DISTRICT_ADMIN", "AUDITOR"},
+	"Role":             {"TEACHER", "SCHOOL_ADMIN", "DISTRICT_ADMIN", "AUDITOR", "ADMIN"},
 }
 
 func unmarshalEnum(name string, v any) (string, error) {
 	s, ok := v.(string)
 	if !ok {
-		return "", fmt.Errorf("%s: want a string", name)
+		return "", Errorf(EINVALID, "%s: want a string", name)
 	}
 	if !slices.Contains(Enums[name], s) {
-		return "", fmt.Errorf("%s: %q is not a valid value", name, s)
+		return "", Errorf(EINVALID, "%s: %q is not one of %s", name, s, strings.Join(Enums[name], ", "))
 	}
 	return s, nil
 }

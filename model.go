@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"reflect"
 	"slices"
 	"strings"
 	"unicode"
@@ -178,6 +179,14 @@ func (f FieldDef) zero() any {
 
 // Parse converts one raw value to the field's canonical value.
 func (f FieldDef) Parse(v any) (any, error) {
+	// GraphQL inputs may carry optional values as pointers to named types.
+	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Pointer {
+		if rv.IsNil() {
+			v = nil
+		} else {
+			v = rv.Elem().Interface()
+		}
+	}
 	if v == nil {
 		if f.Nullable || f.Kind == KindString || f.Kind == KindText {
 			if f.Nullable {
@@ -307,12 +316,14 @@ func stringOf(v any) (string, bool) {
 	switch s := v.(type) {
 	case string:
 		return s, true
-	case fmt.Stringer:
-		// Enum types and json.Number arrive as Stringers from GraphQL inputs.
-		if _, isNum := v.(json.Number); isNum {
-			return "", false
-		}
+	case json.Number:
+		return "", false
+	case Date:
 		return s.String(), true
+	}
+	// Enum values arrive from GraphQL inputs as the domain's named string types.
+	if rv := reflect.ValueOf(v); rv.Kind() == reflect.String {
+		return rv.String(), true
 	}
 	return "", false
 }

@@ -7,10 +7,14 @@ package graph
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
 
 	"github.com/google/uuid"
 	"github.com/jiaoliu/jiaoliu"
 	"github.com/jiaoliu/jiaoliu/graph/model"
+	"github.com/jiaoliu/jiaoliu/postgres"
 )
 
 // Exchange is the resolver for the exchange field.
@@ -18,9 +22,32 @@ func (r *attendanceResolver) Exchange(ctx context.Context, obj *jiaoliu.Attendan
 	return byID[jiaoliu.Exchange](ctx, jiaoliu.ExchangeEntity, obj.ExchangeID)
 }
 
+// ID is the resolver for the id field.
+func (r *auditEntryResolver) ID(ctx context.Context, obj *postgres.AuditEntry) (string, error) {
+	return strconv.FormatInt(obj.ID, 10), nil
+}
+
+// Changes is the resolver for the changes field.
+func (r *auditEntryResolver) Changes(ctx context.Context, obj *postgres.AuditEntry) (any, error) {
+	var v any
+	if err := json.Unmarshal(obj.Changes, &v); err != nil {
+		return nil, fmt.Errorf("decode audit changes: %w", err)
+	}
+	return v, nil
+}
+
 // Teacher is the resolver for the teacher field.
 func (r *deferralResolver) Teacher(ctx context.Context, obj *jiaoliu.Deferral) (*jiaoliu.Teacher, error) {
 	return byID[jiaoliu.Teacher](ctx, jiaoliu.TeacherEntity, obj.TeacherID)
+}
+
+// User is the resolver for the user field.
+func (r *deviceResolver) User(ctx context.Context, obj *jiaoliu.Device) (*jiaoliu.User, error) {
+	users, err := r.Store.UsersByID(ctx, []string{obj.UserID})
+	if err != nil {
+		return nil, err
+	}
+	return users[obj.UserID], nil
 }
 
 // Schools is the resolver for the schools field.
@@ -334,6 +361,51 @@ func (r *mutationResolver) DeleteRecord(ctx context.Context, entity string, id s
 	}
 	_, err := r.Store.Apply(ctx, jiaoliu.Batch{Atomic: true, Ops: []jiaoliu.Op{{OpID: uuid.NewString(), Kind: jiaoliu.OpDelete, Entity: def.Name, ID: id, HLC: r.Store.Clock().Now()}}})
 	return err == nil, err
+}
+
+// Login is the resolver for the login field.
+func (r *mutationResolver) Login(ctx context.Context, username string, password string) (*model.LoginPayload, error) {
+	token, exp, u, err := r.Store.Login(ctx, username, password)
+	if err != nil {
+		return nil, err
+	}
+	return &model.LoginPayload{Token: token, ExpiresAt: exp, User: u}, nil
+}
+
+// CreateUser is the resolver for the createUser field.
+func (r *mutationResolver) CreateUser(ctx context.Context, input model.NewUserInput) (*jiaoliu.User, error) {
+	nu := postgres.NewUser{Username: input.Username, Password: input.Password, Role: input.Role}
+	if input.DisplayName != nil {
+		nu.DisplayName = *input.DisplayName
+	}
+	if input.DistrictID != nil {
+		nu.DistrictID = *input.DistrictID
+	}
+	if input.SchoolID != nil {
+		nu.SchoolID = *input.SchoolID
+	}
+	if input.TeacherID != nil {
+		nu.TeacherID = *input.TeacherID
+	}
+	return r.Store.CreateUser(ctx, nu)
+}
+
+// RegisterDevice is the resolver for the registerDevice field.
+func (r *mutationResolver) RegisterDevice(ctx context.Context, name string, userID *string) (*model.DeviceRegistration, error) {
+	uid := ""
+	if userID != nil {
+		uid = *userID
+	}
+	d, token, err := r.Store.RegisterDevice(ctx, name, uid)
+	if err != nil {
+		return nil, err
+	}
+	return &model.DeviceRegistration{Device: d, Token: token}, nil
+}
+
+// RevokeDevice is the resolver for the revokeDevice field.
+func (r *mutationResolver) RevokeDevice(ctx context.Context, id string) (*jiaoliu.Device, error) {
+	return r.Store.RevokeDevice(ctx, id)
 }
 
 // Observer is the resolver for the observer field.
@@ -654,6 +726,66 @@ func (r *queryResolver) PolicyPresets(ctx context.Context) ([]string, error) {
 	return jiaoliu.PresetNames(), nil
 }
 
+// Me is the resolver for the me field.
+func (r *queryResolver) Me(ctx context.Context) (*jiaoliu.User, error) {
+	a := jiaoliu.ActorFromContext(ctx)
+	if a == nil || a.UserID == "" {
+		return nil, nil
+	}
+	users, err := r.Store.UsersByID(ctx, []string{a.UserID})
+	if err != nil {
+		return nil, err
+	}
+	return users[a.UserID], nil
+}
+
+// Users is the resolver for the users field.
+func (r *queryResolver) Users(ctx context.Context) ([]*jiaoliu.User, error) {
+	return r.Store.Users(ctx)
+}
+
+// Devices is the resolver for the devices field.
+func (r *queryResolver) Devices(ctx context.Context, userID *string) ([]*jiaoliu.Device, error) {
+	uid := ""
+	if userID != nil {
+		uid = *userID
+	}
+	return r.Store.Devices(ctx, uid)
+}
+
+// AuditLog is the resolver for the auditLog field.
+func (r *queryResolver) AuditLog(ctx context.Context, filter *model.AuditFilter, first *int, after *string) (*model.AuditConnection, error) {
+	q := postgres.AuditQuery{}
+	if first != nil {
+		q.First = *first
+	}
+	if after != nil {
+		q.After = *after
+	}
+	if filter != nil {
+		if filter.Entity != nil {
+			q.Entity = *filter.Entity
+		}
+		if filter.RecordID != nil {
+			q.RecordID = *filter.RecordID
+		}
+		if filter.UserID != nil {
+			q.UserID = *filter.UserID
+		}
+		q.From, q.To = filter.From, filter.To
+	}
+	entries, more, err := r.Store.AuditLog(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	pi := &model.PageInfo{HasNextPage: more}
+	if n := len(entries); n > 0 {
+		c := strconv.FormatInt(entries[n-1].ID, 10)
+		pi.EndCursor = &c
+	}
+	return &model.AuditConnection{Nodes: entries, PageInfo: pi}, nil
+}
+
 // Exchange is the resolver for the exchange field.
 func (r *researchActivityResolver) Exchange(ctx context.Context, obj *jiaoliu.ResearchActivity) (*jiaoliu.Exchange, error) {
 	return byID[jiaoliu.Exchange](ctx, jiaoliu.ExchangeEntity, obj.ExchangeID)
@@ -729,6 +861,11 @@ func (r *teacherResolver) Exchanges(ctx context.Context, obj *jiaoliu.Teacher) (
 	return children[jiaoliu.Exchange](ctx, jiaoliu.ExchangeEntity, "teacherId", obj.ID)
 }
 
+// Teacher is the resolver for the teacher field.
+func (r *userResolver) Teacher(ctx context.Context, obj *jiaoliu.User) (*jiaoliu.Teacher, error) {
+	return byOptID[jiaoliu.Teacher](ctx, jiaoliu.TeacherEntity, obj.TeacherID)
+}
+
 // District is the resolver for the district field.
 func (r *zoneResolver) District(ctx context.Context, obj *jiaoliu.Zone) (*jiaoliu.District, error) {
 	return byID[jiaoliu.District](ctx, jiaoliu.DistrictEntity, obj.DistrictID)
@@ -737,8 +874,14 @@ func (r *zoneResolver) District(ctx context.Context, obj *jiaoliu.Zone) (*jiaoli
 // Attendance returns AttendanceResolver implementation.
 func (r *Resolver) Attendance() AttendanceResolver { return &attendanceResolver{r} }
 
+// AuditEntry returns AuditEntryResolver implementation.
+func (r *Resolver) AuditEntry() AuditEntryResolver { return &auditEntryResolver{r} }
+
 // Deferral returns DeferralResolver implementation.
 func (r *Resolver) Deferral() DeferralResolver { return &deferralResolver{r} }
+
+// Device returns DeviceResolver implementation.
+func (r *Resolver) Device() DeviceResolver { return &deviceResolver{r} }
 
 // District returns DistrictResolver implementation.
 func (r *Resolver) District() DistrictResolver { return &districtResolver{r} }
@@ -790,12 +933,17 @@ func (r *Resolver) SemesterReport() SemesterReportResolver { return &semesterRep
 // Teacher returns TeacherResolver implementation.
 func (r *Resolver) Teacher() TeacherResolver { return &teacherResolver{r} }
 
+// User returns UserResolver implementation.
+func (r *Resolver) User() UserResolver { return &userResolver{r} }
+
 // Zone returns ZoneResolver implementation.
 func (r *Resolver) Zone() ZoneResolver { return &zoneResolver{r} }
 
 type (
 	attendanceResolver        struct{ *Resolver }
+	auditEntryResolver        struct{ *Resolver }
 	deferralResolver          struct{ *Resolver }
+	deviceResolver            struct{ *Resolver }
 	districtResolver          struct{ *Resolver }
 	evaluationResolver        struct{ *Resolver }
 	exchangeResolver          struct{ *Resolver }
@@ -812,5 +960,6 @@ type (
 	schoolStintResolver       struct{ *Resolver }
 	semesterReportResolver    struct{ *Resolver }
 	teacherResolver           struct{ *Resolver }
+	userResolver              struct{ *Resolver }
 	zoneResolver              struct{ *Resolver }
 )

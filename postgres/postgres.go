@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -62,6 +63,9 @@ type Store struct {
 	db    *sqlx.DB
 	clock *hlc.Clock
 	log   *slog.Logger
+
+	keyMu sync.Mutex
+	key   []byte // HMAC key of session tokens, loaded on first use
 }
 
 var _ jiaoliu.Writer = (*Store)(nil)

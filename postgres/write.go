@@ -82,6 +82,7 @@ type writer struct {
 	readTokens []string
 	changed    map[string]bool // scope tokens of changed records, for pokes
 	lastErr    error
+	parseErrs  jiaoliu.FieldErrors // messages of the current op's fields that did not parse
 }
 
 // notifyPayload lists the scope tokens that changed, so the sync hub pokes only the
@@ -260,12 +261,15 @@ func (w *writer) write(ctx context.Context, op jiaoliu.Op) (jiaoliu.OpResult, er
 	if err := w.mayWriteEntity(def); err != nil {
 		return res, err
 	}
-	var in jiaoliu.Record
+	// Fields that do not parse are reported together with the entity's rules on the
+	// rest, so a user sees every problem of a form at once.
+	in, parseErr := jiaoliu.Record{}, error(nil)
 	if op.Kind == jiaoliu.OpUpsert {
-		var err error
-		if in, err = def.Parse(op.Fields); err != nil {
-			return res, err
-		}
+		in, parseErr = def.Parse(op.Fields)
+	}
+	w.parseErrs = jiaoliu.FieldErrors{}
+	for k, v := range jiaoliu.ErrorFields(parseErr) {
+		w.parseErrs[k] = v
 	}
 	cur, err := w.load(ctx, def, op.ID)
 	if err != nil {
@@ -301,18 +305,15 @@ func (w *writer) write(ctx context.Context, op jiaoliu.Op) (jiaoliu.OpResult, er
 
 func (w *writer) create(ctx context.Context, def *jiaoliu.Entity, op jiaoliu.Op, in jiaoliu.Record) (jiaoliu.OpResult, error) {
 	w.fillFromActor(def, in)
-	fe := jiaoliu.FieldErrors{}
+	fe := w.parseErrs
 	def.CheckRequired(in, fe)
-	if err := fe.Err(); err != nil {
-		return jiaoliu.OpResult{}, err
-	}
 	clock := make(map[string]string, len(in))
 	for name := range in {
 		clock[name] = op.HLC
 	}
 	rec := in.Clone()
 	def.Defaults(rec)
-	if err := validate(def, nil, rec); err != nil {
+	if err := validate(def, nil, rec, fe); err != nil {
 		return jiaoliu.OpResult{}, err
 	}
 	cols := []string{"id", "field_hlc", "version"}
@@ -367,8 +368,8 @@ func (w *writer) update(ctx context.Context, def *jiaoliu.Entity, op jiaoliu.Op,
 	if err := w.mayWrite(def, before.scopes, nil); err != nil {
 		return res, err
 	}
-	if len(set) > 0 || deleted != before.deleted {
-		if err := validate(def, before.rec, rec); err != nil {
+	if len(set) > 0 || deleted != before.deleted || len(w.parseErrs) > 0 {
+		if err := validate(def, before.rec, rec, w.parseErrs); err != nil {
 			return res, err
 		}
 	}
@@ -457,8 +458,8 @@ func (w *writer) fillFromActor(def *jiaoliu.Entity, in jiaoliu.Record) {
 	}
 }
 
-func validate(def *jiaoliu.Entity, old, rec jiaoliu.Record) error {
-	fe := jiaoliu.FieldErrors{}
+// validate runs the entity's rules on a record, adding to the messages already in fe.
+func validate(def *jiaoliu.Entity, old, rec jiaoliu.Record, fe jiaoliu.FieldErrors) error {
 	if def.Validate != nil {
 		if err := def.Validate(old, rec, fe); err != nil {
 			return err

@@ -3,7 +3,10 @@
 package model
 
 import (
+	"time"
+
 	"github.com/jiaoliu/jiaoliu"
+	"github.com/jiaoliu/jiaoliu/postgres"
 )
 
 type AttendanceConnection struct {
@@ -18,6 +21,19 @@ type AttendanceEdge struct {
 	Node   *jiaoliu.Attendance `json:"node"`
 }
 
+type AuditConnection struct {
+	Nodes    []*postgres.AuditEntry `json:"nodes"`
+	PageInfo *PageInfo              `json:"pageInfo"`
+}
+
+type AuditFilter struct {
+	Entity   *string    `json:"entity,omitempty"`
+	RecordID *string    `json:"recordId,omitempty"`
+	UserID   *string    `json:"userId,omitempty"`
+	From     *time.Time `json:"from,omitempty"`
+	To       *time.Time `json:"to,omitempty"`
+}
+
 type DeferralConnection struct {
 	Edges      []*DeferralEdge     `json:"edges"`
 	Nodes      []*jiaoliu.Deferral `json:"nodes"`
@@ -28,6 +44,12 @@ type DeferralConnection struct {
 type DeferralEdge struct {
 	Cursor string            `json:"cursor"`
 	Node   *jiaoliu.Deferral `json:"node"`
+}
+
+type DeviceRegistration struct {
+	Device *jiaoliu.Device `json:"device"`
+	// The device token, shown this once: the tablet uses it in the sync protocol.
+	Token string `json:"token"`
 }
 
 type DistrictConnection struct {
@@ -113,6 +135,13 @@ type ListFilter struct {
 	PairID           *string                   `json:"pairId,omitempty"`
 }
 
+type LoginPayload struct {
+	// Send as Authorization: Bearer <token>.
+	Token     string        `json:"token"`
+	ExpiresAt time.Time     `json:"expiresAt"`
+	User      *jiaoliu.User `json:"user"`
+}
+
 type MentoringActivityConnection struct {
 	Edges      []*MentoringActivityEdge     `json:"edges"`
 	Nodes      []*jiaoliu.MentoringActivity `json:"nodes"`
@@ -138,6 +167,16 @@ type MentoringPairEdge struct {
 }
 
 type Mutation struct {
+}
+
+type NewUserInput struct {
+	Username    string       `json:"username"`
+	DisplayName *string      `json:"displayName,omitempty"`
+	Password    string       `json:"password"`
+	Role        jiaoliu.Role `json:"role"`
+	DistrictID  *string      `json:"districtId,omitempty"`
+	SchoolID    *string      `json:"schoolId,omitempty"`
+	TeacherID   *string      `json:"teacherId,omitempty"`
 }
 
 type ObservationConnection struct {
