@@ -45,11 +45,11 @@ func (f FieldDef) Column() string { return SnakeCase(f.Name) }
 // Entity describes a kind of record that the write path (GraphQL mutations and sync
 // pushes alike) creates and changes.
 type Entity struct {
-	Name       string   // sync name, e.g. "lesson"
-	Type       string   // GraphQL type name, e.g. "Lesson"
-	Table      string   // database table
-	Fields     []FieldDef  // writable fields
-	NaturalKey []string // fields that identify a live record besides its id
+	Name       string     // sync name, e.g. "lesson"
+	Type       string     // GraphQL type name, e.g. "Lesson"
+	Table      string     // database table
+	Fields     []FieldDef // writable fields
+	NaturalKey []string   // fields that identify a live record besides its id
 	// DeviceWritable says whether a device may push ops for this entity at all; which
 	// records a user may write is decided by the store's scope rules.
 	DeviceWritable bool

@@ -210,7 +210,7 @@ func TestInvalidMutationGetsFieldErrorsAndChangesNothing(t *testing.T) {
 		t.Fatalf("transition: code=%s error=%+v", code, e)
 	}
 	var out struct {
-		Lessons struct{ TotalCount int }
+		Lessons  struct{ TotalCount int }
 		Exchange struct{ Status string }
 	}
 	admin.must(`query($x: ID!) { lessons { totalCount } exchange(id: $x) { status } }`, map[string]any{"x": w.exchange}, &out)
@@ -242,7 +242,9 @@ func TestAuthentication(t *testing.T) {
 		t.Fatalf("bad token: code=%s", code)
 	}
 	admin := login(t, m, "admin", adminPassword)
-	var me struct{ Me struct{ Username, Role string } }
+	var me struct {
+		Me struct{ Username, Role string }
+	}
 	admin.must(`{ me { username role } }`, nil, &me)
 	if me.Me.Username != "admin" || me.Me.Role != "ADMIN" {
 		t.Fatalf("me=%+v", me)
