@@ -164,6 +164,7 @@ var (
 		Validate: func(old, r Record, fe FieldErrors) error { return immutable(old, r, fe, "pairId") }})
 
 	EvaluationEntity = register(&Entity{Name: "evaluation", Type: "Evaluation", Table: "evaluations",
+		NaturalKey: []string{"exchangeId", "period", "term", "evaluatorSchoolId"},
 		Fields: []FieldDef{
 			ref("exchangeId", "exchange", true), enum("period", "EvaluationPeriod", true), str("term", true),
 			ref("evaluatorSchoolId", "school", true),
