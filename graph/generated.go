@@ -51,6 +51,8 @@ type ResolverRoot interface {
 	SchoolGroup() SchoolGroupResolver
 	SchoolStint() SchoolStintResolver
 	SemesterReport() SemesterReportResolver
+	SyncConflict() SyncConflictResolver
+	SyncRejection() SyncRejectionResolver
 	Teacher() TeacherResolver
 	User() UserResolver
 	Zone() ZoneResolver
@@ -383,9 +385,11 @@ type ComplexityRoot struct {
 		CreateUser              func(childComplexity int, input model.NewUserInput) int
 		CreateZone              func(childComplexity int, input map[string]any) int
 		DeleteRecord            func(childComplexity int, entity string, id string) int
+		DismissRejection        func(childComplexity int, id string) int
 		FinalizeEvaluation      func(childComplexity int, id string) int
 		Login                   func(childComplexity int, username string, password string) int
 		RegisterDevice          func(childComplexity int, name string, userID *string) int
+		ReplayRejection         func(childComplexity int, id string, fields any) int
 		RevokeDevice            func(childComplexity int, id string) int
 		TransitionExchange      func(childComplexity int, id string, status jiaoliu.ExchangeStatus, reportedOn *jiaoliu.Date) int
 		UpdateAttendance        func(childComplexity int, id string, input map[string]any) int
@@ -535,11 +539,20 @@ type ComplexityRoot struct {
 		Schools             func(childComplexity int, filter *model.ListFilter, first *int, after *string) int
 		SemesterReport      func(childComplexity int, id string) int
 		SemesterReports     func(childComplexity int, filter *model.ListFilter, first *int, after *string) int
+		SyncConflicts       func(childComplexity int, entity *string, recordID *string, first *int) int
+		SyncRejections      func(childComplexity int, status *string, first *int) int
 		Teacher             func(childComplexity int, id string) int
 		Teachers            func(childComplexity int, filter *model.ListFilter, first *int, after *string) int
 		Users               func(childComplexity int) int
 		Zone                func(childComplexity int, id string) int
 		Zones               func(childComplexity int, filter *model.ListFilter, first *int, after *string) int
+	}
+
+	ReplayResult struct {
+		RecordID  func(childComplexity int) int
+		Rejection func(childComplexity int) int
+		Status    func(childComplexity int) int
+		Version   func(childComplexity int) int
 	}
 
 	ResearchActivity struct {
@@ -666,6 +679,38 @@ type ComplexityRoot struct {
 	SemesterReportEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
+	}
+
+	SyncConflict struct {
+		CreatedAt    func(childComplexity int) int
+		Entity       func(childComplexity int) int
+		Field        func(childComplexity int) int
+		ID           func(childComplexity int) int
+		KeptHLC      func(childComplexity int) int
+		KeptValue    func(childComplexity int) int
+		LostDeviceID func(childComplexity int) int
+		LostHLC      func(childComplexity int) int
+		LostOpID     func(childComplexity int) int
+		LostUserID   func(childComplexity int) int
+		LostValue    func(childComplexity int) int
+		RecordID     func(childComplexity int) int
+	}
+
+	SyncRejection struct {
+		Code       func(childComplexity int) int
+		CreatedAt  func(childComplexity int) int
+		DeviceID   func(childComplexity int) int
+		Entity     func(childComplexity int) int
+		Fields     func(childComplexity int) int
+		ID         func(childComplexity int) int
+		Message    func(childComplexity int) int
+		Op         func(childComplexity int) int
+		OpID       func(childComplexity int) int
+		RecordID   func(childComplexity int) int
+		ResolvedAt func(childComplexity int) int
+		ResolvedBy func(childComplexity int) int
+		Status     func(childComplexity int) int
+		UserID     func(childComplexity int) int
 	}
 
 	Teacher struct {
@@ -842,6 +887,8 @@ type MutationResolver interface {
 	CreateUser(ctx context.Context, input model.NewUserInput) (*jiaoliu.User, error)
 	RegisterDevice(ctx context.Context, name string, userID *string) (*model.DeviceRegistration, error)
 	RevokeDevice(ctx context.Context, id string) (*jiaoliu.Device, error)
+	ReplayRejection(ctx context.Context, id string, fields any) (*model.ReplayResult, error)
+	DismissRejection(ctx context.Context, id string) (*postgres.Rejection, error)
 }
 type ObservationResolver interface {
 	Observer(ctx context.Context, obj *jiaoliu.Observation) (*jiaoliu.Teacher, error)
@@ -893,6 +940,8 @@ type QueryResolver interface {
 	Users(ctx context.Context) ([]*jiaoliu.User, error)
 	Devices(ctx context.Context, userID *string) ([]*jiaoliu.Device, error)
 	AuditLog(ctx context.Context, filter *model.AuditFilter, first *int, after *string) (*model.AuditConnection, error)
+	SyncRejections(ctx context.Context, status *string, first *int) ([]*postgres.Rejection, error)
+	SyncConflicts(ctx context.Context, entity *string, recordID *string, first *int) ([]*postgres.ConflictRecord, error)
 }
 type ResearchActivityResolver interface {
 	Exchange(ctx context.Context, obj *jiaoliu.ResearchActivity) (*jiaoliu.Exchange, error)
@@ -916,6 +965,20 @@ type SchoolStintResolver interface {
 }
 type SemesterReportResolver interface {
 	Exchange(ctx context.Context, obj *jiaoliu.SemesterReport) (*jiaoliu.Exchange, error)
+}
+type SyncConflictResolver interface {
+	ID(ctx context.Context, obj *postgres.ConflictRecord) (string, error)
+
+	KeptValue(ctx context.Context, obj *postgres.ConflictRecord) (any, error)
+
+	LostValue(ctx context.Context, obj *postgres.ConflictRecord) (any, error)
+}
+type SyncRejectionResolver interface {
+	ID(ctx context.Context, obj *postgres.Rejection) (string, error)
+
+	Op(ctx context.Context, obj *postgres.Rejection) (any, error)
+
+	Fields(ctx context.Context, obj *postgres.Rejection) (any, error)
 }
 type TeacherResolver interface {
 	Honors(ctx context.Context, obj *jiaoliu.Teacher) ([]string, error)
@@ -2474,6 +2537,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.DeleteRecord(childComplexity, args["entity"].(string), args["id"].(string)), true
+	case "Mutation.dismissRejection":
+		if e.ComplexityRoot.Mutation.DismissRejection == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_dismissRejection_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DismissRejection(childComplexity, args["id"].(string)), true
 	case "Mutation.finalizeEvaluation":
 		if e.ComplexityRoot.Mutation.FinalizeEvaluation == nil {
 			break
@@ -2507,6 +2581,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RegisterDevice(childComplexity, args["name"].(string), args["userId"].(*string)), true
+	case "Mutation.replayRejection":
+		if e.ComplexityRoot.Mutation.ReplayRejection == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_replayRejection_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ReplayRejection(childComplexity, args["id"].(string), args["fields"].(any)), true
 	case "Mutation.revokeDevice":
 		if e.ComplexityRoot.Mutation.RevokeDevice == nil {
 			break
@@ -3511,6 +3596,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.SemesterReports(childComplexity, args["filter"].(*model.ListFilter), args["first"].(*int), args["after"].(*string)), true
+	case "Query.syncConflicts":
+		if e.ComplexityRoot.Query.SyncConflicts == nil {
+			break
+		}
+
+		args, err := ec.field_Query_syncConflicts_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.SyncConflicts(childComplexity, args["entity"].(*string), args["recordId"].(*string), args["first"].(*int)), true
+	case "Query.syncRejections":
+		if e.ComplexityRoot.Query.SyncRejections == nil {
+			break
+		}
+
+		args, err := ec.field_Query_syncRejections_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.SyncRejections(childComplexity, args["status"].(*string), args["first"].(*int)), true
 	case "Query.teacher":
 		if e.ComplexityRoot.Query.Teacher == nil {
 			break
@@ -3561,6 +3668,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Zones(childComplexity, args["filter"].(*model.ListFilter), args["first"].(*int), args["after"].(*string)), true
+
+	case "ReplayResult.recordId":
+		if e.ComplexityRoot.ReplayResult.RecordID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReplayResult.RecordID(childComplexity), true
+	case "ReplayResult.rejection":
+		if e.ComplexityRoot.ReplayResult.Rejection == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReplayResult.Rejection(childComplexity), true
+	case "ReplayResult.status":
+		if e.ComplexityRoot.ReplayResult.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReplayResult.Status(childComplexity), true
+	case "ReplayResult.version":
+		if e.ComplexityRoot.ReplayResult.Version == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReplayResult.Version(childComplexity), true
 
 	case "ResearchActivity.createdAt":
 		if e.ComplexityRoot.ResearchActivity.CreatedAt == nil {
@@ -4096,6 +4228,164 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SemesterReportEdge.Node(childComplexity), true
+
+	case "SyncConflict.createdAt":
+		if e.ComplexityRoot.SyncConflict.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncConflict.CreatedAt(childComplexity), true
+	case "SyncConflict.entity":
+		if e.ComplexityRoot.SyncConflict.Entity == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncConflict.Entity(childComplexity), true
+	case "SyncConflict.field":
+		if e.ComplexityRoot.SyncConflict.Field == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncConflict.Field(childComplexity), true
+	case "SyncConflict.id":
+		if e.ComplexityRoot.SyncConflict.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncConflict.ID(childComplexity), true
+	case "SyncConflict.keptHlc":
+		if e.ComplexityRoot.SyncConflict.KeptHLC == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncConflict.KeptHLC(childComplexity), true
+	case "SyncConflict.keptValue":
+		if e.ComplexityRoot.SyncConflict.KeptValue == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncConflict.KeptValue(childComplexity), true
+	case "SyncConflict.lostDeviceId":
+		if e.ComplexityRoot.SyncConflict.LostDeviceID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncConflict.LostDeviceID(childComplexity), true
+	case "SyncConflict.lostHlc":
+		if e.ComplexityRoot.SyncConflict.LostHLC == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncConflict.LostHLC(childComplexity), true
+	case "SyncConflict.lostOpId":
+		if e.ComplexityRoot.SyncConflict.LostOpID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncConflict.LostOpID(childComplexity), true
+	case "SyncConflict.lostUserId":
+		if e.ComplexityRoot.SyncConflict.LostUserID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncConflict.LostUserID(childComplexity), true
+	case "SyncConflict.lostValue":
+		if e.ComplexityRoot.SyncConflict.LostValue == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncConflict.LostValue(childComplexity), true
+	case "SyncConflict.recordId":
+		if e.ComplexityRoot.SyncConflict.RecordID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncConflict.RecordID(childComplexity), true
+
+	case "SyncRejection.code":
+		if e.ComplexityRoot.SyncRejection.Code == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncRejection.Code(childComplexity), true
+	case "SyncRejection.createdAt":
+		if e.ComplexityRoot.SyncRejection.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncRejection.CreatedAt(childComplexity), true
+	case "SyncRejection.deviceId":
+		if e.ComplexityRoot.SyncRejection.DeviceID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncRejection.DeviceID(childComplexity), true
+	case "SyncRejection.entity":
+		if e.ComplexityRoot.SyncRejection.Entity == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncRejection.Entity(childComplexity), true
+	case "SyncRejection.fields":
+		if e.ComplexityRoot.SyncRejection.Fields == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncRejection.Fields(childComplexity), true
+	case "SyncRejection.id":
+		if e.ComplexityRoot.SyncRejection.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncRejection.ID(childComplexity), true
+	case "SyncRejection.message":
+		if e.ComplexityRoot.SyncRejection.Message == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncRejection.Message(childComplexity), true
+	case "SyncRejection.op":
+		if e.ComplexityRoot.SyncRejection.Op == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncRejection.Op(childComplexity), true
+	case "SyncRejection.opId":
+		if e.ComplexityRoot.SyncRejection.OpID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncRejection.OpID(childComplexity), true
+	case "SyncRejection.recordId":
+		if e.ComplexityRoot.SyncRejection.RecordID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncRejection.RecordID(childComplexity), true
+	case "SyncRejection.resolvedAt":
+		if e.ComplexityRoot.SyncRejection.ResolvedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncRejection.ResolvedAt(childComplexity), true
+	case "SyncRejection.resolvedBy":
+		if e.ComplexityRoot.SyncRejection.ResolvedBy == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncRejection.ResolvedBy(childComplexity), true
+	case "SyncRejection.status":
+		if e.ComplexityRoot.SyncRejection.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncRejection.Status(childComplexity), true
+	case "SyncRejection.userId":
+		if e.ComplexityRoot.SyncRejection.UserID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncRejection.UserID(childComplexity), true
 
 	case "Teacher.backboneLevel":
 		if e.ComplexityRoot.Teacher.BackboneLevel == nil {
@@ -5221,6 +5511,67 @@ extend type Mutation {
   "Revokes a device: its token stops working at once and its open sync sockets close."
   revokeDevice(id: ID!): Device!
 }
+
+# --- Sync administration ---
+
+"An op a device pushed that the server refused, stored whole so nothing is lost."
+type SyncRejection {
+  id: ID!
+  opId: String!
+  deviceId: ID
+  userId: ID
+  entity: String!
+  recordId: String!
+  "The op as the device sent it."
+  op: JSON!
+  "validation_failed, forbidden, unknown_entity, missing_reference, schema_mismatch or locked."
+  code: String!
+  message: String!
+  fields: JSON!
+  "PENDING, REAPPLIED or DISMISSED."
+  status: String!
+  resolvedAt: Time
+  resolvedBy: ID
+  createdAt: Time!
+}
+
+"A field value that lost to a newer write (last writer wins per field)."
+type SyncConflict {
+  id: ID!
+  entity: String!
+  recordId: ID!
+  field: String!
+  keptValue: JSON
+  keptHlc: String!
+  lostValue: JSON
+  lostHlc: String!
+  lostOpId: String!
+  lostDeviceId: ID
+  lostUserId: ID
+  createdAt: Time!
+}
+
+type ReplayResult {
+  rejection: SyncRejection!
+  "applied or merged; canonicalId when it merged into an existing record."
+  status: String!
+  recordId: ID!
+  version: String
+}
+
+extend type Query {
+  "Rejected ops in the caller's scope, newest first (status: PENDING, REAPPLIED, DISMISSED)."
+  syncRejections(status: String, first: Int): [SyncRejection!]!
+  "Recorded conflicts in the caller's scope, newest first."
+  syncConflicts(entity: String, recordId: ID, first: Int): [SyncConflict!]!
+}
+
+extend type Mutation {
+  "Re-applies a rejected op after a fix; fields replace fields of the stored op."
+  replayRejection(id: ID!, fields: JSON): ReplayResult!
+  "Marks a rejection handled without applying it."
+  dismissRejection(id: ID!): SyncRejection!
+}
 `, BuiltIn: false},
 	{Name: "inputs.graphql", Input: sourceData("inputs.graphql"), BuiltIn: false},
 }
@@ -6026,6 +6377,20 @@ func (ec *executionContext) childFields_PolicyEdge(ctx context.Context, field gr
 	return nil, fmt.Errorf("no field named %q was found under type PolicyEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_ReplayResult(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "rejection":
+		return ec.fieldContext_ReplayResult_rejection(ctx, field)
+	case "status":
+		return ec.fieldContext_ReplayResult_status(ctx, field)
+	case "recordId":
+		return ec.fieldContext_ReplayResult_recordId(ctx, field)
+	case "version":
+		return ec.fieldContext_ReplayResult_version(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ReplayResult", field.Name)
+}
+
 func (ec *executionContext) childFields_ResearchActivity(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -6276,6 +6641,70 @@ func (ec *executionContext) childFields_SemesterReportEdge(ctx context.Context, 
 		return ec.fieldContext_SemesterReportEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type SemesterReportEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_SyncConflict(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_SyncConflict_id(ctx, field)
+	case "entity":
+		return ec.fieldContext_SyncConflict_entity(ctx, field)
+	case "recordId":
+		return ec.fieldContext_SyncConflict_recordId(ctx, field)
+	case "field":
+		return ec.fieldContext_SyncConflict_field(ctx, field)
+	case "keptValue":
+		return ec.fieldContext_SyncConflict_keptValue(ctx, field)
+	case "keptHlc":
+		return ec.fieldContext_SyncConflict_keptHlc(ctx, field)
+	case "lostValue":
+		return ec.fieldContext_SyncConflict_lostValue(ctx, field)
+	case "lostHlc":
+		return ec.fieldContext_SyncConflict_lostHlc(ctx, field)
+	case "lostOpId":
+		return ec.fieldContext_SyncConflict_lostOpId(ctx, field)
+	case "lostDeviceId":
+		return ec.fieldContext_SyncConflict_lostDeviceId(ctx, field)
+	case "lostUserId":
+		return ec.fieldContext_SyncConflict_lostUserId(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_SyncConflict_createdAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SyncConflict", field.Name)
+}
+
+func (ec *executionContext) childFields_SyncRejection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_SyncRejection_id(ctx, field)
+	case "opId":
+		return ec.fieldContext_SyncRejection_opId(ctx, field)
+	case "deviceId":
+		return ec.fieldContext_SyncRejection_deviceId(ctx, field)
+	case "userId":
+		return ec.fieldContext_SyncRejection_userId(ctx, field)
+	case "entity":
+		return ec.fieldContext_SyncRejection_entity(ctx, field)
+	case "recordId":
+		return ec.fieldContext_SyncRejection_recordId(ctx, field)
+	case "op":
+		return ec.fieldContext_SyncRejection_op(ctx, field)
+	case "code":
+		return ec.fieldContext_SyncRejection_code(ctx, field)
+	case "message":
+		return ec.fieldContext_SyncRejection_message(ctx, field)
+	case "fields":
+		return ec.fieldContext_SyncRejection_fields(ctx, field)
+	case "status":
+		return ec.fieldContext_SyncRejection_status(ctx, field)
+	case "resolvedAt":
+		return ec.fieldContext_SyncRejection_resolvedAt(ctx, field)
+	case "resolvedBy":
+		return ec.fieldContext_SyncRejection_resolvedBy(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_SyncRejection_createdAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SyncRejection", field.Name)
 }
 
 func (ec *executionContext) childFields_Teacher(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -6826,6 +7255,20 @@ func (ec *executionContext) field_Mutation_deleteRecord_args(ctx context.Context
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_dismissRejection_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_finalizeEvaluation_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -6881,6 +7324,28 @@ func (ec *executionContext) field_Mutation_registerDevice_args(ctx context.Conte
 		return nil, err
 	}
 	args["userId"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_replayRejection_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "fields",
+		func(ctx context.Context, v any) (any, error) {
+			return ec.unmarshalOJSON2interface(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["fields"] = arg1
 	return args, nil
 }
 
@@ -7973,6 +8438,58 @@ func (ec *executionContext) field_Query_semesterReports_args(ctx context.Context
 		return nil, err
 	}
 	args["after"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_syncConflicts_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "entity",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["entity"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "recordId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["recordId"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_syncRejections_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "status",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["status"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
 	return args, nil
 }
 
@@ -15366,6 +15883,100 @@ func (ec *executionContext) fieldContext_Mutation_revokeDevice(ctx context.Conte
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_replayRejection(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_replayRejection(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ReplayRejection(ctx, fc.Args["id"].(string),
+				func() any {
+					if fc.Args["fields"] == nil {
+						return nil
+					}
+					return fc.Args["fields"].(any)
+				}())
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ReplayResult) graphql.Marshaler {
+			return ec.marshalNReplayResult2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐReplayResult(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_replayRejection(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ReplayResult(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_replayRejection_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_dismissRejection(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_dismissRejection(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().DismissRejection(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *postgres.Rejection) graphql.Marshaler {
+			return ec.marshalNSyncRejection2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋpostgresᚐRejection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_dismissRejection(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SyncRejection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_dismissRejection_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Observation_id(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Observation) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -18768,6 +19379,94 @@ func (ec *executionContext) fieldContext_Query_auditLog(ctx context.Context, fie
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_syncRejections(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_syncRejections(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().SyncRejections(ctx, fc.Args["status"].(*string), fc.Args["first"].(*int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*postgres.Rejection) graphql.Marshaler {
+			return ec.marshalNSyncRejection2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋpostgresᚐRejectionᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_syncRejections(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SyncRejection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_syncRejections_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_syncConflicts(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_syncConflicts(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().SyncConflicts(ctx, fc.Args["entity"].(*string), fc.Args["recordId"].(*string), fc.Args["first"].(*int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*postgres.ConflictRecord) graphql.Marshaler {
+			return ec.marshalNSyncConflict2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋpostgresᚐConflictRecordᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_syncConflicts(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SyncConflict(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_syncConflicts_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query___type(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -18842,6 +19541,107 @@ func (ec *executionContext) fieldContext_Query___schema(_ context.Context, field
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _ReplayResult_rejection(ctx context.Context, field graphql.CollectedField, obj *model.ReplayResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReplayResult_rejection(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Rejection, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *postgres.Rejection) graphql.Marshaler {
+			return ec.marshalNSyncRejection2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋpostgresᚐRejection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReplayResult_rejection(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ReplayResult",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SyncRejection(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ReplayResult_status(ctx context.Context, field graphql.CollectedField, obj *model.ReplayResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReplayResult_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReplayResult_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReplayResult", field, false, false, "String")
+}
+
+func (ec *executionContext) _ReplayResult_recordId(ctx context.Context, field graphql.CollectedField, obj *model.ReplayResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReplayResult_recordId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RecordID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReplayResult_recordId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReplayResult", field, false, false, "ID")
+}
+
+func (ec *executionContext) _ReplayResult_version(ctx context.Context, field graphql.CollectedField, obj *model.ReplayResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReplayResult_version(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Version, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ReplayResult_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReplayResult", field, false, false, "String")
 }
 
 func (ec *executionContext) _ResearchActivity_id(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ResearchActivity) (ret graphql.Marshaler) {
@@ -21068,6 +21868,604 @@ func (ec *executionContext) fieldContext_SemesterReportEdge_node(_ context.Conte
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _SyncConflict_id(ctx context.Context, field graphql.CollectedField, obj *postgres.ConflictRecord) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncConflict_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.SyncConflict().ID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncConflict_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncConflict", field, true, true, "ID")
+}
+
+func (ec *executionContext) _SyncConflict_entity(ctx context.Context, field graphql.CollectedField, obj *postgres.ConflictRecord) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncConflict_entity(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Entity, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncConflict_entity(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncConflict", field, false, false, "String")
+}
+
+func (ec *executionContext) _SyncConflict_recordId(ctx context.Context, field graphql.CollectedField, obj *postgres.ConflictRecord) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncConflict_recordId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RecordID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncConflict_recordId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncConflict", field, false, false, "ID")
+}
+
+func (ec *executionContext) _SyncConflict_field(ctx context.Context, field graphql.CollectedField, obj *postgres.ConflictRecord) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncConflict_field(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Field, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncConflict_field(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncConflict", field, false, false, "String")
+}
+
+func (ec *executionContext) _SyncConflict_keptValue(ctx context.Context, field graphql.CollectedField, obj *postgres.ConflictRecord) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncConflict_keptValue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.SyncConflict().KeptValue(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v any) graphql.Marshaler {
+			return ec.marshalOJSON2interface(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncConflict_keptValue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncConflict", field, true, true, "JSON")
+}
+
+func (ec *executionContext) _SyncConflict_keptHlc(ctx context.Context, field graphql.CollectedField, obj *postgres.ConflictRecord) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncConflict_keptHlc(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.KeptHLC, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncConflict_keptHlc(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncConflict", field, false, false, "String")
+}
+
+func (ec *executionContext) _SyncConflict_lostValue(ctx context.Context, field graphql.CollectedField, obj *postgres.ConflictRecord) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncConflict_lostValue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.SyncConflict().LostValue(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v any) graphql.Marshaler {
+			return ec.marshalOJSON2interface(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncConflict_lostValue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncConflict", field, true, true, "JSON")
+}
+
+func (ec *executionContext) _SyncConflict_lostHlc(ctx context.Context, field graphql.CollectedField, obj *postgres.ConflictRecord) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncConflict_lostHlc(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LostHLC, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncConflict_lostHlc(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncConflict", field, false, false, "String")
+}
+
+func (ec *executionContext) _SyncConflict_lostOpId(ctx context.Context, field graphql.CollectedField, obj *postgres.ConflictRecord) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncConflict_lostOpId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LostOpID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncConflict_lostOpId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncConflict", field, false, false, "String")
+}
+
+func (ec *executionContext) _SyncConflict_lostDeviceId(ctx context.Context, field graphql.CollectedField, obj *postgres.ConflictRecord) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncConflict_lostDeviceId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LostDeviceID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOID2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncConflict_lostDeviceId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncConflict", field, false, false, "ID")
+}
+
+func (ec *executionContext) _SyncConflict_lostUserId(ctx context.Context, field graphql.CollectedField, obj *postgres.ConflictRecord) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncConflict_lostUserId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LostUserID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOID2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncConflict_lostUserId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncConflict", field, false, false, "ID")
+}
+
+func (ec *executionContext) _SyncConflict_createdAt(ctx context.Context, field graphql.CollectedField, obj *postgres.ConflictRecord) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncConflict_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncConflict_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncConflict", field, false, false, "Time")
+}
+
+func (ec *executionContext) _SyncRejection_id(ctx context.Context, field graphql.CollectedField, obj *postgres.Rejection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncRejection_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.SyncRejection().ID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncRejection_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncRejection", field, true, true, "ID")
+}
+
+func (ec *executionContext) _SyncRejection_opId(ctx context.Context, field graphql.CollectedField, obj *postgres.Rejection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncRejection_opId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OpID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncRejection_opId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncRejection", field, false, false, "String")
+}
+
+func (ec *executionContext) _SyncRejection_deviceId(ctx context.Context, field graphql.CollectedField, obj *postgres.Rejection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncRejection_deviceId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DeviceID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOID2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncRejection_deviceId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncRejection", field, false, false, "ID")
+}
+
+func (ec *executionContext) _SyncRejection_userId(ctx context.Context, field graphql.CollectedField, obj *postgres.Rejection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncRejection_userId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UserID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOID2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncRejection_userId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncRejection", field, false, false, "ID")
+}
+
+func (ec *executionContext) _SyncRejection_entity(ctx context.Context, field graphql.CollectedField, obj *postgres.Rejection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncRejection_entity(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Entity, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncRejection_entity(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncRejection", field, false, false, "String")
+}
+
+func (ec *executionContext) _SyncRejection_recordId(ctx context.Context, field graphql.CollectedField, obj *postgres.Rejection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncRejection_recordId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RecordID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncRejection_recordId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncRejection", field, false, false, "String")
+}
+
+func (ec *executionContext) _SyncRejection_op(ctx context.Context, field graphql.CollectedField, obj *postgres.Rejection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncRejection_op(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.SyncRejection().Op(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v any) graphql.Marshaler {
+			return ec.marshalNJSON2interface(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncRejection_op(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncRejection", field, true, true, "JSON")
+}
+
+func (ec *executionContext) _SyncRejection_code(ctx context.Context, field graphql.CollectedField, obj *postgres.Rejection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncRejection_code(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Code, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncRejection_code(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncRejection", field, false, false, "String")
+}
+
+func (ec *executionContext) _SyncRejection_message(ctx context.Context, field graphql.CollectedField, obj *postgres.Rejection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncRejection_message(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Message, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncRejection_message(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncRejection", field, false, false, "String")
+}
+
+func (ec *executionContext) _SyncRejection_fields(ctx context.Context, field graphql.CollectedField, obj *postgres.Rejection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncRejection_fields(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.SyncRejection().Fields(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v any) graphql.Marshaler {
+			return ec.marshalNJSON2interface(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncRejection_fields(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncRejection", field, true, true, "JSON")
+}
+
+func (ec *executionContext) _SyncRejection_status(ctx context.Context, field graphql.CollectedField, obj *postgres.Rejection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncRejection_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncRejection_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncRejection", field, false, false, "String")
+}
+
+func (ec *executionContext) _SyncRejection_resolvedAt(ctx context.Context, field graphql.CollectedField, obj *postgres.Rejection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncRejection_resolvedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ResolvedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncRejection_resolvedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncRejection", field, false, false, "Time")
+}
+
+func (ec *executionContext) _SyncRejection_resolvedBy(ctx context.Context, field graphql.CollectedField, obj *postgres.Rejection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncRejection_resolvedBy(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ResolvedBy, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOID2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncRejection_resolvedBy(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncRejection", field, false, false, "ID")
+}
+
+func (ec *executionContext) _SyncRejection_createdAt(ctx context.Context, field graphql.CollectedField, obj *postgres.Rejection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncRejection_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncRejection_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncRejection", field, false, false, "Time")
 }
 
 func (ec *executionContext) _Teacher_id(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Teacher) (ret graphql.Marshaler) {
@@ -29492,6 +30890,20 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "replayRejection":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_replayRejection(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "dismissRejection":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_dismissRejection(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -30321,6 +31733,18 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_auditLog(ctx, field)
 				})
+		case "syncRejections":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_syncRejections(ctx, field)
+				})
+		case "syncConflicts":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_syncConflicts(ctx, field)
+				})
 		case "__type":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Query___type(ctx, field)
@@ -30334,6 +31758,54 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 			})
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var replayResultImplementors = []string{"ReplayResult"}
+
+func (ec *executionContext) _ReplayResult(ctx context.Context, sel ast.SelectionSet, obj *model.ReplayResult) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, replayResultImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ReplayResult")
+		case "rejection":
+			out.Values[i] = ec._ReplayResult_rejection(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "status":
+			out.Values[i] = ec._ReplayResult_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "recordId":
+			out.Values[i] = ec._ReplayResult_recordId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "version":
+			out.Values[i] = ec._ReplayResult_version(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -31142,6 +32614,198 @@ func (ec *executionContext) _SemesterReportEdge(ctx context.Context, sel ast.Sel
 			out.Values[i] = ec._SemesterReportEdge_node(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var syncConflictImplementors = []string{"SyncConflict"}
+
+func (ec *executionContext) _SyncConflict(ctx context.Context, sel ast.SelectionSet, obj *postgres.ConflictRecord) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, syncConflictImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SyncConflict")
+		case "id":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SyncConflict_id(ctx, field, obj)
+				})
+		case "entity":
+			out.Values[i] = ec._SyncConflict_entity(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "recordId":
+			out.Values[i] = ec._SyncConflict_recordId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "field":
+			out.Values[i] = ec._SyncConflict_field(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "keptValue":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SyncConflict_keptValue(ctx, field, obj)
+				})
+		case "keptHlc":
+			out.Values[i] = ec._SyncConflict_keptHlc(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "lostValue":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SyncConflict_lostValue(ctx, field, obj)
+				})
+		case "lostHlc":
+			out.Values[i] = ec._SyncConflict_lostHlc(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "lostOpId":
+			out.Values[i] = ec._SyncConflict_lostOpId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "lostDeviceId":
+			out.Values[i] = ec._SyncConflict_lostDeviceId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "lostUserId":
+			out.Values[i] = ec._SyncConflict_lostUserId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "createdAt":
+			out.Values[i] = ec._SyncConflict_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var syncRejectionImplementors = []string{"SyncRejection"}
+
+func (ec *executionContext) _SyncRejection(ctx context.Context, sel ast.SelectionSet, obj *postgres.Rejection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, syncRejectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SyncRejection")
+		case "id":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SyncRejection_id(ctx, field, obj)
+				})
+		case "opId":
+			out.Values[i] = ec._SyncRejection_opId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "deviceId":
+			out.Values[i] = ec._SyncRejection_deviceId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "userId":
+			out.Values[i] = ec._SyncRejection_userId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "entity":
+			out.Values[i] = ec._SyncRejection_entity(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "recordId":
+			out.Values[i] = ec._SyncRejection_recordId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "op":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SyncRejection_op(ctx, field, obj)
+				})
+		case "code":
+			out.Values[i] = ec._SyncRejection_code(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "message":
+			out.Values[i] = ec._SyncRejection_message(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "fields":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SyncRejection_fields(ctx, field, obj)
+				})
+		case "status":
+			out.Values[i] = ec._SyncRejection_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "resolvedAt":
+			out.Values[i] = ec._SyncRejection_resolvedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "resolvedBy":
+			out.Values[i] = ec._SyncRejection_resolvedBy(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "createdAt":
+			out.Values[i] = ec._SyncRejection_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -32982,6 +34646,14 @@ func (ec *executionContext) marshalNPosition2githubᚗcomᚋjiaoliuᚋjiaoliuᚐ
 	return v
 }
 
+func (ec *executionContext) marshalNReplayResult2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐReplayResult(ctx context.Context, sel ast.SelectionSet, v *model.ReplayResult) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ReplayResult!")
+		return graphql.Null
+	}
+	return ec._ReplayResult(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNResearchActivity2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐResearchActivityᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.ResearchActivity) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
@@ -33341,6 +35013,54 @@ func (ec *executionContext) marshalNString2ᚕstringᚄ(ctx context.Context, sel
 	}
 
 	return ret
+}
+
+func (ec *executionContext) marshalNSyncConflict2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋpostgresᚐConflictRecordᚄ(ctx context.Context, sel ast.SelectionSet, v []*postgres.ConflictRecord) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNSyncConflict2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋpostgresᚐConflictRecord(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNSyncConflict2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋpostgresᚐConflictRecord(ctx context.Context, sel ast.SelectionSet, v *postgres.ConflictRecord) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SyncConflict!")
+		return graphql.Null
+	}
+	return ec._SyncConflict(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNSyncRejection2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋpostgresᚐRejectionᚄ(ctx context.Context, sel ast.SelectionSet, v []*postgres.Rejection) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNSyncRejection2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋpostgresᚐRejection(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNSyncRejection2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋpostgresᚐRejection(ctx context.Context, sel ast.SelectionSet, v *postgres.Rejection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SyncRejection!")
+		return graphql.Null
+	}
+	return ec._SyncRejection(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNTeacher2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐTeacherᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Teacher) graphql.Marshaler {
@@ -33942,6 +35662,24 @@ func (ec *executionContext) marshalOInt2ᚖint(ctx context.Context, sel ast.Sele
 	_ = sel
 	_ = ctx
 	res := graphql.MarshalInt(*v)
+	return res
+}
+
+func (ec *executionContext) unmarshalOJSON2interface(ctx context.Context, v any) (any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := graphql.UnmarshalAny(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOJSON2interface(ctx context.Context, sel ast.SelectionSet, v any) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalAny(v)
 	return res
 }
 

@@ -408,6 +408,40 @@ func (r *mutationResolver) RevokeDevice(ctx context.Context, id string) (*jiaoli
 	return r.Store.RevokeDevice(ctx, id)
 }
 
+// ReplayRejection is the resolver for the replayRejection field.
+func (r *mutationResolver) ReplayRejection(ctx context.Context, id string, fields any) (*model.ReplayResult, error) {
+	n, err := parseSerial(id)
+	if err != nil {
+		return nil, err
+	}
+	var patch map[string]any
+	if fields != nil {
+		m, ok := fields.(map[string]any)
+		if !ok {
+			return nil, &jiaoliu.Error{Code: jiaoliu.EINVALID, Message: "invalid input", Fields: map[string]string{"fields": "must be an object of field values"}}
+		}
+		patch = m
+	}
+	rej, res, err := r.Store.ReplayRejection(ctx, n, patch)
+	if err != nil {
+		return nil, err
+	}
+	out := &model.ReplayResult{Rejection: rej, Status: res.Status, RecordID: res.ID}
+	if res.Version != "" {
+		out.Version = &res.Version
+	}
+	return out, nil
+}
+
+// DismissRejection is the resolver for the dismissRejection field.
+func (r *mutationResolver) DismissRejection(ctx context.Context, id string) (*postgres.Rejection, error) {
+	n, err := parseSerial(id)
+	if err != nil {
+		return nil, err
+	}
+	return r.Store.DismissRejection(ctx, n)
+}
+
 // Observer is the resolver for the observer field.
 func (r *observationResolver) Observer(ctx context.Context, obj *jiaoliu.Observation) (*jiaoliu.Teacher, error) {
 	return byOptID[jiaoliu.Teacher](ctx, jiaoliu.TeacherEntity, obj.ObserverID)
@@ -786,6 +820,16 @@ func (r *queryResolver) AuditLog(ctx context.Context, filter *model.AuditFilter,
 	return &model.AuditConnection{Nodes: entries, PageInfo: pi}, nil
 }
 
+// SyncRejections is the resolver for the syncRejections field.
+func (r *queryResolver) SyncRejections(ctx context.Context, status *string, first *int) ([]*postgres.Rejection, error) {
+	return r.Store.Rejections(ctx, derefString(status), derefInt(first))
+}
+
+// SyncConflicts is the resolver for the syncConflicts field.
+func (r *queryResolver) SyncConflicts(ctx context.Context, entity *string, recordID *string, first *int) ([]*postgres.ConflictRecord, error) {
+	return r.Store.Conflicts(ctx, derefString(entity), derefString(recordID), derefInt(first))
+}
+
 // Exchange is the resolver for the exchange field.
 func (r *researchActivityResolver) Exchange(ctx context.Context, obj *jiaoliu.ResearchActivity) (*jiaoliu.Exchange, error) {
 	return byID[jiaoliu.Exchange](ctx, jiaoliu.ExchangeEntity, obj.ExchangeID)
@@ -829,6 +873,36 @@ func (r *schoolStintResolver) School(ctx context.Context, obj *jiaoliu.SchoolSti
 // Exchange is the resolver for the exchange field.
 func (r *semesterReportResolver) Exchange(ctx context.Context, obj *jiaoliu.SemesterReport) (*jiaoliu.Exchange, error) {
 	return byID[jiaoliu.Exchange](ctx, jiaoliu.ExchangeEntity, obj.ExchangeID)
+}
+
+// ID is the resolver for the id field.
+func (r *syncConflictResolver) ID(ctx context.Context, obj *postgres.ConflictRecord) (string, error) {
+	return strconv.FormatInt(obj.ID, 10), nil
+}
+
+// KeptValue is the resolver for the keptValue field.
+func (r *syncConflictResolver) KeptValue(ctx context.Context, obj *postgres.ConflictRecord) (any, error) {
+	return rawJSON(obj.KeptValue)
+}
+
+// LostValue is the resolver for the lostValue field.
+func (r *syncConflictResolver) LostValue(ctx context.Context, obj *postgres.ConflictRecord) (any, error) {
+	return rawJSON(obj.LostValue)
+}
+
+// ID is the resolver for the id field.
+func (r *syncRejectionResolver) ID(ctx context.Context, obj *postgres.Rejection) (string, error) {
+	return strconv.FormatInt(obj.ID, 10), nil
+}
+
+// Op is the resolver for the op field.
+func (r *syncRejectionResolver) Op(ctx context.Context, obj *postgres.Rejection) (any, error) {
+	return rawJSON(obj.Op)
+}
+
+// Fields is the resolver for the fields field.
+func (r *syncRejectionResolver) Fields(ctx context.Context, obj *postgres.Rejection) (any, error) {
+	return rawJSON(obj.Fields)
 }
 
 // Honors is the resolver for the honors field.
@@ -930,6 +1004,12 @@ func (r *Resolver) SchoolStint() SchoolStintResolver { return &schoolStintResolv
 // SemesterReport returns SemesterReportResolver implementation.
 func (r *Resolver) SemesterReport() SemesterReportResolver { return &semesterReportResolver{r} }
 
+// SyncConflict returns SyncConflictResolver implementation.
+func (r *Resolver) SyncConflict() SyncConflictResolver { return &syncConflictResolver{r} }
+
+// SyncRejection returns SyncRejectionResolver implementation.
+func (r *Resolver) SyncRejection() SyncRejectionResolver { return &syncRejectionResolver{r} }
+
 // Teacher returns TeacherResolver implementation.
 func (r *Resolver) Teacher() TeacherResolver { return &teacherResolver{r} }
 
@@ -959,6 +1039,8 @@ type (
 	schoolGroupResolver       struct{ *Resolver }
 	schoolStintResolver       struct{ *Resolver }
 	semesterReportResolver    struct{ *Resolver }
+	syncConflictResolver      struct{ *Resolver }
+	syncRejectionResolver     struct{ *Resolver }
 	teacherResolver           struct{ *Resolver }
 	userResolver              struct{ *Resolver }
 	zoneResolver              struct{ *Resolver }

@@ -201,12 +201,9 @@ func (w *writer) reject(ctx context.Context, op jiaoliu.Op, res jiaoliu.OpResult
 	if res.Fields == nil {
 		fields = []byte("{}")
 	}
-	scopes := []string{}
-	if isUUID(op.ID) && jiaoliu.Entities[op.Entity] != nil {
-		// Admins of the record's scope see the rejection; so does its author.
-		if err := w.tx.GetContext(ctx, pq.Array(&scopes), `SELECT coalesce((SELECT scopes FROM sync_log WHERE entity = $1 AND id = $2), '{}')`, op.Entity, op.ID); err != nil {
-			return res, fmt.Errorf("rejection scope: %w", err)
-		}
+	scopes, err := w.rejectionScopes(ctx, op)
+	if err != nil {
+		return res, err
 	}
 	if w.actor.TeacherID != "" {
 		scopes = append(scopes, "t:"+w.actor.TeacherID)
@@ -228,6 +225,34 @@ func (w *writer) reject(ctx context.Context, op jiaoliu.Op, res jiaoliu.OpResult
 		}
 	}
 	return res, nil
+}
+
+// rejectionScopes returns who sees a rejected op: the readers of the record it targets
+// and of every record it refers to (a new lesson's exchange, an activity's pair), so
+// the admins concerned see rejections of records that never came to exist.
+func (w *writer) rejectionScopes(ctx context.Context, op jiaoliu.Op) ([]string, error) {
+	def := jiaoliu.Entities[op.Entity]
+	if def == nil || !isUUID(op.ID) {
+		return []string{}, nil
+	}
+	entities, ids := []string{def.Name}, []string{op.ID}
+	for _, f := range def.Fields {
+		if f.Kind != jiaoliu.KindID || f.Ref == "" {
+			continue
+		}
+		if id, ok := op.Fields[f.Name].(string); ok && isUUID(id) {
+			entities, ids = append(entities, f.Ref), append(ids, id)
+		}
+	}
+	var scopes []string
+	err := w.tx.GetContext(ctx, pq.Array(&scopes), `SELECT coalesce(array_agg(DISTINCT t), '{}') FROM (
+			SELECT scopes FROM sync_log WHERE entity = $1 AND id = $2::uuid
+			UNION ALL SELECT scope_tokens(r.e, r.i) FROM unnest($3::text[], $4::uuid[]) AS r(e, i) WHERE r.i <> $2::uuid) s,
+			unnest(s.scopes) t WHERE t NOT LIKE 'w:%'`, def.Name, op.ID, pq.Array(entities), pq.Array(ids))
+	if err != nil {
+		return nil, fmt.Errorf("rejection scope: %w", err)
+	}
+	return scopes, nil
 }
 
 // remember stores an op's first result for idempotent resends.

@@ -211,6 +211,14 @@ type PolicyEdge struct {
 type Query struct {
 }
 
+type ReplayResult struct {
+	Rejection *postgres.Rejection `json:"rejection"`
+	// applied or merged; canonicalId when it merged into an existing record.
+	Status   string  `json:"status"`
+	RecordID string  `json:"recordId"`
+	Version  *string `json:"version,omitempty"`
+}
+
 type ResearchActivityConnection struct {
 	Edges      []*ResearchActivityEdge     `json:"edges"`
 	Nodes      []*jiaoliu.ResearchActivity `json:"nodes"`
