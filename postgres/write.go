@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 
 	"github.com/jiaoliu/jiaoliu"
@@ -45,7 +44,12 @@ func (s *Store) Apply(ctx context.Context, batch jiaoliu.Batch) ([]jiaoliu.OpRes
 	}
 	defer tx.Rollback()
 
-	w := &writer{store: s, tx: tx, actor: actor}
+	w := &writer{store: s, tx: newStmtTx(tx), actor: actor, atomic: batch.Atomic}
+	if !batch.Atomic {
+		if err := w.loadSeen(ctx, batch.Ops); err != nil {
+			return nil, err
+		}
+	}
 	if !actor.System {
 		if err := tx.GetContext(ctx, pq.Array(&w.readTokens), `SELECT actor_tokens($1, $2, $3, $4)`,
 			string(actor.Role), nullID(actor.DistrictID), nullID(actor.SchoolID), nullID(actor.TeacherID)); err != nil {
@@ -63,6 +67,9 @@ func (s *Store) Apply(ctx context.Context, batch jiaoliu.Batch) ([]jiaoliu.OpRes
 		}
 		results[i] = res
 	}
+	if err := w.flushRemembered(ctx); err != nil {
+		return nil, err
+	}
 	if len(w.changed) > 0 {
 		if _, err := tx.ExecContext(ctx, `SELECT pg_notify('sync_changes', $1)`, w.notifyPayload()); err != nil {
 			return nil, fmt.Errorf("apply: notify: %w", err)
@@ -77,7 +84,10 @@ func (s *Store) Apply(ctx context.Context, batch jiaoliu.Batch) ([]jiaoliu.OpRes
 // writer applies the ops of one batch inside one transaction.
 type writer struct {
 	store      *Store
-	tx         *sqlx.Tx
+	tx         *stmtTx
+	atomic     bool
+	seen       map[string]jiaoliu.OpResult // first results of the batch's opIds
+	remembered []remembered                // results to store in sync_ops at the end
 	actor      *jiaoliu.Actor
 	readTokens []string
 	changed    map[string]bool // scope tokens of changed records, for pokes
@@ -104,39 +114,38 @@ func (w *writer) notifyPayload() string {
 func (w *writer) apply(ctx context.Context, op jiaoliu.Op, atomic bool) (jiaoliu.OpResult, error) {
 	res := jiaoliu.OpResult{OpID: op.OpID, ID: op.ID}
 	if err := checkEnvelope(op); err != nil {
-		return w.reject(ctx, op, res, err, atomic, false)
+		// Remember even a malformed op's id, so resends do not pile up rejections.
+		return w.reject(ctx, op, res, err, atomic, op.OpID != "" && len(op.OpID) <= 100)
 	}
-	if !atomic {
-		var raw []byte
-		err := w.tx.GetContext(ctx, &raw, `SELECT result FROM sync_ops WHERE op_id = $1`, op.OpID)
-		if err == nil {
-			var first jiaoliu.OpResult
-			if err := json.Unmarshal(raw, &first); err != nil {
-				return res, fmt.Errorf("decode stored result: %w", err)
-			}
-			first.Duplicate = true
-			return first, nil
-		} else if !errors.Is(err, sql.ErrNoRows) {
-			return res, fmt.Errorf("look up op: %w", err)
-		}
+	if first, ok := w.seen[op.OpID]; ok && !atomic {
+		first.Duplicate = true
+		return first, nil
 	}
 	op, res.Restamped = w.restamp(op)
 
-	if _, err := w.tx.ExecContext(ctx, `SAVEPOINT op`); err != nil {
-		return res, fmt.Errorf("savepoint: %w", err)
+	// A device batch isolates each op in a savepoint, so a rejected op leaves the
+	// others; an atomic batch fails whole anyway and needs none.
+	if !atomic {
+		if _, err := w.tx.ExecContext(ctx, `SAVEPOINT op`); err != nil {
+			return res, fmt.Errorf("savepoint: %w", err)
+		}
 	}
 	out, err := w.write(ctx, op)
 	if err != nil {
-		if _, rerr := w.tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT op`); rerr != nil {
-			return res, fmt.Errorf("rollback to savepoint: %w", rerr)
+		if !atomic {
+			if _, rerr := w.tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT op`); rerr != nil {
+				return res, fmt.Errorf("rollback to savepoint: %w", rerr)
+			}
 		}
 		if derr := domainError(err); derr != nil {
 			return w.reject(ctx, op, res, derr, atomic, true)
 		}
 		return res, err
 	}
-	if _, err := w.tx.ExecContext(ctx, `RELEASE SAVEPOINT op`); err != nil {
-		return res, fmt.Errorf("release savepoint: %w", err)
+	if !atomic {
+		if _, err := w.tx.ExecContext(ctx, `RELEASE SAVEPOINT op`); err != nil {
+			return res, fmt.Errorf("release savepoint: %w", err)
+		}
 	}
 	out.OpID, out.Restamped = op.OpID, res.Restamped
 	if err := w.remember(ctx, op, out); err != nil {
@@ -255,16 +264,72 @@ func (w *writer) rejectionScopes(ctx context.Context, op jiaoliu.Op) ([]string, 
 	return scopes, nil
 }
 
-// remember stores an op's first result for idempotent resends.
+type remembered struct {
+	opID   string
+	result []byte
+}
+
+// loadSeen reads, in one query, the first results of the batch's opIds that the server
+// has seen before (idempotency).
+func (w *writer) loadSeen(ctx context.Context, ops []jiaoliu.Op) error {
+	ids := make([]string, 0, len(ops))
+	for _, op := range ops {
+		ids = append(ids, op.OpID)
+	}
+	rows, err := w.tx.QueryxContext(ctx, `SELECT op_id, result FROM sync_ops WHERE op_id = ANY($1)`, pq.Array(ids))
+	if err != nil {
+		return fmt.Errorf("look up ops: %w", err)
+	}
+	defer rows.Close()
+	w.seen = make(map[string]jiaoliu.OpResult)
+	for rows.Next() {
+		var id string
+		var raw []byte
+		if err := rows.Scan(&id, &raw); err != nil {
+			return fmt.Errorf("look up ops: %w", err)
+		}
+		var first jiaoliu.OpResult
+		if err := json.Unmarshal(raw, &first); err != nil {
+			return fmt.Errorf("decode stored result: %w", err)
+		}
+		w.seen[id] = first
+	}
+	return rows.Err()
+}
+
+// remember keeps an op's first result, to be stored for idempotent resends when the
+// batch commits. Atomic batches (GraphQL) have no resends and store none.
 func (w *writer) remember(ctx context.Context, op jiaoliu.Op, res jiaoliu.OpResult) error {
+	if w.atomic || op.OpID == "" {
+		return nil
+	}
 	raw, err := json.Marshal(res)
 	if err != nil {
 		return fmt.Errorf("encode result: %w", err)
 	}
-	if _, err := w.tx.ExecContext(ctx, `INSERT INTO sync_ops (op_id, device_id, user_id, result) VALUES ($1, $2, $3, $4)
+	if w.seen == nil {
+		w.seen = map[string]jiaoliu.OpResult{}
+	}
+	w.seen[op.OpID] = res
+	w.remembered = append(w.remembered, remembered{op.OpID, raw})
+	return nil
+}
+
+// flushRemembered stores the batch's results in one statement.
+func (w *writer) flushRemembered(ctx context.Context) error {
+	if len(w.remembered) == 0 {
+		return nil
+	}
+	ids := make([]string, len(w.remembered))
+	results := make([]string, len(w.remembered))
+	for i, r := range w.remembered {
+		ids[i], results[i] = r.opID, string(r.result)
+	}
+	if _, err := w.tx.Tx.ExecContext(ctx, `INSERT INTO sync_ops (op_id, device_id, user_id, result)
+		SELECT id, $3, $4, r::jsonb FROM unnest($1::text[], $2::text[]) AS t(id, r)
 		ON CONFLICT (op_id) DO UPDATE SET result = excluded.result`,
-		op.OpID, nullID(w.actor.DeviceID), nullID(w.actor.UserID), raw); err != nil {
-		return fmt.Errorf("remember op: %w", err)
+		pq.Array(ids), pq.Array(results), nullID(w.actor.DeviceID), nullID(w.actor.UserID)); err != nil {
+		return fmt.Errorf("remember ops: %w", err)
 	}
 	return nil
 }
@@ -526,7 +591,7 @@ func (w *writer) loadByNaturalKey(ctx context.Context, def *jiaoliu.Entity, in j
 	return cur, cur.rec.String("id"), nil
 }
 
-func loadOne(ctx context.Context, tx *sqlx.Tx, def *jiaoliu.Entity, where string, args ...any) (*current, error) {
+func loadOne(ctx context.Context, tx *stmtTx, def *jiaoliu.Entity, where string, args ...any) (*current, error) {
 	cols := make([]string, 0, len(def.Fields)+5)
 	cols = append(cols, "t.id::text", "t.field_hlc", "t.deleted", "t.version", "coalesce(l.scopes, '{}')")
 	for _, f := range def.Fields {

@@ -44,6 +44,7 @@ type Main struct {
 	Log    *slog.Logger
 
 	cluster *pgcluster.Cluster
+	dsn     string
 	db      *sqlx.DB
 	Store   *postgres.Store
 	http    *http.Server
@@ -100,6 +101,7 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	m.dsn = dsn
 	db, err := postgres.Open(ctx, dsn)
 	if err != nil {
 		return err

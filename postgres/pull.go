@@ -1,0 +1,646 @@
+package postgres
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+
+	"github.com/jiaoliu/jiaoliu"
+)
+
+// Pull reads the change log by snapshots, the way PgQ reads its event tables, rather
+// than by a sequence number or by the oldest running transaction:
+//
+//   - Every change of a record moves its sync_log row to (txid, seq), where txid is the
+//     top-level id of the writing transaction.
+//   - A cursor names a PostgreSQL snapshot lo (pg_snapshot: xmin, xmax, the in-progress
+//     list). The device holds every change of a transaction visible in lo.
+//   - A pull runs in one REPEATABLE READ transaction whose snapshot hi is taken by its
+//     first statement, and returns the rows whose txid is visible in hi and not in lo,
+//     in (txid, seq) order, page by page. While paging, the cursor carries lo, hi and
+//     the last (txid, seq) delivered, and every page keeps the condition "visible in hi":
+//     a row changed after hi leaves the range (its new txid is not visible in hi) and is
+//     delivered by the next range, so nothing in the range can move behind the cursor.
+//   - When the range is exhausted the cursor becomes hi: the device holds exactly the
+//     state of snapshot hi (a committed point), and more is false unless a row of the
+//     range changed after hi (then the next range starts at once).
+//
+// Transactions that commit out of the order in which they took their ids are neither
+// skipped (a transaction in progress at lo is in lo's in-progress list, so it is not
+// visible in lo and its rows come in a later range) nor held back: a change is pullable
+// as soon as it commits, even while an older transaction is still open. See
+// docs/sync-protocol.md.
+
+// PulledRecord is one record as a pull delivers it: its whole current state.
+type PulledRecord struct {
+	Entity  string `json:"entity"`
+	ID      string `json:"id"`
+	Version string `json:"version"`
+	Deleted bool   `json:"deleted"`
+	// Fields holds every field of the entity by GraphQL name, with JSON-ready values:
+	// strings, int64, float64, bool, nil, dates as "YYYY-MM-DD", lists as []string.
+	Fields map[string]any `json:"fields"`
+	// Cursor is the position right after this record, so that a caller may cut a page
+	// short (to keep a message under a size limit) and continue from there.
+	Cursor string `json:"-"`
+}
+
+// Errors of the pull path, which the sync server turns into a reset.
+var (
+	// ErrScopeChanged means the cursor was issued for another set of scope tokens: what
+	// the user may read has changed, and the device must pull from the start.
+	ErrScopeChanged = errors.New("scope changed since the cursor was issued")
+	// ErrInvalidCursor means the cursor is malformed or does not come from this
+	// database (for example after a restore): the device must pull from the start.
+	ErrInvalidCursor = errors.New("invalid cursor")
+)
+
+// DefaultPullLimit and MaxPullLimit bound the records of one pull page.
+const (
+	DefaultPullLimit = 500
+	MaxPullLimit     = 1000
+)
+
+// snapshot is a parsed pg_snapshot: xmin:xmax:xip,...
+type snapshot struct {
+	xmin, xmax uint64
+	xip        []uint64
+}
+
+// maxXip bounds the in-progress list a cursor may carry (PostgreSQL's is bounded by
+// the number of backends).
+const maxXip = 10000
+
+func parseSnapshot(s string) (snapshot, error) {
+	var snap snapshot
+	parts := strings.Split(s, ":")
+	if len(parts) != 3 {
+		return snap, ErrInvalidCursor
+	}
+	var err1, err2 error
+	snap.xmin, err1 = strconv.ParseUint(parts[0], 10, 64)
+	snap.xmax, err2 = strconv.ParseUint(parts[1], 10, 64)
+	if err1 != nil || err2 != nil || snap.xmin > snap.xmax || snap.xmin == 0 {
+		return snap, ErrInvalidCursor
+	}
+	if parts[2] != "" {
+		xs := strings.Split(parts[2], ",")
+		if len(xs) > maxXip {
+			return snap, ErrInvalidCursor
+		}
+		prev := uint64(0)
+		for _, x := range xs {
+			v, err := strconv.ParseUint(x, 10, 64)
+			if err != nil || v < snap.xmin || v >= snap.xmax || v <= prev {
+				return snap, ErrInvalidCursor
+			}
+			snap.xip = append(snap.xip, v)
+			prev = v
+		}
+	}
+	return snap, nil
+}
+
+func (s snapshot) String() string {
+	var b strings.Builder
+	b.WriteString(strconv.FormatUint(s.xmin, 10))
+	b.WriteByte(':')
+	b.WriteString(strconv.FormatUint(s.xmax, 10))
+	b.WriteByte(':')
+	for i, x := range s.xip {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatUint(x, 10))
+	}
+	return b.String()
+}
+
+// syncCursor is the decoded form of the opaque cursor.
+type syncCursor struct {
+	V     int    `json:"v"`           // format version
+	Scope string `json:"s"`           // fingerprint of the reader's scope tokens
+	Lo    string `json:"l,omitempty"` // changes visible in this snapshot were delivered
+	Hi    string `json:"h,omitempty"` // while paging: the snapshot the range ends at
+	Txid  uint64 `json:"t,omitempty"` // while paging: the last (txid, seq) delivered
+	Seq   int64  `json:"q,omitempty"`
+
+	lo, hi *snapshot
+}
+
+const cursorVersion = 1
+
+// maxCursorLen bounds the text of a cursor before it is decoded.
+const maxCursorLen = 256 << 10
+
+func (c syncCursor) encode() string {
+	b, _ := json.Marshal(c)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeSyncCursor(s string) (syncCursor, error) {
+	var c syncCursor
+	if s == "" {
+		return c, nil
+	}
+	if len(s) > maxCursorLen {
+		return c, ErrInvalidCursor
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return c, ErrInvalidCursor
+	}
+	if err := json.Unmarshal(b, &c); err != nil || c.V != cursorVersion || c.Scope == "" {
+		return c, ErrInvalidCursor
+	}
+	if c.Lo != "" {
+		lo, err := parseSnapshot(c.Lo)
+		if err != nil {
+			return c, err
+		}
+		c.lo = &lo
+	}
+	if c.Hi != "" {
+		hi, err := parseSnapshot(c.Hi)
+		if err != nil || c.Txid == 0 {
+			return c, ErrInvalidCursor
+		}
+		c.hi = &hi
+	} else if c.Txid != 0 || c.Seq != 0 {
+		return c, ErrInvalidCursor
+	}
+	return c, nil
+}
+
+// scopeFingerprint returns the fingerprint of a set of scope tokens that cursors carry:
+// 16 hex digits of SHA-256 over the sorted tokens. The system actor's is "system".
+func scopeFingerprint(tokens []string, system bool) string {
+	if system {
+		return "system"
+	}
+	toks := slices.Clone(tokens)
+	slices.Sort(toks)
+	toks = slices.Compact(toks)
+	sum := sha256.Sum256([]byte(strings.Join(toks, " ")))
+	return hex.EncodeToString(sum[:8])
+}
+
+// syncRead is the state of one read-only pull or verify transaction.
+type syncRead struct {
+	tx     *sqlx.Tx
+	snap   snapshot // the transaction's snapshot
+	tokens []string // the actor's scope tokens as of snap; nil for the system actor
+	system bool
+	scope  string // fingerprint of tokens
+}
+
+// scopeCond returns the condition restricting sync_log alias l to the reader's scope,
+// with the tokens as argument number n.
+func (r *syncRead) scopeCond(n int) (string, []any) {
+	if r.system {
+		return "true", nil
+	}
+	return fmt.Sprintf("l.scopes && $%d::text[]", n), []any{pq.Array(r.tokens)}
+}
+
+// readSync runs fn in a read-only REPEATABLE READ transaction, so that every statement
+// sees the snapshot that the first one records, together with the actor's tokens as of
+// that snapshot.
+func (s *Store) readSync(ctx context.Context, fn func(r *syncRead) error) error {
+	a := jiaoliu.ActorFromContext(ctx)
+	if a == nil {
+		return jiaoliu.Errorf(jiaoliu.EUNAUTHENTICATED, "sign in to sync")
+	}
+	tx, err := s.db.BeginTxx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("begin sync read: %w", err)
+	}
+	defer tx.Rollback()
+	r := &syncRead{tx: tx, system: a.System}
+	var snap string
+	if a.System {
+		err = tx.QueryRowxContext(ctx, `SELECT pg_current_snapshot()::text`).Scan(&snap)
+	} else {
+		err = tx.QueryRowxContext(ctx, `SELECT pg_current_snapshot()::text, actor_tokens($1, $2, $3, $4)`,
+			string(a.Role), nullID(a.DistrictID), nullID(a.SchoolID), nullID(a.TeacherID)).Scan(&snap, pq.Array(&r.tokens))
+	}
+	if err != nil {
+		return fmt.Errorf("sync snapshot: %w", err)
+	}
+	if r.snap, err = parseSnapshot(snap); err != nil {
+		return fmt.Errorf("sync snapshot %q: %w", snap, err)
+	}
+	if r.tokens == nil && !a.System {
+		r.tokens = []string{}
+	}
+	r.scope = scopeFingerprint(r.tokens, a.System)
+	if err := fn(r); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// check validates a decoded cursor against the reader: the same scope, and snapshots
+// that are not newer than the database's (a cursor from the future comes from another
+// database or from before a restore).
+func (r *syncRead) check(c syncCursor) error {
+	if c.V == 0 {
+		return nil
+	}
+	if c.Scope != r.scope {
+		return ErrScopeChanged
+	}
+	for _, sn := range []*snapshot{c.lo, c.hi} {
+		if sn != nil && sn.xmax > r.snap.xmax {
+			return ErrInvalidCursor
+		}
+	}
+	return nil
+}
+
+// Pull returns the next page of changes after cursor ("" for the beginning) that the
+// actor of ctx may read, at most limit records (DefaultPullLimit if limit <= 0, at most
+// MaxPullLimit), each with its whole current state. It returns the cursor to continue
+// from and whether more changes are waiting. Following cursors until more is false
+// yields every change, and the device then holds exactly the records the actor could
+// read at one snapshot of the database. Returns ErrScopeChanged if what the actor may
+// read changed since the cursor was issued, ErrInvalidCursor for a cursor that is not
+// from this database, and UNAUTHENTICATED without an actor.
+func (s *Store) Pull(ctx context.Context, cursor string, limit int) (records []PulledRecord, next string, more bool, err error) {
+	switch {
+	case limit <= 0:
+		limit = DefaultPullLimit
+	case limit > MaxPullLimit:
+		limit = MaxPullLimit
+	}
+	cur, err := decodeSyncCursor(cursor)
+	if err != nil {
+		return nil, "", false, err
+	}
+	err = s.readSync(ctx, func(r *syncRead) error {
+		if err := r.check(cur); err != nil {
+			return err
+		}
+		records, next, more, err = r.pull(ctx, cur, limit)
+		return err
+	})
+	if err != nil {
+		return nil, "", false, fmt.Errorf("pull: %w", err)
+	}
+	return records, next, more, nil
+}
+
+type logRow struct {
+	Entity string `db:"entity"`
+	ID     string `db:"id"`
+	Txid   uint64 `db:"txid"`
+	Seq    int64  `db:"seq"`
+}
+
+func (r *syncRead) pull(ctx context.Context, cur syncCursor, limit int) ([]PulledRecord, string, bool, error) {
+	// The range ends at the cursor's hi while paging, else at this transaction's snapshot.
+	hi, continuing := r.snap, cur.hi != nil
+	if continuing {
+		hi = *cur.hi
+	}
+	where, args := r.rangeCond(cur.lo, cur.hi)
+	if continuing {
+		args = append(args, strconv.FormatUint(cur.Txid, 10), cur.Seq)
+		where = append(where, fmt.Sprintf("(l.txid, l.seq) > ($%d::xid8, $%d::bigint)", len(args)-1, len(args)))
+	}
+	args = append(args, limit+1)
+	q := fmt.Sprintf(`SELECT l.entity, l.id::text AS id, l.txid::text AS txid, l.seq FROM sync_log l
+		WHERE %s ORDER BY l.txid, l.seq LIMIT $%d`, strings.Join(where, " AND "), len(args))
+	var rows []logRow
+	if err := r.tx.SelectContext(ctx, &rows, q, args...); err != nil {
+		return nil, "", false, fmt.Errorf("read change log: %w", err)
+	}
+	more := len(rows) > limit
+	if more {
+		rows = rows[:limit]
+	}
+	records, err := r.load(ctx, rows)
+	if err != nil {
+		return nil, "", false, err
+	}
+	base := syncCursor{V: cursorVersion, Scope: r.scope, Lo: snapString(cur.lo), Hi: hi.String()}
+	for i, row := range rows {
+		c := base
+		c.Txid, c.Seq = row.Txid, row.Seq
+		records[i].Cursor = c.encode()
+	}
+	if more {
+		return records, records[len(records)-1].Cursor, true, nil
+	}
+	// The range is exhausted: the device now holds snapshot hi. When the range was
+	// opened by an earlier page, rows of it changed since hi were left for the next range.
+	next := syncCursor{V: cursorVersion, Scope: r.scope, Lo: hi.String()}
+	if continuing {
+		moved, err := r.changedSince(ctx, hi)
+		if err != nil {
+			return nil, "", false, err
+		}
+		more = moved
+	}
+	if len(records) > 0 {
+		records[len(records)-1].Cursor = next.encode()
+	}
+	return records, next.encode(), more, nil
+}
+
+func snapString(s *snapshot) string {
+	if s == nil {
+		return ""
+	}
+	return s.String()
+}
+
+// rangeCond returns the conditions selecting the log rows in scope that are not
+// visible in lo (when set) and are visible in hi (when set).
+func (r *syncRead) rangeCond(lo, hi *snapshot) ([]string, []any) {
+	cond, args := r.scopeCond(1)
+	where := []string{cond}
+	if lo != nil {
+		args = append(args, lo.String())
+		n := len(args)
+		where = append(where, fmt.Sprintf("l.txid >= pg_snapshot_xmin($%d::pg_snapshot) AND NOT pg_visible_in_snapshot(l.txid, $%d::pg_snapshot)", n, n))
+	}
+	if hi != nil {
+		args = append(args, hi.String())
+		n := len(args)
+		where = append(where, fmt.Sprintf("l.txid < pg_snapshot_xmax($%d::pg_snapshot) AND pg_visible_in_snapshot(l.txid, $%d::pg_snapshot)", n, n))
+	}
+	return where, args
+}
+
+// changedSince reports whether a record in scope changed in a transaction not visible
+// in snap.
+func (r *syncRead) changedSince(ctx context.Context, snap snapshot) (bool, error) {
+	where, args := r.rangeCond(&snap, nil)
+	var found bool
+	if err := r.tx.GetContext(ctx, &found, `SELECT EXISTS (SELECT 1 FROM sync_log l WHERE `+strings.Join(where, " AND ")+`)`, args...); err != nil {
+		return false, fmt.Errorf("look for newer changes: %w", err)
+	}
+	return found, nil
+}
+
+// load reads the current state of the records of rows, entity by entity, keeping the
+// order of rows.
+func (r *syncRead) load(ctx context.Context, rows []logRow) ([]PulledRecord, error) {
+	byEntity := map[string][]string{}
+	for _, row := range rows {
+		byEntity[row.Entity] = append(byEntity[row.Entity], row.ID)
+	}
+	state := make(map[string]PulledRecord, len(rows))
+	for name, ids := range byEntity {
+		def := jiaoliu.Entities[name]
+		if def == nil {
+			return nil, fmt.Errorf("change log names unknown entity %q", name)
+		}
+		cols := []string{"t.id::text", "t.version", "t.deleted"}
+		for _, f := range def.Fields {
+			cols = append(cols, "t."+f.Column())
+		}
+		q := fmt.Sprintf(`SELECT %s FROM %s t WHERE t.id = ANY($1::uuid[])`, strings.Join(cols, ", "), def.Table)
+		rs, err := r.tx.QueryContext(ctx, q, pq.Array(ids))
+		if err != nil {
+			return nil, fmt.Errorf("load %s: %w", name, err)
+		}
+		for rs.Next() {
+			var (
+				rec     PulledRecord
+				version int64
+				holders = scanHolders(def)
+			)
+			if err := rs.Scan(append([]any{&rec.ID, &version, &rec.Deleted}, holders...)...); err != nil {
+				rs.Close()
+				return nil, fmt.Errorf("load %s: %w", name, err)
+			}
+			rec.Entity, rec.Version = name, strconv.FormatInt(version, 10)
+			rec.Fields = jsonFields(recordFrom(def, holders))
+			state[name+"/"+rec.ID] = rec
+		}
+		err = rs.Err()
+		rs.Close()
+		if err != nil {
+			return nil, fmt.Errorf("load %s: %w", name, err)
+		}
+	}
+	out := make([]PulledRecord, 0, len(rows))
+	for _, row := range rows {
+		rec, ok := state[row.Entity+"/"+row.ID]
+		if !ok {
+			return nil, fmt.Errorf("change log names %s %s, which has no row", row.Entity, row.ID)
+		}
+		out = append(out, rec)
+	}
+	return out, nil
+}
+
+// jsonFields converts a record's canonical values to JSON-ready ones.
+func jsonFields(rec jiaoliu.Record) map[string]any {
+	out := make(map[string]any, len(rec))
+	for k, v := range rec {
+		switch x := v.(type) {
+		case jiaoliu.Date:
+			if x.IsZero() {
+				out[k] = nil
+			} else {
+				out[k] = x.String()
+			}
+		case jiaoliu.StringList:
+			if x == nil {
+				x = jiaoliu.StringList{}
+			}
+			out[k] = []string(x)
+		default:
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// Pending reports whether the device holding cursor has changes to pull: a record in
+// the actor's scope changed after the cursor's snapshot, or the cursor is in the middle
+// of a range, or it is empty. Returns ErrScopeChanged and ErrInvalidCursor like Pull.
+func (s *Store) Pending(ctx context.Context, cursor string) (bool, error) {
+	cur, err := decodeSyncCursor(cursor)
+	if err != nil {
+		return false, err
+	}
+	if cur.V == 0 || cur.hi != nil || cur.lo == nil {
+		return true, nil
+	}
+	var pending bool
+	err = s.readSync(ctx, func(r *syncRead) error {
+		if err := r.check(cur); err != nil {
+			return err
+		}
+		pending, err = r.changedSince(ctx, *cur.lo)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("pending changes: %w", err)
+	}
+	return pending, nil
+}
+
+// Verify returns the number of live records the actor of ctx may read and the
+// protocol's checksum over them (the XOR of the first 8 bytes of SHA-256 of
+// entity/id/version, as 16 lowercase hex digits), as of the returned cursor: a device
+// that pulled up to that cursor holds exactly these records. When deviceCursor (the
+// device's own cursor, may be "") ends a range and no record in scope changed after
+// it, the returned cursor is deviceCursor itself, so the device can compare at once;
+// otherwise it is a cursor at the snapshot the figures were computed in, and a device
+// holding another cursor must pull before comparing. An invalid or out-of-scope
+// deviceCursor is not an error: it only makes the figures not comparable.
+func (s *Store) Verify(ctx context.Context, deviceCursor string) (cursor string, count int, checksum string, err error) {
+	dc, derr := decodeSyncCursor(deviceCursor)
+	err = s.readSync(ctx, func(r *syncRead) error {
+		cursor = syncCursor{V: cursorVersion, Scope: r.scope, Lo: r.snap.String()}.encode()
+		if derr == nil && dc.V != 0 && dc.lo != nil && dc.hi == nil && r.check(dc) == nil {
+			changed, err := r.changedSince(ctx, *dc.lo)
+			if err != nil {
+				return err
+			}
+			if !changed {
+				cursor = deviceCursor
+			}
+		}
+		var sum uint64
+		count, sum, err = r.checksum(ctx)
+		checksum = fmt.Sprintf("%016x", sum)
+		return err
+	})
+	if err != nil {
+		return "", 0, "", fmt.Errorf("verify: %w", err)
+	}
+	return cursor, count, checksum, nil
+}
+
+// checksum counts and hashes the live records in scope, in one statement.
+func (r *syncRead) checksum(ctx context.Context) (int, uint64, error) {
+	cond, args := r.scopeCond(1)
+	parts := make([]string, 0, len(jiaoliu.EntityOrder))
+	for _, name := range jiaoliu.EntityOrder {
+		def := jiaoliu.Entities[name]
+		parts = append(parts, fmt.Sprintf(`SELECT ('x' || left(encode(sha256(convert_to('%s/' || t.id::text || '/' || t.version::text, 'UTF8')), 'hex'), 16))::bit(64)::bigint AS h
+			FROM %s t JOIN sync_log l ON l.entity = '%s' AND l.id = t.id WHERE NOT t.deleted AND %s`, name, def.Table, name, cond))
+	}
+	q := `SELECT count(*), coalesce(bit_xor(h), 0) FROM (` + strings.Join(parts, "\nUNION ALL\n") + `) x`
+	var n, x int64
+	if err := r.tx.QueryRowxContext(ctx, q, args...).Scan(&n, &x); err != nil {
+		return 0, 0, fmt.Errorf("checksum: %w", err)
+	}
+	return int(n), uint64(x), nil
+}
+
+// Reject stores an op that never reached Apply (for example one the sync server could
+// not convert from an older schema version) as a rejection with code and message, like
+// Apply stores its own rejections, and remembers the result under the op's id, so a
+// resend is answered the same. An opId seen before returns its first result with
+// Duplicate set, and stores nothing.
+func (s *Store) Reject(ctx context.Context, op jiaoliu.Op, code, message string) (jiaoliu.OpResult, error) {
+	actor := jiaoliu.ActorFromContext(ctx)
+	if actor == nil {
+		return jiaoliu.OpResult{}, jiaoliu.Errorf(jiaoliu.EUNAUTHENTICATED, "sign in to make changes")
+	}
+	res := jiaoliu.OpResult{OpID: op.OpID, ID: op.ID, Status: jiaoliu.StatusRejected, Code: code, Message: message}
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return res, fmt.Errorf("reject: begin: %w", err)
+	}
+	defer tx.Rollback()
+	if op.OpID != "" {
+		var raw []byte
+		err := tx.GetContext(ctx, &raw, `SELECT result FROM sync_ops WHERE op_id = $1`, op.OpID)
+		if err == nil {
+			var first jiaoliu.OpResult
+			if err := json.Unmarshal(raw, &first); err != nil {
+				return res, fmt.Errorf("reject: decode stored result: %w", err)
+			}
+			first.Duplicate = true
+			return first, nil
+		} else if !errors.Is(err, sql.ErrNoRows) {
+			return res, fmt.Errorf("reject: look up op: %w", err)
+		}
+	}
+	raw, err := json.Marshal(op)
+	if err != nil {
+		return res, fmt.Errorf("reject: encode op: %w", err)
+	}
+	scopes := []string{}
+	if isUUID(op.ID) && jiaoliu.Entities[op.Entity] != nil {
+		if err := tx.GetContext(ctx, pq.Array(&scopes), `SELECT coalesce((SELECT scopes FROM sync_log WHERE entity = $1 AND id = $2), '{}')`, op.Entity, op.ID); err != nil {
+			return res, fmt.Errorf("reject: rejection scope: %w", err)
+		}
+	}
+	for prefix, id := range map[string]string{"t:": actor.TeacherID, "s:": actor.SchoolID, "d:": actor.DistrictID} {
+		if id != "" {
+			scopes = append(scopes, prefix+id)
+		}
+	}
+	slices.Sort(scopes)
+	scopes = slices.Compact(scopes)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO sync_rejections (op_id, device_id, user_id, entity, record_id, op, code, message, fields, scopes)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '{}', $9)`,
+		op.OpID, nullID(actor.DeviceID), nullID(actor.UserID), op.Entity, op.ID, raw, code, message, pq.Array(scopes)); err != nil {
+		return res, fmt.Errorf("reject: store rejection: %w", err)
+	}
+	if op.OpID != "" {
+		w := &writer{store: s, tx: newStmtTx(tx), actor: actor}
+		if err := w.remember(ctx, op, res); err != nil {
+			return res, fmt.Errorf("reject: %w", err)
+		}
+		if err := w.flushRemembered(ctx); err != nil {
+			return res, fmt.Errorf("reject: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return res, fmt.Errorf("reject: commit: %w", err)
+	}
+	return res, nil
+}
+
+// DeviceSynced records that the device of the actor of ctx has just synced
+// (devices.last_sync_at). It does nothing for actors without a device, and while the
+// devices table does not exist.
+func (s *Store) DeviceSynced(ctx context.Context) error {
+	return s.updateDevice(ctx, `UPDATE devices SET last_sync_at = now() WHERE id = $1`)
+}
+
+// DeviceVerified records that the device of the actor of ctx has just verified its
+// replica (devices.last_verify_at) and whether it matched (last_verify_ok; nil when the
+// device's figures could not be compared). Like DeviceSynced it does nothing without a
+// device or a devices table.
+func (s *Store) DeviceVerified(ctx context.Context, ok *bool) error {
+	return s.updateDevice(ctx, `UPDATE devices SET last_verify_at = now(), last_verify_ok = $2 WHERE id = $1`, ok)
+}
+
+func (s *Store) updateDevice(ctx context.Context, q string, args ...any) error {
+	a := jiaoliu.ActorFromContext(ctx)
+	if a == nil || a.DeviceID == "" || !isUUID(a.DeviceID) {
+		return nil
+	}
+	_, err := s.db.ExecContext(ctx, q, append([]any{a.DeviceID}, args...)...)
+	var pe *pq.Error
+	if errors.As(err, &pe) && (pe.Code == "42P01" || pe.Code == "42703") {
+		// The devices table (migration 00003) is not there yet.
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("update device %s: %w", a.DeviceID, err)
+	}
+	return nil
+}

@@ -1,0 +1,148 @@
+package syncserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+
+	"github.com/jiaoliu/jiaoliu"
+	"github.com/jiaoliu/jiaoliu/postgres"
+	"github.com/jiaoliu/jiaoliu/sync/wire"
+)
+
+// The handlers below are shared by the WebSocket session and the HTTP fallback. ctx
+// carries the authenticated actor.
+
+// push applies a batch and returns its ack, or an error message.
+func (s *Server) push(ctx context.Context, log *slog.Logger, schema int, m *wire.Push) wire.Message {
+	if len(m.Ops) > s.MaxBatch {
+		return &wire.Error{Code: wire.CodeBatchTooLarge, BatchID: m.BatchID,
+			Message: "a push may carry at most " + itoa(s.MaxBatch) + " ops; split the batch"}
+	}
+	if m.SchemaVersion > 0 {
+		schema = m.SchemaVersion
+	}
+	if schema < s.Schema.MinVersion {
+		return &wire.Error{Code: wire.CodeSchemaTooOld, BatchID: m.BatchID,
+			Message: "schema version " + itoa(schema) + " is no longer accepted; update the app (minimum " + itoa(s.Schema.MinVersion) + ")"}
+	}
+	results := make([]jiaoliu.OpResult, 0, len(m.Ops))
+	var run []jiaoliu.Op // consecutive convertible ops, applied together in order
+	flush := func() error {
+		if len(run) == 0 {
+			return nil
+		}
+		res, err := s.store.Apply(ctx, jiaoliu.Batch{Ops: run})
+		if de := (*jiaoliu.Error)(nil); errors.As(err, &de) {
+			// The whole batch was refused (an auditor's device): store each op as
+			// rejected, so nothing typed is lost.
+			res = make([]jiaoliu.OpResult, 0, len(run))
+			for _, op := range run {
+				r, err := s.store.Reject(ctx, op, jiaoliu.RejectCode(de.Code), de.Message)
+				if err != nil {
+					return err
+				}
+				res = append(res, r)
+			}
+		} else if err != nil {
+			return err
+		}
+		results = append(results, res...)
+		run = run[:0]
+		return nil
+	}
+	for _, op := range m.Ops {
+		converted, err := s.Schema.Convert(op, schema)
+		if err == nil {
+			run = append(run, converted)
+			continue
+		}
+		if err := flush(); err != nil {
+			return s.internalError(ctx, log, "push", err, m.BatchID)
+		}
+		r, err2 := s.store.Reject(ctx, op, jiaoliu.RejectSchemaMismatch, err.Error())
+		if err2 != nil {
+			return s.internalError(ctx, log, "push", err2, m.BatchID)
+		}
+		results = append(results, r)
+	}
+	if err := flush(); err != nil {
+		return s.internalError(ctx, log, "push", err, m.BatchID)
+	}
+	if err := s.store.DeviceSynced(ctx); err != nil && ctx.Err() == nil {
+		log.Warn("sync record device", "err", err)
+	}
+	rejected := 0
+	for _, r := range results {
+		if r.Status == jiaoliu.StatusRejected && !r.Duplicate {
+			rejected++
+		}
+	}
+	log.Info("sync push", "batch", m.BatchID, "ops", len(m.Ops), "rejected", rejected)
+	return &wire.Ack{BatchID: m.BatchID, Results: results}
+}
+
+// pull answers a pull with changes, a reset, or an error. The changes message is kept
+// under MaxMessageBytes by cutting the page short.
+func (s *Server) pull(ctx context.Context, log *slog.Logger, m *wire.Pull) wire.Message {
+	limit := m.Limit
+	if limit <= 0 || limit > s.MaxBatch {
+		limit = s.MaxBatch
+	}
+	recs, next, more, err := s.store.Pull(ctx, m.Cursor, limit)
+	switch {
+	case errors.Is(err, postgres.ErrScopeChanged):
+		return &wire.Reset{Reason: wire.ReasonScopeChanged}
+	case errors.Is(err, postgres.ErrInvalidCursor):
+		return &wire.Reset{Reason: wire.ReasonInvalidCursor}
+	case err != nil:
+		return s.internalError(ctx, log, "pull", err, "")
+	}
+	out := &wire.Changes{Records: make([]wire.Record, 0, len(recs)), Cursor: next, More: more}
+	size := 64 + len(next)
+	for i, r := range recs {
+		rec := wire.Record{Entity: r.Entity, ID: r.ID, Version: r.Version, Deleted: r.Deleted, Fields: r.Fields}
+		b, err := json.Marshal(rec)
+		if err != nil {
+			return s.internalError(ctx, log, "pull", err, "")
+		}
+		if i > 0 && size+len(b)+1+len(r.Cursor) > s.MaxMessageBytes {
+			out.Cursor, out.More = recs[i-1].Cursor, true
+			break
+		}
+		size += len(b) + 1
+		out.Records = append(out.Records, rec)
+	}
+	if !out.More {
+		if err := s.store.DeviceSynced(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("sync record device", "err", err)
+		}
+	}
+	return out
+}
+
+// verify answers a verify with the checksum, recording the outcome for the device.
+func (s *Server) verify(ctx context.Context, log *slog.Logger, m *wire.Verify) wire.Message {
+	cursor, count, sum, err := s.store.Verify(ctx, m.Cursor)
+	if err != nil {
+		return s.internalError(ctx, log, "verify", err, "")
+	}
+	var ok *bool
+	if m.Cursor != "" && cursor == m.Cursor && m.Count != nil && m.Checksum != "" {
+		match := *m.Count == count && m.Checksum == sum
+		ok = &match
+		if !match {
+			log.Warn("sync verify mismatch", "count", count, "device_count", *m.Count)
+		}
+	}
+	if err := s.store.DeviceVerified(ctx, ok); err != nil && ctx.Err() == nil {
+		log.Warn("sync record device", "err", err)
+	}
+	return &wire.Checksum{Cursor: cursor, Count: count, Checksum: sum}
+}
+
+func itoa(n int) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}

@@ -1,0 +1,287 @@
+// Package syncserver serves the sync protocol v1 (docs/sync-protocol.md) to devices:
+// a WebSocket session at GET /sync and its HTTP fallback at POST /sync/push,
+// POST /sync/pull (and POST /sync/verify). Every write goes through the store's one
+// write path (Apply); pulls and verifies read the store's change log; pokes come from
+// the process's hub (sync/hub), fed by PostgreSQL notifications.
+package syncserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/jiaoliu/jiaoliu"
+	"github.com/jiaoliu/jiaoliu/postgres"
+	"github.com/jiaoliu/jiaoliu/sync/hub"
+	"github.com/jiaoliu/jiaoliu/sync/wire"
+)
+
+// Defaults of the server's limits and timings.
+const (
+	DefaultMaxBatch        = 500
+	DefaultMaxMessageBytes = 1 << 20
+	DefaultSendQueue       = 64
+	DefaultSendQueueBytes  = 4 << 20
+	DefaultRateLimit       = 20 // messages per second per device
+	DefaultRateBurst       = 100
+	DefaultHelloTimeout    = 10 * time.Second
+	DefaultPingInterval    = 25 * time.Second
+	DefaultPongWait        = 60 * time.Second
+	DefaultWriteWait       = 10 * time.Second
+	DefaultCloseGrace      = 2 * time.Second
+)
+
+// ShutdownReason is the reason of the close frame every socket gets on shutdown.
+const ShutdownReason = "server shutting down"
+
+// store is what the server needs of postgres.Store; tests may wrap it.
+type store interface {
+	Apply(ctx context.Context, batch jiaoliu.Batch) ([]jiaoliu.OpResult, error)
+	Reject(ctx context.Context, op jiaoliu.Op, code, message string) (jiaoliu.OpResult, error)
+	Pull(ctx context.Context, cursor string, limit int) ([]postgres.PulledRecord, string, bool, error)
+	Pending(ctx context.Context, cursor string) (bool, error)
+	Verify(ctx context.Context, cursor string) (string, int, string, error)
+	ActorTokens(ctx context.Context, a *jiaoliu.Actor) ([]string, error)
+	DeviceSynced(ctx context.Context) error
+	DeviceVerified(ctx context.Context, ok *bool) error
+}
+
+var _ store = (*postgres.Store)(nil)
+
+// Server serves the sync protocol. Set its exported fields, if at all, before it
+// serves the first request.
+type Server struct {
+	// MaxBatch is the most ops a push may carry (welcome.maxBatch).
+	MaxBatch int
+	// MaxMessageBytes is the largest message a client may send (welcome.maxMessageBytes);
+	// the server also keeps its own messages under it.
+	MaxMessageBytes int
+	// SendQueue and SendQueueBytes bound the messages (and their bytes) that may wait
+	// for a slow device; a device that lets more pile up is disconnected.
+	SendQueue      int
+	SendQueueBytes int
+	// RateLimit and RateBurst define each device's token bucket of messages
+	// (WebSocket messages and HTTP requests alike).
+	RateLimit float64
+	RateBurst int
+	// HelloTimeout is how long a new socket may take to say hello.
+	HelloTimeout time.Duration
+	// PingInterval is how often the server pings an idle socket; PongWait is how long
+	// it waits for any frame before it gives the socket up.
+	PingInterval, PongWait time.Duration
+	// WriteWait bounds each write to a socket; CloseGrace is how long the server waits
+	// for the device's close frame after sending its own.
+	WriteWait, CloseGrace time.Duration
+	// ReauthInterval is how often a session re-authenticates its token before handling
+	// a message. Zero (the default) re-authenticates before every message, so a revoked
+	// token is refused at the next message even without a device_revoked notification.
+	ReauthInterval time.Duration
+	// Schema is the schema version range and the op conversions (see schema.go).
+	Schema Schema
+	// CheckOrigin decides whether a WebSocket upgrade with an Origin header is allowed;
+	// nil allows requests without Origin (devices) and same-origin ones.
+	CheckOrigin func(r *http.Request) bool
+	// Now returns the time; tests may replace it.
+	Now func() time.Time
+
+	store  store
+	auth   jiaoliu.Authenticator
+	hub    *hub.Hub
+	log    *slog.Logger
+	limits *limiter
+
+	ctx    context.Context // canceled by Shutdown
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	conns  map[*conn]struct{}
+	nextID atomic.Uint64
+	init   sync.Once
+}
+
+// New returns a sync server writing and reading through store, authenticating device
+// tokens with auth, and poking sockets through h (whose Listen the program runs).
+func New(store *postgres.Store, auth jiaoliu.Authenticator, h *hub.Hub, log *slog.Logger) *Server {
+	return newServer(store, auth, h, log)
+}
+
+func newServer(st store, auth jiaoliu.Authenticator, h *hub.Hub, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if h == nil {
+		h = hub.New(log)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		MaxBatch:        DefaultMaxBatch,
+		MaxMessageBytes: DefaultMaxMessageBytes,
+		SendQueue:       DefaultSendQueue,
+		SendQueueBytes:  DefaultSendQueueBytes,
+		RateLimit:       DefaultRateLimit,
+		RateBurst:       DefaultRateBurst,
+		HelloTimeout:    DefaultHelloTimeout,
+		PingInterval:    DefaultPingInterval,
+		PongWait:        DefaultPongWait,
+		WriteWait:       DefaultWriteWait,
+		CloseGrace:      DefaultCloseGrace,
+		Schema:          DefaultSchema(),
+		Now:             time.Now,
+		store:           st,
+		auth:            auth,
+		hub:             h,
+		log:             log,
+		ctx:             ctx,
+		cancel:          cancel,
+		conns:           map[*conn]struct{}{},
+	}
+}
+
+func (s *Server) setup() {
+	s.init.Do(func() { s.limits = newLimiter(s.RateLimit, s.RateBurst, s.Now) })
+}
+
+// Routes registers the sync endpoints on mux: GET /sync (WebSocket), and the HTTP
+// fallback POST /sync/push, POST /sync/pull and POST /sync/verify.
+func (s *Server) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /sync", s.ServeWebSocket)
+	mux.HandleFunc("POST /sync/push", s.servePost(wire.TypePush))
+	mux.HandleFunc("POST /sync/pull", s.servePost(wire.TypePull))
+	mux.HandleFunc("POST /sync/verify", s.servePost(wire.TypeVerify))
+}
+
+// Shutdown closes every socket with a close frame (1001, "server shutting down") and
+// waits for the sessions to end, or for ctx; then it drops the sockets that remain.
+// http.Server.Shutdown does not close hijacked connections, so call both.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.cancel()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for c := range s.conns {
+			c.ws.Close()
+		}
+		s.mu.Unlock()
+		<-done
+		return fmt.Errorf("sync server shutdown: %w", ctx.Err())
+	}
+}
+
+// Conns returns the number of open sockets.
+func (s *Server) Conns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// authenticate turns a device token into its actor, or a protocol error.
+func (s *Server) authenticate(ctx context.Context, token string) (*jiaoliu.Actor, *wire.Error) {
+	if token == "" {
+		return nil, &wire.Error{Code: wire.CodeUnauthorized, Message: "a device token is required"}
+	}
+	a, err := s.auth.AuthenticateToken(ctx, token)
+	switch code := jiaoliu.ErrorCode(err); {
+	case err == nil && a == nil:
+		return nil, &wire.Error{Code: wire.CodeUnauthorized, Message: "unknown token"}
+	case err == nil:
+	case code == jiaoliu.EUNAUTHENTICATED || code == jiaoliu.ENOTFOUND || code == jiaoliu.EFORBIDDEN:
+		return nil, &wire.Error{Code: wire.CodeUnauthorized, Message: jiaoliu.ErrorMessage(err)}
+	default:
+		if ctx.Err() == nil {
+			s.log.Error("sync authenticate", "err", err)
+		}
+		return nil, &wire.Error{Code: wire.CodeInternal, Message: "cannot check the token now; try again"}
+	}
+	if a.DeviceID == "" {
+		return nil, &wire.Error{Code: wire.CodeUnauthorized, Message: "not a device token: register the device first"}
+	}
+	return a, nil
+}
+
+// bearer returns the token of an Authorization: Bearer header.
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+func (s *Server) upgrader() *websocket.Upgrader {
+	return &websocket.Upgrader{
+		ReadBufferSize:  4096,
+		WriteBufferSize: 4096,
+		CheckOrigin:     s.CheckOrigin,
+		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
+			http.Error(w, reason.Error(), status)
+		},
+	}
+}
+
+// ServeWebSocket upgrades GET /sync to a sync session.
+func (s *Server) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
+	s.setup()
+	if s.ctx.Err() != nil {
+		http.Error(w, ShutdownReason, http.StatusServiceUnavailable)
+		return
+	}
+	ws, err := s.upgrader().Upgrade(w, r, nil)
+	if err != nil {
+		s.log.Info("sync upgrade refused", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	c := newConn(s, ws, r)
+	s.mu.Lock()
+	if s.ctx.Err() != nil {
+		s.mu.Unlock()
+		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, ShutdownReason), time.Now().Add(time.Second))
+		ws.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+	c.serve()
+}
+
+// errorStatus maps protocol error codes to HTTP statuses for the fallback, in one
+// place.
+func errorStatus(code string) int {
+	switch code {
+	case wire.CodeUnauthorized:
+		return http.StatusUnauthorized
+	case wire.CodeTooLarge, wire.CodeBatchTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case wire.CodeRateLimited:
+		return http.StatusTooManyRequests
+	case wire.CodeInternal:
+		return http.StatusInternalServerError
+	}
+	return http.StatusBadRequest
+}
+
+// internalError logs err and returns the internal error message for the device.
+func (s *Server) internalError(ctx context.Context, log *slog.Logger, what string, err error, batchID string) *wire.Error {
+	if ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+		log.Error("sync "+what, "err", err, "batch", batchID)
+	}
+	return &wire.Error{Code: wire.CodeInternal, Message: what + " failed; try again", BatchID: batchID}
+}
