@@ -269,12 +269,20 @@ func (s *Store) AuthenticateToken(ctx context.Context, token string) (*jiaoliu.A
 	var userID, deviceID, sessionID string
 	if strings.HasPrefix(token, devicePrefix) {
 		sum := sha256.Sum256([]byte(token))
-		err := s.db.QueryRowContext(ctx, `UPDATE devices SET last_seen_at = now() WHERE token_hash = $1 AND revoked_at IS NULL
-			RETURNING id::text, user_id::text`, sum[:]).Scan(&deviceID, &userID)
+		// The sync layer authenticates every message: read, and write last_seen_at only
+		// when it is more than a minute old.
+		var stale bool
+		err := s.db.QueryRowContext(ctx, `SELECT id::text, user_id::text, coalesce(last_seen_at < now() - interval '1 minute', true)
+			FROM devices WHERE token_hash = $1 AND revoked_at IS NULL`, sum[:]).Scan(&deviceID, &userID, &stale)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, unauth
 		} else if err != nil {
 			return nil, fmt.Errorf("authenticate device: %w", err)
+		}
+		if stale {
+			if _, err := s.db.ExecContext(ctx, `UPDATE devices SET last_seen_at = now() WHERE id = $1`, deviceID); err != nil {
+				return nil, fmt.Errorf("authenticate device: %w", err)
+			}
 		}
 	} else {
 		key, err := s.signingKey(ctx)
