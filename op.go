@@ -53,6 +53,9 @@ type OpResult struct {
 	Lost        []string          `json:"lost,omitempty"`
 	Duplicate   bool              `json:"duplicate,omitempty"`
 	Restamped   bool              `json:"restamped,omitempty"`
+	// HLC is the server's HLC that a re-stamped op was applied with (an extension of
+	// the protocol: the device moves its clock past it, and the op's fields carry it).
+	HLC string `json:"hlc,omitempty"`
 }
 
 // RejectCode maps a domain error code to the sync protocol's rejection code.

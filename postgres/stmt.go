@@ -73,3 +73,12 @@ func (t *stmtTx) QueryRowxContext(ctx context.Context, q string, args ...any) *s
 	}
 	return st.QueryRowxContext(ctx, args...)
 }
+
+// SelectContext runs q as a prepared statement and scans every row into dest.
+func (t *stmtTx) SelectContext(ctx context.Context, dest any, q string, args ...any) error {
+	st, err := t.prep(ctx, q)
+	if err != nil {
+		return err
+	}
+	return st.SelectContext(ctx, dest, args...)
+}

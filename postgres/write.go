@@ -38,6 +38,12 @@ func (s *Store) Apply(ctx context.Context, batch jiaoliu.Batch) ([]jiaoliu.OpRes
 	if !actor.System && actor.Role == jiaoliu.RoleAuditor {
 		return nil, jiaoliu.Errorf(jiaoliu.EFORBIDDEN, "auditors cannot change records")
 	}
+	select {
+	case s.writeSlots <- struct{}{}:
+		defer func() { <-s.writeSlots }()
+	case <-ctx.Done():
+		return nil, fmt.Errorf("apply: %w", ctx.Err())
+	}
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("apply: begin: %w", err)
@@ -57,7 +63,23 @@ func (s *Store) Apply(ctx context.Context, batch jiaoliu.Batch) ([]jiaoliu.OpRes
 		}
 	}
 	results := make([]jiaoliu.OpResult, len(batch.Ops))
-	for i, op := range batch.Ops {
+	for i := 0; i < len(batch.Ops); i++ {
+		if !batch.Atomic {
+			// Runs of plain creates go through the bulk path (bulk.go), a few statements
+			// per run instead of several per op; it hands back what it cannot apply.
+			n, err := w.applyBulk(ctx, batch.Ops[i:], results[i:])
+			if err != nil {
+				return nil, err
+			}
+			if n > 0 {
+				i += n - 1
+				continue
+			}
+			if w.noBulk > 0 {
+				w.noBulk--
+			}
+		}
+		op := batch.Ops[i]
 		res, err := w.apply(ctx, op, batch.Atomic)
 		if err != nil {
 			return nil, fmt.Errorf("apply op %s: %w", op.OpID, err)
@@ -93,6 +115,7 @@ type writer struct {
 	changed    map[string]bool // scope tokens of changed records, for pokes
 	lastErr    error
 	parseErrs  jiaoliu.FieldErrors // messages of the current op's fields that did not parse
+	noBulk     int                 // ops left that the bulk path gave back to the per-op path
 }
 
 // notifyPayload lists the scope tokens that changed, so the sync hub pokes only the
@@ -148,6 +171,9 @@ func (w *writer) apply(ctx context.Context, op jiaoliu.Op, atomic bool) (jiaoliu
 		}
 	}
 	out.OpID, out.Restamped = op.OpID, res.Restamped
+	if res.Restamped {
+		out.HLC = op.HLC
+	}
 	if err := w.remember(ctx, op, out); err != nil {
 		return res, err
 	}
@@ -273,8 +299,21 @@ type remembered struct {
 // has seen before (idempotency).
 func (w *writer) loadSeen(ctx context.Context, ops []jiaoliu.Op) error {
 	ids := make([]string, 0, len(ops))
+	keys := make([]int64, 0, len(ops))
 	for _, op := range ops {
 		ids = append(ids, op.OpID)
+		h := fnv.New64a()
+		h.Write([]byte("op/" + op.OpID))
+		keys = append(keys, int64(h.Sum64()))
+	}
+	// The same ops may arrive on two connections at once (a device that reconnected
+	// while its first push was still being applied). Lock their ids first, in one
+	// order, so that the second batch waits for the first to commit and then, in a new
+	// statement's snapshot, finds its results: an op is never applied twice.
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	if _, err := w.tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k`, pq.Array(keys)); err != nil {
+		return fmt.Errorf("lock ops: %w", err)
 	}
 	rows, err := w.tx.QueryxContext(ctx, `SELECT op_id, result FROM sync_ops WHERE op_id = ANY($1)`, pq.Array(ids))
 	if err != nil {
