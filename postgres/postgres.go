@@ -66,7 +66,17 @@ type Store struct {
 
 	keyMu sync.Mutex
 	key   []byte // HMAC key of session tokens, loaded on first use
+
+	// writeSlots bounds the write transactions of Apply running at once. More than a
+	// few do not write faster on a small machine, and each device batch holds an
+	// advisory lock per natural key until it commits: 40 batches of 500 lessons at once
+	// overflowed PostgreSQL's shared lock table ("out of shared memory").
+	writeSlots chan struct{}
 }
+
+// MaxConcurrentWrites is how many Apply transactions a Store runs at once; the others
+// wait for a slot.
+const MaxConcurrentWrites = 8
 
 var _ jiaoliu.Writer = (*Store)(nil)
 
@@ -75,7 +85,7 @@ func NewStore(db *sqlx.DB, clock *hlc.Clock, log *slog.Logger) *Store {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Store{db: db, clock: clock, log: log}
+	return &Store{db: db, clock: clock, log: log, writeSlots: make(chan struct{}, MaxConcurrentWrites)}
 }
 
 // DB returns the underlying database handle.
