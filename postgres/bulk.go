@@ -32,9 +32,11 @@ import (
 // refers to.
 var bulkEntities = map[string]bool{"lesson": true, "attendance": true, "researchActivity": true}
 
-// minBulk is the shortest run worth the bulk path's fixed statements.
+// minBulk is the shortest run worth the bulk path's fixed statements. The environment
+// variable JIAOLIU_NO_BULK=1 turns the bulk path off (every op takes the per-op path),
+// to measure before and after (BENCHMARKS.md) or to rule it out when chasing a bug.
 var minBulk = func() int {
-	if os.Getenv("JL_NO_BULK") != "" {
+	if os.Getenv("JIAOLIU_NO_BULK") != "" {
 		return 1 << 30
 	}
 	return 4

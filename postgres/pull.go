@@ -556,6 +556,8 @@ func (s *Store) Reject(ctx context.Context, op jiaoliu.Op, code, message string)
 	if actor == nil {
 		return jiaoliu.OpResult{}, jiaoliu.Errorf(jiaoliu.EUNAUTHENTICATED, "sign in to make changes")
 	}
+	op = withoutNUL([]jiaoliu.Op{op})[0]
+	message = strings.ReplaceAll(message, "\x00", "\uFFFD")
 	res := jiaoliu.OpResult{OpID: op.OpID, ID: op.ID, Status: jiaoliu.StatusRejected, Code: code, Message: message}
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {

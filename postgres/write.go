@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -38,6 +39,7 @@ func (s *Store) Apply(ctx context.Context, batch jiaoliu.Batch) ([]jiaoliu.OpRes
 	if !actor.System && actor.Role == jiaoliu.RoleAuditor {
 		return nil, jiaoliu.Errorf(jiaoliu.EFORBIDDEN, "auditors cannot change records")
 	}
+	batch.Ops = withoutNUL(batch.Ops)
 	select {
 	case s.writeSlots <- struct{}{}:
 		defer func() { <-s.writeSlots }()
@@ -178,6 +180,91 @@ func (w *writer) apply(ctx context.Context, op jiaoliu.Op, atomic bool) (jiaoliu
 		return res, err
 	}
 	return out, nil
+}
+
+// withoutNUL replaces the NUL characters in the strings of ops (ids, HLCs, field
+// values and names) by U+FFFD, as JSON decoding does with invalid UTF-8. PostgreSQL
+// cannot store NUL in text or jsonb: an op carrying one would fail its whole batch on
+// every resend, and block the device's outbox for good. It copies only ops that have one.
+func withoutNUL(ops []jiaoliu.Op) []jiaoliu.Op {
+	var out []jiaoliu.Op
+	for i, op := range ops {
+		if !opHasNUL(op) {
+			if out != nil {
+				out[i] = op
+			}
+			continue
+		}
+		if out == nil {
+			out = make([]jiaoliu.Op, len(ops))
+			copy(out, ops[:i])
+		}
+		fix := func(s string) string { return strings.ReplaceAll(s, "\x00", "\uFFFD") }
+		op.OpID, op.Kind, op.Entity, op.ID, op.HLC = fix(op.OpID), fix(op.Kind), fix(op.Entity), fix(op.ID), fix(op.HLC)
+		fields := make(map[string]any, len(op.Fields))
+		for k, v := range op.Fields {
+			fields[fix(k)] = mapStrings(v, fix)
+		}
+		if op.Fields != nil {
+			op.Fields = fields
+		}
+		out[i] = op
+	}
+	if out == nil {
+		return ops
+	}
+	return out
+}
+
+func opHasNUL(op jiaoliu.Op) bool {
+	has := func(s string) bool { return strings.IndexByte(s, 0) >= 0 }
+	if has(op.OpID) || has(op.Kind) || has(op.Entity) || has(op.ID) || has(op.HLC) {
+		return true
+	}
+	found := false
+	for k, v := range op.Fields {
+		mapStrings(v, func(s string) string { found = found || has(s); return s })
+		found = found || has(k)
+	}
+	return found
+}
+
+// mapStrings applies f to the strings in a decoded JSON value.
+func mapStrings(v any, f func(string) string) any {
+	switch v := v.(type) {
+	case string:
+		return f(v)
+	case []any:
+		out := make([]any, len(v))
+		for i, x := range v {
+			out[i] = mapStrings(x, f)
+		}
+		return out
+	case []string:
+		out := make([]string, len(v))
+		for i, x := range v {
+			out[i] = f(x)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, x := range v {
+			out[f(k)] = mapStrings(x, f)
+		}
+		return out
+	}
+	// GraphQL inputs carry strings as pointers and as named types (enums); they stay
+	// as they are unless f changes them.
+	rv := reflect.ValueOf(v)
+	if rv.Kind() == reflect.Pointer && !rv.IsNil() {
+		rv = rv.Elem()
+	}
+	if rv.Kind() == reflect.String {
+		if s := rv.String(); f(s) != s {
+			return f(s)
+		}
+	}
+	return v
 }
 
 // checkEnvelope checks the parts of an op that every entity needs.

@@ -34,8 +34,13 @@ type conn struct {
 	logp   atomic.Pointer[slog.Logger] // gains the device and user after hello
 	remote string                      // the client's host, for rate limiting hellos
 
-	ctx    context.Context // ends with the session; a child of the server's
+	ctx    context.Context // ends with the session or when shutdown starts; a child of the server's
 	cancel context.CancelFunc
+	// work carries the handling of messages: it ends with the session, or when a
+	// shutdown gives up waiting, so a shutdown lets the message in flight finish.
+	work       context.Context
+	cancelWork context.CancelFunc
+	handling   sync.Mutex // held while a message is handled
 
 	send       chan outMsg
 	sendBytes  atomic.Int64 // bytes waiting in send
@@ -48,6 +53,7 @@ type conn struct {
 	draining  atomic.Bool // no more messages are handled
 
 	headerToken string // from the upgrade request's Authorization header
+	device      string // the device it counts for in Server.devConns; guarded by Server.mu
 
 	mu     sync.Mutex // guards the fields below
 	actor  *jiaoliu.Actor
@@ -77,6 +83,7 @@ var errTooLarge = errors.New("message too large")
 
 func newConn(s *Server, ws *websocket.Conn, r *http.Request) *conn {
 	ctx, cancel := context.WithCancel(s.ctx)
+	work, cancelWork := context.WithCancel(s.hardCtx)
 	id := s.nextID.Add(1)
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
@@ -88,6 +95,8 @@ func newConn(s *Server, ws *websocket.Conn, r *http.Request) *conn {
 		remote:      host,
 		ctx:         ctx,
 		cancel:      cancel,
+		work:        work,
+		cancelWork:  cancelWork,
 		send:        make(chan outMsg, max(1, s.SendQueue)),
 		closing:     make(chan struct{}),
 		headerToken: bearer(r),
@@ -122,6 +131,7 @@ func (c *conn) serve() {
 		case <-time.After(s.WriteWait):
 		}
 		c.cancel()
+		c.cancelWork()
 		c.ws.Close()
 		c.mu.Lock()
 		sub := c.sub
@@ -148,7 +158,7 @@ func (c *conn) serve() {
 		c.drain()
 		return
 	}
-	if !c.hello(data) {
+	if !onFreshStack(c, func() bool { return c.hello(data) }) {
 		c.drain()
 		return
 	}
@@ -163,12 +173,34 @@ func (c *conn) serve() {
 			c.readFailed(err)
 			break
 		}
+		// A shutdown waits for the message being handled (see writeLoop); once it has
+		// started, no new message is taken.
+		c.handling.Lock()
 		if c.draining.Load() || c.ctx.Err() != nil {
+			c.handling.Unlock()
 			continue
 		}
-		c.handle(data)
+		onFreshStack(c, func() bool { c.handle(data); return true })
+		c.handling.Unlock()
 	}
 	c.drain()
+}
+
+// onFreshStack runs fn on a goroutine of its own and waits for it. The session's
+// long-lived goroutines mostly sit blocked on a read or a channel with a few KiB of
+// stack; the work of a message (database calls, JSON) grows a stack to tens of KiB,
+// which a goroutine keeps until a garbage collection shrinks it. Doing that work on a
+// goroutine that then ends keeps an idle connection small (thousands of tablets).
+// A panic in fn ends the session, as it would on the calling goroutine.
+func onFreshStack(c *conn, fn func() bool) bool {
+	done := make(chan bool, 1)
+	go func() {
+		ok := false
+		defer func() { done <- ok }()
+		defer c.recover("handler")
+		ok = fn()
+	}()
+	return <-done
 }
 
 // read returns the next text message, or errTooLarge, or the socket's error.
@@ -264,7 +296,15 @@ func (c *conn) hello(data []byte) bool {
 		return c.fail(&wire.Error{Code: wire.CodeSchemaTooOld,
 			Message: "schema version " + itoa(h.SchemaVersion) + " is no longer accepted; update the app (minimum " + itoa(s.Schema.MinVersion) + ")"})
 	}
+	if !s.limits.allow("conn:" + strings.ToLower(actor.DeviceID)) {
+		return c.fail(&wire.Error{Code: wire.CodeRateLimited, Message: "too many connections from this device; slow down"})
+	}
 	c.logp.Store(c.log().With("device", actor.DeviceID, "user", actor.UserID))
+	if oldest := s.admit(c, actor.DeviceID); oldest != nil {
+		oldest.log().Info("sync device has too many sockets: closing its oldest", "limit", s.MaxDeviceConns)
+		oldest.reply(&wire.Error{Code: wire.CodeRateLimited, Message: "this device opened too many connections; closing the oldest"})
+		oldest.closeWith(websocket.ClosePolicyViolation, "too many connections", true)
+	}
 	ctx := jiaoliu.NewContextWithActor(c.ctx, actor)
 	tokens, err := c.scopeTokens(ctx, actor)
 	if err != nil {
@@ -304,7 +344,7 @@ func (c *conn) fail(e *wire.Error) bool {
 func (c *conn) session() (*jiaoliu.Actor, context.Context) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.actor, jiaoliu.NewContextWithActor(c.ctx, c.actor)
+	return c.actor, jiaoliu.NewContextWithActor(c.work, c.actor)
 }
 
 // recover ends the session after a panic in one of its goroutines, so that a bug
@@ -354,7 +394,7 @@ func (c *conn) handle(data []byte) {
 	case *wire.Pull:
 		reply := s.pull(ctx, c.log(), m)
 		switch r := reply.(type) {
-		case *wire.Changes:
+		case *changes:
 			c.mu.Lock()
 			c.cursor = r.Cursor
 			c.mu.Unlock()
@@ -387,7 +427,7 @@ func (c *conn) reauthenticate(now bool) bool {
 	if !due {
 		return true
 	}
-	actor, werr := s.authenticate(c.ctx, token)
+	actor, werr := s.authenticate(c.work, token)
 	if werr == nil && !strings.EqualFold(actor.DeviceID, old.DeviceID) {
 		werr = &wire.Error{Code: wire.CodeUnauthorized, Message: "the token now belongs to another device"}
 	}
@@ -477,11 +517,11 @@ func (c *conn) eventLoop() {
 			if actor.Role == jiaoliu.RoleTeacher {
 				// A change may have widened or narrowed what the teacher reads (a new
 				// exchange): the reset makes the device pull from the start.
-				c.refreshScope(true)
+				onFreshStack(c, func() bool { c.refreshScope(true); return true })
 			}
 			c.poke()
 		case <-sub.Checks():
-			c.reauthenticate(true)
+			onFreshStack(c, func() bool { return c.reauthenticate(true) })
 		}
 	}
 }
@@ -602,10 +642,38 @@ func (c *conn) writeLoop() {
 			c.writeClose(req.code, req.reason)
 			return
 		case <-c.ctx.Done():
-			if s.ctx.Err() != nil {
-				c.closeWith(websocket.CloseGoingAway, ShutdownReason, false)
-				c.writeClose(websocket.CloseGoingAway, ShutdownReason)
+			if s.ctx.Err() == nil {
+				return
 			}
+			// Shutdown: the message being handled is finished and its answer sent (a
+			// push is acknowledged, not cut in half), then what is queued, then the
+			// close frame.
+			idle := make(chan struct{})
+			go func() { c.handling.Lock(); c.handling.Unlock(); close(idle) }()
+			for waiting := true; waiting; {
+				select {
+				case m := <-c.send:
+					if !write(m) {
+						return
+					}
+				case <-idle:
+					waiting = false
+				case <-s.hardCtx.Done():
+					waiting = false
+				}
+			}
+			for flushing := true; flushing; {
+				select {
+				case m := <-c.send:
+					if !write(m) {
+						return
+					}
+				default:
+					flushing = false
+				}
+			}
+			c.closeWith(websocket.CloseGoingAway, ShutdownReason, false)
+			c.writeClose(websocket.CloseGoingAway, ShutdownReason)
 			return
 		}
 	}

@@ -99,7 +99,8 @@ func (s *Server) pull(ctx context.Context, log *slog.Logger, m *wire.Pull) wire.
 	case err != nil:
 		return s.internalError(ctx, log, "pull", err, "")
 	}
-	out := &wire.Changes{Records: make([]wire.Record, 0, len(recs)), Cursor: next, More: more}
+	out := &changes{Changes: &wire.Changes{Records: make([]wire.Record, 0, len(recs)), Cursor: next, More: more},
+		raw: make([]json.RawMessage, 0, len(recs))}
 	size := 64 + len(next)
 	for i, r := range recs {
 		rec := wire.Record{Entity: r.Entity, ID: r.ID, Version: r.Version, Deleted: r.Deleted, Fields: r.Fields}
@@ -113,6 +114,7 @@ func (s *Server) pull(ctx context.Context, log *slog.Logger, m *wire.Pull) wire.
 		}
 		size += len(b) + 1
 		out.Records = append(out.Records, rec)
+		out.raw = append(out.raw, b)
 	}
 	if !out.More {
 		if err := s.store.DeviceSynced(ctx); err != nil && ctx.Err() == nil {
@@ -145,4 +147,20 @@ func (s *Server) verify(ctx context.Context, log *slog.Logger, m *wire.Verify) w
 func itoa(n int) string {
 	b, _ := json.Marshal(n)
 	return string(b)
+}
+
+// changes is a changes message whose records were already encoded (to keep the message
+// under MaxMessageBytes): it encodes them as they are rather than a second time.
+type changes struct {
+	*wire.Changes
+	raw []json.RawMessage // the encoded Records
+}
+
+// MarshalJSON encodes the message like wire.Changes, from the encoded records.
+func (c *changes) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Records []json.RawMessage `json:"records"`
+		Cursor  string            `json:"cursor"`
+		More    bool              `json:"more"`
+	}{c.raw, c.Cursor, c.More})
 }

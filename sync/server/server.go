@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,6 +38,7 @@ const (
 	DefaultPongWait        = 60 * time.Second
 	DefaultWriteWait       = 10 * time.Second
 	DefaultCloseGrace      = 2 * time.Second
+	DefaultMaxDeviceConns  = 8
 )
 
 // ShutdownReason is the reason of the close frame every socket gets on shutdown.
@@ -80,6 +82,12 @@ type Server struct {
 	// WriteWait bounds each write to a socket; CloseGrace is how long the server waits
 	// for the device's close frame after sending its own.
 	WriteWait, CloseGrace time.Duration
+	// MaxDeviceConns is the most sockets one device may hold open at once; a further
+	// hello closes the device's oldest socket (a device that reconnected after a lost
+	// link leaves a dead one behind until the keepalive gives it up). Hellos also have
+	// a token bucket per device (RateLimit, RateBurst; apart from its messages'), so
+	// connection attempts are limited per device as well as per client address.
+	MaxDeviceConns int
 	// ReauthInterval is how often a session re-authenticates its token before handling
 	// a message. Zero (the default) re-authenticates before every message, so a revoked
 	// token is refused at the next message even without a device_revoked notification.
@@ -98,13 +106,18 @@ type Server struct {
 	log    *slog.Logger
 	limits *limiter
 
-	ctx    context.Context // canceled by Shutdown
+	ctx    context.Context // canceled when Shutdown starts: no new messages are handled
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	conns  map[*conn]struct{}
-	nextID atomic.Uint64
-	init   sync.Once
+	// hardCtx carries the handling of messages; Shutdown cancels it only when its own
+	// context expires, so that the messages in flight are finished and answered first.
+	hardCtx    context.Context
+	hardCancel context.CancelFunc
+	wg         sync.WaitGroup
+	mu         sync.Mutex
+	conns      map[*conn]struct{}
+	devConns   map[string][]*conn // open sessions per device, oldest first
+	nextID     atomic.Uint64
+	init       sync.Once
 }
 
 // New returns a sync server writing and reading through store, authenticating device
@@ -121,6 +134,7 @@ func newServer(st store, auth jiaoliu.Authenticator, h *hub.Hub, log *slog.Logge
 		h = hub.New(log)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	hardCtx, hardCancel := context.WithCancel(context.Background())
 	return &Server{
 		MaxBatch:        DefaultMaxBatch,
 		MaxMessageBytes: DefaultMaxMessageBytes,
@@ -133,6 +147,7 @@ func newServer(st store, auth jiaoliu.Authenticator, h *hub.Hub, log *slog.Logge
 		PongWait:        DefaultPongWait,
 		WriteWait:       DefaultWriteWait,
 		CloseGrace:      DefaultCloseGrace,
+		MaxDeviceConns:  DefaultMaxDeviceConns,
 		Schema:          DefaultSchema(),
 		Now:             time.Now,
 		store:           st,
@@ -141,7 +156,10 @@ func newServer(st store, auth jiaoliu.Authenticator, h *hub.Hub, log *slog.Logge
 		log:             log,
 		ctx:             ctx,
 		cancel:          cancel,
+		hardCtx:         hardCtx,
+		hardCancel:      hardCancel,
 		conns:           map[*conn]struct{}{},
+		devConns:        map[string][]*conn{},
 	}
 }
 
@@ -158,17 +176,22 @@ func (s *Server) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /sync/verify", s.servePost(wire.TypeVerify))
 }
 
-// Shutdown closes every socket with a close frame (1001, "server shutting down") and
-// waits for the sessions to end, or for ctx; then it drops the sockets that remain.
-// http.Server.Shutdown does not close hijacked connections, so call both.
+// Shutdown drains the sessions: each stops taking messages, finishes the one it is
+// handling (a push is committed and acknowledged), sends what is queued, and closes
+// with a close frame (1001, "server shutting down"). It waits for the sessions to end,
+// or for ctx; then it cancels the messages still being handled (their batches roll
+// back) and drops the sockets that remain. http.Server.Shutdown does not close
+// hijacked connections, so call both.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancel()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		s.hardCancel()
 		return nil
 	case <-ctx.Done():
+		s.hardCancel()
 		s.mu.Lock()
 		for c := range s.conns {
 			c.ws.Close()
@@ -177,6 +200,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-done
 		return fmt.Errorf("sync server shutdown: %w", ctx.Err())
 	}
+}
+
+// admit counts a new session of a device and returns the device's oldest session when
+// it has more than MaxDeviceConns, for the caller to close.
+func (s *Server) admit(c *conn, device string) *conn {
+	device = strings.ToLower(device)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c.device = device
+	list := append(s.devConns[device], c)
+	var oldest *conn
+	if s.MaxDeviceConns > 0 && len(list) > s.MaxDeviceConns {
+		oldest, list = list[0], list[1:]
+		oldest.device = "" // no longer counted
+	}
+	s.devConns[device] = list
+	return oldest
 }
 
 // Conns returns the number of open sockets.
@@ -219,10 +259,17 @@ func bearer(r *http.Request) string {
 	return ""
 }
 
+// writeBuffers are the sockets' write buffers, held only while a message is written:
+// thousands of idle tablets then hold none (4 KiB each otherwise).
+var writeBuffers = &sync.Pool{}
+
 func (s *Server) upgrader() *websocket.Upgrader {
 	return &websocket.Upgrader{
-		ReadBufferSize:  4096,
+		// 0: the socket reads through the HTTP server's 4 KiB buffered reader of the
+		// hijacked connection instead of allocating a second one.
+		ReadBufferSize:  0,
 		WriteBufferSize: 4096,
+		WriteBufferPool: writeBuffers,
 		CheckOrigin:     s.CheckOrigin,
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
 			http.Error(w, reason.Error(), status)
@@ -256,6 +303,12 @@ func (s *Server) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		s.mu.Lock()
 		delete(s.conns, c)
+		if dev := c.device; dev != "" {
+			s.devConns[dev] = slices.DeleteFunc(s.devConns[dev], func(o *conn) bool { return o == c })
+			if len(s.devConns[dev]) == 0 {
+				delete(s.devConns, dev)
+			}
+		}
 		s.mu.Unlock()
 		s.wg.Done()
 	}()

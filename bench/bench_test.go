@@ -1,0 +1,73 @@
+package bench_test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"testing"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/jiaoliu/jiaoliu/bench"
+)
+
+var cluster *bench.Cluster
+
+// TestMain starts a PostgreSQL cluster only when benchmarks run (-bench), so that
+// `go test ./...` stays fast. BENCH_FSYNC=off turns fsync off (default on: an
+// acknowledged push is durable); BENCH_DIR puts the cluster in that directory.
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if f := flag.Lookup("test.bench"); f == nil || f.Value.String() == "" {
+		os.Exit(m.Run())
+	}
+	c, err := bench.StartCluster(context.Background(), os.Getenv("BENCH_DIR"), os.Getenv("BENCH_FSYNC") != "off")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench cluster:", err)
+		os.Exit(1)
+	}
+	cluster = c
+	// A ^C or a -timeout must not leave the cluster running.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		_ = c.Close()
+		os.Exit(1)
+	}()
+	code := m.Run()
+	if err := c.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench cluster:", err)
+	}
+	os.Exit(code)
+}
+
+// newDB returns a fresh database seeded with spec.
+func newDB(b *testing.B, name string, spec bench.Spec) (string, *sqlx.DB) {
+	b.Helper()
+	ctx := context.Background()
+	dsn, err := cluster.NewDatabase(ctx, name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	db, err := sqlx.Connect("postgres", dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	if _, err := bench.Seed(ctx, db, spec); err != nil {
+		b.Fatal(err)
+	}
+	return dsn, db
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,175 @@
+package bench_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"net/http"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jiaoliu/jiaoliu/bench"
+)
+
+// listQueries are the administrators' list screens: a page of 50 of each list, with
+// the nested records the screens show. Filters name records of the generated district.
+var listQueries = []struct {
+	name, query string
+	vars        map[string]any
+}{
+	{"schools", `query { schools(first: 50) { nodes { id name tier locality } pageInfo { hasNextPage endCursor } } }`, nil},
+	{"teachersOfSchool", `query($s: ID!) { teachers(filter: {schoolId: $s}, first: 50) { nodes { id name title school { name } } pageInfo { endCursor } } }`,
+		map[string]any{"s": bench.SchoolID(7)}},
+	{"exchangesOfYear", `query { exchanges(filter: {academicYear: "2026-2027"}, first: 50) { nodes { id status teacher { name } sendingSchool { name } receivingSchool { name } } pageInfo { endCursor } } }`, nil},
+	{"lessonsOfExchange", `query($x: ID!) { lessons(filter: {exchangeId: $x}, first: 50) { nodes { id date period subject kind } pageInfo { endCursor } } }`,
+		map[string]any{"x": bench.ExchangeID(42)}},
+	{"lessonsOfMonth", `query { lessons(filter: {from: "2026-10-01", to: "2026-10-31"}, first: 50) { nodes { id date period subject exchange { teacher { name } } } pageInfo { endCursor } } }`, nil},
+}
+
+// BenchmarkGraphQLLists measures the list queries of a district admin on the generated
+// district (300 schools, 12,000 teachers, 2,000 exchanges with 500 lessons each: 1M
+// lessons; BENCH_DISTRICT_SCALE divides it), with 4 concurrent clients: p50/p95 latency
+// and requests per second per query.
+func BenchmarkGraphQLLists(b *testing.B) {
+	ctx := context.Background()
+	scale := envInt("BENCH_DISTRICT_SCALE", 1)
+	spec := bench.Spec{Schools: 300, Teachers: 12000 / scale, Exchanges: 2000 / scale, Users: 1, DevicesPerUser: 1,
+		LessonsPerXchg: 500, AttendancePerXchg: 100, ResearchPerXchg: 20}
+	t0 := time.Now()
+	dsn, _ := newDB(b, "district", spec)
+	b.Logf("generated district %+v in %v", spec, time.Since(t0).Round(time.Second))
+	srv, err := bench.StartServer(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	g := &bench.GraphQL{URL: srv.URL + "/graphql", Client: client}
+	if err := g.Login(ctx, "bench-district", bench.Password); err != nil {
+		b.Fatal(err)
+	}
+	n := envInt("BENCH_GRAPHQL_REQUESTS", 400)
+	for _, q := range listQueries {
+		b.Run(q.name, func(b *testing.B) {
+			measureGraphQL(b, g, q.query, q.vars, n)
+		})
+	}
+	// PostGraphile v4 on the same tables, when installed (bench/peers/install.sh).
+	pg := startPostGraphile(b, dsn)
+	if pg == "" {
+		return
+	}
+	peer := &bench.GraphQL{URL: pg, Client: client}
+	for _, q := range postGraphileQueries {
+		b.Run("postgraphile/"+q.name, func(b *testing.B) {
+			measureGraphQL(b, peer, q.query, q.vars, n)
+		})
+	}
+}
+
+// measureGraphQL sends n requests of query from 4 concurrent clients per iteration and
+// reports p50/p95 latency and requests per second.
+func measureGraphQL(b *testing.B, g *bench.GraphQL, query string, vars map[string]any, n int) {
+	ctx := context.Background()
+	const clients = 4
+	if err := g.Do(ctx, query, vars, nil); err != nil { // warm up, and check it works
+		b.Fatal(err)
+	}
+	var mu sync.Mutex
+	var lat []time.Duration
+	b.ResetTimer()
+	t0 := time.Now()
+	for it := 0; it < b.N; it++ {
+		var wg sync.WaitGroup
+		errs := make(chan error, clients)
+		for c := 0; c < clients; c++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for k := 0; k < n/clients; k++ {
+					s := time.Now()
+					if err := g.Do(ctx, query, vars, nil); err != nil {
+						errs <- err
+						return
+					}
+					d := time.Since(s)
+					mu.Lock()
+					lat = append(lat, d)
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
+	}
+	el := time.Since(t0)
+	slices.Sort(lat)
+	p := func(q float64) float64 {
+		return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))].Microseconds()) / 1000
+	}
+	b.ReportMetric(p(0.5), "p50-ms")
+	b.ReportMetric(p(0.95), "p95-ms")
+	b.ReportMetric(float64(len(lat))/el.Seconds(), "req/s")
+	b.ReportMetric(0, "ns/op")
+}
+
+// postGraphileQueries are listQueries in PostGraphile v4's generated schema (no
+// date-range filter without a plugin: the month's lessons become one day's).
+var postGraphileQueries = []struct {
+	name, query string
+	vars        map[string]any
+}{
+	{"schools", `query { allSchools(first: 50, orderBy: PRIMARY_KEY_ASC) { nodes { id name tier locality } pageInfo { hasNextPage endCursor } } }`, nil},
+	{"teachersOfSchool", `query($s: UUID!) { allTeachers(condition: {schoolId: $s}, first: 50, orderBy: PRIMARY_KEY_ASC) { nodes { id name title schoolBySchoolId { name } } pageInfo { endCursor } } }`,
+		map[string]any{"s": bench.SchoolID(7)}},
+	{"exchangesOfYear", `query { allExchanges(condition: {academicYear: "2026-2027"}, first: 50, orderBy: PRIMARY_KEY_ASC) { nodes { id status teacherByTeacherId { name } schoolBySendingSchoolId { name } schoolByReceivingSchoolId { name } } pageInfo { endCursor } } }`, nil},
+	{"lessonsOfExchange", `query($x: UUID!) { allLessons(condition: {exchangeId: $x}, first: 50, orderBy: PRIMARY_KEY_ASC) { nodes { id date period subject kind } pageInfo { endCursor } } }`,
+		map[string]any{"x": bench.ExchangeID(42)}},
+	{"lessonsOfDay", `query { allLessons(condition: {date: "2026-10-15"}, first: 50, orderBy: PRIMARY_KEY_ASC) { nodes { id date period subject exchangeByExchangeId { teacherByTeacherId { name } } } pageInfo { endCursor } } }`, nil},
+}
+
+// startPostGraphile runs PostGraphile v4 from bench/peers on the database at dsn on a
+// loopback port and returns its GraphQL URL, or "" (and a log line) when it is not
+// installed.
+func startPostGraphile(b *testing.B, dsn string) string {
+	bin, _ := filepath.Abs("peers/node_modules/.bin/postgraphile")
+	if _, err := os.Stat(bin); err != nil {
+		b.Logf("PostGraphile not installed (bench/peers/install.sh): %v", err)
+		return ""
+	}
+	kv := map[string]string{}
+	for _, f := range strings.Fields(dsn) {
+		if k, v, ok := strings.Cut(f, "="); ok {
+			kv[k] = strings.Trim(v, "'")
+		}
+	}
+	conn := fmt.Sprintf("postgres:///%s?host=%s&user=%s", kv["dbname"], kv["host"], kv["user"])
+	port := "15433"
+	cmd := exec.Command("node", bin, "-c", conn, "--schema", "public", "--host", "127.0.0.1", "--port", port,
+		"--disable-graphiql", "--disable-query-log", "--max-pool-size", "10")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Logf("PostGraphile: %v", err)
+		return ""
+	}
+	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	url := "http://127.0.0.1:" + port + "/graphql"
+	g := &bench.GraphQL{URL: url}
+	for i := 0; i < 120; i++ {
+		if err := g.Do(context.Background(), `{ __typename }`, nil, nil); err == nil {
+			return url
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	b.Logf("PostGraphile did not answer on %s", url)
+	return ""
+}

@@ -1,0 +1,71 @@
+package bench
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/jiaoliu/jiaoliu"
+)
+
+// Backlog generates a teacher's offline backlog in the order a tablet writes it: for
+// each school day the day's attendance, then its lessons (periods 1..LessonsPerDay), and
+// a research activity every fifth day. Days start at Start and never repeat, so every
+// op creates a record (no natural-key merges) unless a test wants them.
+type Backlog struct {
+	ExchangeID    string
+	Node          string // the device id, the HLC's node
+	Start         time.Time
+	LessonsPerDay int
+	day, slot     int
+	counter       atomic.Uint32
+}
+
+// NewBacklog returns the backlog of exchange written by device node from start.
+func NewBacklog(exchangeID, node string, start time.Time) *Backlog {
+	return &Backlog{ExchangeID: exchangeID, Node: node, Start: start, LessonsPerDay: 4}
+}
+
+func (b *Backlog) hlc() string {
+	return fmt.Sprintf("%013d-%04x-%s", time.Now().UnixMilli(), b.counter.Add(1)&0xffff, b.Node)
+}
+
+// Next returns the next op of the backlog.
+func (b *Backlog) Next() jiaoliu.Op {
+	date := b.Start.AddDate(0, 0, b.day).Format("2006-01-02")
+	op := jiaoliu.Op{OpID: uuid.NewString(), Kind: jiaoliu.OpUpsert, ID: uuid.NewString(), HLC: b.hlc()}
+	perDay := 1 + b.LessonsPerDay
+	research := b.day%5 == 0
+	if research {
+		perDay++
+	}
+	switch s := b.slot; {
+	case s == 0:
+		op.Entity = "attendance"
+		op.Fields = map[string]any{"exchangeId": b.ExchangeID, "date": date, "status": "PRESENT"}
+	case s <= b.LessonsPerDay:
+		op.Entity = "lesson"
+		op.Fields = map[string]any{"exchangeId": b.ExchangeID, "date": date, "period": s, "subject": "数学",
+			"kind": []string{"REGULAR", "DEMONSTRATION", "GUIDANCE"}[s%3], "topic": "分数的初步认识（第" + fmt.Sprint(s) + "课时）",
+			"gradeLevel": "三年级", "className": "三（2）班", "minutes": 40}
+	default:
+		op.Entity = "researchActivity"
+		op.Fields = map[string]any{"exchangeId": b.ExchangeID, "date": date, "kind": "JOINT_PREPARATION", "topic": "集体备课：分数"}
+	}
+	b.slot++
+	if b.slot == perDay {
+		b.slot, b.day = 0, b.day+1
+	}
+	return op
+}
+
+// Batch returns the next n ops.
+func (b *Backlog) Batch(n int) []jiaoliu.Op {
+	ops := make([]jiaoliu.Op, n)
+	for i := range ops {
+		ops[i] = b.Next()
+	}
+	return ops
+}

@@ -1,0 +1,102 @@
+package bench_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jiaoliu/jiaoliu/bench"
+	"github.com/jiaoliu/jiaoliu/sync/wire"
+)
+
+// pushOps is the number of ops each push configuration sends in one iteration.
+func pushOps(batch int) int {
+	switch batch {
+	case 1:
+		return envInt("BENCH_PUSH_OPS_1", 3000)
+	case 50:
+		return envInt("BENCH_PUSH_OPS_50", 20000)
+	}
+	return envInt("BENCH_PUSH_OPS", 50000)
+}
+
+var start = time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC)
+
+// BenchmarkPush measures ops applied and acknowledged per second: D devices (of D
+// teachers), each pushing its backlog over its own WebSocket in batches of B and
+// waiting for each ack, against the in-process server.
+func BenchmarkPush(b *testing.B) {
+	for _, devices := range []int{1, 10, 100} {
+		for _, batch := range []int{1, 50, 500} {
+			b.Run(fmt.Sprintf("devices=%d/batch=%d", devices, batch), func(b *testing.B) {
+				benchPush(b, devices, batch)
+			})
+		}
+	}
+}
+
+func benchPush(b *testing.B, devices, batch int) {
+	ctx := context.Background()
+	dsn, _ := newDB(b, "push", bench.Spec{Schools: 30, Teachers: 300, Exchanges: 300, Users: 300, DevicesPerUser: 1})
+	srv, err := bench.StartServer(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	devs := make([]*bench.Device, devices)
+	logs := make([]*bench.Backlog, devices)
+	for i := range devs {
+		if devs[i], err = bench.Dial(ctx, srv.WSURL, bench.DeviceID(i, 0), bench.DeviceToken(i, 0), nil); err != nil {
+			b.Fatal(err)
+		}
+		defer devs[i].Close()
+		logs[i] = bench.NewBacklog(bench.ExchangeID(i), bench.DeviceID(i, 0), start)
+	}
+	per := (pushOps(batch) + devices*batch - 1) / (devices * batch) // batches per device
+	total := 0
+	b.ResetTimer()
+	for it := 0; it < b.N; it++ {
+		// Build the batches before the clock runs: generating ops is the device's work.
+		pushes := make([][]*wire.Push, devices)
+		for i := range pushes {
+			for k := 0; k < per; k++ {
+				pushes[i] = append(pushes[i], &wire.Push{BatchID: fmt.Sprintf("b-%d-%d", it, k), Ops: logs[i].Batch(batch)})
+			}
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, devices)
+		t0 := time.Now()
+		b.StartTimer()
+		for i := range devs {
+			wg.Add(1)
+			go func(d *bench.Device, ps []*wire.Push) {
+				defer wg.Done()
+				for _, p := range ps {
+					ack, err := d.Push(ctx, p)
+					if err != nil {
+						errs <- err
+						return
+					}
+					for _, r := range ack.Results {
+						if r.Status == "rejected" {
+							errs <- fmt.Errorf("op rejected: %s %s %v", r.Code, r.Message, r.Fields)
+							return
+						}
+					}
+				}
+			}(devs[i], pushes[i])
+		}
+		wg.Wait()
+		b.StopTimer()
+		_ = t0
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
+		total += devices * per * batch
+	}
+	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "ops/s")
+	b.ReportMetric(0, "ns/op")
+}
