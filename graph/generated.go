@@ -39,6 +39,7 @@ type ResolverRoot interface {
 	District() DistrictResolver
 	Evaluation() EvaluationResolver
 	Exchange() ExchangeResolver
+	ExchangeProgress() ExchangeProgressResolver
 	Lesson() LessonResolver
 	MentoringActivity() MentoringActivityResolver
 	MentoringPair() MentoringPairResolver
@@ -62,6 +63,15 @@ type DirectiveRoot struct {
 }
 
 type ComplexityRoot struct {
+	Alert struct {
+		ExchangeID func(childComplexity int) int
+		Kind       func(childComplexity int) int
+		Message    func(childComplexity int) int
+		SchoolID   func(childComplexity int) int
+		Severity   func(childComplexity int) int
+		TeacherID  func(childComplexity int) int
+	}
+
 	Attendance struct {
 		CreatedAt  func(childComplexity int) int
 		Date       func(childComplexity int) int
@@ -73,6 +83,23 @@ type ComplexityRoot struct {
 		Status     func(childComplexity int) int
 		UpdatedAt  func(childComplexity int) int
 		Version    func(childComplexity int) int
+	}
+
+	AttendanceCheck struct {
+		Absent            func(childComplexity int) int
+		AbsentInYear      func(childComplexity int) int
+		Explanation       func(childComplexity int) int
+		Leave             func(childComplexity int) int
+		LongestAbsentRun  func(childComplexity int) int
+		MustBeUnqualified func(childComplexity int) int
+		Present           func(childComplexity int) int
+		RunExceeded       func(childComplexity int) int
+		RunFrom           func(childComplexity int) int
+		RunLimit          func(childComplexity int) int
+		RunTo             func(childComplexity int) int
+		Sick              func(childComplexity int) int
+		YearExceeded      func(childComplexity int) int
+		YearLimit         func(childComplexity int) int
 	}
 
 	AttendanceConnection struct {
@@ -104,6 +131,22 @@ type ComplexityRoot struct {
 		SessionID func(childComplexity int) int
 		UserID    func(childComplexity int) int
 		Username  func(childComplexity int) int
+	}
+
+	CadreQuota struct {
+		Eligible    func(childComplexity int) int
+		Met         func(childComplexity int) int
+		Minimum     func(childComplexity int) int
+		Rotating    func(childComplexity int) int
+		Share       func(childComplexity int) int
+		TargetShare func(childComplexity int) int
+	}
+
+	Consequence struct {
+		AcademicYear func(childComplexity int) int
+		EvaluationID func(childComplexity int) int
+		Explanation  func(childComplexity int) int
+		Kind         func(childComplexity int) int
 	}
 
 	Deferral struct {
@@ -173,9 +216,88 @@ type ComplexityRoot struct {
 		TotalCount func(childComplexity int) int
 	}
 
+	DistrictDashboard struct {
+		AcademicYear       func(childComplexity int) int
+		Alerts             func(childComplexity int) int
+		AsOf               func(childComplexity int) int
+		Cadre              func(childComplexity int) int
+		DistrictID         func(childComplexity int) int
+		DistrictName       func(childComplexity int) int
+		Eligibility        func(childComplexity int) int
+		Pairs              func(childComplexity int) int
+		Policy             func(childComplexity int) int
+		Progress           func(childComplexity int) int
+		Quotas             func(childComplexity int) int
+		ReferenceDate      func(childComplexity int) int
+		ReverseFlow        func(childComplexity int) int
+		SchoolsBelowTarget func(childComplexity int) int
+	}
+
 	DistrictEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
+	}
+
+	DutyProgress struct {
+		Done          func(childComplexity int) int
+		Duty          func(childComplexity int) int
+		ExpectedByNow func(childComplexity int) int
+		Label         func(childComplexity int) int
+		Met           func(childComplexity int) int
+		OnTrack       func(childComplexity int) int
+		Required      func(childComplexity int) int
+	}
+
+	Eligibility struct {
+		Age                func(childComplexity int) int
+		AgeLimit           func(childComplexity int) int
+		Backbone           func(childComplexity int) int
+		BackboneLevel      func(childComplexity int) int
+		Cadre              func(childComplexity int) int
+		Deferral           func(childComplexity int) int
+		DeferralExpiresOn  func(childComplexity int) int
+		DeferralReason     func(childComplexity int) int
+		Employed           func(childComplexity int) int
+		ExchangeID         func(childComplexity int) int
+		ExchangeStatus     func(childComplexity int) int
+		Explanation        func(childComplexity int) int
+		Gender             func(childComplexity int) int
+		LeadershipRequired func(childComplexity int) int
+		LeadershipYears    func(childComplexity int) int
+		Position           func(childComplexity int) int
+		ReferenceDate      func(childComplexity int) int
+		Rotating           func(childComplexity int) int
+		Rule               func(childComplexity int) int
+		SchoolID           func(childComplexity int) int
+		SchoolName         func(childComplexity int) int
+		Status             func(childComplexity int) int
+		TeacherID          func(childComplexity int) int
+		TeacherName        func(childComplexity int) int
+		TenureRequired     func(childComplexity int) int
+		Volunteer          func(childComplexity int) int
+		YearsAtSchool      func(childComplexity int) int
+	}
+
+	EligibilityList struct {
+		AcademicYear  func(childComplexity int) int
+		DistrictID    func(childComplexity int) int
+		Policy        func(childComplexity int) int
+		ReferenceDate func(childComplexity int) int
+		SchoolID      func(childComplexity int) int
+		Summary       func(childComplexity int) int
+		Teachers      func(childComplexity int) int
+	}
+
+	EligibilitySummary struct {
+		Deferred         func(childComplexity int) int
+		DeferredByReason func(childComplexity int) int
+		Exempt           func(childComplexity int) int
+		MayVolunteer     func(childComplexity int) int
+		MustRotate       func(childComplexity int) int
+		MustRotateCadres func(childComplexity int) int
+		Rotating         func(childComplexity int) int
+		Teachers         func(childComplexity int) int
+		Volunteers       func(childComplexity int) int
 	}
 
 	Evaluation struct {
@@ -208,6 +330,17 @@ type ComplexityRoot struct {
 		TotalCount func(childComplexity int) int
 	}
 
+	EvaluationDue struct {
+		Draft        func(childComplexity int) int
+		DueOn        func(childComplexity int) int
+		EvaluationID func(childComplexity int) int
+		Grade        func(childComplexity int) int
+		OpensOn      func(childComplexity int) int
+		Period       func(childComplexity int) int
+		State        func(childComplexity int) int
+		Term         func(childComplexity int) int
+	}
+
 	EvaluationEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
@@ -225,6 +358,7 @@ type ComplexityRoot struct {
 		Note               func(childComplexity int) int
 		PlannedEnd         func(childComplexity int) int
 		PlannedStart       func(childComplexity int) int
+		Progress           func(childComplexity int, asOf *jiaoliu.Date) int
 		ReceivingSchool    func(childComplexity int) int
 		ReceivingSchoolID  func(childComplexity int) int
 		RelationMoves      func(childComplexity int) int
@@ -254,6 +388,33 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	ExchangeProgress struct {
+		AcademicYear        func(childComplexity int) int
+		AsOf                func(childComplexity int) int
+		Attendance          func(childComplexity int) int
+		Consequences        func(childComplexity int) int
+		Duties              func(childComplexity int) int
+		DutyStatus          func(childComplexity int) int
+		Evaluations         func(childComplexity int) int
+		EvaluationsDone     func(childComplexity int) int
+		EvaluationsDue      func(childComplexity int) int
+		EvaluationsOverdue  func(childComplexity int) int
+		Exchange            func(childComplexity int) int
+		ExchangeID          func(childComplexity int) int
+		From                func(childComplexity int) int
+		Mode                func(childComplexity int) int
+		ReceivingSchoolID   func(childComplexity int) int
+		ReceivingSchoolName func(childComplexity int) int
+		Report              func(childComplexity int) int
+		SendingSchoolID     func(childComplexity int) int
+		SendingSchoolName   func(childComplexity int) int
+		Status              func(childComplexity int) int
+		TeacherID           func(childComplexity int) int
+		TeacherName         func(childComplexity int) int
+		To                  func(childComplexity int) int
+		Workload            func(childComplexity int) int
+	}
+
 	ExchangeTally struct {
 		AbsentDays           func(childComplexity int) int
 		AttendanceDays       func(childComplexity int) int
@@ -264,6 +425,12 @@ type ComplexityRoot struct {
 		Lessons              func(childComplexity int) int
 		Observations         func(childComplexity int) int
 		ResearchActivities   func(childComplexity int) int
+	}
+
+	KindCount struct {
+		Count func(childComplexity int) int
+		Kind  func(childComplexity int) int
+		Label func(childComplexity int) int
 	}
 
 	Lesson struct {
@@ -345,6 +512,7 @@ type ComplexityRoot struct {
 		MenteeID     func(childComplexity int) int
 		Mentor       func(childComplexity int) int
 		MentorID     func(childComplexity int) int
+		Progress     func(childComplexity int, asOf *jiaoliu.Date) int
 		School       func(childComplexity int) int
 		SchoolID     func(childComplexity int) int
 		Status       func(childComplexity int) int
@@ -366,6 +534,7 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
+		ApplyPolicyPreset       func(childComplexity int, districtID string, academicYear string, preset string) int
 		CreateAttendance        func(childComplexity int, input map[string]any) int
 		CreateDeferral          func(childComplexity int, input map[string]any) int
 		CreateDistrict          func(childComplexity int, input map[string]any) int
@@ -449,6 +618,34 @@ type ComplexityRoot struct {
 		HasNextPage func(childComplexity int) int
 	}
 
+	PairProgress struct {
+		AcademicYear  func(childComplexity int) int
+		AsOf          func(childComplexity int) int
+		ByKind        func(childComplexity int) int
+		Done          func(childComplexity int) int
+		ExpectedByNow func(childComplexity int) int
+		From          func(childComplexity int) int
+		MenteeID      func(childComplexity int) int
+		MenteeName    func(childComplexity int) int
+		MentorID      func(childComplexity int) int
+		MentorName    func(childComplexity int) int
+		Met           func(childComplexity int) int
+		OnTrack       func(childComplexity int) int
+		PairID        func(childComplexity int) int
+		Required      func(childComplexity int) int
+		SchoolID      func(childComplexity int) int
+		Status        func(childComplexity int) int
+		Subject       func(childComplexity int) int
+		To            func(childComplexity int) int
+	}
+
+	PairSummary struct {
+		Behind  func(childComplexity int) int
+		Met     func(childComplexity int) int
+		OnTrack func(childComplexity int) int
+		Pairs   func(childComplexity int) int
+	}
+
 	Policy struct {
 		AbsenceRunLimit         func(childComplexity int) int
 		AbsenceYearLimit        func(childComplexity int) int
@@ -506,6 +703,49 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	ProgressSummary struct {
+		AbsenceRunExceeded func(childComplexity int) int
+		AbsenceYearExceed  func(childComplexity int) int
+		ByMode             func(childComplexity int) int
+		ByStatus           func(childComplexity int) int
+		ContractEnded      func(childComplexity int) int
+		DutiesBehind       func(childComplexity int) int
+		DutiesComplete     func(childComplexity int) int
+		DutiesNotStarted   func(childComplexity int) int
+		DutiesOnTrack      func(childComplexity int) int
+		EvaluationsDone    func(childComplexity int) int
+		EvaluationsDue     func(childComplexity int) int
+		EvaluationsOverdue func(childComplexity int) int
+		ExchangeAgain      func(childComplexity int) int
+		Exchanges          func(childComplexity int) int
+		LateReports        func(childComplexity int) int
+		MustBeUnqualified  func(childComplexity int) int
+		NoShowWarnings     func(childComplexity int) int
+		Refused            func(childComplexity int) int
+		ResignationCases   func(childComplexity int) int
+	}
+
+	PromotionCheck struct {
+		AsOf                func(childComplexity int) int
+		Award               func(childComplexity int) int
+		History             func(childComplexity int) int
+		Principal           func(childComplexity int) int
+		RefusedYear         func(childComplexity int) int
+		RuralOrWeakDays     func(childComplexity int) int
+		Schools             func(childComplexity int) int
+		SchoolsWithTwoYears func(childComplexity int) int
+		SeniorTitle         func(childComplexity int) int
+		TeacherID           func(childComplexity int) int
+		TeacherName         func(childComplexity int) int
+	}
+
+	PromotionRule struct {
+		Explanation func(childComplexity int) int
+		Met         func(childComplexity int) int
+		Missing     func(childComplexity int) int
+		Requirement func(childComplexity int) int
+	}
+
 	Query struct {
 		Attendance          func(childComplexity int, id string) int
 		Attendances         func(childComplexity int, filter *model.ListFilter, first *int, after *string) int
@@ -514,10 +754,14 @@ type ComplexityRoot struct {
 		Deferrals           func(childComplexity int, filter *model.ListFilter, first *int, after *string) int
 		Devices             func(childComplexity int, userID *string) int
 		District            func(childComplexity int, id string) int
+		DistrictDashboard   func(childComplexity int, districtID string, academicYear string, asOf *jiaoliu.Date) int
 		Districts           func(childComplexity int, filter *model.ListFilter, first *int, after *string) int
+		Eligibility         func(childComplexity int, districtID string, academicYear string, schoolID *string, status *jiaoliu.EligibilityStatus, asOf *jiaoliu.Date) int
 		Evaluation          func(childComplexity int, id string) int
 		Evaluations         func(childComplexity int, filter *model.ListFilter, first *int, after *string) int
 		Exchange            func(childComplexity int, id string) int
+		ExchangeProgress    func(childComplexity int, exchangeID string, asOf *jiaoliu.Date) int
+		ExchangeProgresses  func(childComplexity int, ids []string, districtID *string, schoolID *string, academicYear *string, asOf *jiaoliu.Date) int
 		Exchanges           func(childComplexity int, filter *model.ListFilter, first *int, after *string) int
 		Lesson              func(childComplexity int, id string) int
 		Lessons             func(childComplexity int, filter *model.ListFilter, first *int, after *string) int
@@ -528,12 +772,16 @@ type ComplexityRoot struct {
 		MentoringPairs      func(childComplexity int, filter *model.ListFilter, first *int, after *string) int
 		Observation         func(childComplexity int, id string) int
 		Observations        func(childComplexity int, filter *model.ListFilter, first *int, after *string) int
+		PairProgress        func(childComplexity int, pairID string, asOf *jiaoliu.Date) int
 		Policies            func(childComplexity int, filter *model.ListFilter, first *int, after *string) int
 		Policy              func(childComplexity int, id string) int
 		PolicyPresets       func(childComplexity int) int
+		PromotionCheck      func(childComplexity int, teacherID string, asOf *jiaoliu.Date) int
+		Quotas              func(childComplexity int, districtID string, academicYear string, asOf *jiaoliu.Date) int
 		ResearchActivities  func(childComplexity int, filter *model.ListFilter, first *int, after *string) int
 		ResearchActivity    func(childComplexity int, id string) int
 		School              func(childComplexity int, id string) int
+		SchoolDashboard     func(childComplexity int, schoolID string, academicYear string, asOf *jiaoliu.Date) int
 		SchoolGroup         func(childComplexity int, id string) int
 		SchoolGroups        func(childComplexity int, filter *model.ListFilter, first *int, after *string) int
 		Schools             func(childComplexity int, filter *model.ListFilter, first *int, after *string) int
@@ -548,11 +796,55 @@ type ComplexityRoot struct {
 		Zones               func(childComplexity int, filter *model.ListFilter, first *int, after *string) int
 	}
 
+	QuotaReport struct {
+		AcademicYear  func(childComplexity int) int
+		Cadre         func(childComplexity int) int
+		DistrictID    func(childComplexity int) int
+		Policy        func(childComplexity int) int
+		ReferenceDate func(childComplexity int) int
+		ReverseFlow   func(childComplexity int) int
+		Schools       func(childComplexity int) int
+		Totals        func(childComplexity int) int
+	}
+
+	QuotaTotals struct {
+		BackboneMet          func(childComplexity int) int
+		BackboneMinimum      func(childComplexity int) int
+		BackboneRotating     func(childComplexity int) int
+		BackboneShare        func(childComplexity int) int
+		BackboneTarget       func(childComplexity int) int
+		Deferred             func(childComplexity int) int
+		Eligible             func(childComplexity int) int
+		Minimum              func(childComplexity int) int
+		ParticipationMet     func(childComplexity int) int
+		ParticipationMinimum func(childComplexity int) int
+		ParticipationShare   func(childComplexity int) int
+		ParticipationTarget  func(childComplexity int) int
+		Rotating             func(childComplexity int) int
+		Schools              func(childComplexity int) int
+		SchoolsBelowTarget   func(childComplexity int) int
+		SchoolsMeetingTarget func(childComplexity int) int
+		SchoolsWithTarget    func(childComplexity int) int
+		Share                func(childComplexity int) int
+		Staff                func(childComplexity int) int
+		Volunteers           func(childComplexity int) int
+	}
+
 	ReplayResult struct {
 		RecordID  func(childComplexity int) int
 		Rejection func(childComplexity int) int
 		Status    func(childComplexity int) int
 		Version   func(childComplexity int) int
+	}
+
+	ReportCheck struct {
+		DaysLate        func(childComplexity int) int
+		Explanation     func(childComplexity int) int
+		PlannedStart    func(childComplexity int) int
+		ReportedOn      func(childComplexity int) int
+		ResignationCase func(childComplexity int) int
+		State           func(childComplexity int) int
+		Warning         func(childComplexity int) int
 	}
 
 	ResearchActivity struct {
@@ -579,6 +871,13 @@ type ComplexityRoot struct {
 	ResearchActivityEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
+	}
+
+	ReverseFlow struct {
+		Explanation    func(childComplexity int) int
+		Holds          func(childComplexity int) int
+		LowerToQuality func(childComplexity int) int
+		QualityToLower func(childComplexity int) int
 	}
 
 	School struct {
@@ -610,6 +909,25 @@ type ComplexityRoot struct {
 		TotalCount func(childComplexity int) int
 	}
 
+	SchoolDashboard struct {
+		AcademicYear  func(childComplexity int) int
+		Alerts        func(childComplexity int) int
+		AsOf          func(childComplexity int) int
+		DistrictID    func(childComplexity int) int
+		Eligibility   func(childComplexity int) int
+		PairSummary   func(childComplexity int) int
+		Pairs         func(childComplexity int) int
+		Policy        func(childComplexity int) int
+		Progress      func(childComplexity int) int
+		Quota         func(childComplexity int) int
+		Received      func(childComplexity int) int
+		ReferenceDate func(childComplexity int) int
+		SchoolID      func(childComplexity int) int
+		SchoolName    func(childComplexity int) int
+		Sent          func(childComplexity int) int
+		Teachers      func(childComplexity int) int
+	}
+
 	SchoolEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
@@ -638,6 +956,36 @@ type ComplexityRoot struct {
 	SchoolGroupEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
+	}
+
+	SchoolQuota struct {
+		BackboneMet      func(childComplexity int) int
+		BackboneMinimum  func(childComplexity int) int
+		BackboneRotating func(childComplexity int) int
+		BackboneSentDown func(childComplexity int) int
+		BackboneSentUp   func(childComplexity int) int
+		BackboneShare    func(childComplexity int) int
+		CadreEligible    func(childComplexity int) int
+		CadreMet         func(childComplexity int) int
+		CadreMinimum     func(childComplexity int) int
+		CadreRotating    func(childComplexity int) int
+		Deferred         func(childComplexity int) int
+		Eligible         func(childComplexity int) int
+		Locality         func(childComplexity int) int
+		Met              func(childComplexity int) int
+		Minimum          func(childComplexity int) int
+		Rotating         func(childComplexity int) int
+		SchoolID         func(childComplexity int) int
+		SchoolName       func(childComplexity int) int
+		SendMet          func(childComplexity int) int
+		SendMinimum      func(childComplexity int) int
+		Share            func(childComplexity int) int
+		Shortfall        func(childComplexity int) int
+		Staff            func(childComplexity int) int
+		TargetBasis      func(childComplexity int) int
+		TargetShare      func(childComplexity int) int
+		Tier             func(childComplexity int) int
+		Volunteers       func(childComplexity int) int
 	}
 
 	SchoolStint struct {
@@ -679,6 +1027,18 @@ type ComplexityRoot struct {
 	SemesterReportEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
+	}
+
+	ServicePeriod struct {
+		Basis       func(childComplexity int) int
+		Days        func(childComplexity int) int
+		From        func(childComplexity int) int
+		Locality    func(childComplexity int) int
+		RuralOrWeak func(childComplexity int) int
+		SchoolID    func(childComplexity int) int
+		SchoolName  func(childComplexity int) int
+		Tier        func(childComplexity int) int
+		To          func(childComplexity int) int
 	}
 
 	SyncConflict struct {
@@ -762,6 +1122,14 @@ type ComplexityRoot struct {
 		Username    func(childComplexity int) int
 	}
 
+	Workload struct {
+		Lessons       func(childComplexity int) int
+		Met           func(childComplexity int) int
+		Required      func(childComplexity int) int
+		WeeklyLessons func(childComplexity int) int
+		Weeks         func(childComplexity int) int
+	}
+
 	Zone struct {
 		CreatedAt  func(childComplexity int) int
 		Deleted    func(childComplexity int) int
@@ -825,6 +1193,11 @@ type ExchangeResolver interface {
 
 	Tally(ctx context.Context, obj *jiaoliu.Exchange) (*model.ExchangeTally, error)
 	Evaluations(ctx context.Context, obj *jiaoliu.Exchange) ([]*jiaoliu.Evaluation, error)
+
+	Progress(ctx context.Context, obj *jiaoliu.Exchange, asOf *jiaoliu.Date) (*jiaoliu.ExchangeProgress, error)
+}
+type ExchangeProgressResolver interface {
+	Exchange(ctx context.Context, obj *jiaoliu.ExchangeProgress) (*jiaoliu.Exchange, error)
 }
 type LessonResolver interface {
 	Exchange(ctx context.Context, obj *jiaoliu.Lesson) (*jiaoliu.Exchange, error)
@@ -844,6 +1217,8 @@ type MentoringPairResolver interface {
 	School(ctx context.Context, obj *jiaoliu.MentoringPair) (*jiaoliu.School, error)
 
 	Activities(ctx context.Context, obj *jiaoliu.MentoringPair) ([]*jiaoliu.MentoringActivity, error)
+
+	Progress(ctx context.Context, obj *jiaoliu.MentoringPair, asOf *jiaoliu.Date) (*jiaoliu.PairProgress, error)
 }
 type MutationResolver interface {
 	CreateDistrict(ctx context.Context, input map[string]any) (*jiaoliu.District, error)
@@ -889,6 +1264,7 @@ type MutationResolver interface {
 	RevokeDevice(ctx context.Context, id string) (*jiaoliu.Device, error)
 	ReplayRejection(ctx context.Context, id string, fields any) (*model.ReplayResult, error)
 	DismissRejection(ctx context.Context, id string) (*postgres.Rejection, error)
+	ApplyPolicyPreset(ctx context.Context, districtID string, academicYear string, preset string) (*jiaoliu.Policy, error)
 }
 type ObservationResolver interface {
 	Observer(ctx context.Context, obj *jiaoliu.Observation) (*jiaoliu.Teacher, error)
@@ -942,6 +1318,14 @@ type QueryResolver interface {
 	AuditLog(ctx context.Context, filter *model.AuditFilter, first *int, after *string) (*model.AuditConnection, error)
 	SyncRejections(ctx context.Context, status *string, first *int) ([]*postgres.Rejection, error)
 	SyncConflicts(ctx context.Context, entity *string, recordID *string, first *int) ([]*postgres.ConflictRecord, error)
+	Eligibility(ctx context.Context, districtID string, academicYear string, schoolID *string, status *jiaoliu.EligibilityStatus, asOf *jiaoliu.Date) (*jiaoliu.EligibilityList, error)
+	Quotas(ctx context.Context, districtID string, academicYear string, asOf *jiaoliu.Date) (*jiaoliu.QuotaReport, error)
+	ExchangeProgress(ctx context.Context, exchangeID string, asOf *jiaoliu.Date) (*jiaoliu.ExchangeProgress, error)
+	ExchangeProgresses(ctx context.Context, ids []string, districtID *string, schoolID *string, academicYear *string, asOf *jiaoliu.Date) ([]*jiaoliu.ExchangeProgress, error)
+	PairProgress(ctx context.Context, pairID string, asOf *jiaoliu.Date) (*jiaoliu.PairProgress, error)
+	PromotionCheck(ctx context.Context, teacherID string, asOf *jiaoliu.Date) (*jiaoliu.PromotionCheck, error)
+	DistrictDashboard(ctx context.Context, districtID string, academicYear string, asOf *jiaoliu.Date) (*jiaoliu.DistrictDashboard, error)
+	SchoolDashboard(ctx context.Context, schoolID string, academicYear string, asOf *jiaoliu.Date) (*jiaoliu.SchoolDashboard, error)
 }
 type ResearchActivityResolver interface {
 	Exchange(ctx context.Context, obj *jiaoliu.ResearchActivity) (*jiaoliu.Exchange, error)
@@ -1015,6 +1399,43 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 	_ = ec
 	switch typeName + "." + field {
 
+	case "Alert.exchangeId":
+		if e.ComplexityRoot.Alert.ExchangeID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Alert.ExchangeID(childComplexity), true
+	case "Alert.kind":
+		if e.ComplexityRoot.Alert.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Alert.Kind(childComplexity), true
+	case "Alert.message":
+		if e.ComplexityRoot.Alert.Message == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Alert.Message(childComplexity), true
+	case "Alert.schoolId":
+		if e.ComplexityRoot.Alert.SchoolID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Alert.SchoolID(childComplexity), true
+	case "Alert.severity":
+		if e.ComplexityRoot.Alert.Severity == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Alert.Severity(childComplexity), true
+	case "Alert.teacherId":
+		if e.ComplexityRoot.Alert.TeacherID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Alert.TeacherID(childComplexity), true
+
 	case "Attendance.createdAt":
 		if e.ComplexityRoot.Attendance.CreatedAt == nil {
 			break
@@ -1075,6 +1496,91 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Attendance.Version(childComplexity), true
+
+	case "AttendanceCheck.absent":
+		if e.ComplexityRoot.AttendanceCheck.Absent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AttendanceCheck.Absent(childComplexity), true
+	case "AttendanceCheck.absentInYear":
+		if e.ComplexityRoot.AttendanceCheck.AbsentInYear == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AttendanceCheck.AbsentInYear(childComplexity), true
+	case "AttendanceCheck.explanation":
+		if e.ComplexityRoot.AttendanceCheck.Explanation == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AttendanceCheck.Explanation(childComplexity), true
+	case "AttendanceCheck.leave":
+		if e.ComplexityRoot.AttendanceCheck.Leave == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AttendanceCheck.Leave(childComplexity), true
+	case "AttendanceCheck.longestAbsentRun":
+		if e.ComplexityRoot.AttendanceCheck.LongestAbsentRun == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AttendanceCheck.LongestAbsentRun(childComplexity), true
+	case "AttendanceCheck.mustBeUnqualified":
+		if e.ComplexityRoot.AttendanceCheck.MustBeUnqualified == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AttendanceCheck.MustBeUnqualified(childComplexity), true
+	case "AttendanceCheck.present":
+		if e.ComplexityRoot.AttendanceCheck.Present == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AttendanceCheck.Present(childComplexity), true
+	case "AttendanceCheck.runExceeded":
+		if e.ComplexityRoot.AttendanceCheck.RunExceeded == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AttendanceCheck.RunExceeded(childComplexity), true
+	case "AttendanceCheck.runFrom":
+		if e.ComplexityRoot.AttendanceCheck.RunFrom == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AttendanceCheck.RunFrom(childComplexity), true
+	case "AttendanceCheck.runLimit":
+		if e.ComplexityRoot.AttendanceCheck.RunLimit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AttendanceCheck.RunLimit(childComplexity), true
+	case "AttendanceCheck.runTo":
+		if e.ComplexityRoot.AttendanceCheck.RunTo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AttendanceCheck.RunTo(childComplexity), true
+	case "AttendanceCheck.sick":
+		if e.ComplexityRoot.AttendanceCheck.Sick == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AttendanceCheck.Sick(childComplexity), true
+	case "AttendanceCheck.yearExceeded":
+		if e.ComplexityRoot.AttendanceCheck.YearExceeded == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AttendanceCheck.YearExceeded(childComplexity), true
+	case "AttendanceCheck.yearLimit":
+		if e.ComplexityRoot.AttendanceCheck.YearLimit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AttendanceCheck.YearLimit(childComplexity), true
 
 	case "AttendanceConnection.edges":
 		if e.ComplexityRoot.AttendanceConnection.Edges == nil {
@@ -1193,6 +1699,68 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.AuditEntry.Username(childComplexity), true
+
+	case "CadreQuota.eligible":
+		if e.ComplexityRoot.CadreQuota.Eligible == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CadreQuota.Eligible(childComplexity), true
+	case "CadreQuota.met":
+		if e.ComplexityRoot.CadreQuota.Met == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CadreQuota.Met(childComplexity), true
+	case "CadreQuota.minimum":
+		if e.ComplexityRoot.CadreQuota.Minimum == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CadreQuota.Minimum(childComplexity), true
+	case "CadreQuota.rotating":
+		if e.ComplexityRoot.CadreQuota.Rotating == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CadreQuota.Rotating(childComplexity), true
+	case "CadreQuota.share":
+		if e.ComplexityRoot.CadreQuota.Share == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CadreQuota.Share(childComplexity), true
+	case "CadreQuota.targetShare":
+		if e.ComplexityRoot.CadreQuota.TargetShare == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CadreQuota.TargetShare(childComplexity), true
+
+	case "Consequence.academicYear":
+		if e.ComplexityRoot.Consequence.AcademicYear == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Consequence.AcademicYear(childComplexity), true
+	case "Consequence.evaluationId":
+		if e.ComplexityRoot.Consequence.EvaluationID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Consequence.EvaluationID(childComplexity), true
+	case "Consequence.explanation":
+		if e.ComplexityRoot.Consequence.Explanation == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Consequence.Explanation(childComplexity), true
+	case "Consequence.kind":
+		if e.ComplexityRoot.Consequence.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Consequence.Kind(childComplexity), true
 
 	case "Deferral.approved":
 		if e.ComplexityRoot.Deferral.Approved == nil {
@@ -1482,6 +2050,91 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.DistrictConnection.TotalCount(childComplexity), true
 
+	case "DistrictDashboard.academicYear":
+		if e.ComplexityRoot.DistrictDashboard.AcademicYear == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DistrictDashboard.AcademicYear(childComplexity), true
+	case "DistrictDashboard.alerts":
+		if e.ComplexityRoot.DistrictDashboard.Alerts == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DistrictDashboard.Alerts(childComplexity), true
+	case "DistrictDashboard.asOf":
+		if e.ComplexityRoot.DistrictDashboard.AsOf == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DistrictDashboard.AsOf(childComplexity), true
+	case "DistrictDashboard.cadre":
+		if e.ComplexityRoot.DistrictDashboard.Cadre == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DistrictDashboard.Cadre(childComplexity), true
+	case "DistrictDashboard.districtId":
+		if e.ComplexityRoot.DistrictDashboard.DistrictID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DistrictDashboard.DistrictID(childComplexity), true
+	case "DistrictDashboard.districtName":
+		if e.ComplexityRoot.DistrictDashboard.DistrictName == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DistrictDashboard.DistrictName(childComplexity), true
+	case "DistrictDashboard.eligibility":
+		if e.ComplexityRoot.DistrictDashboard.Eligibility == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DistrictDashboard.Eligibility(childComplexity), true
+	case "DistrictDashboard.pairs":
+		if e.ComplexityRoot.DistrictDashboard.Pairs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DistrictDashboard.Pairs(childComplexity), true
+	case "DistrictDashboard.policy":
+		if e.ComplexityRoot.DistrictDashboard.Policy == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DistrictDashboard.Policy(childComplexity), true
+	case "DistrictDashboard.progress":
+		if e.ComplexityRoot.DistrictDashboard.Progress == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DistrictDashboard.Progress(childComplexity), true
+	case "DistrictDashboard.quotas":
+		if e.ComplexityRoot.DistrictDashboard.Quotas == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DistrictDashboard.Quotas(childComplexity), true
+	case "DistrictDashboard.referenceDate":
+		if e.ComplexityRoot.DistrictDashboard.ReferenceDate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DistrictDashboard.ReferenceDate(childComplexity), true
+	case "DistrictDashboard.reverseFlow":
+		if e.ComplexityRoot.DistrictDashboard.ReverseFlow == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DistrictDashboard.ReverseFlow(childComplexity), true
+	case "DistrictDashboard.schoolsBelowTarget":
+		if e.ComplexityRoot.DistrictDashboard.SchoolsBelowTarget == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DistrictDashboard.SchoolsBelowTarget(childComplexity), true
+
 	case "DistrictEdge.cursor":
 		if e.ComplexityRoot.DistrictEdge.Cursor == nil {
 			break
@@ -1494,6 +2147,310 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.DistrictEdge.Node(childComplexity), true
+
+	case "DutyProgress.done":
+		if e.ComplexityRoot.DutyProgress.Done == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DutyProgress.Done(childComplexity), true
+	case "DutyProgress.duty":
+		if e.ComplexityRoot.DutyProgress.Duty == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DutyProgress.Duty(childComplexity), true
+	case "DutyProgress.expectedByNow":
+		if e.ComplexityRoot.DutyProgress.ExpectedByNow == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DutyProgress.ExpectedByNow(childComplexity), true
+	case "DutyProgress.label":
+		if e.ComplexityRoot.DutyProgress.Label == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DutyProgress.Label(childComplexity), true
+	case "DutyProgress.met":
+		if e.ComplexityRoot.DutyProgress.Met == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DutyProgress.Met(childComplexity), true
+	case "DutyProgress.onTrack":
+		if e.ComplexityRoot.DutyProgress.OnTrack == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DutyProgress.OnTrack(childComplexity), true
+	case "DutyProgress.required":
+		if e.ComplexityRoot.DutyProgress.Required == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DutyProgress.Required(childComplexity), true
+
+	case "Eligibility.age":
+		if e.ComplexityRoot.Eligibility.Age == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Eligibility.Age(childComplexity), true
+	case "Eligibility.ageLimit":
+		if e.ComplexityRoot.Eligibility.AgeLimit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Eligibility.AgeLimit(childComplexity), true
+	case "Eligibility.backbone":
+		if e.ComplexityRoot.Eligibility.Backbone == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Eligibility.Backbone(childComplexity), true
+	case "Eligibility.backboneLevel":
+		if e.ComplexityRoot.Eligibility.BackboneLevel == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Eligibility.BackboneLevel(childComplexity), true
+	case "Eligibility.cadre":
+		if e.ComplexityRoot.Eligibility.Cadre == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Eligibility.Cadre(childComplexity), true
+	case "Eligibility.deferral":
+		if e.ComplexityRoot.Eligibility.Deferral == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Eligibility.Deferral(childComplexity), true
+	case "Eligibility.deferralExpiresOn":
+		if e.ComplexityRoot.Eligibility.DeferralExpiresOn == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Eligibility.DeferralExpiresOn(childComplexity), true
+	case "Eligibility.deferralReason":
+		if e.ComplexityRoot.Eligibility.DeferralReason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Eligibility.DeferralReason(childComplexity), true
+	case "Eligibility.employed":
+		if e.ComplexityRoot.Eligibility.Employed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Eligibility.Employed(childComplexity), true
+	case "Eligibility.exchangeId":
+		if e.ComplexityRoot.Eligibility.ExchangeID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Eligibility.ExchangeID(childComplexity), true
+	case "Eligibility.exchangeStatus":
+		if e.ComplexityRoot.Eligibility.ExchangeStatus == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Eligibility.ExchangeStatus(childComplexity), true
+	case "Eligibility.explanation":
+		if e.ComplexityRoot.Eligibility.Explanation == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Eligibility.Explanation(childComplexity), true
+	case "Eligibility.gender":
+		if e.ComplexityRoot.Eligibility.Gender == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Eligibility.Gender(childComplexity), true
+	case "Eligibility.leadershipRequired":
+		if e.ComplexityRoot.Eligibility.LeadershipRequired == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Eligibility.LeadershipRequired(childComplexity), true
+	case "Eligibility.leadershipYears":
+		if e.ComplexityRoot.Eligibility.LeadershipYears == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Eligibility.LeadershipYears(childComplexity), true
+	case "Eligibility.position":
+		if e.ComplexityRoot.Eligibility.Position == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Eligibility.Position(childComplexity), true
+	case "Eligibility.referenceDate":
+		if e.ComplexityRoot.Eligibility.ReferenceDate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Eligibility.ReferenceDate(childComplexity), true
+	case "Eligibility.rotating":
+		if e.ComplexityRoot.Eligibility.Rotating == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Eligibility.Rotating(childComplexity), true
+	case "Eligibility.rule":
+		if e.ComplexityRoot.Eligibility.Rule == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Eligibility.Rule(childComplexity), true
+	case "Eligibility.schoolId":
+		if e.ComplexityRoot.Eligibility.SchoolID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Eligibility.SchoolID(childComplexity), true
+	case "Eligibility.schoolName":
+		if e.ComplexityRoot.Eligibility.SchoolName == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Eligibility.SchoolName(childComplexity), true
+	case "Eligibility.status":
+		if e.ComplexityRoot.Eligibility.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Eligibility.Status(childComplexity), true
+	case "Eligibility.teacherId":
+		if e.ComplexityRoot.Eligibility.TeacherID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Eligibility.TeacherID(childComplexity), true
+	case "Eligibility.teacherName":
+		if e.ComplexityRoot.Eligibility.TeacherName == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Eligibility.TeacherName(childComplexity), true
+	case "Eligibility.tenureRequired":
+		if e.ComplexityRoot.Eligibility.TenureRequired == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Eligibility.TenureRequired(childComplexity), true
+	case "Eligibility.volunteer":
+		if e.ComplexityRoot.Eligibility.Volunteer == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Eligibility.Volunteer(childComplexity), true
+	case "Eligibility.yearsAtSchool":
+		if e.ComplexityRoot.Eligibility.YearsAtSchool == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Eligibility.YearsAtSchool(childComplexity), true
+
+	case "EligibilityList.academicYear":
+		if e.ComplexityRoot.EligibilityList.AcademicYear == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EligibilityList.AcademicYear(childComplexity), true
+	case "EligibilityList.districtId":
+		if e.ComplexityRoot.EligibilityList.DistrictID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EligibilityList.DistrictID(childComplexity), true
+	case "EligibilityList.policy":
+		if e.ComplexityRoot.EligibilityList.Policy == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EligibilityList.Policy(childComplexity), true
+	case "EligibilityList.referenceDate":
+		if e.ComplexityRoot.EligibilityList.ReferenceDate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EligibilityList.ReferenceDate(childComplexity), true
+	case "EligibilityList.schoolId":
+		if e.ComplexityRoot.EligibilityList.SchoolID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EligibilityList.SchoolID(childComplexity), true
+	case "EligibilityList.summary":
+		if e.ComplexityRoot.EligibilityList.Summary == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EligibilityList.Summary(childComplexity), true
+	case "EligibilityList.teachers":
+		if e.ComplexityRoot.EligibilityList.Teachers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EligibilityList.Teachers(childComplexity), true
+
+	case "EligibilitySummary.deferred":
+		if e.ComplexityRoot.EligibilitySummary.Deferred == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EligibilitySummary.Deferred(childComplexity), true
+	case "EligibilitySummary.deferredByReason":
+		if e.ComplexityRoot.EligibilitySummary.DeferredByReason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EligibilitySummary.DeferredByReason(childComplexity), true
+	case "EligibilitySummary.exempt":
+		if e.ComplexityRoot.EligibilitySummary.Exempt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EligibilitySummary.Exempt(childComplexity), true
+	case "EligibilitySummary.mayVolunteer":
+		if e.ComplexityRoot.EligibilitySummary.MayVolunteer == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EligibilitySummary.MayVolunteer(childComplexity), true
+	case "EligibilitySummary.mustRotate":
+		if e.ComplexityRoot.EligibilitySummary.MustRotate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EligibilitySummary.MustRotate(childComplexity), true
+	case "EligibilitySummary.mustRotateCadres":
+		if e.ComplexityRoot.EligibilitySummary.MustRotateCadres == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EligibilitySummary.MustRotateCadres(childComplexity), true
+	case "EligibilitySummary.rotating":
+		if e.ComplexityRoot.EligibilitySummary.Rotating == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EligibilitySummary.Rotating(childComplexity), true
+	case "EligibilitySummary.teachers":
+		if e.ComplexityRoot.EligibilitySummary.Teachers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EligibilitySummary.Teachers(childComplexity), true
+	case "EligibilitySummary.volunteers":
+		if e.ComplexityRoot.EligibilitySummary.Volunteers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EligibilitySummary.Volunteers(childComplexity), true
 
 	case "Evaluation.attendanceGrade":
 		if e.ComplexityRoot.Evaluation.AttendanceGrade == nil {
@@ -1641,6 +2598,55 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.EvaluationConnection.TotalCount(childComplexity), true
 
+	case "EvaluationDue.draft":
+		if e.ComplexityRoot.EvaluationDue.Draft == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EvaluationDue.Draft(childComplexity), true
+	case "EvaluationDue.dueOn":
+		if e.ComplexityRoot.EvaluationDue.DueOn == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EvaluationDue.DueOn(childComplexity), true
+	case "EvaluationDue.evaluationId":
+		if e.ComplexityRoot.EvaluationDue.EvaluationID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EvaluationDue.EvaluationID(childComplexity), true
+	case "EvaluationDue.grade":
+		if e.ComplexityRoot.EvaluationDue.Grade == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EvaluationDue.Grade(childComplexity), true
+	case "EvaluationDue.opensOn":
+		if e.ComplexityRoot.EvaluationDue.OpensOn == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EvaluationDue.OpensOn(childComplexity), true
+	case "EvaluationDue.period":
+		if e.ComplexityRoot.EvaluationDue.Period == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EvaluationDue.Period(childComplexity), true
+	case "EvaluationDue.state":
+		if e.ComplexityRoot.EvaluationDue.State == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EvaluationDue.State(childComplexity), true
+	case "EvaluationDue.term":
+		if e.ComplexityRoot.EvaluationDue.Term == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EvaluationDue.Term(childComplexity), true
+
 	case "EvaluationEdge.cursor":
 		if e.ComplexityRoot.EvaluationEdge.Cursor == nil {
 			break
@@ -1720,6 +2726,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Exchange.PlannedStart(childComplexity), true
+	case "Exchange.progress":
+		if e.ComplexityRoot.Exchange.Progress == nil {
+			break
+		}
+
+		args, err := ec.field_Exchange_progress_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Exchange.Progress(childComplexity, args["asOf"].(*jiaoliu.Date)), true
 	case "Exchange.receivingSchool":
 		if e.ComplexityRoot.Exchange.ReceivingSchool == nil {
 			break
@@ -1849,6 +2866,151 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.ExchangeEdge.Node(childComplexity), true
 
+	case "ExchangeProgress.academicYear":
+		if e.ComplexityRoot.ExchangeProgress.AcademicYear == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExchangeProgress.AcademicYear(childComplexity), true
+	case "ExchangeProgress.asOf":
+		if e.ComplexityRoot.ExchangeProgress.AsOf == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExchangeProgress.AsOf(childComplexity), true
+	case "ExchangeProgress.attendance":
+		if e.ComplexityRoot.ExchangeProgress.Attendance == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExchangeProgress.Attendance(childComplexity), true
+	case "ExchangeProgress.consequences":
+		if e.ComplexityRoot.ExchangeProgress.Consequences == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExchangeProgress.Consequences(childComplexity), true
+	case "ExchangeProgress.duties":
+		if e.ComplexityRoot.ExchangeProgress.Duties == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExchangeProgress.Duties(childComplexity), true
+	case "ExchangeProgress.dutyStatus":
+		if e.ComplexityRoot.ExchangeProgress.DutyStatus == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExchangeProgress.DutyStatus(childComplexity), true
+	case "ExchangeProgress.evaluations":
+		if e.ComplexityRoot.ExchangeProgress.Evaluations == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExchangeProgress.Evaluations(childComplexity), true
+	case "ExchangeProgress.evaluationsDone":
+		if e.ComplexityRoot.ExchangeProgress.EvaluationsDone == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExchangeProgress.EvaluationsDone(childComplexity), true
+	case "ExchangeProgress.evaluationsDue":
+		if e.ComplexityRoot.ExchangeProgress.EvaluationsDue == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExchangeProgress.EvaluationsDue(childComplexity), true
+	case "ExchangeProgress.evaluationsOverdue":
+		if e.ComplexityRoot.ExchangeProgress.EvaluationsOverdue == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExchangeProgress.EvaluationsOverdue(childComplexity), true
+	case "ExchangeProgress.exchange":
+		if e.ComplexityRoot.ExchangeProgress.Exchange == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExchangeProgress.Exchange(childComplexity), true
+	case "ExchangeProgress.exchangeId":
+		if e.ComplexityRoot.ExchangeProgress.ExchangeID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExchangeProgress.ExchangeID(childComplexity), true
+	case "ExchangeProgress.from":
+		if e.ComplexityRoot.ExchangeProgress.From == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExchangeProgress.From(childComplexity), true
+	case "ExchangeProgress.mode":
+		if e.ComplexityRoot.ExchangeProgress.Mode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExchangeProgress.Mode(childComplexity), true
+	case "ExchangeProgress.receivingSchoolId":
+		if e.ComplexityRoot.ExchangeProgress.ReceivingSchoolID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExchangeProgress.ReceivingSchoolID(childComplexity), true
+	case "ExchangeProgress.receivingSchoolName":
+		if e.ComplexityRoot.ExchangeProgress.ReceivingSchoolName == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExchangeProgress.ReceivingSchoolName(childComplexity), true
+	case "ExchangeProgress.report":
+		if e.ComplexityRoot.ExchangeProgress.Report == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExchangeProgress.Report(childComplexity), true
+	case "ExchangeProgress.sendingSchoolId":
+		if e.ComplexityRoot.ExchangeProgress.SendingSchoolID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExchangeProgress.SendingSchoolID(childComplexity), true
+	case "ExchangeProgress.sendingSchoolName":
+		if e.ComplexityRoot.ExchangeProgress.SendingSchoolName == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExchangeProgress.SendingSchoolName(childComplexity), true
+	case "ExchangeProgress.status":
+		if e.ComplexityRoot.ExchangeProgress.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExchangeProgress.Status(childComplexity), true
+	case "ExchangeProgress.teacherId":
+		if e.ComplexityRoot.ExchangeProgress.TeacherID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExchangeProgress.TeacherID(childComplexity), true
+	case "ExchangeProgress.teacherName":
+		if e.ComplexityRoot.ExchangeProgress.TeacherName == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExchangeProgress.TeacherName(childComplexity), true
+	case "ExchangeProgress.to":
+		if e.ComplexityRoot.ExchangeProgress.To == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExchangeProgress.To(childComplexity), true
+	case "ExchangeProgress.workload":
+		if e.ComplexityRoot.ExchangeProgress.Workload == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExchangeProgress.Workload(childComplexity), true
+
 	case "ExchangeTally.absentDays":
 		if e.ComplexityRoot.ExchangeTally.AbsentDays == nil {
 			break
@@ -1903,6 +3065,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ExchangeTally.ResearchActivities(childComplexity), true
+
+	case "KindCount.count":
+		if e.ComplexityRoot.KindCount.Count == nil {
+			break
+		}
+
+		return e.ComplexityRoot.KindCount.Count(childComplexity), true
+	case "KindCount.kind":
+		if e.ComplexityRoot.KindCount.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.KindCount.Kind(childComplexity), true
+	case "KindCount.label":
+		if e.ComplexityRoot.KindCount.Label == nil {
+			break
+		}
+
+		return e.ComplexityRoot.KindCount.Label(childComplexity), true
 
 	case "Lesson.className":
 		if e.ComplexityRoot.Lesson.ClassName == nil {
@@ -2253,6 +3434,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.MentoringPair.MentorID(childComplexity), true
+	case "MentoringPair.progress":
+		if e.ComplexityRoot.MentoringPair.Progress == nil {
+			break
+		}
+
+		args, err := ec.field_MentoringPair_progress_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.MentoringPair.Progress(childComplexity, args["asOf"].(*jiaoliu.Date)), true
 	case "MentoringPair.school":
 		if e.ComplexityRoot.MentoringPair.School == nil {
 			break
@@ -2328,6 +3520,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.MentoringPairEdge.Node(childComplexity), true
 
+	case "Mutation.applyPolicyPreset":
+		if e.ComplexityRoot.Mutation.ApplyPolicyPreset == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_applyPolicyPreset_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ApplyPolicyPreset(childComplexity, args["districtId"].(string), args["academicYear"].(string), args["preset"].(string)), true
 	case "Mutation.createAttendance":
 		if e.ComplexityRoot.Mutation.CreateAttendance == nil {
 			break
@@ -2962,6 +4165,140 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.PageInfo.HasNextPage(childComplexity), true
 
+	case "PairProgress.academicYear":
+		if e.ComplexityRoot.PairProgress.AcademicYear == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PairProgress.AcademicYear(childComplexity), true
+	case "PairProgress.asOf":
+		if e.ComplexityRoot.PairProgress.AsOf == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PairProgress.AsOf(childComplexity), true
+	case "PairProgress.byKind":
+		if e.ComplexityRoot.PairProgress.ByKind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PairProgress.ByKind(childComplexity), true
+	case "PairProgress.done":
+		if e.ComplexityRoot.PairProgress.Done == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PairProgress.Done(childComplexity), true
+	case "PairProgress.expectedByNow":
+		if e.ComplexityRoot.PairProgress.ExpectedByNow == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PairProgress.ExpectedByNow(childComplexity), true
+	case "PairProgress.from":
+		if e.ComplexityRoot.PairProgress.From == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PairProgress.From(childComplexity), true
+	case "PairProgress.menteeId":
+		if e.ComplexityRoot.PairProgress.MenteeID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PairProgress.MenteeID(childComplexity), true
+	case "PairProgress.menteeName":
+		if e.ComplexityRoot.PairProgress.MenteeName == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PairProgress.MenteeName(childComplexity), true
+	case "PairProgress.mentorId":
+		if e.ComplexityRoot.PairProgress.MentorID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PairProgress.MentorID(childComplexity), true
+	case "PairProgress.mentorName":
+		if e.ComplexityRoot.PairProgress.MentorName == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PairProgress.MentorName(childComplexity), true
+	case "PairProgress.met":
+		if e.ComplexityRoot.PairProgress.Met == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PairProgress.Met(childComplexity), true
+	case "PairProgress.onTrack":
+		if e.ComplexityRoot.PairProgress.OnTrack == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PairProgress.OnTrack(childComplexity), true
+	case "PairProgress.pairId":
+		if e.ComplexityRoot.PairProgress.PairID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PairProgress.PairID(childComplexity), true
+	case "PairProgress.required":
+		if e.ComplexityRoot.PairProgress.Required == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PairProgress.Required(childComplexity), true
+	case "PairProgress.schoolId":
+		if e.ComplexityRoot.PairProgress.SchoolID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PairProgress.SchoolID(childComplexity), true
+	case "PairProgress.status":
+		if e.ComplexityRoot.PairProgress.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PairProgress.Status(childComplexity), true
+	case "PairProgress.subject":
+		if e.ComplexityRoot.PairProgress.Subject == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PairProgress.Subject(childComplexity), true
+	case "PairProgress.to":
+		if e.ComplexityRoot.PairProgress.To == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PairProgress.To(childComplexity), true
+
+	case "PairSummary.behind":
+		if e.ComplexityRoot.PairSummary.Behind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PairSummary.Behind(childComplexity), true
+	case "PairSummary.met":
+		if e.ComplexityRoot.PairSummary.Met == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PairSummary.Met(childComplexity), true
+	case "PairSummary.onTrack":
+		if e.ComplexityRoot.PairSummary.OnTrack == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PairSummary.OnTrack(childComplexity), true
+	case "PairSummary.pairs":
+		if e.ComplexityRoot.PairSummary.Pairs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PairSummary.Pairs(childComplexity), true
+
 	case "Policy.absenceRunLimit":
 		if e.ComplexityRoot.Policy.AbsenceRunLimit == nil {
 			break
@@ -3253,6 +4590,213 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.PolicyEdge.Node(childComplexity), true
 
+	case "ProgressSummary.absenceRunExceeded":
+		if e.ComplexityRoot.ProgressSummary.AbsenceRunExceeded == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProgressSummary.AbsenceRunExceeded(childComplexity), true
+	case "ProgressSummary.absenceYearExceed":
+		if e.ComplexityRoot.ProgressSummary.AbsenceYearExceed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProgressSummary.AbsenceYearExceed(childComplexity), true
+	case "ProgressSummary.byMode":
+		if e.ComplexityRoot.ProgressSummary.ByMode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProgressSummary.ByMode(childComplexity), true
+	case "ProgressSummary.byStatus":
+		if e.ComplexityRoot.ProgressSummary.ByStatus == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProgressSummary.ByStatus(childComplexity), true
+	case "ProgressSummary.contractEnded":
+		if e.ComplexityRoot.ProgressSummary.ContractEnded == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProgressSummary.ContractEnded(childComplexity), true
+	case "ProgressSummary.dutiesBehind":
+		if e.ComplexityRoot.ProgressSummary.DutiesBehind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProgressSummary.DutiesBehind(childComplexity), true
+	case "ProgressSummary.dutiesComplete":
+		if e.ComplexityRoot.ProgressSummary.DutiesComplete == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProgressSummary.DutiesComplete(childComplexity), true
+	case "ProgressSummary.dutiesNotStarted":
+		if e.ComplexityRoot.ProgressSummary.DutiesNotStarted == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProgressSummary.DutiesNotStarted(childComplexity), true
+	case "ProgressSummary.dutiesOnTrack":
+		if e.ComplexityRoot.ProgressSummary.DutiesOnTrack == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProgressSummary.DutiesOnTrack(childComplexity), true
+	case "ProgressSummary.evaluationsDone":
+		if e.ComplexityRoot.ProgressSummary.EvaluationsDone == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProgressSummary.EvaluationsDone(childComplexity), true
+	case "ProgressSummary.evaluationsDue":
+		if e.ComplexityRoot.ProgressSummary.EvaluationsDue == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProgressSummary.EvaluationsDue(childComplexity), true
+	case "ProgressSummary.evaluationsOverdue":
+		if e.ComplexityRoot.ProgressSummary.EvaluationsOverdue == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProgressSummary.EvaluationsOverdue(childComplexity), true
+	case "ProgressSummary.exchangeAgain":
+		if e.ComplexityRoot.ProgressSummary.ExchangeAgain == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProgressSummary.ExchangeAgain(childComplexity), true
+	case "ProgressSummary.exchanges":
+		if e.ComplexityRoot.ProgressSummary.Exchanges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProgressSummary.Exchanges(childComplexity), true
+	case "ProgressSummary.lateReports":
+		if e.ComplexityRoot.ProgressSummary.LateReports == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProgressSummary.LateReports(childComplexity), true
+	case "ProgressSummary.mustBeUnqualified":
+		if e.ComplexityRoot.ProgressSummary.MustBeUnqualified == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProgressSummary.MustBeUnqualified(childComplexity), true
+	case "ProgressSummary.noShowWarnings":
+		if e.ComplexityRoot.ProgressSummary.NoShowWarnings == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProgressSummary.NoShowWarnings(childComplexity), true
+	case "ProgressSummary.refused":
+		if e.ComplexityRoot.ProgressSummary.Refused == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProgressSummary.Refused(childComplexity), true
+	case "ProgressSummary.resignationCases":
+		if e.ComplexityRoot.ProgressSummary.ResignationCases == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProgressSummary.ResignationCases(childComplexity), true
+
+	case "PromotionCheck.asOf":
+		if e.ComplexityRoot.PromotionCheck.AsOf == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PromotionCheck.AsOf(childComplexity), true
+	case "PromotionCheck.award":
+		if e.ComplexityRoot.PromotionCheck.Award == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PromotionCheck.Award(childComplexity), true
+	case "PromotionCheck.history":
+		if e.ComplexityRoot.PromotionCheck.History == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PromotionCheck.History(childComplexity), true
+	case "PromotionCheck.principal":
+		if e.ComplexityRoot.PromotionCheck.Principal == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PromotionCheck.Principal(childComplexity), true
+	case "PromotionCheck.refusedYear":
+		if e.ComplexityRoot.PromotionCheck.RefusedYear == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PromotionCheck.RefusedYear(childComplexity), true
+	case "PromotionCheck.ruralOrWeakDays":
+		if e.ComplexityRoot.PromotionCheck.RuralOrWeakDays == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PromotionCheck.RuralOrWeakDays(childComplexity), true
+	case "PromotionCheck.schools":
+		if e.ComplexityRoot.PromotionCheck.Schools == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PromotionCheck.Schools(childComplexity), true
+	case "PromotionCheck.schoolsWithTwoYears":
+		if e.ComplexityRoot.PromotionCheck.SchoolsWithTwoYears == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PromotionCheck.SchoolsWithTwoYears(childComplexity), true
+	case "PromotionCheck.seniorTitle":
+		if e.ComplexityRoot.PromotionCheck.SeniorTitle == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PromotionCheck.SeniorTitle(childComplexity), true
+	case "PromotionCheck.teacherId":
+		if e.ComplexityRoot.PromotionCheck.TeacherID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PromotionCheck.TeacherID(childComplexity), true
+	case "PromotionCheck.teacherName":
+		if e.ComplexityRoot.PromotionCheck.TeacherName == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PromotionCheck.TeacherName(childComplexity), true
+
+	case "PromotionRule.explanation":
+		if e.ComplexityRoot.PromotionRule.Explanation == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PromotionRule.Explanation(childComplexity), true
+	case "PromotionRule.met":
+		if e.ComplexityRoot.PromotionRule.Met == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PromotionRule.Met(childComplexity), true
+	case "PromotionRule.missing":
+		if e.ComplexityRoot.PromotionRule.Missing == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PromotionRule.Missing(childComplexity), true
+	case "PromotionRule.requirement":
+		if e.ComplexityRoot.PromotionRule.Requirement == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PromotionRule.Requirement(childComplexity), true
+
 	case "Query.attendance":
 		if e.ComplexityRoot.Query.Attendance == nil {
 			break
@@ -3330,6 +4874,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.District(childComplexity, args["id"].(string)), true
+	case "Query.districtDashboard":
+		if e.ComplexityRoot.Query.DistrictDashboard == nil {
+			break
+		}
+
+		args, err := ec.field_Query_districtDashboard_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.DistrictDashboard(childComplexity, args["districtId"].(string), args["academicYear"].(string), args["asOf"].(*jiaoliu.Date)), true
 	case "Query.districts":
 		if e.ComplexityRoot.Query.Districts == nil {
 			break
@@ -3341,6 +4896,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Districts(childComplexity, args["filter"].(*model.ListFilter), args["first"].(*int), args["after"].(*string)), true
+	case "Query.eligibility":
+		if e.ComplexityRoot.Query.Eligibility == nil {
+			break
+		}
+
+		args, err := ec.field_Query_eligibility_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Eligibility(childComplexity, args["districtId"].(string), args["academicYear"].(string), args["schoolId"].(*string), args["status"].(*jiaoliu.EligibilityStatus), args["asOf"].(*jiaoliu.Date)), true
 	case "Query.evaluation":
 		if e.ComplexityRoot.Query.Evaluation == nil {
 			break
@@ -3374,6 +4940,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Exchange(childComplexity, args["id"].(string)), true
+	case "Query.exchangeProgress":
+		if e.ComplexityRoot.Query.ExchangeProgress == nil {
+			break
+		}
+
+		args, err := ec.field_Query_exchangeProgress_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.ExchangeProgress(childComplexity, args["exchangeId"].(string), args["asOf"].(*jiaoliu.Date)), true
+	case "Query.exchangeProgresses":
+		if e.ComplexityRoot.Query.ExchangeProgresses == nil {
+			break
+		}
+
+		args, err := ec.field_Query_exchangeProgresses_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.ExchangeProgresses(childComplexity, args["ids"].([]string), args["districtId"].(*string), args["schoolId"].(*string), args["academicYear"].(*string), args["asOf"].(*jiaoliu.Date)), true
 	case "Query.exchanges":
 		if e.ComplexityRoot.Query.Exchanges == nil {
 			break
@@ -3480,6 +5068,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Observations(childComplexity, args["filter"].(*model.ListFilter), args["first"].(*int), args["after"].(*string)), true
+	case "Query.pairProgress":
+		if e.ComplexityRoot.Query.PairProgress == nil {
+			break
+		}
+
+		args, err := ec.field_Query_pairProgress_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.PairProgress(childComplexity, args["pairId"].(string), args["asOf"].(*jiaoliu.Date)), true
 	case "Query.policies":
 		if e.ComplexityRoot.Query.Policies == nil {
 			break
@@ -3508,6 +5107,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.PolicyPresets(childComplexity), true
+	case "Query.promotionCheck":
+		if e.ComplexityRoot.Query.PromotionCheck == nil {
+			break
+		}
+
+		args, err := ec.field_Query_promotionCheck_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.PromotionCheck(childComplexity, args["teacherId"].(string), args["asOf"].(*jiaoliu.Date)), true
+	case "Query.quotas":
+		if e.ComplexityRoot.Query.Quotas == nil {
+			break
+		}
+
+		args, err := ec.field_Query_quotas_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Quotas(childComplexity, args["districtId"].(string), args["academicYear"].(string), args["asOf"].(*jiaoliu.Date)), true
 	case "Query.researchActivities":
 		if e.ComplexityRoot.Query.ResearchActivities == nil {
 			break
@@ -3541,6 +5162,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.School(childComplexity, args["id"].(string)), true
+	case "Query.schoolDashboard":
+		if e.ComplexityRoot.Query.SchoolDashboard == nil {
+			break
+		}
+
+		args, err := ec.field_Query_schoolDashboard_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.SchoolDashboard(childComplexity, args["schoolId"].(string), args["academicYear"].(string), args["asOf"].(*jiaoliu.Date)), true
 	case "Query.schoolGroup":
 		if e.ComplexityRoot.Query.SchoolGroup == nil {
 			break
@@ -3669,6 +5301,176 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Query.Zones(childComplexity, args["filter"].(*model.ListFilter), args["first"].(*int), args["after"].(*string)), true
 
+	case "QuotaReport.academicYear":
+		if e.ComplexityRoot.QuotaReport.AcademicYear == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QuotaReport.AcademicYear(childComplexity), true
+	case "QuotaReport.cadre":
+		if e.ComplexityRoot.QuotaReport.Cadre == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QuotaReport.Cadre(childComplexity), true
+	case "QuotaReport.districtId":
+		if e.ComplexityRoot.QuotaReport.DistrictID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QuotaReport.DistrictID(childComplexity), true
+	case "QuotaReport.policy":
+		if e.ComplexityRoot.QuotaReport.Policy == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QuotaReport.Policy(childComplexity), true
+	case "QuotaReport.referenceDate":
+		if e.ComplexityRoot.QuotaReport.ReferenceDate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QuotaReport.ReferenceDate(childComplexity), true
+	case "QuotaReport.reverseFlow":
+		if e.ComplexityRoot.QuotaReport.ReverseFlow == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QuotaReport.ReverseFlow(childComplexity), true
+	case "QuotaReport.schools":
+		if e.ComplexityRoot.QuotaReport.Schools == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QuotaReport.Schools(childComplexity), true
+	case "QuotaReport.totals":
+		if e.ComplexityRoot.QuotaReport.Totals == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QuotaReport.Totals(childComplexity), true
+
+	case "QuotaTotals.backboneMet":
+		if e.ComplexityRoot.QuotaTotals.BackboneMet == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QuotaTotals.BackboneMet(childComplexity), true
+	case "QuotaTotals.backboneMinimum":
+		if e.ComplexityRoot.QuotaTotals.BackboneMinimum == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QuotaTotals.BackboneMinimum(childComplexity), true
+	case "QuotaTotals.backboneRotating":
+		if e.ComplexityRoot.QuotaTotals.BackboneRotating == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QuotaTotals.BackboneRotating(childComplexity), true
+	case "QuotaTotals.backboneShare":
+		if e.ComplexityRoot.QuotaTotals.BackboneShare == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QuotaTotals.BackboneShare(childComplexity), true
+	case "QuotaTotals.backboneTarget":
+		if e.ComplexityRoot.QuotaTotals.BackboneTarget == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QuotaTotals.BackboneTarget(childComplexity), true
+	case "QuotaTotals.deferred":
+		if e.ComplexityRoot.QuotaTotals.Deferred == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QuotaTotals.Deferred(childComplexity), true
+	case "QuotaTotals.eligible":
+		if e.ComplexityRoot.QuotaTotals.Eligible == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QuotaTotals.Eligible(childComplexity), true
+	case "QuotaTotals.minimum":
+		if e.ComplexityRoot.QuotaTotals.Minimum == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QuotaTotals.Minimum(childComplexity), true
+	case "QuotaTotals.participationMet":
+		if e.ComplexityRoot.QuotaTotals.ParticipationMet == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QuotaTotals.ParticipationMet(childComplexity), true
+	case "QuotaTotals.participationMinimum":
+		if e.ComplexityRoot.QuotaTotals.ParticipationMinimum == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QuotaTotals.ParticipationMinimum(childComplexity), true
+	case "QuotaTotals.participationShare":
+		if e.ComplexityRoot.QuotaTotals.ParticipationShare == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QuotaTotals.ParticipationShare(childComplexity), true
+	case "QuotaTotals.participationTarget":
+		if e.ComplexityRoot.QuotaTotals.ParticipationTarget == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QuotaTotals.ParticipationTarget(childComplexity), true
+	case "QuotaTotals.rotating":
+		if e.ComplexityRoot.QuotaTotals.Rotating == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QuotaTotals.Rotating(childComplexity), true
+	case "QuotaTotals.schools":
+		if e.ComplexityRoot.QuotaTotals.Schools == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QuotaTotals.Schools(childComplexity), true
+	case "QuotaTotals.schoolsBelowTarget":
+		if e.ComplexityRoot.QuotaTotals.SchoolsBelowTarget == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QuotaTotals.SchoolsBelowTarget(childComplexity), true
+	case "QuotaTotals.schoolsMeetingTarget":
+		if e.ComplexityRoot.QuotaTotals.SchoolsMeetingTarget == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QuotaTotals.SchoolsMeetingTarget(childComplexity), true
+	case "QuotaTotals.schoolsWithTarget":
+		if e.ComplexityRoot.QuotaTotals.SchoolsWithTarget == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QuotaTotals.SchoolsWithTarget(childComplexity), true
+	case "QuotaTotals.share":
+		if e.ComplexityRoot.QuotaTotals.Share == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QuotaTotals.Share(childComplexity), true
+	case "QuotaTotals.staff":
+		if e.ComplexityRoot.QuotaTotals.Staff == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QuotaTotals.Staff(childComplexity), true
+	case "QuotaTotals.volunteers":
+		if e.ComplexityRoot.QuotaTotals.Volunteers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.QuotaTotals.Volunteers(childComplexity), true
+
 	case "ReplayResult.recordId":
 		if e.ComplexityRoot.ReplayResult.RecordID == nil {
 			break
@@ -3693,6 +5495,49 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ReplayResult.Version(childComplexity), true
+
+	case "ReportCheck.daysLate":
+		if e.ComplexityRoot.ReportCheck.DaysLate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReportCheck.DaysLate(childComplexity), true
+	case "ReportCheck.explanation":
+		if e.ComplexityRoot.ReportCheck.Explanation == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReportCheck.Explanation(childComplexity), true
+	case "ReportCheck.plannedStart":
+		if e.ComplexityRoot.ReportCheck.PlannedStart == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReportCheck.PlannedStart(childComplexity), true
+	case "ReportCheck.reportedOn":
+		if e.ComplexityRoot.ReportCheck.ReportedOn == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReportCheck.ReportedOn(childComplexity), true
+	case "ReportCheck.resignationCase":
+		if e.ComplexityRoot.ReportCheck.ResignationCase == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReportCheck.ResignationCase(childComplexity), true
+	case "ReportCheck.state":
+		if e.ComplexityRoot.ReportCheck.State == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReportCheck.State(childComplexity), true
+	case "ReportCheck.warning":
+		if e.ComplexityRoot.ReportCheck.Warning == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReportCheck.Warning(childComplexity), true
 
 	case "ResearchActivity.createdAt":
 		if e.ComplexityRoot.ResearchActivity.CreatedAt == nil {
@@ -3798,6 +5643,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ResearchActivityEdge.Node(childComplexity), true
+
+	case "ReverseFlow.explanation":
+		if e.ComplexityRoot.ReverseFlow.Explanation == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReverseFlow.Explanation(childComplexity), true
+	case "ReverseFlow.holds":
+		if e.ComplexityRoot.ReverseFlow.Holds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReverseFlow.Holds(childComplexity), true
+	case "ReverseFlow.lowerToQuality":
+		if e.ComplexityRoot.ReverseFlow.LowerToQuality == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReverseFlow.LowerToQuality(childComplexity), true
+	case "ReverseFlow.qualityToLower":
+		if e.ComplexityRoot.ReverseFlow.QualityToLower == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReverseFlow.QualityToLower(childComplexity), true
 
 	case "School.averageWeeklyLessons":
 		if e.ComplexityRoot.School.AverageWeeklyLessons == nil {
@@ -3939,6 +5809,103 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.SchoolConnection.TotalCount(childComplexity), true
 
+	case "SchoolDashboard.academicYear":
+		if e.ComplexityRoot.SchoolDashboard.AcademicYear == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolDashboard.AcademicYear(childComplexity), true
+	case "SchoolDashboard.alerts":
+		if e.ComplexityRoot.SchoolDashboard.Alerts == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolDashboard.Alerts(childComplexity), true
+	case "SchoolDashboard.asOf":
+		if e.ComplexityRoot.SchoolDashboard.AsOf == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolDashboard.AsOf(childComplexity), true
+	case "SchoolDashboard.districtId":
+		if e.ComplexityRoot.SchoolDashboard.DistrictID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolDashboard.DistrictID(childComplexity), true
+	case "SchoolDashboard.eligibility":
+		if e.ComplexityRoot.SchoolDashboard.Eligibility == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolDashboard.Eligibility(childComplexity), true
+	case "SchoolDashboard.pairSummary":
+		if e.ComplexityRoot.SchoolDashboard.PairSummary == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolDashboard.PairSummary(childComplexity), true
+	case "SchoolDashboard.pairs":
+		if e.ComplexityRoot.SchoolDashboard.Pairs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolDashboard.Pairs(childComplexity), true
+	case "SchoolDashboard.policy":
+		if e.ComplexityRoot.SchoolDashboard.Policy == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolDashboard.Policy(childComplexity), true
+	case "SchoolDashboard.progress":
+		if e.ComplexityRoot.SchoolDashboard.Progress == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolDashboard.Progress(childComplexity), true
+	case "SchoolDashboard.quota":
+		if e.ComplexityRoot.SchoolDashboard.Quota == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolDashboard.Quota(childComplexity), true
+	case "SchoolDashboard.received":
+		if e.ComplexityRoot.SchoolDashboard.Received == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolDashboard.Received(childComplexity), true
+	case "SchoolDashboard.referenceDate":
+		if e.ComplexityRoot.SchoolDashboard.ReferenceDate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolDashboard.ReferenceDate(childComplexity), true
+	case "SchoolDashboard.schoolId":
+		if e.ComplexityRoot.SchoolDashboard.SchoolID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolDashboard.SchoolID(childComplexity), true
+	case "SchoolDashboard.schoolName":
+		if e.ComplexityRoot.SchoolDashboard.SchoolName == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolDashboard.SchoolName(childComplexity), true
+	case "SchoolDashboard.sent":
+		if e.ComplexityRoot.SchoolDashboard.Sent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolDashboard.Sent(childComplexity), true
+	case "SchoolDashboard.teachers":
+		if e.ComplexityRoot.SchoolDashboard.Teachers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolDashboard.Teachers(childComplexity), true
+
 	case "SchoolEdge.cursor":
 		if e.ComplexityRoot.SchoolEdge.Cursor == nil {
 			break
@@ -4050,6 +6017,169 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SchoolGroupEdge.Node(childComplexity), true
+
+	case "SchoolQuota.backboneMet":
+		if e.ComplexityRoot.SchoolQuota.BackboneMet == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolQuota.BackboneMet(childComplexity), true
+	case "SchoolQuota.backboneMinimum":
+		if e.ComplexityRoot.SchoolQuota.BackboneMinimum == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolQuota.BackboneMinimum(childComplexity), true
+	case "SchoolQuota.backboneRotating":
+		if e.ComplexityRoot.SchoolQuota.BackboneRotating == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolQuota.BackboneRotating(childComplexity), true
+	case "SchoolQuota.backboneSentDown":
+		if e.ComplexityRoot.SchoolQuota.BackboneSentDown == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolQuota.BackboneSentDown(childComplexity), true
+	case "SchoolQuota.backboneSentUp":
+		if e.ComplexityRoot.SchoolQuota.BackboneSentUp == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolQuota.BackboneSentUp(childComplexity), true
+	case "SchoolQuota.backboneShare":
+		if e.ComplexityRoot.SchoolQuota.BackboneShare == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolQuota.BackboneShare(childComplexity), true
+	case "SchoolQuota.cadreEligible":
+		if e.ComplexityRoot.SchoolQuota.CadreEligible == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolQuota.CadreEligible(childComplexity), true
+	case "SchoolQuota.cadreMet":
+		if e.ComplexityRoot.SchoolQuota.CadreMet == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolQuota.CadreMet(childComplexity), true
+	case "SchoolQuota.cadreMinimum":
+		if e.ComplexityRoot.SchoolQuota.CadreMinimum == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolQuota.CadreMinimum(childComplexity), true
+	case "SchoolQuota.cadreRotating":
+		if e.ComplexityRoot.SchoolQuota.CadreRotating == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolQuota.CadreRotating(childComplexity), true
+	case "SchoolQuota.deferred":
+		if e.ComplexityRoot.SchoolQuota.Deferred == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolQuota.Deferred(childComplexity), true
+	case "SchoolQuota.eligible":
+		if e.ComplexityRoot.SchoolQuota.Eligible == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolQuota.Eligible(childComplexity), true
+	case "SchoolQuota.locality":
+		if e.ComplexityRoot.SchoolQuota.Locality == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolQuota.Locality(childComplexity), true
+	case "SchoolQuota.met":
+		if e.ComplexityRoot.SchoolQuota.Met == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolQuota.Met(childComplexity), true
+	case "SchoolQuota.minimum":
+		if e.ComplexityRoot.SchoolQuota.Minimum == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolQuota.Minimum(childComplexity), true
+	case "SchoolQuota.rotating":
+		if e.ComplexityRoot.SchoolQuota.Rotating == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolQuota.Rotating(childComplexity), true
+	case "SchoolQuota.schoolId":
+		if e.ComplexityRoot.SchoolQuota.SchoolID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolQuota.SchoolID(childComplexity), true
+	case "SchoolQuota.schoolName":
+		if e.ComplexityRoot.SchoolQuota.SchoolName == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolQuota.SchoolName(childComplexity), true
+	case "SchoolQuota.sendMet":
+		if e.ComplexityRoot.SchoolQuota.SendMet == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolQuota.SendMet(childComplexity), true
+	case "SchoolQuota.sendMinimum":
+		if e.ComplexityRoot.SchoolQuota.SendMinimum == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolQuota.SendMinimum(childComplexity), true
+	case "SchoolQuota.share":
+		if e.ComplexityRoot.SchoolQuota.Share == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolQuota.Share(childComplexity), true
+	case "SchoolQuota.shortfall":
+		if e.ComplexityRoot.SchoolQuota.Shortfall == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolQuota.Shortfall(childComplexity), true
+	case "SchoolQuota.staff":
+		if e.ComplexityRoot.SchoolQuota.Staff == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolQuota.Staff(childComplexity), true
+	case "SchoolQuota.targetBasis":
+		if e.ComplexityRoot.SchoolQuota.TargetBasis == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolQuota.TargetBasis(childComplexity), true
+	case "SchoolQuota.targetShare":
+		if e.ComplexityRoot.SchoolQuota.TargetShare == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolQuota.TargetShare(childComplexity), true
+	case "SchoolQuota.tier":
+		if e.ComplexityRoot.SchoolQuota.Tier == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolQuota.Tier(childComplexity), true
+	case "SchoolQuota.volunteers":
+		if e.ComplexityRoot.SchoolQuota.Volunteers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SchoolQuota.Volunteers(childComplexity), true
 
 	case "SchoolStint.createdAt":
 		if e.ComplexityRoot.SchoolStint.CreatedAt == nil {
@@ -4228,6 +6358,61 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SemesterReportEdge.Node(childComplexity), true
+
+	case "ServicePeriod.basis":
+		if e.ComplexityRoot.ServicePeriod.Basis == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ServicePeriod.Basis(childComplexity), true
+	case "ServicePeriod.days":
+		if e.ComplexityRoot.ServicePeriod.Days == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ServicePeriod.Days(childComplexity), true
+	case "ServicePeriod.from":
+		if e.ComplexityRoot.ServicePeriod.From == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ServicePeriod.From(childComplexity), true
+	case "ServicePeriod.locality":
+		if e.ComplexityRoot.ServicePeriod.Locality == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ServicePeriod.Locality(childComplexity), true
+	case "ServicePeriod.ruralOrWeak":
+		if e.ComplexityRoot.ServicePeriod.RuralOrWeak == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ServicePeriod.RuralOrWeak(childComplexity), true
+	case "ServicePeriod.schoolId":
+		if e.ComplexityRoot.ServicePeriod.SchoolID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ServicePeriod.SchoolID(childComplexity), true
+	case "ServicePeriod.schoolName":
+		if e.ComplexityRoot.ServicePeriod.SchoolName == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ServicePeriod.SchoolName(childComplexity), true
+	case "ServicePeriod.tier":
+		if e.ComplexityRoot.ServicePeriod.Tier == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ServicePeriod.Tier(childComplexity), true
+	case "ServicePeriod.to":
+		if e.ComplexityRoot.ServicePeriod.To == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ServicePeriod.To(childComplexity), true
 
 	case "SyncConflict.createdAt":
 		if e.ComplexityRoot.SyncConflict.CreatedAt == nil {
@@ -4612,6 +6797,37 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.User.Username(childComplexity), true
+
+	case "Workload.lessons":
+		if e.ComplexityRoot.Workload.Lessons == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Workload.Lessons(childComplexity), true
+	case "Workload.met":
+		if e.ComplexityRoot.Workload.Met == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Workload.Met(childComplexity), true
+	case "Workload.required":
+		if e.ComplexityRoot.Workload.Required == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Workload.Required(childComplexity), true
+	case "Workload.weeklyLessons":
+		if e.ComplexityRoot.Workload.WeeklyLessons == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Workload.WeeklyLessons(childComplexity), true
+	case "Workload.weeks":
+		if e.ComplexityRoot.Workload.Weeks == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Workload.Weeks(childComplexity), true
 
 	case "Zone.createdAt":
 		if e.ComplexityRoot.Zone.CreatedAt == nil {
@@ -5572,6 +7788,438 @@ extend type Mutation {
   "Marks a rejection handled without applying it."
   dismissRejection(id: ID!): SyncRejection!
 }
+
+# --- Policy rules: eligibility, quotas, progress, promotion, dashboards (issue 5) ---
+# The rules and their counting conventions are in docs/policy.md. Every view that judges
+# a day takes asOf (default: today in China); eligibility is always judged on the
+# academic year's reference date, 1 September.
+
+"应交流 MUST_ROTATE, 可自愿申报 MAY_VOLUNTEER, 暂缓交流 DEFERRED, 不在交流范围 EXEMPT."
+enum EligibilityStatus { MUST_ROTATE MAY_VOLUNTEER DEFERRED EXEMPT }
+"The rule that decided a teacher's eligibility, in the order the rules apply."
+enum EligibilityRule { NOT_EMPLOYED DEFERRAL ABOVE_AGE_LIMIT PRINCIPAL_TERM CADRE_TENURE TENURE TENURE_NOT_REACHED }
+"Where a school's rotation target comes from: qualityShare (QUALITY, URBAN), generalShare (GENERAL), firstYearShare (FIRST_YEAR), or none (a weak school outside the city)."
+enum TargetBasis { QUALITY URBAN GENERAL FIRST_YEAR NONE }
+"示范课, 指导课, 教研活动, 送课, 评课, 听课评课, 调研报告."
+enum Duty { DEMONSTRATION_LESSONS GUIDANCE_LESSONS RESEARCH_ACTIVITIES DELIVERED_LESSONS CRITIQUES OBSERVATIONS SURVEY_REPORT }
+enum DutyStatus { NOT_APPLICABLE NOT_STARTED COMPLETE ON_TRACK BEHIND }
+"Report for duty (到岗): WARNING after more than noShowWarningDays, RESIGNATION_CASE after more than noShowResignationDays."
+enum ReportState { NOT_APPLICABLE NOT_DUE AWAITING WARNING RESIGNATION_CASE ON_TIME LATE }
+enum EvaluationState { UPCOMING DUE OVERDUE DONE }
+enum ConsequenceKind { EXCHANGE_AGAIN CONTRACT_ENDED NO_AWARD_OR_PROMOTION ANNUAL_GRADE_BELOW_QUALIFIED MUST_BE_UNQUALIFIED NO_SHOW_WARNING RESIGNATION_CASE }
+enum AlertSeverity { CRITICAL WARNING NOTICE }
+
+"One teacher's eligibility for an academic year, with the facts it was decided from."
+type Eligibility {
+  teacherId: ID!
+  teacherName: String!
+  schoolId: ID!
+  schoolName: String!
+  gender: Gender!
+  position: Position!
+  backboneLevel: BackboneLevel!
+  employed: Boolean!
+  status: EligibilityStatus!
+  rule: EligibilityRule!
+  "Why, in words an administrator reads out (Chinese)."
+  explanation: String!
+  referenceDate: Date!
+  "Full years (周岁) on the reference date."
+  age: Int!
+  "The inclusive age limit for the teacher's gender and position."
+  ageLimit: Int!
+  yearsAtSchool: Int!
+  tenureRequired: Int!
+  "A principal's full years in post at the school."
+  leadershipYears: Int
+  leadershipRequired: Int
+  cadre: Boolean!
+  backbone: Boolean!
+  "The approved deferral running on the reference date."
+  deferral: Deferral
+  deferralReason: DeferralReason
+  deferralExpiresOn: Date
+  "The teacher's exchange of the year, if any (a counting one first)."
+  exchangeId: ID
+  exchangeStatus: ExchangeStatus
+  volunteer: Boolean!
+  "An exchange of the year in status APPROVED, PUBLISHED, ACTIVE or COMPLETED."
+  rotating: Boolean!
+}
+
+type KindCount { kind: String! label: String! count: Int! }
+
+type EligibilitySummary {
+  teachers: Int!
+  mustRotate: Int!
+  mayVolunteer: Int!
+  deferred: Int!
+  exempt: Int!
+  volunteers: Int!
+  rotating: Int!
+  mustRotateCadres: Int!
+  deferredByReason: [KindCount!]!
+}
+
+type EligibilityList {
+  districtId: ID!
+  schoolId: ID
+  academicYear: String!
+  referenceDate: Date!
+  policy: Policy!
+  summary: EligibilitySummary!
+  teachers: [Eligibility!]!
+}
+
+"A school's quota for the year. Eligible: MUST_ROTATE teachers; rotating: its teachers with an exchange of the year from it in status APPROVED, PUBLISHED, ACTIVE or COMPLETED, each once; minimum = ceil(targetShare × eligible)."
+type SchoolQuota {
+  schoolId: ID!
+  schoolName: String!
+  locality: Locality!
+  tier: Tier!
+  staff: Int!
+  eligible: Int!
+  deferred: Int!
+  rotating: Int!
+  volunteers: Int!
+  targetBasis: TargetBasis!
+  "Percent; null when the school has no target."
+  targetShare: Float
+  minimum: Int!
+  "rotating ÷ eligible, percent; null when none is eligible."
+  share: Float
+  met: Boolean!
+  shortfall: Int!
+  backboneRotating: Int!
+  "backbone rotating ÷ rotating, percent."
+  backboneShare: Float
+  backboneMinimum: Int!
+  backboneMet: Boolean!
+  cadreEligible: Int!
+  cadreRotating: Int!
+  cadreMinimum: Int!
+  cadreMet: Boolean!
+  "ceil(schoolSendShare × staff)."
+  sendMinimum: Int!
+  sendMet: Boolean!
+  "Backbone teachers sent from this quality school to general or weak schools."
+  backboneSentDown: Int!
+  "Backbone teachers sent from this general or weak school to quality schools."
+  backboneSentUp: Int!
+}
+
+"逆交流: backbone teachers sent from quality to general or weak schools must be strictly more than those sent the other way."
+type ReverseFlow {
+  qualityToLower: Int!
+  lowerToQuality: Int!
+  holds: Boolean!
+  explanation: String!
+}
+
+type CadreQuota {
+  eligible: Int!
+  rotating: Int!
+  targetShare: Float!
+  minimum: Int!
+  share: Float
+  met: Boolean!
+}
+
+type QuotaTotals {
+  schools: Int!
+  staff: Int!
+  eligible: Int!
+  deferred: Int!
+  "Distinct teachers rotating from the district's schools."
+  rotating: Int!
+  volunteers: Int!
+  "Sum of the schools' minimums."
+  minimum: Int!
+  share: Float
+  schoolsWithTarget: Int!
+  schoolsMeetingTarget: Int!
+  schoolsBelowTarget: Int!
+  backboneRotating: Int!
+  backboneShare: Float
+  backboneTarget: Float!
+  backboneMinimum: Int!
+  backboneMet: Boolean!
+  participationTarget: Float!
+  participationMinimum: Int!
+  participationShare: Float
+  participationMet: Boolean!
+}
+
+type QuotaReport {
+  districtId: ID!
+  academicYear: String!
+  referenceDate: Date!
+  policy: Policy!
+  schools: [SchoolQuota!]!
+  totals: QuotaTotals!
+  "Null for a school administrator."
+  reverseFlow: ReverseFlow
+  "Null for a school administrator."
+  cadre: CadreQuota
+}
+
+type DutyProgress {
+  duty: Duty!
+  label: String!
+  required: Int!
+  done: Int!
+  met: Boolean!
+  "The required number pro rata of the service days elapsed in the duty year."
+  expectedByNow: Int!
+  onTrack: Boolean!
+}
+
+"Weekly lessons (lessons ÷ weeks with at least one lesson) against the receiving school's average."
+type Workload {
+  required: Float!
+  lessons: Int!
+  weeks: Int!
+  weeklyLessons: Float
+  met: Boolean
+}
+
+"擅自缺勤超过10天或一年累计超过15天 → the evaluation must be UNQUALIFIED."
+type AttendanceCheck {
+  present: Int!
+  leave: Int!
+  sick: Int!
+  absent: Int!
+  absentInYear: Int!
+  longestAbsentRun: Int!
+  runFrom: Date
+  runTo: Date
+  runLimit: Int!
+  yearLimit: Int!
+  runExceeded: Boolean!
+  yearExceeded: Boolean!
+  mustBeUnqualified: Boolean!
+  explanation: String!
+}
+
+type ReportCheck {
+  plannedStart: Date!
+  reportedOn: Date
+  "Calendar days after the planned start without a report (as of the day judged, or until the report)."
+  daysLate: Int!
+  state: ReportState!
+  warning: Boolean!
+  resignationCase: Boolean!
+  explanation: String!
+}
+
+type EvaluationDue {
+  period: EvaluationPeriod!
+  term: String!
+  opensOn: Date
+  dueOn: Date
+  state: EvaluationState!
+  evaluationId: ID
+  grade: Grade
+  draft: Boolean!
+}
+
+type Consequence {
+  kind: ConsequenceKind!
+  academicYear: String!
+  explanation: String!
+  evaluationId: ID
+}
+
+"Everything the rules say about one exchange as of a day."
+type ExchangeProgress {
+  exchangeId: ID!
+  exchange: Exchange
+  teacherId: ID!
+  teacherName: String!
+  sendingSchoolId: ID!
+  sendingSchoolName: String!
+  receivingSchoolId: ID!
+  receivingSchoolName: String!
+  mode: ExchangeMode!
+  status: ExchangeStatus!
+  asOf: Date!
+  "The duty year and the days counted (from..to)."
+  academicYear: String!
+  from: Date!
+  to: Date!
+  duties: [DutyProgress!]!
+  dutyStatus: DutyStatus!
+  workload: Workload
+  attendance: AttendanceCheck!
+  report: ReportCheck!
+  evaluations: [EvaluationDue!]!
+  evaluationsDue: Int!
+  evaluationsOverdue: Int!
+  evaluationsDone: Int!
+  consequences: [Consequence!]!
+}
+
+"A mentoring pair's activities of its academic year against mentoringActivities."
+type PairProgress {
+  pairId: ID!
+  mentorId: ID!
+  mentorName: String!
+  menteeId: ID!
+  menteeName: String!
+  schoolId: ID
+  subject: String!
+  academicYear: String!
+  status: PairStatus!
+  asOf: Date!
+  from: Date!
+  to: Date!
+  required: Int!
+  done: Int!
+  met: Boolean!
+  expectedByNow: Int!
+  onTrack: Boolean!
+  byKind: [KindCount!]!
+}
+
+type ServicePeriod {
+  schoolId: ID!
+  schoolName: String!
+  locality: Locality
+  tier: Tier
+  from: Date!
+  to: Date!
+  days: Int!
+  ruralOrWeak: Boolean!
+  "RURAL, WEAK or GROUP_BRANCH (a branch campus served from the group's main campus)."
+  basis: String!
+}
+
+type PromotionRule {
+  met: Boolean!
+  requirement: String!
+  missing: [String!]!
+  explanation: String!
+}
+
+"Promotion prerequisites from a teacher's history of schools (a year = 365 days of service)."
+type PromotionCheck {
+  teacherId: ID!
+  teacherName: String!
+  asOf: Date!
+  history: [ServicePeriod!]!
+  schools: Int!
+  schoolsWithTwoYears: Int!
+  ruralOrWeakDays: Int!
+  "高级职称: ≥1 year at a rural or weak school."
+  seniorTitle: PromotionRule!
+  "骨干, 名师, 特级: 2+ schools with ≥2 years each, or ≥3 years rural or weak."
+  award: PromotionRule!
+  "New principals: 2+ schools and ≥3 years rural or weak."
+  principal: PromotionRule!
+  refusedYear: String
+}
+
+type ProgressSummary {
+  exchanges: Int!
+  byStatus: [KindCount!]!
+  byMode: [KindCount!]!
+  dutiesComplete: Int!
+  dutiesOnTrack: Int!
+  dutiesBehind: Int!
+  dutiesNotStarted: Int!
+  mustBeUnqualified: Int!
+  absenceRunExceeded: Int!
+  absenceYearExceed: Int!
+  noShowWarnings: Int!
+  resignationCases: Int!
+  lateReports: Int!
+  evaluationsDue: Int!
+  evaluationsOverdue: Int!
+  evaluationsDone: Int!
+  exchangeAgain: Int!
+  contractEnded: Int!
+  refused: Int!
+}
+
+type PairSummary { pairs: Int! met: Int! onTrack: Int! behind: Int! }
+
+type Alert {
+  kind: String!
+  severity: AlertSeverity!
+  exchangeId: ID
+  teacherId: ID
+  schoolId: ID
+  message: String!
+}
+
+type DistrictDashboard {
+  districtId: ID!
+  districtName: String!
+  academicYear: String!
+  asOf: Date!
+  referenceDate: Date!
+  policy: Policy!
+  eligibility: EligibilitySummary!
+  quotas: QuotaTotals!
+  reverseFlow: ReverseFlow
+  cadre: CadreQuota
+  schoolsBelowTarget: [SchoolQuota!]!
+  progress: ProgressSummary!
+  pairs: PairSummary!
+  "At most 200, most severe first; the summaries count everything."
+  alerts: [Alert!]!
+}
+
+type SchoolDashboard {
+  schoolId: ID!
+  schoolName: String!
+  districtId: ID!
+  academicYear: String!
+  asOf: Date!
+  referenceDate: Date!
+  policy: Policy!
+  quota: SchoolQuota
+  eligibility: EligibilitySummary!
+  teachers: [Eligibility!]!
+  sent: [ExchangeProgress!]!
+  received: [ExchangeProgress!]!
+  progress: ProgressSummary!
+  pairs: [PairProgress!]!
+  pairSummary: PairSummary!
+  alerts: [Alert!]!
+}
+
+extend type Query {
+  "Who must rotate, may volunteer, is deferred or exempt in a district (or one school), and why. asOf is accepted for symmetry: eligibility is judged on the reference date."
+  eligibility(districtId: ID!, academicYear: String!, schoolId: ID, status: EligibilityStatus, asOf: Date): EligibilityList!
+  "Quotas per school and for the district, with reverse flow and cadres."
+  quotas(districtId: ID!, academicYear: String!, asOf: Date): QuotaReport!
+  "Duties, attendance, report for duty, evaluations and consequences of an exchange as of a day."
+  exchangeProgress(exchangeId: ID!, asOf: Date): ExchangeProgress
+  "exchangeProgress for many exchanges: by ids, or every exchange of a district or school in an academic year."
+  exchangeProgresses(ids: [ID!], districtId: ID, schoolId: ID, academicYear: String, asOf: Date): [ExchangeProgress!]!
+  "A mentoring pair's activities against the requirement."
+  pairProgress(pairId: ID!, asOf: Date): PairProgress
+  "Whether a teacher's history satisfies the promotion prerequisites, and what is missing."
+  promotionCheck(teacherId: ID!, asOf: Date): PromotionCheck!
+  districtDashboard(districtId: ID!, academicYear: String!, asOf: Date): DistrictDashboard!
+  schoolDashboard(schoolId: ID!, academicYear: String!, asOf: Date): SchoolDashboard!
+}
+
+extend type Exchange {
+  "The rules applied to this exchange as of a day (batched per request)."
+  progress(asOf: Date): ExchangeProgress
+}
+
+extend type MentoringPair {
+  "The pair's activities against the requirement (batched per request)."
+  progress(asOf: Date): PairProgress
+}
+
+extend type Mutation {
+  "Sets a district's policy for a year to a named preset (created, or updated field by field)."
+  applyPolicyPreset(districtId: ID!, academicYear: String!, preset: String!): Policy!
+}
 `, BuiltIn: false},
 	{Name: "inputs.graphql", Input: sourceData("inputs.graphql"), BuiltIn: false},
 }
@@ -5580,6 +8228,24 @@ var parsedSchema = gqlparser.MustLoadSchema(sources...)
 // childFields_* functions provide shared child field context lookups.
 // Each function is generated once per unique object type, deduplicating the
 // switch statements that were previously inlined in every fieldContext_* function.
+
+func (ec *executionContext) childFields_Alert(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "kind":
+		return ec.fieldContext_Alert_kind(ctx, field)
+	case "severity":
+		return ec.fieldContext_Alert_severity(ctx, field)
+	case "exchangeId":
+		return ec.fieldContext_Alert_exchangeId(ctx, field)
+	case "teacherId":
+		return ec.fieldContext_Alert_teacherId(ctx, field)
+	case "schoolId":
+		return ec.fieldContext_Alert_schoolId(ctx, field)
+	case "message":
+		return ec.fieldContext_Alert_message(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Alert", field.Name)
+}
 
 func (ec *executionContext) childFields_Attendance(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
@@ -5605,6 +8271,40 @@ func (ec *executionContext) childFields_Attendance(ctx context.Context, field gr
 		return ec.fieldContext_Attendance_updatedAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Attendance", field.Name)
+}
+
+func (ec *executionContext) childFields_AttendanceCheck(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "present":
+		return ec.fieldContext_AttendanceCheck_present(ctx, field)
+	case "leave":
+		return ec.fieldContext_AttendanceCheck_leave(ctx, field)
+	case "sick":
+		return ec.fieldContext_AttendanceCheck_sick(ctx, field)
+	case "absent":
+		return ec.fieldContext_AttendanceCheck_absent(ctx, field)
+	case "absentInYear":
+		return ec.fieldContext_AttendanceCheck_absentInYear(ctx, field)
+	case "longestAbsentRun":
+		return ec.fieldContext_AttendanceCheck_longestAbsentRun(ctx, field)
+	case "runFrom":
+		return ec.fieldContext_AttendanceCheck_runFrom(ctx, field)
+	case "runTo":
+		return ec.fieldContext_AttendanceCheck_runTo(ctx, field)
+	case "runLimit":
+		return ec.fieldContext_AttendanceCheck_runLimit(ctx, field)
+	case "yearLimit":
+		return ec.fieldContext_AttendanceCheck_yearLimit(ctx, field)
+	case "runExceeded":
+		return ec.fieldContext_AttendanceCheck_runExceeded(ctx, field)
+	case "yearExceeded":
+		return ec.fieldContext_AttendanceCheck_yearExceeded(ctx, field)
+	case "mustBeUnqualified":
+		return ec.fieldContext_AttendanceCheck_mustBeUnqualified(ctx, field)
+	case "explanation":
+		return ec.fieldContext_AttendanceCheck_explanation(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AttendanceCheck", field.Name)
 }
 
 func (ec *executionContext) childFields_AttendanceConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -5667,6 +8367,38 @@ func (ec *executionContext) childFields_AuditEntry(ctx context.Context, field gr
 		return ec.fieldContext_AuditEntry_changes(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type AuditEntry", field.Name)
+}
+
+func (ec *executionContext) childFields_CadreQuota(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "eligible":
+		return ec.fieldContext_CadreQuota_eligible(ctx, field)
+	case "rotating":
+		return ec.fieldContext_CadreQuota_rotating(ctx, field)
+	case "targetShare":
+		return ec.fieldContext_CadreQuota_targetShare(ctx, field)
+	case "minimum":
+		return ec.fieldContext_CadreQuota_minimum(ctx, field)
+	case "share":
+		return ec.fieldContext_CadreQuota_share(ctx, field)
+	case "met":
+		return ec.fieldContext_CadreQuota_met(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CadreQuota", field.Name)
+}
+
+func (ec *executionContext) childFields_Consequence(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "kind":
+		return ec.fieldContext_Consequence_kind(ctx, field)
+	case "academicYear":
+		return ec.fieldContext_Consequence_academicYear(ctx, field)
+	case "explanation":
+		return ec.fieldContext_Consequence_explanation(ctx, field)
+	case "evaluationId":
+		return ec.fieldContext_Consequence_evaluationId(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Consequence", field.Name)
 }
 
 func (ec *executionContext) childFields_Deferral(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -5803,6 +8535,40 @@ func (ec *executionContext) childFields_DistrictConnection(ctx context.Context, 
 	return nil, fmt.Errorf("no field named %q was found under type DistrictConnection", field.Name)
 }
 
+func (ec *executionContext) childFields_DistrictDashboard(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "districtId":
+		return ec.fieldContext_DistrictDashboard_districtId(ctx, field)
+	case "districtName":
+		return ec.fieldContext_DistrictDashboard_districtName(ctx, field)
+	case "academicYear":
+		return ec.fieldContext_DistrictDashboard_academicYear(ctx, field)
+	case "asOf":
+		return ec.fieldContext_DistrictDashboard_asOf(ctx, field)
+	case "referenceDate":
+		return ec.fieldContext_DistrictDashboard_referenceDate(ctx, field)
+	case "policy":
+		return ec.fieldContext_DistrictDashboard_policy(ctx, field)
+	case "eligibility":
+		return ec.fieldContext_DistrictDashboard_eligibility(ctx, field)
+	case "quotas":
+		return ec.fieldContext_DistrictDashboard_quotas(ctx, field)
+	case "reverseFlow":
+		return ec.fieldContext_DistrictDashboard_reverseFlow(ctx, field)
+	case "cadre":
+		return ec.fieldContext_DistrictDashboard_cadre(ctx, field)
+	case "schoolsBelowTarget":
+		return ec.fieldContext_DistrictDashboard_schoolsBelowTarget(ctx, field)
+	case "progress":
+		return ec.fieldContext_DistrictDashboard_progress(ctx, field)
+	case "pairs":
+		return ec.fieldContext_DistrictDashboard_pairs(ctx, field)
+	case "alerts":
+		return ec.fieldContext_DistrictDashboard_alerts(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DistrictDashboard", field.Name)
+}
+
 func (ec *executionContext) childFields_DistrictEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "cursor":
@@ -5811,6 +8577,130 @@ func (ec *executionContext) childFields_DistrictEdge(ctx context.Context, field 
 		return ec.fieldContext_DistrictEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type DistrictEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_DutyProgress(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "duty":
+		return ec.fieldContext_DutyProgress_duty(ctx, field)
+	case "label":
+		return ec.fieldContext_DutyProgress_label(ctx, field)
+	case "required":
+		return ec.fieldContext_DutyProgress_required(ctx, field)
+	case "done":
+		return ec.fieldContext_DutyProgress_done(ctx, field)
+	case "met":
+		return ec.fieldContext_DutyProgress_met(ctx, field)
+	case "expectedByNow":
+		return ec.fieldContext_DutyProgress_expectedByNow(ctx, field)
+	case "onTrack":
+		return ec.fieldContext_DutyProgress_onTrack(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DutyProgress", field.Name)
+}
+
+func (ec *executionContext) childFields_Eligibility(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "teacherId":
+		return ec.fieldContext_Eligibility_teacherId(ctx, field)
+	case "teacherName":
+		return ec.fieldContext_Eligibility_teacherName(ctx, field)
+	case "schoolId":
+		return ec.fieldContext_Eligibility_schoolId(ctx, field)
+	case "schoolName":
+		return ec.fieldContext_Eligibility_schoolName(ctx, field)
+	case "gender":
+		return ec.fieldContext_Eligibility_gender(ctx, field)
+	case "position":
+		return ec.fieldContext_Eligibility_position(ctx, field)
+	case "backboneLevel":
+		return ec.fieldContext_Eligibility_backboneLevel(ctx, field)
+	case "employed":
+		return ec.fieldContext_Eligibility_employed(ctx, field)
+	case "status":
+		return ec.fieldContext_Eligibility_status(ctx, field)
+	case "rule":
+		return ec.fieldContext_Eligibility_rule(ctx, field)
+	case "explanation":
+		return ec.fieldContext_Eligibility_explanation(ctx, field)
+	case "referenceDate":
+		return ec.fieldContext_Eligibility_referenceDate(ctx, field)
+	case "age":
+		return ec.fieldContext_Eligibility_age(ctx, field)
+	case "ageLimit":
+		return ec.fieldContext_Eligibility_ageLimit(ctx, field)
+	case "yearsAtSchool":
+		return ec.fieldContext_Eligibility_yearsAtSchool(ctx, field)
+	case "tenureRequired":
+		return ec.fieldContext_Eligibility_tenureRequired(ctx, field)
+	case "leadershipYears":
+		return ec.fieldContext_Eligibility_leadershipYears(ctx, field)
+	case "leadershipRequired":
+		return ec.fieldContext_Eligibility_leadershipRequired(ctx, field)
+	case "cadre":
+		return ec.fieldContext_Eligibility_cadre(ctx, field)
+	case "backbone":
+		return ec.fieldContext_Eligibility_backbone(ctx, field)
+	case "deferral":
+		return ec.fieldContext_Eligibility_deferral(ctx, field)
+	case "deferralReason":
+		return ec.fieldContext_Eligibility_deferralReason(ctx, field)
+	case "deferralExpiresOn":
+		return ec.fieldContext_Eligibility_deferralExpiresOn(ctx, field)
+	case "exchangeId":
+		return ec.fieldContext_Eligibility_exchangeId(ctx, field)
+	case "exchangeStatus":
+		return ec.fieldContext_Eligibility_exchangeStatus(ctx, field)
+	case "volunteer":
+		return ec.fieldContext_Eligibility_volunteer(ctx, field)
+	case "rotating":
+		return ec.fieldContext_Eligibility_rotating(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Eligibility", field.Name)
+}
+
+func (ec *executionContext) childFields_EligibilityList(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "districtId":
+		return ec.fieldContext_EligibilityList_districtId(ctx, field)
+	case "schoolId":
+		return ec.fieldContext_EligibilityList_schoolId(ctx, field)
+	case "academicYear":
+		return ec.fieldContext_EligibilityList_academicYear(ctx, field)
+	case "referenceDate":
+		return ec.fieldContext_EligibilityList_referenceDate(ctx, field)
+	case "policy":
+		return ec.fieldContext_EligibilityList_policy(ctx, field)
+	case "summary":
+		return ec.fieldContext_EligibilityList_summary(ctx, field)
+	case "teachers":
+		return ec.fieldContext_EligibilityList_teachers(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type EligibilityList", field.Name)
+}
+
+func (ec *executionContext) childFields_EligibilitySummary(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "teachers":
+		return ec.fieldContext_EligibilitySummary_teachers(ctx, field)
+	case "mustRotate":
+		return ec.fieldContext_EligibilitySummary_mustRotate(ctx, field)
+	case "mayVolunteer":
+		return ec.fieldContext_EligibilitySummary_mayVolunteer(ctx, field)
+	case "deferred":
+		return ec.fieldContext_EligibilitySummary_deferred(ctx, field)
+	case "exempt":
+		return ec.fieldContext_EligibilitySummary_exempt(ctx, field)
+	case "volunteers":
+		return ec.fieldContext_EligibilitySummary_volunteers(ctx, field)
+	case "rotating":
+		return ec.fieldContext_EligibilitySummary_rotating(ctx, field)
+	case "mustRotateCadres":
+		return ec.fieldContext_EligibilitySummary_mustRotateCadres(ctx, field)
+	case "deferredByReason":
+		return ec.fieldContext_EligibilitySummary_deferredByReason(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type EligibilitySummary", field.Name)
 }
 
 func (ec *executionContext) childFields_Evaluation(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -5871,6 +8761,28 @@ func (ec *executionContext) childFields_EvaluationConnection(ctx context.Context
 		return ec.fieldContext_EvaluationConnection_totalCount(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type EvaluationConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_EvaluationDue(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "period":
+		return ec.fieldContext_EvaluationDue_period(ctx, field)
+	case "term":
+		return ec.fieldContext_EvaluationDue_term(ctx, field)
+	case "opensOn":
+		return ec.fieldContext_EvaluationDue_opensOn(ctx, field)
+	case "dueOn":
+		return ec.fieldContext_EvaluationDue_dueOn(ctx, field)
+	case "state":
+		return ec.fieldContext_EvaluationDue_state(ctx, field)
+	case "evaluationId":
+		return ec.fieldContext_EvaluationDue_evaluationId(ctx, field)
+	case "grade":
+		return ec.fieldContext_EvaluationDue_grade(ctx, field)
+	case "draft":
+		return ec.fieldContext_EvaluationDue_draft(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type EvaluationDue", field.Name)
 }
 
 func (ec *executionContext) childFields_EvaluationEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -5937,6 +8849,8 @@ func (ec *executionContext) childFields_Exchange(ctx context.Context, field grap
 		return ec.fieldContext_Exchange_createdAt(ctx, field)
 	case "updatedAt":
 		return ec.fieldContext_Exchange_updatedAt(ctx, field)
+	case "progress":
+		return ec.fieldContext_Exchange_progress(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Exchange", field.Name)
 }
@@ -5965,6 +8879,60 @@ func (ec *executionContext) childFields_ExchangeEdge(ctx context.Context, field 
 	return nil, fmt.Errorf("no field named %q was found under type ExchangeEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_ExchangeProgress(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "exchangeId":
+		return ec.fieldContext_ExchangeProgress_exchangeId(ctx, field)
+	case "exchange":
+		return ec.fieldContext_ExchangeProgress_exchange(ctx, field)
+	case "teacherId":
+		return ec.fieldContext_ExchangeProgress_teacherId(ctx, field)
+	case "teacherName":
+		return ec.fieldContext_ExchangeProgress_teacherName(ctx, field)
+	case "sendingSchoolId":
+		return ec.fieldContext_ExchangeProgress_sendingSchoolId(ctx, field)
+	case "sendingSchoolName":
+		return ec.fieldContext_ExchangeProgress_sendingSchoolName(ctx, field)
+	case "receivingSchoolId":
+		return ec.fieldContext_ExchangeProgress_receivingSchoolId(ctx, field)
+	case "receivingSchoolName":
+		return ec.fieldContext_ExchangeProgress_receivingSchoolName(ctx, field)
+	case "mode":
+		return ec.fieldContext_ExchangeProgress_mode(ctx, field)
+	case "status":
+		return ec.fieldContext_ExchangeProgress_status(ctx, field)
+	case "asOf":
+		return ec.fieldContext_ExchangeProgress_asOf(ctx, field)
+	case "academicYear":
+		return ec.fieldContext_ExchangeProgress_academicYear(ctx, field)
+	case "from":
+		return ec.fieldContext_ExchangeProgress_from(ctx, field)
+	case "to":
+		return ec.fieldContext_ExchangeProgress_to(ctx, field)
+	case "duties":
+		return ec.fieldContext_ExchangeProgress_duties(ctx, field)
+	case "dutyStatus":
+		return ec.fieldContext_ExchangeProgress_dutyStatus(ctx, field)
+	case "workload":
+		return ec.fieldContext_ExchangeProgress_workload(ctx, field)
+	case "attendance":
+		return ec.fieldContext_ExchangeProgress_attendance(ctx, field)
+	case "report":
+		return ec.fieldContext_ExchangeProgress_report(ctx, field)
+	case "evaluations":
+		return ec.fieldContext_ExchangeProgress_evaluations(ctx, field)
+	case "evaluationsDue":
+		return ec.fieldContext_ExchangeProgress_evaluationsDue(ctx, field)
+	case "evaluationsOverdue":
+		return ec.fieldContext_ExchangeProgress_evaluationsOverdue(ctx, field)
+	case "evaluationsDone":
+		return ec.fieldContext_ExchangeProgress_evaluationsDone(ctx, field)
+	case "consequences":
+		return ec.fieldContext_ExchangeProgress_consequences(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ExchangeProgress", field.Name)
+}
+
 func (ec *executionContext) childFields_ExchangeTally(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "lessons":
@@ -5987,6 +8955,18 @@ func (ec *executionContext) childFields_ExchangeTally(ctx context.Context, field
 		return ec.fieldContext_ExchangeTally_absentDays(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type ExchangeTally", field.Name)
+}
+
+func (ec *executionContext) childFields_KindCount(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "kind":
+		return ec.fieldContext_KindCount_kind(ctx, field)
+	case "label":
+		return ec.fieldContext_KindCount_label(ctx, field)
+	case "count":
+		return ec.fieldContext_KindCount_count(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type KindCount", field.Name)
 }
 
 func (ec *executionContext) childFields_Lesson(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -6159,6 +9139,8 @@ func (ec *executionContext) childFields_MentoringPair(ctx context.Context, field
 		return ec.fieldContext_MentoringPair_createdAt(ctx, field)
 	case "updatedAt":
 		return ec.fieldContext_MentoringPair_updatedAt(ctx, field)
+	case "progress":
+		return ec.fieldContext_MentoringPair_progress(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type MentoringPair", field.Name)
 }
@@ -6261,6 +9243,62 @@ func (ec *executionContext) childFields_PageInfo(ctx context.Context, field grap
 		return ec.fieldContext_PageInfo_endCursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PageInfo", field.Name)
+}
+
+func (ec *executionContext) childFields_PairProgress(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "pairId":
+		return ec.fieldContext_PairProgress_pairId(ctx, field)
+	case "mentorId":
+		return ec.fieldContext_PairProgress_mentorId(ctx, field)
+	case "mentorName":
+		return ec.fieldContext_PairProgress_mentorName(ctx, field)
+	case "menteeId":
+		return ec.fieldContext_PairProgress_menteeId(ctx, field)
+	case "menteeName":
+		return ec.fieldContext_PairProgress_menteeName(ctx, field)
+	case "schoolId":
+		return ec.fieldContext_PairProgress_schoolId(ctx, field)
+	case "subject":
+		return ec.fieldContext_PairProgress_subject(ctx, field)
+	case "academicYear":
+		return ec.fieldContext_PairProgress_academicYear(ctx, field)
+	case "status":
+		return ec.fieldContext_PairProgress_status(ctx, field)
+	case "asOf":
+		return ec.fieldContext_PairProgress_asOf(ctx, field)
+	case "from":
+		return ec.fieldContext_PairProgress_from(ctx, field)
+	case "to":
+		return ec.fieldContext_PairProgress_to(ctx, field)
+	case "required":
+		return ec.fieldContext_PairProgress_required(ctx, field)
+	case "done":
+		return ec.fieldContext_PairProgress_done(ctx, field)
+	case "met":
+		return ec.fieldContext_PairProgress_met(ctx, field)
+	case "expectedByNow":
+		return ec.fieldContext_PairProgress_expectedByNow(ctx, field)
+	case "onTrack":
+		return ec.fieldContext_PairProgress_onTrack(ctx, field)
+	case "byKind":
+		return ec.fieldContext_PairProgress_byKind(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PairProgress", field.Name)
+}
+
+func (ec *executionContext) childFields_PairSummary(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "pairs":
+		return ec.fieldContext_PairSummary_pairs(ctx, field)
+	case "met":
+		return ec.fieldContext_PairSummary_met(ctx, field)
+	case "onTrack":
+		return ec.fieldContext_PairSummary_onTrack(ctx, field)
+	case "behind":
+		return ec.fieldContext_PairSummary_behind(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PairSummary", field.Name)
 }
 
 func (ec *executionContext) childFields_Policy(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -6377,6 +9415,160 @@ func (ec *executionContext) childFields_PolicyEdge(ctx context.Context, field gr
 	return nil, fmt.Errorf("no field named %q was found under type PolicyEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_ProgressSummary(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "exchanges":
+		return ec.fieldContext_ProgressSummary_exchanges(ctx, field)
+	case "byStatus":
+		return ec.fieldContext_ProgressSummary_byStatus(ctx, field)
+	case "byMode":
+		return ec.fieldContext_ProgressSummary_byMode(ctx, field)
+	case "dutiesComplete":
+		return ec.fieldContext_ProgressSummary_dutiesComplete(ctx, field)
+	case "dutiesOnTrack":
+		return ec.fieldContext_ProgressSummary_dutiesOnTrack(ctx, field)
+	case "dutiesBehind":
+		return ec.fieldContext_ProgressSummary_dutiesBehind(ctx, field)
+	case "dutiesNotStarted":
+		return ec.fieldContext_ProgressSummary_dutiesNotStarted(ctx, field)
+	case "mustBeUnqualified":
+		return ec.fieldContext_ProgressSummary_mustBeUnqualified(ctx, field)
+	case "absenceRunExceeded":
+		return ec.fieldContext_ProgressSummary_absenceRunExceeded(ctx, field)
+	case "absenceYearExceed":
+		return ec.fieldContext_ProgressSummary_absenceYearExceed(ctx, field)
+	case "noShowWarnings":
+		return ec.fieldContext_ProgressSummary_noShowWarnings(ctx, field)
+	case "resignationCases":
+		return ec.fieldContext_ProgressSummary_resignationCases(ctx, field)
+	case "lateReports":
+		return ec.fieldContext_ProgressSummary_lateReports(ctx, field)
+	case "evaluationsDue":
+		return ec.fieldContext_ProgressSummary_evaluationsDue(ctx, field)
+	case "evaluationsOverdue":
+		return ec.fieldContext_ProgressSummary_evaluationsOverdue(ctx, field)
+	case "evaluationsDone":
+		return ec.fieldContext_ProgressSummary_evaluationsDone(ctx, field)
+	case "exchangeAgain":
+		return ec.fieldContext_ProgressSummary_exchangeAgain(ctx, field)
+	case "contractEnded":
+		return ec.fieldContext_ProgressSummary_contractEnded(ctx, field)
+	case "refused":
+		return ec.fieldContext_ProgressSummary_refused(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ProgressSummary", field.Name)
+}
+
+func (ec *executionContext) childFields_PromotionCheck(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "teacherId":
+		return ec.fieldContext_PromotionCheck_teacherId(ctx, field)
+	case "teacherName":
+		return ec.fieldContext_PromotionCheck_teacherName(ctx, field)
+	case "asOf":
+		return ec.fieldContext_PromotionCheck_asOf(ctx, field)
+	case "history":
+		return ec.fieldContext_PromotionCheck_history(ctx, field)
+	case "schools":
+		return ec.fieldContext_PromotionCheck_schools(ctx, field)
+	case "schoolsWithTwoYears":
+		return ec.fieldContext_PromotionCheck_schoolsWithTwoYears(ctx, field)
+	case "ruralOrWeakDays":
+		return ec.fieldContext_PromotionCheck_ruralOrWeakDays(ctx, field)
+	case "seniorTitle":
+		return ec.fieldContext_PromotionCheck_seniorTitle(ctx, field)
+	case "award":
+		return ec.fieldContext_PromotionCheck_award(ctx, field)
+	case "principal":
+		return ec.fieldContext_PromotionCheck_principal(ctx, field)
+	case "refusedYear":
+		return ec.fieldContext_PromotionCheck_refusedYear(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PromotionCheck", field.Name)
+}
+
+func (ec *executionContext) childFields_PromotionRule(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "met":
+		return ec.fieldContext_PromotionRule_met(ctx, field)
+	case "requirement":
+		return ec.fieldContext_PromotionRule_requirement(ctx, field)
+	case "missing":
+		return ec.fieldContext_PromotionRule_missing(ctx, field)
+	case "explanation":
+		return ec.fieldContext_PromotionRule_explanation(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PromotionRule", field.Name)
+}
+
+func (ec *executionContext) childFields_QuotaReport(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "districtId":
+		return ec.fieldContext_QuotaReport_districtId(ctx, field)
+	case "academicYear":
+		return ec.fieldContext_QuotaReport_academicYear(ctx, field)
+	case "referenceDate":
+		return ec.fieldContext_QuotaReport_referenceDate(ctx, field)
+	case "policy":
+		return ec.fieldContext_QuotaReport_policy(ctx, field)
+	case "schools":
+		return ec.fieldContext_QuotaReport_schools(ctx, field)
+	case "totals":
+		return ec.fieldContext_QuotaReport_totals(ctx, field)
+	case "reverseFlow":
+		return ec.fieldContext_QuotaReport_reverseFlow(ctx, field)
+	case "cadre":
+		return ec.fieldContext_QuotaReport_cadre(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type QuotaReport", field.Name)
+}
+
+func (ec *executionContext) childFields_QuotaTotals(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "schools":
+		return ec.fieldContext_QuotaTotals_schools(ctx, field)
+	case "staff":
+		return ec.fieldContext_QuotaTotals_staff(ctx, field)
+	case "eligible":
+		return ec.fieldContext_QuotaTotals_eligible(ctx, field)
+	case "deferred":
+		return ec.fieldContext_QuotaTotals_deferred(ctx, field)
+	case "rotating":
+		return ec.fieldContext_QuotaTotals_rotating(ctx, field)
+	case "volunteers":
+		return ec.fieldContext_QuotaTotals_volunteers(ctx, field)
+	case "minimum":
+		return ec.fieldContext_QuotaTotals_minimum(ctx, field)
+	case "share":
+		return ec.fieldContext_QuotaTotals_share(ctx, field)
+	case "schoolsWithTarget":
+		return ec.fieldContext_QuotaTotals_schoolsWithTarget(ctx, field)
+	case "schoolsMeetingTarget":
+		return ec.fieldContext_QuotaTotals_schoolsMeetingTarget(ctx, field)
+	case "schoolsBelowTarget":
+		return ec.fieldContext_QuotaTotals_schoolsBelowTarget(ctx, field)
+	case "backboneRotating":
+		return ec.fieldContext_QuotaTotals_backboneRotating(ctx, field)
+	case "backboneShare":
+		return ec.fieldContext_QuotaTotals_backboneShare(ctx, field)
+	case "backboneTarget":
+		return ec.fieldContext_QuotaTotals_backboneTarget(ctx, field)
+	case "backboneMinimum":
+		return ec.fieldContext_QuotaTotals_backboneMinimum(ctx, field)
+	case "backboneMet":
+		return ec.fieldContext_QuotaTotals_backboneMet(ctx, field)
+	case "participationTarget":
+		return ec.fieldContext_QuotaTotals_participationTarget(ctx, field)
+	case "participationMinimum":
+		return ec.fieldContext_QuotaTotals_participationMinimum(ctx, field)
+	case "participationShare":
+		return ec.fieldContext_QuotaTotals_participationShare(ctx, field)
+	case "participationMet":
+		return ec.fieldContext_QuotaTotals_participationMet(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type QuotaTotals", field.Name)
+}
+
 func (ec *executionContext) childFields_ReplayResult(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "rejection":
@@ -6389,6 +9581,26 @@ func (ec *executionContext) childFields_ReplayResult(ctx context.Context, field 
 		return ec.fieldContext_ReplayResult_version(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type ReplayResult", field.Name)
+}
+
+func (ec *executionContext) childFields_ReportCheck(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "plannedStart":
+		return ec.fieldContext_ReportCheck_plannedStart(ctx, field)
+	case "reportedOn":
+		return ec.fieldContext_ReportCheck_reportedOn(ctx, field)
+	case "daysLate":
+		return ec.fieldContext_ReportCheck_daysLate(ctx, field)
+	case "state":
+		return ec.fieldContext_ReportCheck_state(ctx, field)
+	case "warning":
+		return ec.fieldContext_ReportCheck_warning(ctx, field)
+	case "resignationCase":
+		return ec.fieldContext_ReportCheck_resignationCase(ctx, field)
+	case "explanation":
+		return ec.fieldContext_ReportCheck_explanation(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ReportCheck", field.Name)
 }
 
 func (ec *executionContext) childFields_ResearchActivity(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -6441,6 +9653,20 @@ func (ec *executionContext) childFields_ResearchActivityEdge(ctx context.Context
 		return ec.fieldContext_ResearchActivityEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type ResearchActivityEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_ReverseFlow(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "qualityToLower":
+		return ec.fieldContext_ReverseFlow_qualityToLower(ctx, field)
+	case "lowerToQuality":
+		return ec.fieldContext_ReverseFlow_lowerToQuality(ctx, field)
+	case "holds":
+		return ec.fieldContext_ReverseFlow_holds(ctx, field)
+	case "explanation":
+		return ec.fieldContext_ReverseFlow_explanation(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ReverseFlow", field.Name)
 }
 
 func (ec *executionContext) childFields_School(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -6501,6 +9727,44 @@ func (ec *executionContext) childFields_SchoolConnection(ctx context.Context, fi
 	return nil, fmt.Errorf("no field named %q was found under type SchoolConnection", field.Name)
 }
 
+func (ec *executionContext) childFields_SchoolDashboard(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "schoolId":
+		return ec.fieldContext_SchoolDashboard_schoolId(ctx, field)
+	case "schoolName":
+		return ec.fieldContext_SchoolDashboard_schoolName(ctx, field)
+	case "districtId":
+		return ec.fieldContext_SchoolDashboard_districtId(ctx, field)
+	case "academicYear":
+		return ec.fieldContext_SchoolDashboard_academicYear(ctx, field)
+	case "asOf":
+		return ec.fieldContext_SchoolDashboard_asOf(ctx, field)
+	case "referenceDate":
+		return ec.fieldContext_SchoolDashboard_referenceDate(ctx, field)
+	case "policy":
+		return ec.fieldContext_SchoolDashboard_policy(ctx, field)
+	case "quota":
+		return ec.fieldContext_SchoolDashboard_quota(ctx, field)
+	case "eligibility":
+		return ec.fieldContext_SchoolDashboard_eligibility(ctx, field)
+	case "teachers":
+		return ec.fieldContext_SchoolDashboard_teachers(ctx, field)
+	case "sent":
+		return ec.fieldContext_SchoolDashboard_sent(ctx, field)
+	case "received":
+		return ec.fieldContext_SchoolDashboard_received(ctx, field)
+	case "progress":
+		return ec.fieldContext_SchoolDashboard_progress(ctx, field)
+	case "pairs":
+		return ec.fieldContext_SchoolDashboard_pairs(ctx, field)
+	case "pairSummary":
+		return ec.fieldContext_SchoolDashboard_pairSummary(ctx, field)
+	case "alerts":
+		return ec.fieldContext_SchoolDashboard_alerts(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SchoolDashboard", field.Name)
+}
+
 func (ec *executionContext) childFields_SchoolEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "cursor":
@@ -6559,6 +9823,66 @@ func (ec *executionContext) childFields_SchoolGroupEdge(ctx context.Context, fie
 		return ec.fieldContext_SchoolGroupEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type SchoolGroupEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_SchoolQuota(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "schoolId":
+		return ec.fieldContext_SchoolQuota_schoolId(ctx, field)
+	case "schoolName":
+		return ec.fieldContext_SchoolQuota_schoolName(ctx, field)
+	case "locality":
+		return ec.fieldContext_SchoolQuota_locality(ctx, field)
+	case "tier":
+		return ec.fieldContext_SchoolQuota_tier(ctx, field)
+	case "staff":
+		return ec.fieldContext_SchoolQuota_staff(ctx, field)
+	case "eligible":
+		return ec.fieldContext_SchoolQuota_eligible(ctx, field)
+	case "deferred":
+		return ec.fieldContext_SchoolQuota_deferred(ctx, field)
+	case "rotating":
+		return ec.fieldContext_SchoolQuota_rotating(ctx, field)
+	case "volunteers":
+		return ec.fieldContext_SchoolQuota_volunteers(ctx, field)
+	case "targetBasis":
+		return ec.fieldContext_SchoolQuota_targetBasis(ctx, field)
+	case "targetShare":
+		return ec.fieldContext_SchoolQuota_targetShare(ctx, field)
+	case "minimum":
+		return ec.fieldContext_SchoolQuota_minimum(ctx, field)
+	case "share":
+		return ec.fieldContext_SchoolQuota_share(ctx, field)
+	case "met":
+		return ec.fieldContext_SchoolQuota_met(ctx, field)
+	case "shortfall":
+		return ec.fieldContext_SchoolQuota_shortfall(ctx, field)
+	case "backboneRotating":
+		return ec.fieldContext_SchoolQuota_backboneRotating(ctx, field)
+	case "backboneShare":
+		return ec.fieldContext_SchoolQuota_backboneShare(ctx, field)
+	case "backboneMinimum":
+		return ec.fieldContext_SchoolQuota_backboneMinimum(ctx, field)
+	case "backboneMet":
+		return ec.fieldContext_SchoolQuota_backboneMet(ctx, field)
+	case "cadreEligible":
+		return ec.fieldContext_SchoolQuota_cadreEligible(ctx, field)
+	case "cadreRotating":
+		return ec.fieldContext_SchoolQuota_cadreRotating(ctx, field)
+	case "cadreMinimum":
+		return ec.fieldContext_SchoolQuota_cadreMinimum(ctx, field)
+	case "cadreMet":
+		return ec.fieldContext_SchoolQuota_cadreMet(ctx, field)
+	case "sendMinimum":
+		return ec.fieldContext_SchoolQuota_sendMinimum(ctx, field)
+	case "sendMet":
+		return ec.fieldContext_SchoolQuota_sendMet(ctx, field)
+	case "backboneSentDown":
+		return ec.fieldContext_SchoolQuota_backboneSentDown(ctx, field)
+	case "backboneSentUp":
+		return ec.fieldContext_SchoolQuota_backboneSentUp(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SchoolQuota", field.Name)
 }
 
 func (ec *executionContext) childFields_SchoolStint(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -6641,6 +9965,30 @@ func (ec *executionContext) childFields_SemesterReportEdge(ctx context.Context, 
 		return ec.fieldContext_SemesterReportEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type SemesterReportEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_ServicePeriod(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "schoolId":
+		return ec.fieldContext_ServicePeriod_schoolId(ctx, field)
+	case "schoolName":
+		return ec.fieldContext_ServicePeriod_schoolName(ctx, field)
+	case "locality":
+		return ec.fieldContext_ServicePeriod_locality(ctx, field)
+	case "tier":
+		return ec.fieldContext_ServicePeriod_tier(ctx, field)
+	case "from":
+		return ec.fieldContext_ServicePeriod_from(ctx, field)
+	case "to":
+		return ec.fieldContext_ServicePeriod_to(ctx, field)
+	case "days":
+		return ec.fieldContext_ServicePeriod_days(ctx, field)
+	case "ruralOrWeak":
+		return ec.fieldContext_ServicePeriod_ruralOrWeak(ctx, field)
+	case "basis":
+		return ec.fieldContext_ServicePeriod_basis(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ServicePeriod", field.Name)
 }
 
 func (ec *executionContext) childFields_SyncConflict(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -6803,6 +10151,22 @@ func (ec *executionContext) childFields_User(ctx context.Context, field graphql.
 		return ec.fieldContext_User_createdAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type User", field.Name)
+}
+
+func (ec *executionContext) childFields_Workload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "required":
+		return ec.fieldContext_Workload_required(ctx, field)
+	case "lessons":
+		return ec.fieldContext_Workload_lessons(ctx, field)
+	case "weeks":
+		return ec.fieldContext_Workload_weeks(ctx, field)
+	case "weeklyLessons":
+		return ec.fieldContext_Workload_weeklyLessons(ctx, field)
+	case "met":
+		return ec.fieldContext_Workload_met(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Workload", field.Name)
 }
 
 func (ec *executionContext) childFields_Zone(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -6978,6 +10342,64 @@ func (ec *executionContext) field_District_policy_args(ctx context.Context, rawA
 		return nil, err
 	}
 	args["academicYear"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Exchange_progress_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "asOf",
+		func(ctx context.Context, v any) (*jiaoliu.Date, error) {
+			return ec.unmarshalODate2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["asOf"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_MentoringPair_progress_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "asOf",
+		func(ctx context.Context, v any) (*jiaoliu.Date, error) {
+			return ec.unmarshalODate2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["asOf"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_applyPolicyPreset_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "districtId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["districtId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "academicYear",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["academicYear"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "preset",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["preset"] = arg2
 	return args, nil
 }
 
@@ -7913,6 +11335,36 @@ func (ec *executionContext) field_Query_devices_args(ctx context.Context, rawArg
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_districtDashboard_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "districtId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["districtId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "academicYear",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["academicYear"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "asOf",
+		func(ctx context.Context, v any) (*jiaoliu.Date, error) {
+			return ec.unmarshalODate2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["asOf"] = arg2
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_district_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -7957,6 +11409,52 @@ func (ec *executionContext) field_Query_districts_args(ctx context.Context, rawA
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_eligibility_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "districtId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["districtId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "academicYear",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["academicYear"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "schoolId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["schoolId"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "status",
+		func(ctx context.Context, v any) (*jiaoliu.EligibilityStatus, error) {
+			return ec.unmarshalOEligibilityStatus2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐEligibilityStatus(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["status"] = arg3
+	arg4, err := graphql.ProcessArgField(ctx, rawArgs, "asOf",
+		func(ctx context.Context, v any) (*jiaoliu.Date, error) {
+			return ec.unmarshalODate2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["asOf"] = arg4
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_evaluation_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -7998,6 +11496,74 @@ func (ec *executionContext) field_Query_evaluations_args(ctx context.Context, ra
 		return nil, err
 	}
 	args["after"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_exchangeProgress_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "exchangeId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["exchangeId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "asOf",
+		func(ctx context.Context, v any) (*jiaoliu.Date, error) {
+			return ec.unmarshalODate2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["asOf"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_exchangeProgresses_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "ids",
+		func(ctx context.Context, v any) ([]string, error) {
+			return ec.unmarshalOID2ᚕstringᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["ids"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "districtId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["districtId"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "schoolId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["schoolId"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "academicYear",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["academicYear"] = arg3
+	arg4, err := graphql.ProcessArgField(ctx, rawArgs, "asOf",
+		func(ctx context.Context, v any) (*jiaoliu.Date, error) {
+			return ec.unmarshalODate2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["asOf"] = arg4
 	return args, nil
 }
 
@@ -8221,6 +11787,28 @@ func (ec *executionContext) field_Query_observations_args(ctx context.Context, r
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_pairProgress_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "pairId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["pairId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "asOf",
+		func(ctx context.Context, v any) (*jiaoliu.Date, error) {
+			return ec.unmarshalODate2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["asOf"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_policies_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -8265,6 +11853,58 @@ func (ec *executionContext) field_Query_policy_args(ctx context.Context, rawArgs
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_promotionCheck_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "teacherId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["teacherId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "asOf",
+		func(ctx context.Context, v any) (*jiaoliu.Date, error) {
+			return ec.unmarshalODate2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["asOf"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_quotas_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "districtId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["districtId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "academicYear",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["academicYear"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "asOf",
+		func(ctx context.Context, v any) (*jiaoliu.Date, error) {
+			return ec.unmarshalODate2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["asOf"] = arg2
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_researchActivities_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -8306,6 +11946,36 @@ func (ec *executionContext) field_Query_researchActivity_args(ctx context.Contex
 		return nil, err
 	}
 	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_schoolDashboard_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "schoolId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["schoolId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "academicYear",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["academicYear"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "asOf",
+		func(ctx context.Context, v any) (*jiaoliu.Date, error) {
+			return ec.unmarshalODate2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["asOf"] = arg2
 	return args, nil
 }
 
@@ -8655,6 +12325,144 @@ func (ec *executionContext) field___Type_inputFields_args(ctx context.Context, r
 
 // region    **************************** field.gotpl *****************************
 
+func (ec *executionContext) _Alert_kind(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Alert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Alert_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Alert_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Alert", field, false, false, "String")
+}
+
+func (ec *executionContext) _Alert_severity(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Alert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Alert_severity(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Severity, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.AlertSeverity) graphql.Marshaler {
+			return ec.marshalNAlertSeverity2githubᚗcomᚋjiaoliuᚋjiaoliuᚐAlertSeverity(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Alert_severity(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Alert", field, false, false, "AlertSeverity")
+}
+
+func (ec *executionContext) _Alert_exchangeId(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Alert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Alert_exchangeId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExchangeID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOID2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Alert_exchangeId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Alert", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Alert_teacherId(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Alert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Alert_teacherId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TeacherID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOID2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Alert_teacherId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Alert", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Alert_schoolId(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Alert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Alert_schoolId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SchoolID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOID2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Alert_schoolId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Alert", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Alert_message(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Alert) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Alert_message(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Message, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Alert_message(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Alert", field, false, false, "String")
+}
+
 func (ec *executionContext) _Attendance_id(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Attendance) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -8892,6 +12700,328 @@ func (ec *executionContext) _Attendance_updatedAt(ctx context.Context, field gra
 }
 func (ec *executionContext) fieldContext_Attendance_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Attendance", field, false, false, "Time")
+}
+
+func (ec *executionContext) _AttendanceCheck_present(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.AttendanceCheck) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AttendanceCheck_present(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Present, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AttendanceCheck_present(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AttendanceCheck", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AttendanceCheck_leave(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.AttendanceCheck) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AttendanceCheck_leave(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Leave, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AttendanceCheck_leave(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AttendanceCheck", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AttendanceCheck_sick(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.AttendanceCheck) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AttendanceCheck_sick(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Sick, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AttendanceCheck_sick(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AttendanceCheck", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AttendanceCheck_absent(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.AttendanceCheck) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AttendanceCheck_absent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Absent, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AttendanceCheck_absent(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AttendanceCheck", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AttendanceCheck_absentInYear(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.AttendanceCheck) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AttendanceCheck_absentInYear(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AbsentInYear, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AttendanceCheck_absentInYear(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AttendanceCheck", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AttendanceCheck_longestAbsentRun(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.AttendanceCheck) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AttendanceCheck_longestAbsentRun(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LongestAbsentRun, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AttendanceCheck_longestAbsentRun(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AttendanceCheck", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AttendanceCheck_runFrom(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.AttendanceCheck) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AttendanceCheck_runFrom(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RunFrom, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.Date) graphql.Marshaler {
+			return ec.marshalODate2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AttendanceCheck_runFrom(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AttendanceCheck", field, false, false, "Date")
+}
+
+func (ec *executionContext) _AttendanceCheck_runTo(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.AttendanceCheck) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AttendanceCheck_runTo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RunTo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.Date) graphql.Marshaler {
+			return ec.marshalODate2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AttendanceCheck_runTo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AttendanceCheck", field, false, false, "Date")
+}
+
+func (ec *executionContext) _AttendanceCheck_runLimit(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.AttendanceCheck) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AttendanceCheck_runLimit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RunLimit, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AttendanceCheck_runLimit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AttendanceCheck", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AttendanceCheck_yearLimit(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.AttendanceCheck) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AttendanceCheck_yearLimit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.YearLimit, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AttendanceCheck_yearLimit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AttendanceCheck", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AttendanceCheck_runExceeded(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.AttendanceCheck) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AttendanceCheck_runExceeded(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RunExceeded, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AttendanceCheck_runExceeded(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AttendanceCheck", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _AttendanceCheck_yearExceeded(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.AttendanceCheck) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AttendanceCheck_yearExceeded(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.YearExceeded, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AttendanceCheck_yearExceeded(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AttendanceCheck", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _AttendanceCheck_mustBeUnqualified(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.AttendanceCheck) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AttendanceCheck_mustBeUnqualified(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MustBeUnqualified, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AttendanceCheck_mustBeUnqualified(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AttendanceCheck", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _AttendanceCheck_explanation(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.AttendanceCheck) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AttendanceCheck_explanation(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Explanation, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AttendanceCheck_explanation(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AttendanceCheck", field, false, false, "String")
 }
 
 func (ec *executionContext) _AttendanceConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.AttendanceConnection) (ret graphql.Marshaler) {
@@ -9383,6 +13513,236 @@ func (ec *executionContext) _AuditEntry_changes(ctx context.Context, field graph
 }
 func (ec *executionContext) fieldContext_AuditEntry_changes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("AuditEntry", field, true, true, "JSON")
+}
+
+func (ec *executionContext) _CadreQuota_eligible(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.CadreQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CadreQuota_eligible(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Eligible, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CadreQuota_eligible(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CadreQuota", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CadreQuota_rotating(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.CadreQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CadreQuota_rotating(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Rotating, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CadreQuota_rotating(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CadreQuota", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CadreQuota_targetShare(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.CadreQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CadreQuota_targetShare(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TargetShare, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CadreQuota_targetShare(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CadreQuota", field, false, false, "Float")
+}
+
+func (ec *executionContext) _CadreQuota_minimum(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.CadreQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CadreQuota_minimum(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Minimum, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CadreQuota_minimum(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CadreQuota", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CadreQuota_share(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.CadreQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CadreQuota_share(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Share, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *float64) graphql.Marshaler {
+			return ec.marshalOFloat2ᚖfloat64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CadreQuota_share(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CadreQuota", field, false, false, "Float")
+}
+
+func (ec *executionContext) _CadreQuota_met(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.CadreQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CadreQuota_met(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Met, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CadreQuota_met(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CadreQuota", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _Consequence_kind(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Consequence) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Consequence_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.ConsequenceKind) graphql.Marshaler {
+			return ec.marshalNConsequenceKind2githubᚗcomᚋjiaoliuᚋjiaoliuᚐConsequenceKind(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Consequence_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Consequence", field, false, false, "ConsequenceKind")
+}
+
+func (ec *executionContext) _Consequence_academicYear(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Consequence) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Consequence_academicYear(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AcademicYear, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Consequence_academicYear(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Consequence", field, false, false, "String")
+}
+
+func (ec *executionContext) _Consequence_explanation(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Consequence) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Consequence_explanation(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Explanation, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Consequence_explanation(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Consequence", field, false, false, "String")
+}
+
+func (ec *executionContext) _Consequence_evaluationId(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Consequence) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Consequence_evaluationId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EvaluationID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOID2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Consequence_evaluationId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Consequence", field, false, false, "ID")
 }
 
 func (ec *executionContext) _Deferral_id(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Deferral) (ret graphql.Marshaler) {
@@ -10572,6 +14932,409 @@ func (ec *executionContext) fieldContext_DistrictConnection_totalCount(_ context
 	return graphql.NewScalarFieldContext("DistrictConnection", field, false, false, "Int")
 }
 
+func (ec *executionContext) _DistrictDashboard_districtId(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.DistrictDashboard) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DistrictDashboard_districtId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DistrictID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DistrictDashboard_districtId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DistrictDashboard", field, false, false, "ID")
+}
+
+func (ec *executionContext) _DistrictDashboard_districtName(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.DistrictDashboard) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DistrictDashboard_districtName(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DistrictName, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DistrictDashboard_districtName(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DistrictDashboard", field, false, false, "String")
+}
+
+func (ec *executionContext) _DistrictDashboard_academicYear(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.DistrictDashboard) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DistrictDashboard_academicYear(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AcademicYear, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DistrictDashboard_academicYear(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DistrictDashboard", field, false, false, "String")
+}
+
+func (ec *executionContext) _DistrictDashboard_asOf(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.DistrictDashboard) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DistrictDashboard_asOf(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AsOf, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.Date) graphql.Marshaler {
+			return ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DistrictDashboard_asOf(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DistrictDashboard", field, false, false, "Date")
+}
+
+func (ec *executionContext) _DistrictDashboard_referenceDate(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.DistrictDashboard) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DistrictDashboard_referenceDate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ReferenceDate, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.Date) graphql.Marshaler {
+			return ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DistrictDashboard_referenceDate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DistrictDashboard", field, false, false, "Date")
+}
+
+func (ec *executionContext) _DistrictDashboard_policy(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.DistrictDashboard) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DistrictDashboard_policy(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Policy, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.Policy) graphql.Marshaler {
+			return ec.marshalNPolicy2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐPolicy(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DistrictDashboard_policy(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DistrictDashboard",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Policy(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DistrictDashboard_eligibility(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.DistrictDashboard) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DistrictDashboard_eligibility(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Eligibility, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.EligibilitySummary) graphql.Marshaler {
+			return ec.marshalNEligibilitySummary2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐEligibilitySummary(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DistrictDashboard_eligibility(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DistrictDashboard",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_EligibilitySummary(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DistrictDashboard_quotas(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.DistrictDashboard) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DistrictDashboard_quotas(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Quotas, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.QuotaTotals) graphql.Marshaler {
+			return ec.marshalNQuotaTotals2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐQuotaTotals(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DistrictDashboard_quotas(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DistrictDashboard",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_QuotaTotals(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DistrictDashboard_reverseFlow(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.DistrictDashboard) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DistrictDashboard_reverseFlow(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ReverseFlow, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.ReverseFlow) graphql.Marshaler {
+			return ec.marshalOReverseFlow2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐReverseFlow(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DistrictDashboard_reverseFlow(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DistrictDashboard",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ReverseFlow(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DistrictDashboard_cadre(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.DistrictDashboard) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DistrictDashboard_cadre(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cadre, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.CadreQuota) graphql.Marshaler {
+			return ec.marshalOCadreQuota2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐCadreQuota(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DistrictDashboard_cadre(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DistrictDashboard",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CadreQuota(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DistrictDashboard_schoolsBelowTarget(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.DistrictDashboard) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DistrictDashboard_schoolsBelowTarget(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SchoolsBelowTarget, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*jiaoliu.SchoolQuota) graphql.Marshaler {
+			return ec.marshalNSchoolQuota2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐSchoolQuotaᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DistrictDashboard_schoolsBelowTarget(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DistrictDashboard",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SchoolQuota(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DistrictDashboard_progress(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.DistrictDashboard) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DistrictDashboard_progress(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Progress, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.ProgressSummary) graphql.Marshaler {
+			return ec.marshalNProgressSummary2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐProgressSummary(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DistrictDashboard_progress(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DistrictDashboard",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ProgressSummary(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DistrictDashboard_pairs(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.DistrictDashboard) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DistrictDashboard_pairs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Pairs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.PairSummary) graphql.Marshaler {
+			return ec.marshalNPairSummary2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐPairSummary(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DistrictDashboard_pairs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DistrictDashboard",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PairSummary(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DistrictDashboard_alerts(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.DistrictDashboard) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DistrictDashboard_alerts(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Alerts, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*jiaoliu.Alert) graphql.Marshaler {
+			return ec.marshalNAlert2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐAlertᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DistrictDashboard_alerts(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DistrictDashboard",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Alert(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _DistrictEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.DistrictEdge) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -10622,6 +15385,1201 @@ func (ec *executionContext) fieldContext_DistrictEdge_node(_ context.Context, fi
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_District(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DutyProgress_duty(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.DutyProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DutyProgress_duty(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Duty, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.Duty) graphql.Marshaler {
+			return ec.marshalNDuty2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDuty(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DutyProgress_duty(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DutyProgress", field, false, false, "Duty")
+}
+
+func (ec *executionContext) _DutyProgress_label(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.DutyProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DutyProgress_label(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Label, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DutyProgress_label(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DutyProgress", field, false, false, "String")
+}
+
+func (ec *executionContext) _DutyProgress_required(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.DutyProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DutyProgress_required(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Required, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DutyProgress_required(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DutyProgress", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DutyProgress_done(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.DutyProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DutyProgress_done(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Done, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DutyProgress_done(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DutyProgress", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DutyProgress_met(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.DutyProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DutyProgress_met(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Met, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DutyProgress_met(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DutyProgress", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _DutyProgress_expectedByNow(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.DutyProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DutyProgress_expectedByNow(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExpectedByNow, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DutyProgress_expectedByNow(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DutyProgress", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DutyProgress_onTrack(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.DutyProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DutyProgress_onTrack(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OnTrack, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DutyProgress_onTrack(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DutyProgress", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _Eligibility_teacherId(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Eligibility) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Eligibility_teacherId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TeacherID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Eligibility_teacherId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Eligibility", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Eligibility_teacherName(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Eligibility) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Eligibility_teacherName(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TeacherName, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Eligibility_teacherName(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Eligibility", field, false, false, "String")
+}
+
+func (ec *executionContext) _Eligibility_schoolId(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Eligibility) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Eligibility_schoolId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SchoolID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Eligibility_schoolId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Eligibility", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Eligibility_schoolName(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Eligibility) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Eligibility_schoolName(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SchoolName, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Eligibility_schoolName(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Eligibility", field, false, false, "String")
+}
+
+func (ec *executionContext) _Eligibility_gender(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Eligibility) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Eligibility_gender(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Gender, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.Gender) graphql.Marshaler {
+			return ec.marshalNGender2githubᚗcomᚋjiaoliuᚋjiaoliuᚐGender(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Eligibility_gender(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Eligibility", field, false, false, "Gender")
+}
+
+func (ec *executionContext) _Eligibility_position(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Eligibility) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Eligibility_position(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Position, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.Position) graphql.Marshaler {
+			return ec.marshalNPosition2githubᚗcomᚋjiaoliuᚋjiaoliuᚐPosition(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Eligibility_position(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Eligibility", field, false, false, "Position")
+}
+
+func (ec *executionContext) _Eligibility_backboneLevel(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Eligibility) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Eligibility_backboneLevel(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BackboneLevel, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.BackboneLevel) graphql.Marshaler {
+			return ec.marshalNBackboneLevel2githubᚗcomᚋjiaoliuᚋjiaoliuᚐBackboneLevel(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Eligibility_backboneLevel(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Eligibility", field, false, false, "BackboneLevel")
+}
+
+func (ec *executionContext) _Eligibility_employed(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Eligibility) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Eligibility_employed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Employed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Eligibility_employed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Eligibility", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _Eligibility_status(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Eligibility) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Eligibility_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.EligibilityStatus) graphql.Marshaler {
+			return ec.marshalNEligibilityStatus2githubᚗcomᚋjiaoliuᚋjiaoliuᚐEligibilityStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Eligibility_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Eligibility", field, false, false, "EligibilityStatus")
+}
+
+func (ec *executionContext) _Eligibility_rule(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Eligibility) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Eligibility_rule(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Rule, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.EligibilityRule) graphql.Marshaler {
+			return ec.marshalNEligibilityRule2githubᚗcomᚋjiaoliuᚋjiaoliuᚐEligibilityRule(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Eligibility_rule(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Eligibility", field, false, false, "EligibilityRule")
+}
+
+func (ec *executionContext) _Eligibility_explanation(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Eligibility) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Eligibility_explanation(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Explanation(), nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Eligibility_explanation(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Eligibility", field, true, false, "String")
+}
+
+func (ec *executionContext) _Eligibility_referenceDate(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Eligibility) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Eligibility_referenceDate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ReferenceDate, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.Date) graphql.Marshaler {
+			return ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Eligibility_referenceDate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Eligibility", field, false, false, "Date")
+}
+
+func (ec *executionContext) _Eligibility_age(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Eligibility) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Eligibility_age(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Age, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Eligibility_age(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Eligibility", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Eligibility_ageLimit(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Eligibility) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Eligibility_ageLimit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AgeLimit, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Eligibility_ageLimit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Eligibility", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Eligibility_yearsAtSchool(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Eligibility) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Eligibility_yearsAtSchool(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.YearsAtSchool, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Eligibility_yearsAtSchool(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Eligibility", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Eligibility_tenureRequired(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Eligibility) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Eligibility_tenureRequired(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TenureRequired, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Eligibility_tenureRequired(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Eligibility", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Eligibility_leadershipYears(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Eligibility) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Eligibility_leadershipYears(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LeadershipYears, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Eligibility_leadershipYears(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Eligibility", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Eligibility_leadershipRequired(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Eligibility) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Eligibility_leadershipRequired(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LeadershipRequired, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Eligibility_leadershipRequired(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Eligibility", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Eligibility_cadre(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Eligibility) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Eligibility_cadre(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cadre, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Eligibility_cadre(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Eligibility", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _Eligibility_backbone(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Eligibility) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Eligibility_backbone(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Backbone, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Eligibility_backbone(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Eligibility", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _Eligibility_deferral(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Eligibility) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Eligibility_deferral(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Deferral, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.Deferral) graphql.Marshaler {
+			return ec.marshalODeferral2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDeferral(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Eligibility_deferral(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Eligibility",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Deferral(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Eligibility_deferralReason(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Eligibility) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Eligibility_deferralReason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DeferralReason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.DeferralReason) graphql.Marshaler {
+			return ec.marshalODeferralReason2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDeferralReason(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Eligibility_deferralReason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Eligibility", field, false, false, "DeferralReason")
+}
+
+func (ec *executionContext) _Eligibility_deferralExpiresOn(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Eligibility) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Eligibility_deferralExpiresOn(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DeferralExpiresOn, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.Date) graphql.Marshaler {
+			return ec.marshalODate2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Eligibility_deferralExpiresOn(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Eligibility", field, false, false, "Date")
+}
+
+func (ec *executionContext) _Eligibility_exchangeId(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Eligibility) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Eligibility_exchangeId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExchangeID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOID2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Eligibility_exchangeId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Eligibility", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Eligibility_exchangeStatus(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Eligibility) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Eligibility_exchangeStatus(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExchangeStatus, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.ExchangeStatus) graphql.Marshaler {
+			return ec.marshalOExchangeStatus2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐExchangeStatus(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Eligibility_exchangeStatus(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Eligibility", field, false, false, "ExchangeStatus")
+}
+
+func (ec *executionContext) _Eligibility_volunteer(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Eligibility) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Eligibility_volunteer(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Volunteer, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Eligibility_volunteer(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Eligibility", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _Eligibility_rotating(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Eligibility) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Eligibility_rotating(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Rotating, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Eligibility_rotating(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Eligibility", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _EligibilityList_districtId(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.EligibilityList) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EligibilityList_districtId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DistrictID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EligibilityList_districtId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EligibilityList", field, false, false, "ID")
+}
+
+func (ec *executionContext) _EligibilityList_schoolId(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.EligibilityList) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EligibilityList_schoolId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SchoolID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOID2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_EligibilityList_schoolId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EligibilityList", field, false, false, "ID")
+}
+
+func (ec *executionContext) _EligibilityList_academicYear(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.EligibilityList) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EligibilityList_academicYear(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AcademicYear, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EligibilityList_academicYear(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EligibilityList", field, false, false, "String")
+}
+
+func (ec *executionContext) _EligibilityList_referenceDate(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.EligibilityList) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EligibilityList_referenceDate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ReferenceDate, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.Date) graphql.Marshaler {
+			return ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EligibilityList_referenceDate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EligibilityList", field, false, false, "Date")
+}
+
+func (ec *executionContext) _EligibilityList_policy(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.EligibilityList) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EligibilityList_policy(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Policy, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.Policy) graphql.Marshaler {
+			return ec.marshalNPolicy2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐPolicy(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EligibilityList_policy(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "EligibilityList",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Policy(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _EligibilityList_summary(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.EligibilityList) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EligibilityList_summary(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Summary, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.EligibilitySummary) graphql.Marshaler {
+			return ec.marshalNEligibilitySummary2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐEligibilitySummary(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EligibilityList_summary(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "EligibilityList",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_EligibilitySummary(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _EligibilityList_teachers(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.EligibilityList) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EligibilityList_teachers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Teachers, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*jiaoliu.Eligibility) graphql.Marshaler {
+			return ec.marshalNEligibility2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐEligibilityᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EligibilityList_teachers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "EligibilityList",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Eligibility(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _EligibilitySummary_teachers(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.EligibilitySummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EligibilitySummary_teachers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Teachers, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EligibilitySummary_teachers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EligibilitySummary", field, false, false, "Int")
+}
+
+func (ec *executionContext) _EligibilitySummary_mustRotate(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.EligibilitySummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EligibilitySummary_mustRotate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MustRotate, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EligibilitySummary_mustRotate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EligibilitySummary", field, false, false, "Int")
+}
+
+func (ec *executionContext) _EligibilitySummary_mayVolunteer(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.EligibilitySummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EligibilitySummary_mayVolunteer(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MayVolunteer, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EligibilitySummary_mayVolunteer(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EligibilitySummary", field, false, false, "Int")
+}
+
+func (ec *executionContext) _EligibilitySummary_deferred(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.EligibilitySummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EligibilitySummary_deferred(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Deferred, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EligibilitySummary_deferred(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EligibilitySummary", field, false, false, "Int")
+}
+
+func (ec *executionContext) _EligibilitySummary_exempt(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.EligibilitySummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EligibilitySummary_exempt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Exempt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EligibilitySummary_exempt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EligibilitySummary", field, false, false, "Int")
+}
+
+func (ec *executionContext) _EligibilitySummary_volunteers(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.EligibilitySummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EligibilitySummary_volunteers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Volunteers, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EligibilitySummary_volunteers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EligibilitySummary", field, false, false, "Int")
+}
+
+func (ec *executionContext) _EligibilitySummary_rotating(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.EligibilitySummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EligibilitySummary_rotating(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Rotating, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EligibilitySummary_rotating(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EligibilitySummary", field, false, false, "Int")
+}
+
+func (ec *executionContext) _EligibilitySummary_mustRotateCadres(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.EligibilitySummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EligibilitySummary_mustRotateCadres(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MustRotateCadres, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EligibilitySummary_mustRotateCadres(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EligibilitySummary", field, false, false, "Int")
+}
+
+func (ec *executionContext) _EligibilitySummary_deferredByReason(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.EligibilitySummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EligibilitySummary_deferredByReason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DeferredByReason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*jiaoliu.KindCount) graphql.Marshaler {
+			return ec.marshalNKindCount2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐKindCountᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EligibilitySummary_deferredByReason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "EligibilitySummary",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_KindCount(ctx, field)
 		},
 	}
 	return fc, nil
@@ -11222,6 +17180,190 @@ func (ec *executionContext) _EvaluationConnection_totalCount(ctx context.Context
 }
 func (ec *executionContext) fieldContext_EvaluationConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("EvaluationConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _EvaluationDue_period(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.EvaluationDue) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EvaluationDue_period(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Period, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.EvaluationPeriod) graphql.Marshaler {
+			return ec.marshalNEvaluationPeriod2githubᚗcomᚋjiaoliuᚋjiaoliuᚐEvaluationPeriod(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EvaluationDue_period(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EvaluationDue", field, false, false, "EvaluationPeriod")
+}
+
+func (ec *executionContext) _EvaluationDue_term(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.EvaluationDue) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EvaluationDue_term(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Term, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EvaluationDue_term(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EvaluationDue", field, false, false, "String")
+}
+
+func (ec *executionContext) _EvaluationDue_opensOn(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.EvaluationDue) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EvaluationDue_opensOn(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OpensOn, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.Date) graphql.Marshaler {
+			return ec.marshalODate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_EvaluationDue_opensOn(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EvaluationDue", field, false, false, "Date")
+}
+
+func (ec *executionContext) _EvaluationDue_dueOn(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.EvaluationDue) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EvaluationDue_dueOn(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DueOn, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.Date) graphql.Marshaler {
+			return ec.marshalODate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_EvaluationDue_dueOn(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EvaluationDue", field, false, false, "Date")
+}
+
+func (ec *executionContext) _EvaluationDue_state(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.EvaluationDue) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EvaluationDue_state(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.State, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.EvaluationState) graphql.Marshaler {
+			return ec.marshalNEvaluationState2githubᚗcomᚋjiaoliuᚋjiaoliuᚐEvaluationState(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EvaluationDue_state(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EvaluationDue", field, false, false, "EvaluationState")
+}
+
+func (ec *executionContext) _EvaluationDue_evaluationId(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.EvaluationDue) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EvaluationDue_evaluationId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EvaluationID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOID2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_EvaluationDue_evaluationId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EvaluationDue", field, false, false, "ID")
+}
+
+func (ec *executionContext) _EvaluationDue_grade(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.EvaluationDue) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EvaluationDue_grade(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Grade, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.Grade) graphql.Marshaler {
+			return ec.marshalOGrade2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐGrade(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_EvaluationDue_grade(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EvaluationDue", field, false, false, "Grade")
+}
+
+func (ec *executionContext) _EvaluationDue_draft(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.EvaluationDue) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EvaluationDue_draft(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Draft, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EvaluationDue_draft(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EvaluationDue", field, false, false, "Boolean")
 }
 
 func (ec *executionContext) _EvaluationEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.EvaluationEdge) (ret graphql.Marshaler) {
@@ -11922,6 +18064,50 @@ func (ec *executionContext) fieldContext_Exchange_updatedAt(_ context.Context, f
 	return graphql.NewScalarFieldContext("Exchange", field, false, false, "Time")
 }
 
+func (ec *executionContext) _Exchange_progress(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Exchange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Exchange_progress(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Exchange().Progress(ctx, obj, fc.Args["asOf"].(*jiaoliu.Date))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.ExchangeProgress) graphql.Marshaler {
+			return ec.marshalOExchangeProgress2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐExchangeProgress(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Exchange_progress(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Exchange",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ExchangeProgress(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Exchange_progress_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _ExchangeConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.ExchangeConnection) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -12091,6 +18277,621 @@ func (ec *executionContext) fieldContext_ExchangeEdge_node(_ context.Context, fi
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Exchange(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ExchangeProgress_exchangeId(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ExchangeProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExchangeProgress_exchangeId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExchangeID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExchangeProgress_exchangeId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExchangeProgress", field, false, false, "ID")
+}
+
+func (ec *executionContext) _ExchangeProgress_exchange(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ExchangeProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExchangeProgress_exchange(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ExchangeProgress().Exchange(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.Exchange) graphql.Marshaler {
+			return ec.marshalOExchange2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐExchange(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ExchangeProgress_exchange(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ExchangeProgress",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Exchange(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ExchangeProgress_teacherId(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ExchangeProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExchangeProgress_teacherId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TeacherID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExchangeProgress_teacherId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExchangeProgress", field, false, false, "ID")
+}
+
+func (ec *executionContext) _ExchangeProgress_teacherName(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ExchangeProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExchangeProgress_teacherName(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TeacherName, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExchangeProgress_teacherName(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExchangeProgress", field, false, false, "String")
+}
+
+func (ec *executionContext) _ExchangeProgress_sendingSchoolId(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ExchangeProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExchangeProgress_sendingSchoolId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SendingSchoolID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExchangeProgress_sendingSchoolId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExchangeProgress", field, false, false, "ID")
+}
+
+func (ec *executionContext) _ExchangeProgress_sendingSchoolName(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ExchangeProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExchangeProgress_sendingSchoolName(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SendingSchoolName, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExchangeProgress_sendingSchoolName(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExchangeProgress", field, false, false, "String")
+}
+
+func (ec *executionContext) _ExchangeProgress_receivingSchoolId(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ExchangeProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExchangeProgress_receivingSchoolId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ReceivingSchoolID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExchangeProgress_receivingSchoolId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExchangeProgress", field, false, false, "ID")
+}
+
+func (ec *executionContext) _ExchangeProgress_receivingSchoolName(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ExchangeProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExchangeProgress_receivingSchoolName(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ReceivingSchoolName, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExchangeProgress_receivingSchoolName(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExchangeProgress", field, false, false, "String")
+}
+
+func (ec *executionContext) _ExchangeProgress_mode(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ExchangeProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExchangeProgress_mode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Mode, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.ExchangeMode) graphql.Marshaler {
+			return ec.marshalNExchangeMode2githubᚗcomᚋjiaoliuᚋjiaoliuᚐExchangeMode(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExchangeProgress_mode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExchangeProgress", field, false, false, "ExchangeMode")
+}
+
+func (ec *executionContext) _ExchangeProgress_status(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ExchangeProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExchangeProgress_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.ExchangeStatus) graphql.Marshaler {
+			return ec.marshalNExchangeStatus2githubᚗcomᚋjiaoliuᚋjiaoliuᚐExchangeStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExchangeProgress_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExchangeProgress", field, false, false, "ExchangeStatus")
+}
+
+func (ec *executionContext) _ExchangeProgress_asOf(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ExchangeProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExchangeProgress_asOf(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AsOf, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.Date) graphql.Marshaler {
+			return ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExchangeProgress_asOf(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExchangeProgress", field, false, false, "Date")
+}
+
+func (ec *executionContext) _ExchangeProgress_academicYear(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ExchangeProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExchangeProgress_academicYear(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AcademicYear, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExchangeProgress_academicYear(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExchangeProgress", field, false, false, "String")
+}
+
+func (ec *executionContext) _ExchangeProgress_from(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ExchangeProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExchangeProgress_from(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.From, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.Date) graphql.Marshaler {
+			return ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExchangeProgress_from(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExchangeProgress", field, false, false, "Date")
+}
+
+func (ec *executionContext) _ExchangeProgress_to(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ExchangeProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExchangeProgress_to(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.To, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.Date) graphql.Marshaler {
+			return ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExchangeProgress_to(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExchangeProgress", field, false, false, "Date")
+}
+
+func (ec *executionContext) _ExchangeProgress_duties(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ExchangeProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExchangeProgress_duties(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Duties, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*jiaoliu.DutyProgress) graphql.Marshaler {
+			return ec.marshalNDutyProgress2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDutyProgressᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExchangeProgress_duties(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ExchangeProgress",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DutyProgress(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ExchangeProgress_dutyStatus(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ExchangeProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExchangeProgress_dutyStatus(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DutyStatus, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.DutyStatus) graphql.Marshaler {
+			return ec.marshalNDutyStatus2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDutyStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExchangeProgress_dutyStatus(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExchangeProgress", field, false, false, "DutyStatus")
+}
+
+func (ec *executionContext) _ExchangeProgress_workload(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ExchangeProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExchangeProgress_workload(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Workload, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.Workload) graphql.Marshaler {
+			return ec.marshalOWorkload2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐWorkload(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ExchangeProgress_workload(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ExchangeProgress",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Workload(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ExchangeProgress_attendance(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ExchangeProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExchangeProgress_attendance(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Attendance, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.AttendanceCheck) graphql.Marshaler {
+			return ec.marshalNAttendanceCheck2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐAttendanceCheck(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExchangeProgress_attendance(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ExchangeProgress",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AttendanceCheck(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ExchangeProgress_report(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ExchangeProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExchangeProgress_report(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Report, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.ReportCheck) graphql.Marshaler {
+			return ec.marshalNReportCheck2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐReportCheck(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExchangeProgress_report(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ExchangeProgress",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ReportCheck(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ExchangeProgress_evaluations(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ExchangeProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExchangeProgress_evaluations(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Evaluations, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*jiaoliu.EvaluationDue) graphql.Marshaler {
+			return ec.marshalNEvaluationDue2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐEvaluationDueᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExchangeProgress_evaluations(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ExchangeProgress",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_EvaluationDue(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ExchangeProgress_evaluationsDue(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ExchangeProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExchangeProgress_evaluationsDue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EvaluationsDue, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExchangeProgress_evaluationsDue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExchangeProgress", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ExchangeProgress_evaluationsOverdue(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ExchangeProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExchangeProgress_evaluationsOverdue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EvaluationsOverdue, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExchangeProgress_evaluationsOverdue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExchangeProgress", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ExchangeProgress_evaluationsDone(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ExchangeProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExchangeProgress_evaluationsDone(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EvaluationsDone, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExchangeProgress_evaluationsDone(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExchangeProgress", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ExchangeProgress_consequences(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ExchangeProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExchangeProgress_consequences(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Consequences, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*jiaoliu.Consequence) graphql.Marshaler {
+			return ec.marshalNConsequence2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐConsequenceᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExchangeProgress_consequences(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ExchangeProgress",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Consequence(ctx, field)
 		},
 	}
 	return fc, nil
@@ -12301,6 +19102,75 @@ func (ec *executionContext) _ExchangeTally_absentDays(ctx context.Context, field
 }
 func (ec *executionContext) fieldContext_ExchangeTally_absentDays(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("ExchangeTally", field, false, false, "Int")
+}
+
+func (ec *executionContext) _KindCount_kind(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.KindCount) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_KindCount_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_KindCount_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("KindCount", field, false, false, "String")
+}
+
+func (ec *executionContext) _KindCount_label(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.KindCount) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_KindCount_label(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Label, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_KindCount_label(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("KindCount", field, false, false, "String")
+}
+
+func (ec *executionContext) _KindCount_count(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.KindCount) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_KindCount_count(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Count, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_KindCount_count(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("KindCount", field, false, false, "Int")
 }
 
 func (ec *executionContext) _Lesson_id(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Lesson) (ret graphql.Marshaler) {
@@ -13903,6 +20773,50 @@ func (ec *executionContext) _MentoringPair_updatedAt(ctx context.Context, field 
 }
 func (ec *executionContext) fieldContext_MentoringPair_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("MentoringPair", field, false, false, "Time")
+}
+
+func (ec *executionContext) _MentoringPair_progress(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.MentoringPair) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MentoringPair_progress(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.MentoringPair().Progress(ctx, obj, fc.Args["asOf"].(*jiaoliu.Date))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.PairProgress) graphql.Marshaler {
+			return ec.marshalOPairProgress2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐPairProgress(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_MentoringPair_progress(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MentoringPair",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PairProgress(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_MentoringPair_progress_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _MentoringPairConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.MentoringPairConnection) (ret graphql.Marshaler) {
@@ -15977,6 +22891,50 @@ func (ec *executionContext) fieldContext_Mutation_dismissRejection(ctx context.C
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_applyPolicyPreset(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_applyPolicyPreset(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ApplyPolicyPreset(ctx, fc.Args["districtId"].(string), fc.Args["academicYear"].(string), fc.Args["preset"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.Policy) graphql.Marshaler {
+			return ec.marshalNPolicy2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐPolicy(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_applyPolicyPreset(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Policy(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_applyPolicyPreset_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Observation_id(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Observation) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -16645,6 +23603,521 @@ func (ec *executionContext) _PageInfo_endCursor(ctx context.Context, field graph
 }
 func (ec *executionContext) fieldContext_PageInfo_endCursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("PageInfo", field, false, false, "String")
+}
+
+func (ec *executionContext) _PairProgress_pairId(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PairProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PairProgress_pairId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PairID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PairProgress_pairId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PairProgress", field, false, false, "ID")
+}
+
+func (ec *executionContext) _PairProgress_mentorId(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PairProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PairProgress_mentorId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MentorID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PairProgress_mentorId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PairProgress", field, false, false, "ID")
+}
+
+func (ec *executionContext) _PairProgress_mentorName(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PairProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PairProgress_mentorName(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MentorName, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PairProgress_mentorName(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PairProgress", field, false, false, "String")
+}
+
+func (ec *executionContext) _PairProgress_menteeId(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PairProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PairProgress_menteeId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MenteeID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PairProgress_menteeId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PairProgress", field, false, false, "ID")
+}
+
+func (ec *executionContext) _PairProgress_menteeName(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PairProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PairProgress_menteeName(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MenteeName, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PairProgress_menteeName(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PairProgress", field, false, false, "String")
+}
+
+func (ec *executionContext) _PairProgress_schoolId(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PairProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PairProgress_schoolId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SchoolID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOID2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PairProgress_schoolId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PairProgress", field, false, false, "ID")
+}
+
+func (ec *executionContext) _PairProgress_subject(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PairProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PairProgress_subject(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Subject, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PairProgress_subject(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PairProgress", field, false, false, "String")
+}
+
+func (ec *executionContext) _PairProgress_academicYear(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PairProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PairProgress_academicYear(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AcademicYear, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PairProgress_academicYear(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PairProgress", field, false, false, "String")
+}
+
+func (ec *executionContext) _PairProgress_status(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PairProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PairProgress_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.PairStatus) graphql.Marshaler {
+			return ec.marshalNPairStatus2githubᚗcomᚋjiaoliuᚋjiaoliuᚐPairStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PairProgress_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PairProgress", field, false, false, "PairStatus")
+}
+
+func (ec *executionContext) _PairProgress_asOf(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PairProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PairProgress_asOf(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AsOf, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.Date) graphql.Marshaler {
+			return ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PairProgress_asOf(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PairProgress", field, false, false, "Date")
+}
+
+func (ec *executionContext) _PairProgress_from(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PairProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PairProgress_from(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.From, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.Date) graphql.Marshaler {
+			return ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PairProgress_from(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PairProgress", field, false, false, "Date")
+}
+
+func (ec *executionContext) _PairProgress_to(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PairProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PairProgress_to(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.To, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.Date) graphql.Marshaler {
+			return ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PairProgress_to(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PairProgress", field, false, false, "Date")
+}
+
+func (ec *executionContext) _PairProgress_required(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PairProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PairProgress_required(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Required, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PairProgress_required(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PairProgress", field, false, false, "Int")
+}
+
+func (ec *executionContext) _PairProgress_done(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PairProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PairProgress_done(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Done, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PairProgress_done(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PairProgress", field, false, false, "Int")
+}
+
+func (ec *executionContext) _PairProgress_met(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PairProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PairProgress_met(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Met, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PairProgress_met(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PairProgress", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _PairProgress_expectedByNow(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PairProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PairProgress_expectedByNow(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExpectedByNow, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PairProgress_expectedByNow(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PairProgress", field, false, false, "Int")
+}
+
+func (ec *executionContext) _PairProgress_onTrack(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PairProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PairProgress_onTrack(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OnTrack, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PairProgress_onTrack(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PairProgress", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _PairProgress_byKind(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PairProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PairProgress_byKind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ByKind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*jiaoliu.KindCount) graphql.Marshaler {
+			return ec.marshalNKindCount2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐKindCountᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PairProgress_byKind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PairProgress",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_KindCount(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PairSummary_pairs(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PairSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PairSummary_pairs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Pairs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PairSummary_pairs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PairSummary", field, false, false, "Int")
+}
+
+func (ec *executionContext) _PairSummary_met(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PairSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PairSummary_met(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Met, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PairSummary_met(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PairSummary", field, false, false, "Int")
+}
+
+func (ec *executionContext) _PairSummary_onTrack(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PairSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PairSummary_onTrack(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OnTrack, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PairSummary_onTrack(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PairSummary", field, false, false, "Int")
+}
+
+func (ec *executionContext) _PairSummary_behind(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PairSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PairSummary_behind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Behind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PairSummary_behind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PairSummary", field, false, false, "Int")
 }
 
 func (ec *executionContext) _Policy_id(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Policy) (ret graphql.Marshaler) {
@@ -17794,6 +25267,842 @@ func (ec *executionContext) fieldContext_PolicyEdge_node(_ context.Context, fiel
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _ProgressSummary_exchanges(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ProgressSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProgressSummary_exchanges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Exchanges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProgressSummary_exchanges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProgressSummary", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ProgressSummary_byStatus(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ProgressSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProgressSummary_byStatus(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ByStatus, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*jiaoliu.KindCount) graphql.Marshaler {
+			return ec.marshalNKindCount2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐKindCountᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProgressSummary_byStatus(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ProgressSummary",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_KindCount(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ProgressSummary_byMode(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ProgressSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProgressSummary_byMode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ByMode, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*jiaoliu.KindCount) graphql.Marshaler {
+			return ec.marshalNKindCount2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐKindCountᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProgressSummary_byMode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ProgressSummary",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_KindCount(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ProgressSummary_dutiesComplete(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ProgressSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProgressSummary_dutiesComplete(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DutiesComplete, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProgressSummary_dutiesComplete(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProgressSummary", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ProgressSummary_dutiesOnTrack(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ProgressSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProgressSummary_dutiesOnTrack(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DutiesOnTrack, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProgressSummary_dutiesOnTrack(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProgressSummary", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ProgressSummary_dutiesBehind(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ProgressSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProgressSummary_dutiesBehind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DutiesBehind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProgressSummary_dutiesBehind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProgressSummary", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ProgressSummary_dutiesNotStarted(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ProgressSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProgressSummary_dutiesNotStarted(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DutiesNotStarted, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProgressSummary_dutiesNotStarted(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProgressSummary", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ProgressSummary_mustBeUnqualified(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ProgressSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProgressSummary_mustBeUnqualified(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MustBeUnqualified, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProgressSummary_mustBeUnqualified(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProgressSummary", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ProgressSummary_absenceRunExceeded(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ProgressSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProgressSummary_absenceRunExceeded(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AbsenceRunExceeded, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProgressSummary_absenceRunExceeded(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProgressSummary", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ProgressSummary_absenceYearExceed(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ProgressSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProgressSummary_absenceYearExceed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AbsenceYearExceed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProgressSummary_absenceYearExceed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProgressSummary", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ProgressSummary_noShowWarnings(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ProgressSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProgressSummary_noShowWarnings(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.NoShowWarnings, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProgressSummary_noShowWarnings(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProgressSummary", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ProgressSummary_resignationCases(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ProgressSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProgressSummary_resignationCases(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ResignationCases, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProgressSummary_resignationCases(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProgressSummary", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ProgressSummary_lateReports(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ProgressSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProgressSummary_lateReports(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LateReports, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProgressSummary_lateReports(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProgressSummary", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ProgressSummary_evaluationsDue(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ProgressSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProgressSummary_evaluationsDue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EvaluationsDue, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProgressSummary_evaluationsDue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProgressSummary", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ProgressSummary_evaluationsOverdue(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ProgressSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProgressSummary_evaluationsOverdue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EvaluationsOverdue, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProgressSummary_evaluationsOverdue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProgressSummary", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ProgressSummary_evaluationsDone(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ProgressSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProgressSummary_evaluationsDone(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EvaluationsDone, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProgressSummary_evaluationsDone(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProgressSummary", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ProgressSummary_exchangeAgain(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ProgressSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProgressSummary_exchangeAgain(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExchangeAgain, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProgressSummary_exchangeAgain(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProgressSummary", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ProgressSummary_contractEnded(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ProgressSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProgressSummary_contractEnded(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ContractEnded, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProgressSummary_contractEnded(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProgressSummary", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ProgressSummary_refused(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ProgressSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProgressSummary_refused(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Refused, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProgressSummary_refused(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProgressSummary", field, false, false, "Int")
+}
+
+func (ec *executionContext) _PromotionCheck_teacherId(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PromotionCheck) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PromotionCheck_teacherId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TeacherID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PromotionCheck_teacherId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PromotionCheck", field, false, false, "ID")
+}
+
+func (ec *executionContext) _PromotionCheck_teacherName(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PromotionCheck) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PromotionCheck_teacherName(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TeacherName, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PromotionCheck_teacherName(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PromotionCheck", field, false, false, "String")
+}
+
+func (ec *executionContext) _PromotionCheck_asOf(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PromotionCheck) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PromotionCheck_asOf(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AsOf, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.Date) graphql.Marshaler {
+			return ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PromotionCheck_asOf(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PromotionCheck", field, false, false, "Date")
+}
+
+func (ec *executionContext) _PromotionCheck_history(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PromotionCheck) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PromotionCheck_history(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.History, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*jiaoliu.ServicePeriod) graphql.Marshaler {
+			return ec.marshalNServicePeriod2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐServicePeriodᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PromotionCheck_history(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PromotionCheck",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ServicePeriod(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PromotionCheck_schools(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PromotionCheck) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PromotionCheck_schools(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Schools, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PromotionCheck_schools(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PromotionCheck", field, false, false, "Int")
+}
+
+func (ec *executionContext) _PromotionCheck_schoolsWithTwoYears(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PromotionCheck) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PromotionCheck_schoolsWithTwoYears(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SchoolsWithTwoYears, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PromotionCheck_schoolsWithTwoYears(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PromotionCheck", field, false, false, "Int")
+}
+
+func (ec *executionContext) _PromotionCheck_ruralOrWeakDays(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PromotionCheck) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PromotionCheck_ruralOrWeakDays(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RuralOrWeakDays, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PromotionCheck_ruralOrWeakDays(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PromotionCheck", field, false, false, "Int")
+}
+
+func (ec *executionContext) _PromotionCheck_seniorTitle(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PromotionCheck) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PromotionCheck_seniorTitle(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SeniorTitle, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.PromotionRule) graphql.Marshaler {
+			return ec.marshalNPromotionRule2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐPromotionRule(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PromotionCheck_seniorTitle(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PromotionCheck",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PromotionRule(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PromotionCheck_award(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PromotionCheck) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PromotionCheck_award(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Award, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.PromotionRule) graphql.Marshaler {
+			return ec.marshalNPromotionRule2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐPromotionRule(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PromotionCheck_award(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PromotionCheck",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PromotionRule(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PromotionCheck_principal(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PromotionCheck) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PromotionCheck_principal(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Principal, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.PromotionRule) graphql.Marshaler {
+			return ec.marshalNPromotionRule2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐPromotionRule(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PromotionCheck_principal(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PromotionCheck",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PromotionRule(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PromotionCheck_refusedYear(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PromotionCheck) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PromotionCheck_refusedYear(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RefusedYear, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PromotionCheck_refusedYear(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PromotionCheck", field, false, false, "String")
+}
+
+func (ec *executionContext) _PromotionRule_met(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PromotionRule) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PromotionRule_met(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Met, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PromotionRule_met(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PromotionRule", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _PromotionRule_requirement(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PromotionRule) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PromotionRule_requirement(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Requirement, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PromotionRule_requirement(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PromotionRule", field, false, false, "String")
+}
+
+func (ec *executionContext) _PromotionRule_missing(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PromotionRule) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PromotionRule_missing(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Missing, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PromotionRule_missing(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PromotionRule", field, false, false, "String")
+}
+
+func (ec *executionContext) _PromotionRule_explanation(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.PromotionRule) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PromotionRule_explanation(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Explanation, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PromotionRule_explanation(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PromotionRule", field, false, false, "String")
 }
 
 func (ec *executionContext) _Query_district(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -19467,6 +27776,358 @@ func (ec *executionContext) fieldContext_Query_syncConflicts(ctx context.Context
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_eligibility(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_eligibility(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Eligibility(ctx, fc.Args["districtId"].(string), fc.Args["academicYear"].(string), fc.Args["schoolId"].(*string), fc.Args["status"].(*jiaoliu.EligibilityStatus), fc.Args["asOf"].(*jiaoliu.Date))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.EligibilityList) graphql.Marshaler {
+			return ec.marshalNEligibilityList2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐEligibilityList(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_eligibility(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_EligibilityList(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_eligibility_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_quotas(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_quotas(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Quotas(ctx, fc.Args["districtId"].(string), fc.Args["academicYear"].(string), fc.Args["asOf"].(*jiaoliu.Date))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.QuotaReport) graphql.Marshaler {
+			return ec.marshalNQuotaReport2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐQuotaReport(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_quotas(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_QuotaReport(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_quotas_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_exchangeProgress(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_exchangeProgress(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().ExchangeProgress(ctx, fc.Args["exchangeId"].(string), fc.Args["asOf"].(*jiaoliu.Date))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.ExchangeProgress) graphql.Marshaler {
+			return ec.marshalOExchangeProgress2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐExchangeProgress(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Query_exchangeProgress(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ExchangeProgress(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_exchangeProgress_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_exchangeProgresses(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_exchangeProgresses(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().ExchangeProgresses(ctx, fc.Args["ids"].([]string), fc.Args["districtId"].(*string), fc.Args["schoolId"].(*string), fc.Args["academicYear"].(*string), fc.Args["asOf"].(*jiaoliu.Date))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*jiaoliu.ExchangeProgress) graphql.Marshaler {
+			return ec.marshalNExchangeProgress2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐExchangeProgressᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_exchangeProgresses(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ExchangeProgress(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_exchangeProgresses_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_pairProgress(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_pairProgress(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().PairProgress(ctx, fc.Args["pairId"].(string), fc.Args["asOf"].(*jiaoliu.Date))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.PairProgress) graphql.Marshaler {
+			return ec.marshalOPairProgress2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐPairProgress(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Query_pairProgress(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PairProgress(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_pairProgress_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_promotionCheck(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_promotionCheck(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().PromotionCheck(ctx, fc.Args["teacherId"].(string), fc.Args["asOf"].(*jiaoliu.Date))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.PromotionCheck) graphql.Marshaler {
+			return ec.marshalNPromotionCheck2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐPromotionCheck(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_promotionCheck(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PromotionCheck(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_promotionCheck_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_districtDashboard(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_districtDashboard(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().DistrictDashboard(ctx, fc.Args["districtId"].(string), fc.Args["academicYear"].(string), fc.Args["asOf"].(*jiaoliu.Date))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.DistrictDashboard) graphql.Marshaler {
+			return ec.marshalNDistrictDashboard2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDistrictDashboard(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_districtDashboard(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DistrictDashboard(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_districtDashboard_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_schoolDashboard(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_schoolDashboard(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().SchoolDashboard(ctx, fc.Args["schoolId"].(string), fc.Args["academicYear"].(string), fc.Args["asOf"].(*jiaoliu.Date))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.SchoolDashboard) graphql.Marshaler {
+			return ec.marshalNSchoolDashboard2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐSchoolDashboard(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_schoolDashboard(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SchoolDashboard(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_schoolDashboard_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query___type(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -19541,6 +28202,695 @@ func (ec *executionContext) fieldContext_Query___schema(_ context.Context, field
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _QuotaReport_districtId(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.QuotaReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QuotaReport_districtId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DistrictID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_QuotaReport_districtId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("QuotaReport", field, false, false, "ID")
+}
+
+func (ec *executionContext) _QuotaReport_academicYear(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.QuotaReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QuotaReport_academicYear(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AcademicYear, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_QuotaReport_academicYear(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("QuotaReport", field, false, false, "String")
+}
+
+func (ec *executionContext) _QuotaReport_referenceDate(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.QuotaReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QuotaReport_referenceDate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ReferenceDate, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.Date) graphql.Marshaler {
+			return ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_QuotaReport_referenceDate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("QuotaReport", field, false, false, "Date")
+}
+
+func (ec *executionContext) _QuotaReport_policy(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.QuotaReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QuotaReport_policy(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Policy, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.Policy) graphql.Marshaler {
+			return ec.marshalNPolicy2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐPolicy(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_QuotaReport_policy(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "QuotaReport",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Policy(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _QuotaReport_schools(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.QuotaReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QuotaReport_schools(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Schools, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*jiaoliu.SchoolQuota) graphql.Marshaler {
+			return ec.marshalNSchoolQuota2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐSchoolQuotaᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_QuotaReport_schools(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "QuotaReport",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SchoolQuota(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _QuotaReport_totals(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.QuotaReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QuotaReport_totals(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Totals, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.QuotaTotals) graphql.Marshaler {
+			return ec.marshalNQuotaTotals2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐQuotaTotals(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_QuotaReport_totals(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "QuotaReport",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_QuotaTotals(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _QuotaReport_reverseFlow(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.QuotaReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QuotaReport_reverseFlow(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ReverseFlow, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.ReverseFlow) graphql.Marshaler {
+			return ec.marshalOReverseFlow2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐReverseFlow(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_QuotaReport_reverseFlow(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "QuotaReport",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ReverseFlow(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _QuotaReport_cadre(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.QuotaReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QuotaReport_cadre(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cadre, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.CadreQuota) graphql.Marshaler {
+			return ec.marshalOCadreQuota2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐCadreQuota(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_QuotaReport_cadre(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "QuotaReport",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CadreQuota(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _QuotaTotals_schools(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.QuotaTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QuotaTotals_schools(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Schools, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_QuotaTotals_schools(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("QuotaTotals", field, false, false, "Int")
+}
+
+func (ec *executionContext) _QuotaTotals_staff(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.QuotaTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QuotaTotals_staff(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Staff, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_QuotaTotals_staff(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("QuotaTotals", field, false, false, "Int")
+}
+
+func (ec *executionContext) _QuotaTotals_eligible(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.QuotaTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QuotaTotals_eligible(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Eligible, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_QuotaTotals_eligible(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("QuotaTotals", field, false, false, "Int")
+}
+
+func (ec *executionContext) _QuotaTotals_deferred(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.QuotaTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QuotaTotals_deferred(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Deferred, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_QuotaTotals_deferred(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("QuotaTotals", field, false, false, "Int")
+}
+
+func (ec *executionContext) _QuotaTotals_rotating(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.QuotaTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QuotaTotals_rotating(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Rotating, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_QuotaTotals_rotating(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("QuotaTotals", field, false, false, "Int")
+}
+
+func (ec *executionContext) _QuotaTotals_volunteers(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.QuotaTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QuotaTotals_volunteers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Volunteers, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_QuotaTotals_volunteers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("QuotaTotals", field, false, false, "Int")
+}
+
+func (ec *executionContext) _QuotaTotals_minimum(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.QuotaTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QuotaTotals_minimum(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Minimum, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_QuotaTotals_minimum(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("QuotaTotals", field, false, false, "Int")
+}
+
+func (ec *executionContext) _QuotaTotals_share(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.QuotaTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QuotaTotals_share(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Share, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *float64) graphql.Marshaler {
+			return ec.marshalOFloat2ᚖfloat64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_QuotaTotals_share(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("QuotaTotals", field, false, false, "Float")
+}
+
+func (ec *executionContext) _QuotaTotals_schoolsWithTarget(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.QuotaTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QuotaTotals_schoolsWithTarget(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SchoolsWithTarget, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_QuotaTotals_schoolsWithTarget(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("QuotaTotals", field, false, false, "Int")
+}
+
+func (ec *executionContext) _QuotaTotals_schoolsMeetingTarget(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.QuotaTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QuotaTotals_schoolsMeetingTarget(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SchoolsMeetingTarget, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_QuotaTotals_schoolsMeetingTarget(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("QuotaTotals", field, false, false, "Int")
+}
+
+func (ec *executionContext) _QuotaTotals_schoolsBelowTarget(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.QuotaTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QuotaTotals_schoolsBelowTarget(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SchoolsBelowTarget, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_QuotaTotals_schoolsBelowTarget(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("QuotaTotals", field, false, false, "Int")
+}
+
+func (ec *executionContext) _QuotaTotals_backboneRotating(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.QuotaTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QuotaTotals_backboneRotating(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BackboneRotating, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_QuotaTotals_backboneRotating(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("QuotaTotals", field, false, false, "Int")
+}
+
+func (ec *executionContext) _QuotaTotals_backboneShare(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.QuotaTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QuotaTotals_backboneShare(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BackboneShare, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *float64) graphql.Marshaler {
+			return ec.marshalOFloat2ᚖfloat64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_QuotaTotals_backboneShare(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("QuotaTotals", field, false, false, "Float")
+}
+
+func (ec *executionContext) _QuotaTotals_backboneTarget(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.QuotaTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QuotaTotals_backboneTarget(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BackboneTarget, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_QuotaTotals_backboneTarget(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("QuotaTotals", field, false, false, "Float")
+}
+
+func (ec *executionContext) _QuotaTotals_backboneMinimum(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.QuotaTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QuotaTotals_backboneMinimum(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BackboneMinimum, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_QuotaTotals_backboneMinimum(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("QuotaTotals", field, false, false, "Int")
+}
+
+func (ec *executionContext) _QuotaTotals_backboneMet(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.QuotaTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QuotaTotals_backboneMet(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BackboneMet, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_QuotaTotals_backboneMet(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("QuotaTotals", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _QuotaTotals_participationTarget(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.QuotaTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QuotaTotals_participationTarget(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ParticipationTarget, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_QuotaTotals_participationTarget(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("QuotaTotals", field, false, false, "Float")
+}
+
+func (ec *executionContext) _QuotaTotals_participationMinimum(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.QuotaTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QuotaTotals_participationMinimum(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ParticipationMinimum, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_QuotaTotals_participationMinimum(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("QuotaTotals", field, false, false, "Int")
+}
+
+func (ec *executionContext) _QuotaTotals_participationShare(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.QuotaTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QuotaTotals_participationShare(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ParticipationShare, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *float64) graphql.Marshaler {
+			return ec.marshalOFloat2ᚖfloat64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_QuotaTotals_participationShare(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("QuotaTotals", field, false, false, "Float")
+}
+
+func (ec *executionContext) _QuotaTotals_participationMet(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.QuotaTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_QuotaTotals_participationMet(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ParticipationMet, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_QuotaTotals_participationMet(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("QuotaTotals", field, false, false, "Boolean")
 }
 
 func (ec *executionContext) _ReplayResult_rejection(ctx context.Context, field graphql.CollectedField, obj *model.ReplayResult) (ret graphql.Marshaler) {
@@ -19642,6 +28992,167 @@ func (ec *executionContext) _ReplayResult_version(ctx context.Context, field gra
 }
 func (ec *executionContext) fieldContext_ReplayResult_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("ReplayResult", field, false, false, "String")
+}
+
+func (ec *executionContext) _ReportCheck_plannedStart(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ReportCheck) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReportCheck_plannedStart(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PlannedStart, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.Date) graphql.Marshaler {
+			return ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReportCheck_plannedStart(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReportCheck", field, false, false, "Date")
+}
+
+func (ec *executionContext) _ReportCheck_reportedOn(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ReportCheck) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReportCheck_reportedOn(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ReportedOn, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.Date) graphql.Marshaler {
+			return ec.marshalODate2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ReportCheck_reportedOn(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReportCheck", field, false, false, "Date")
+}
+
+func (ec *executionContext) _ReportCheck_daysLate(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ReportCheck) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReportCheck_daysLate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DaysLate, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReportCheck_daysLate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReportCheck", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ReportCheck_state(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ReportCheck) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReportCheck_state(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.State, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.ReportState) graphql.Marshaler {
+			return ec.marshalNReportState2githubᚗcomᚋjiaoliuᚋjiaoliuᚐReportState(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReportCheck_state(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReportCheck", field, false, false, "ReportState")
+}
+
+func (ec *executionContext) _ReportCheck_warning(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ReportCheck) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReportCheck_warning(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Warning, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReportCheck_warning(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReportCheck", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _ReportCheck_resignationCase(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ReportCheck) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReportCheck_resignationCase(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ResignationCase, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReportCheck_resignationCase(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReportCheck", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _ReportCheck_explanation(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ReportCheck) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReportCheck_explanation(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Explanation, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReportCheck_explanation(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReportCheck", field, false, false, "String")
 }
 
 func (ec *executionContext) _ResearchActivity_id(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ResearchActivity) (ret graphql.Marshaler) {
@@ -20078,6 +29589,98 @@ func (ec *executionContext) fieldContext_ResearchActivityEdge_node(_ context.Con
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _ReverseFlow_qualityToLower(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ReverseFlow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReverseFlow_qualityToLower(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.QualityToLower, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReverseFlow_qualityToLower(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReverseFlow", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ReverseFlow_lowerToQuality(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ReverseFlow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReverseFlow_lowerToQuality(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LowerToQuality, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReverseFlow_lowerToQuality(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReverseFlow", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ReverseFlow_holds(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ReverseFlow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReverseFlow_holds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Holds, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReverseFlow_holds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReverseFlow", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _ReverseFlow_explanation(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ReverseFlow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReverseFlow_explanation(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Explanation, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReverseFlow_explanation(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReverseFlow", field, false, false, "String")
 }
 
 func (ec *executionContext) _School_id(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.School) (ret graphql.Marshaler) {
@@ -20663,6 +30266,464 @@ func (ec *executionContext) fieldContext_SchoolConnection_totalCount(_ context.C
 	return graphql.NewScalarFieldContext("SchoolConnection", field, false, false, "Int")
 }
 
+func (ec *executionContext) _SchoolDashboard_schoolId(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolDashboard) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolDashboard_schoolId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SchoolID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolDashboard_schoolId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolDashboard", field, false, false, "ID")
+}
+
+func (ec *executionContext) _SchoolDashboard_schoolName(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolDashboard) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolDashboard_schoolName(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SchoolName, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolDashboard_schoolName(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolDashboard", field, false, false, "String")
+}
+
+func (ec *executionContext) _SchoolDashboard_districtId(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolDashboard) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolDashboard_districtId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DistrictID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolDashboard_districtId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolDashboard", field, false, false, "ID")
+}
+
+func (ec *executionContext) _SchoolDashboard_academicYear(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolDashboard) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolDashboard_academicYear(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AcademicYear, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolDashboard_academicYear(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolDashboard", field, false, false, "String")
+}
+
+func (ec *executionContext) _SchoolDashboard_asOf(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolDashboard) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolDashboard_asOf(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AsOf, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.Date) graphql.Marshaler {
+			return ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolDashboard_asOf(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolDashboard", field, false, false, "Date")
+}
+
+func (ec *executionContext) _SchoolDashboard_referenceDate(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolDashboard) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolDashboard_referenceDate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ReferenceDate, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.Date) graphql.Marshaler {
+			return ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolDashboard_referenceDate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolDashboard", field, false, false, "Date")
+}
+
+func (ec *executionContext) _SchoolDashboard_policy(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolDashboard) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolDashboard_policy(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Policy, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.Policy) graphql.Marshaler {
+			return ec.marshalNPolicy2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐPolicy(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolDashboard_policy(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SchoolDashboard",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Policy(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SchoolDashboard_quota(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolDashboard) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolDashboard_quota(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Quota, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.SchoolQuota) graphql.Marshaler {
+			return ec.marshalOSchoolQuota2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐSchoolQuota(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolDashboard_quota(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SchoolDashboard",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SchoolQuota(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SchoolDashboard_eligibility(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolDashboard) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolDashboard_eligibility(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Eligibility, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.EligibilitySummary) graphql.Marshaler {
+			return ec.marshalNEligibilitySummary2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐEligibilitySummary(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolDashboard_eligibility(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SchoolDashboard",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_EligibilitySummary(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SchoolDashboard_teachers(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolDashboard) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolDashboard_teachers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Teachers, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*jiaoliu.Eligibility) graphql.Marshaler {
+			return ec.marshalNEligibility2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐEligibilityᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolDashboard_teachers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SchoolDashboard",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Eligibility(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SchoolDashboard_sent(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolDashboard) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolDashboard_sent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Sent, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*jiaoliu.ExchangeProgress) graphql.Marshaler {
+			return ec.marshalNExchangeProgress2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐExchangeProgressᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolDashboard_sent(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SchoolDashboard",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ExchangeProgress(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SchoolDashboard_received(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolDashboard) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolDashboard_received(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Received, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*jiaoliu.ExchangeProgress) graphql.Marshaler {
+			return ec.marshalNExchangeProgress2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐExchangeProgressᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolDashboard_received(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SchoolDashboard",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ExchangeProgress(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SchoolDashboard_progress(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolDashboard) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolDashboard_progress(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Progress, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.ProgressSummary) graphql.Marshaler {
+			return ec.marshalNProgressSummary2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐProgressSummary(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolDashboard_progress(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SchoolDashboard",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ProgressSummary(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SchoolDashboard_pairs(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolDashboard) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolDashboard_pairs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Pairs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*jiaoliu.PairProgress) graphql.Marshaler {
+			return ec.marshalNPairProgress2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐPairProgressᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolDashboard_pairs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SchoolDashboard",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PairProgress(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SchoolDashboard_pairSummary(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolDashboard) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolDashboard_pairSummary(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PairSummary, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jiaoliu.PairSummary) graphql.Marshaler {
+			return ec.marshalNPairSummary2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐPairSummary(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolDashboard_pairSummary(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SchoolDashboard",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PairSummary(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SchoolDashboard_alerts(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolDashboard) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolDashboard_alerts(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Alerts, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*jiaoliu.Alert) graphql.Marshaler {
+			return ec.marshalNAlert2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐAlertᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolDashboard_alerts(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SchoolDashboard",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Alert(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _SchoolEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.SchoolEdge) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -21138,6 +31199,627 @@ func (ec *executionContext) fieldContext_SchoolGroupEdge_node(_ context.Context,
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _SchoolQuota_schoolId(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolQuota_schoolId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SchoolID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolQuota_schoolId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolQuota", field, false, false, "ID")
+}
+
+func (ec *executionContext) _SchoolQuota_schoolName(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolQuota_schoolName(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SchoolName, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolQuota_schoolName(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolQuota", field, false, false, "String")
+}
+
+func (ec *executionContext) _SchoolQuota_locality(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolQuota_locality(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Locality, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.Locality) graphql.Marshaler {
+			return ec.marshalNLocality2githubᚗcomᚋjiaoliuᚋjiaoliuᚐLocality(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolQuota_locality(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolQuota", field, false, false, "Locality")
+}
+
+func (ec *executionContext) _SchoolQuota_tier(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolQuota_tier(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Tier, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.Tier) graphql.Marshaler {
+			return ec.marshalNTier2githubᚗcomᚋjiaoliuᚋjiaoliuᚐTier(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolQuota_tier(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolQuota", field, false, false, "Tier")
+}
+
+func (ec *executionContext) _SchoolQuota_staff(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolQuota_staff(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Staff, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolQuota_staff(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolQuota", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SchoolQuota_eligible(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolQuota_eligible(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Eligible, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolQuota_eligible(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolQuota", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SchoolQuota_deferred(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolQuota_deferred(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Deferred, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolQuota_deferred(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolQuota", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SchoolQuota_rotating(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolQuota_rotating(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Rotating, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolQuota_rotating(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolQuota", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SchoolQuota_volunteers(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolQuota_volunteers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Volunteers, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolQuota_volunteers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolQuota", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SchoolQuota_targetBasis(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolQuota_targetBasis(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TargetBasis, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.TargetBasis) graphql.Marshaler {
+			return ec.marshalNTargetBasis2githubᚗcomᚋjiaoliuᚋjiaoliuᚐTargetBasis(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolQuota_targetBasis(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolQuota", field, false, false, "TargetBasis")
+}
+
+func (ec *executionContext) _SchoolQuota_targetShare(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolQuota_targetShare(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TargetShare, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *float64) graphql.Marshaler {
+			return ec.marshalOFloat2ᚖfloat64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolQuota_targetShare(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolQuota", field, false, false, "Float")
+}
+
+func (ec *executionContext) _SchoolQuota_minimum(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolQuota_minimum(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Minimum, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolQuota_minimum(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolQuota", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SchoolQuota_share(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolQuota_share(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Share, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *float64) graphql.Marshaler {
+			return ec.marshalOFloat2ᚖfloat64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolQuota_share(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolQuota", field, false, false, "Float")
+}
+
+func (ec *executionContext) _SchoolQuota_met(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolQuota_met(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Met, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolQuota_met(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolQuota", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _SchoolQuota_shortfall(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolQuota_shortfall(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Shortfall, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolQuota_shortfall(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolQuota", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SchoolQuota_backboneRotating(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolQuota_backboneRotating(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BackboneRotating, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolQuota_backboneRotating(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolQuota", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SchoolQuota_backboneShare(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolQuota_backboneShare(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BackboneShare, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *float64) graphql.Marshaler {
+			return ec.marshalOFloat2ᚖfloat64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolQuota_backboneShare(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolQuota", field, false, false, "Float")
+}
+
+func (ec *executionContext) _SchoolQuota_backboneMinimum(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolQuota_backboneMinimum(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BackboneMinimum, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolQuota_backboneMinimum(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolQuota", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SchoolQuota_backboneMet(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolQuota_backboneMet(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BackboneMet, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolQuota_backboneMet(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolQuota", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _SchoolQuota_cadreEligible(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolQuota_cadreEligible(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CadreEligible, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolQuota_cadreEligible(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolQuota", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SchoolQuota_cadreRotating(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolQuota_cadreRotating(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CadreRotating, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolQuota_cadreRotating(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolQuota", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SchoolQuota_cadreMinimum(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolQuota_cadreMinimum(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CadreMinimum, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolQuota_cadreMinimum(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolQuota", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SchoolQuota_cadreMet(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolQuota_cadreMet(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CadreMet, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolQuota_cadreMet(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolQuota", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _SchoolQuota_sendMinimum(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolQuota_sendMinimum(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SendMinimum, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolQuota_sendMinimum(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolQuota", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SchoolQuota_sendMet(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolQuota_sendMet(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SendMet, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolQuota_sendMet(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolQuota", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _SchoolQuota_backboneSentDown(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolQuota_backboneSentDown(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BackboneSentDown, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolQuota_backboneSentDown(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolQuota", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SchoolQuota_backboneSentUp(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolQuota) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SchoolQuota_backboneSentUp(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BackboneSentUp, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SchoolQuota_backboneSentUp(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SchoolQuota", field, false, false, "Int")
 }
 
 func (ec *executionContext) _SchoolStint_id(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.SchoolStint) (ret graphql.Marshaler) {
@@ -21868,6 +32550,213 @@ func (ec *executionContext) fieldContext_SemesterReportEdge_node(_ context.Conte
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _ServicePeriod_schoolId(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ServicePeriod) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ServicePeriod_schoolId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SchoolID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ServicePeriod_schoolId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ServicePeriod", field, false, false, "ID")
+}
+
+func (ec *executionContext) _ServicePeriod_schoolName(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ServicePeriod) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ServicePeriod_schoolName(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SchoolName, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ServicePeriod_schoolName(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ServicePeriod", field, false, false, "String")
+}
+
+func (ec *executionContext) _ServicePeriod_locality(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ServicePeriod) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ServicePeriod_locality(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Locality, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.Locality) graphql.Marshaler {
+			return ec.marshalOLocality2githubᚗcomᚋjiaoliuᚋjiaoliuᚐLocality(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ServicePeriod_locality(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ServicePeriod", field, false, false, "Locality")
+}
+
+func (ec *executionContext) _ServicePeriod_tier(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ServicePeriod) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ServicePeriod_tier(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Tier, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.Tier) graphql.Marshaler {
+			return ec.marshalOTier2githubᚗcomᚋjiaoliuᚋjiaoliuᚐTier(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ServicePeriod_tier(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ServicePeriod", field, false, false, "Tier")
+}
+
+func (ec *executionContext) _ServicePeriod_from(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ServicePeriod) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ServicePeriod_from(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.From, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.Date) graphql.Marshaler {
+			return ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ServicePeriod_from(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ServicePeriod", field, false, false, "Date")
+}
+
+func (ec *executionContext) _ServicePeriod_to(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ServicePeriod) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ServicePeriod_to(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.To, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v jiaoliu.Date) graphql.Marshaler {
+			return ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ServicePeriod_to(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ServicePeriod", field, false, false, "Date")
+}
+
+func (ec *executionContext) _ServicePeriod_days(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ServicePeriod) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ServicePeriod_days(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Days, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ServicePeriod_days(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ServicePeriod", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ServicePeriod_ruralOrWeak(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ServicePeriod) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ServicePeriod_ruralOrWeak(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RuralOrWeak, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ServicePeriod_ruralOrWeak(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ServicePeriod", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _ServicePeriod_basis(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.ServicePeriod) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ServicePeriod_basis(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Basis, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ServicePeriod_basis(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ServicePeriod", field, false, false, "String")
 }
 
 func (ec *executionContext) _SyncConflict_id(ctx context.Context, field graphql.CollectedField, obj *postgres.ConflictRecord) (ret graphql.Marshaler) {
@@ -23398,6 +34287,121 @@ func (ec *executionContext) _User_createdAt(ctx context.Context, field graphql.C
 }
 func (ec *executionContext) fieldContext_User_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("User", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Workload_required(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Workload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Workload_required(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Required, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Workload_required(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Workload", field, false, false, "Float")
+}
+
+func (ec *executionContext) _Workload_lessons(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Workload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Workload_lessons(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Lessons, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Workload_lessons(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Workload", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Workload_weeks(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Workload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Workload_weeks(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Weeks, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Workload_weeks(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Workload", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Workload_weeklyLessons(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Workload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Workload_weeklyLessons(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.WeeklyLessons, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *float64) graphql.Marshaler {
+			return ec.marshalOFloat2ᚖfloat64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Workload_weeklyLessons(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Workload", field, false, false, "Float")
+}
+
+func (ec *executionContext) _Workload_met(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Workload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Workload_met(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Met, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *bool) graphql.Marshaler {
+			return ec.marshalOBoolean2ᚖbool(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Workload_met(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Workload", field, false, false, "Boolean")
 }
 
 func (ec *executionContext) _Zone_id(ctx context.Context, field graphql.CollectedField, obj *jiaoliu.Zone) (ret graphql.Marshaler) {
@@ -28655,6 +39659,64 @@ func UnmarshalZonePatch(ctx context.Context, raw any) (map[string]any, error) {
 
 // region    **************************** object.gotpl ****************************
 
+var alertImplementors = []string{"Alert"}
+
+func (ec *executionContext) _Alert(ctx context.Context, sel ast.SelectionSet, obj *jiaoliu.Alert) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, alertImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Alert")
+		case "kind":
+			out.Values[i] = ec._Alert_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "severity":
+			out.Values[i] = ec._Alert_severity(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "exchangeId":
+			out.Values[i] = ec._Alert_exchangeId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "teacherId":
+			out.Values[i] = ec._Alert_teacherId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "schoolId":
+			out.Values[i] = ec._Alert_schoolId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "message":
+			out.Values[i] = ec._Alert_message(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var attendanceImplementors = []string{"Attendance"}
 
 func (ec *executionContext) _Attendance(ctx context.Context, sel ast.SelectionSet, obj *jiaoliu.Attendance) graphql.Marshaler {
@@ -28716,6 +39778,104 @@ func (ec *executionContext) _Attendance(ctx context.Context, sel ast.SelectionSe
 			out.Values[i] = ec._Attendance_updatedAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var attendanceCheckImplementors = []string{"AttendanceCheck"}
+
+func (ec *executionContext) _AttendanceCheck(ctx context.Context, sel ast.SelectionSet, obj *jiaoliu.AttendanceCheck) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, attendanceCheckImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AttendanceCheck")
+		case "present":
+			out.Values[i] = ec._AttendanceCheck_present(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "leave":
+			out.Values[i] = ec._AttendanceCheck_leave(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "sick":
+			out.Values[i] = ec._AttendanceCheck_sick(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "absent":
+			out.Values[i] = ec._AttendanceCheck_absent(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "absentInYear":
+			out.Values[i] = ec._AttendanceCheck_absentInYear(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "longestAbsentRun":
+			out.Values[i] = ec._AttendanceCheck_longestAbsentRun(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "runFrom":
+			out.Values[i] = ec._AttendanceCheck_runFrom(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "runTo":
+			out.Values[i] = ec._AttendanceCheck_runTo(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "runLimit":
+			out.Values[i] = ec._AttendanceCheck_runLimit(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "yearLimit":
+			out.Values[i] = ec._AttendanceCheck_yearLimit(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "runExceeded":
+			out.Values[i] = ec._AttendanceCheck_runExceeded(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "yearExceeded":
+			out.Values[i] = ec._AttendanceCheck_yearExceeded(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "mustBeUnqualified":
+			out.Values[i] = ec._AttendanceCheck_mustBeUnqualified(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "explanation":
+			out.Values[i] = ec._AttendanceCheck_explanation(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -28926,6 +40086,112 @@ func (ec *executionContext) _AuditEntry(ctx context.Context, sel ast.SelectionSe
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._AuditEntry_changes(ctx, field, obj)
 				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var cadreQuotaImplementors = []string{"CadreQuota"}
+
+func (ec *executionContext) _CadreQuota(ctx context.Context, sel ast.SelectionSet, obj *jiaoliu.CadreQuota) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, cadreQuotaImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CadreQuota")
+		case "eligible":
+			out.Values[i] = ec._CadreQuota_eligible(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "rotating":
+			out.Values[i] = ec._CadreQuota_rotating(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "targetShare":
+			out.Values[i] = ec._CadreQuota_targetShare(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "minimum":
+			out.Values[i] = ec._CadreQuota_minimum(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "share":
+			out.Values[i] = ec._CadreQuota_share(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "met":
+			out.Values[i] = ec._CadreQuota_met(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var consequenceImplementors = []string{"Consequence"}
+
+func (ec *executionContext) _Consequence(ctx context.Context, sel ast.SelectionSet, obj *jiaoliu.Consequence) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, consequenceImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Consequence")
+		case "kind":
+			out.Values[i] = ec._Consequence_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "academicYear":
+			out.Values[i] = ec._Consequence_academicYear(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "explanation":
+			out.Values[i] = ec._Consequence_explanation(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "evaluationId":
+			out.Values[i] = ec._Consequence_evaluationId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -29374,6 +40640,104 @@ func (ec *executionContext) _DistrictConnection(ctx context.Context, sel ast.Sel
 	return out
 }
 
+var districtDashboardImplementors = []string{"DistrictDashboard"}
+
+func (ec *executionContext) _DistrictDashboard(ctx context.Context, sel ast.SelectionSet, obj *jiaoliu.DistrictDashboard) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, districtDashboardImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DistrictDashboard")
+		case "districtId":
+			out.Values[i] = ec._DistrictDashboard_districtId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "districtName":
+			out.Values[i] = ec._DistrictDashboard_districtName(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "academicYear":
+			out.Values[i] = ec._DistrictDashboard_academicYear(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "asOf":
+			out.Values[i] = ec._DistrictDashboard_asOf(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "referenceDate":
+			out.Values[i] = ec._DistrictDashboard_referenceDate(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "policy":
+			out.Values[i] = ec._DistrictDashboard_policy(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "eligibility":
+			out.Values[i] = ec._DistrictDashboard_eligibility(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "quotas":
+			out.Values[i] = ec._DistrictDashboard_quotas(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reverseFlow":
+			out.Values[i] = ec._DistrictDashboard_reverseFlow(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "cadre":
+			out.Values[i] = ec._DistrictDashboard_cadre(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "schoolsBelowTarget":
+			out.Values[i] = ec._DistrictDashboard_schoolsBelowTarget(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "progress":
+			out.Values[i] = ec._DistrictDashboard_progress(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pairs":
+			out.Values[i] = ec._DistrictDashboard_pairs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "alerts":
+			out.Values[i] = ec._DistrictDashboard_alerts(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var districtEdgeImplementors = []string{"DistrictEdge"}
 
 func (ec *executionContext) _DistrictEdge(ctx context.Context, sel ast.SelectionSet, obj *model.DistrictEdge) graphql.Marshaler {
@@ -29392,6 +40756,368 @@ func (ec *executionContext) _DistrictEdge(ctx context.Context, sel ast.Selection
 			}
 		case "node":
 			out.Values[i] = ec._DistrictEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var dutyProgressImplementors = []string{"DutyProgress"}
+
+func (ec *executionContext) _DutyProgress(ctx context.Context, sel ast.SelectionSet, obj *jiaoliu.DutyProgress) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, dutyProgressImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DutyProgress")
+		case "duty":
+			out.Values[i] = ec._DutyProgress_duty(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "label":
+			out.Values[i] = ec._DutyProgress_label(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "required":
+			out.Values[i] = ec._DutyProgress_required(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "done":
+			out.Values[i] = ec._DutyProgress_done(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "met":
+			out.Values[i] = ec._DutyProgress_met(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "expectedByNow":
+			out.Values[i] = ec._DutyProgress_expectedByNow(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "onTrack":
+			out.Values[i] = ec._DutyProgress_onTrack(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var eligibilityImplementors = []string{"Eligibility"}
+
+func (ec *executionContext) _Eligibility(ctx context.Context, sel ast.SelectionSet, obj *jiaoliu.Eligibility) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, eligibilityImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Eligibility")
+		case "teacherId":
+			out.Values[i] = ec._Eligibility_teacherId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "teacherName":
+			out.Values[i] = ec._Eligibility_teacherName(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "schoolId":
+			out.Values[i] = ec._Eligibility_schoolId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "schoolName":
+			out.Values[i] = ec._Eligibility_schoolName(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "gender":
+			out.Values[i] = ec._Eligibility_gender(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "position":
+			out.Values[i] = ec._Eligibility_position(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "backboneLevel":
+			out.Values[i] = ec._Eligibility_backboneLevel(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "employed":
+			out.Values[i] = ec._Eligibility_employed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "status":
+			out.Values[i] = ec._Eligibility_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "rule":
+			out.Values[i] = ec._Eligibility_rule(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "explanation":
+			out.Values[i] = ec._Eligibility_explanation(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "referenceDate":
+			out.Values[i] = ec._Eligibility_referenceDate(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "age":
+			out.Values[i] = ec._Eligibility_age(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "ageLimit":
+			out.Values[i] = ec._Eligibility_ageLimit(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "yearsAtSchool":
+			out.Values[i] = ec._Eligibility_yearsAtSchool(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "tenureRequired":
+			out.Values[i] = ec._Eligibility_tenureRequired(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "leadershipYears":
+			out.Values[i] = ec._Eligibility_leadershipYears(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "leadershipRequired":
+			out.Values[i] = ec._Eligibility_leadershipRequired(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "cadre":
+			out.Values[i] = ec._Eligibility_cadre(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "backbone":
+			out.Values[i] = ec._Eligibility_backbone(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "deferral":
+			out.Values[i] = ec._Eligibility_deferral(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "deferralReason":
+			out.Values[i] = ec._Eligibility_deferralReason(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "deferralExpiresOn":
+			out.Values[i] = ec._Eligibility_deferralExpiresOn(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "exchangeId":
+			out.Values[i] = ec._Eligibility_exchangeId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "exchangeStatus":
+			out.Values[i] = ec._Eligibility_exchangeStatus(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "volunteer":
+			out.Values[i] = ec._Eligibility_volunteer(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "rotating":
+			out.Values[i] = ec._Eligibility_rotating(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var eligibilityListImplementors = []string{"EligibilityList"}
+
+func (ec *executionContext) _EligibilityList(ctx context.Context, sel ast.SelectionSet, obj *jiaoliu.EligibilityList) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, eligibilityListImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("EligibilityList")
+		case "districtId":
+			out.Values[i] = ec._EligibilityList_districtId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "schoolId":
+			out.Values[i] = ec._EligibilityList_schoolId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "academicYear":
+			out.Values[i] = ec._EligibilityList_academicYear(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "referenceDate":
+			out.Values[i] = ec._EligibilityList_referenceDate(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "policy":
+			out.Values[i] = ec._EligibilityList_policy(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "summary":
+			out.Values[i] = ec._EligibilityList_summary(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "teachers":
+			out.Values[i] = ec._EligibilityList_teachers(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var eligibilitySummaryImplementors = []string{"EligibilitySummary"}
+
+func (ec *executionContext) _EligibilitySummary(ctx context.Context, sel ast.SelectionSet, obj *jiaoliu.EligibilitySummary) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, eligibilitySummaryImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("EligibilitySummary")
+		case "teachers":
+			out.Values[i] = ec._EligibilitySummary_teachers(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "mustRotate":
+			out.Values[i] = ec._EligibilitySummary_mustRotate(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "mayVolunteer":
+			out.Values[i] = ec._EligibilitySummary_mayVolunteer(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "deferred":
+			out.Values[i] = ec._EligibilitySummary_deferred(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "exempt":
+			out.Values[i] = ec._EligibilitySummary_exempt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "volunteers":
+			out.Values[i] = ec._EligibilitySummary_volunteers(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "rotating":
+			out.Values[i] = ec._EligibilitySummary_rotating(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "mustRotateCadres":
+			out.Values[i] = ec._EligibilitySummary_mustRotateCadres(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "deferredByReason":
+			out.Values[i] = ec._EligibilitySummary_deferredByReason(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -29570,6 +41296,74 @@ func (ec *executionContext) _EvaluationConnection(ctx context.Context, sel ast.S
 			}
 		case "totalCount":
 			out.Values[i] = ec._EvaluationConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var evaluationDueImplementors = []string{"EvaluationDue"}
+
+func (ec *executionContext) _EvaluationDue(ctx context.Context, sel ast.SelectionSet, obj *jiaoliu.EvaluationDue) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, evaluationDueImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("EvaluationDue")
+		case "period":
+			out.Values[i] = ec._EvaluationDue_period(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "term":
+			out.Values[i] = ec._EvaluationDue_term(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "opensOn":
+			out.Values[i] = ec._EvaluationDue_opensOn(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "dueOn":
+			out.Values[i] = ec._EvaluationDue_dueOn(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "state":
+			out.Values[i] = ec._EvaluationDue_state(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "evaluationId":
+			out.Values[i] = ec._EvaluationDue_evaluationId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "grade":
+			out.Values[i] = ec._EvaluationDue_grade(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "draft":
+			out.Values[i] = ec._EvaluationDue_draft(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -29775,6 +41569,12 @@ func (ec *executionContext) _Exchange(ctx context.Context, sel ast.SelectionSet,
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "progress":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Exchange_progress(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -29878,6 +41678,155 @@ func (ec *executionContext) _ExchangeEdge(ctx context.Context, sel ast.Selection
 	return out
 }
 
+var exchangeProgressImplementors = []string{"ExchangeProgress"}
+
+func (ec *executionContext) _ExchangeProgress(ctx context.Context, sel ast.SelectionSet, obj *jiaoliu.ExchangeProgress) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, exchangeProgressImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ExchangeProgress")
+		case "exchangeId":
+			out.Values[i] = ec._ExchangeProgress_exchangeId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "exchange":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ExchangeProgress_exchange(ctx, field, obj)
+				})
+		case "teacherId":
+			out.Values[i] = ec._ExchangeProgress_teacherId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "teacherName":
+			out.Values[i] = ec._ExchangeProgress_teacherName(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "sendingSchoolId":
+			out.Values[i] = ec._ExchangeProgress_sendingSchoolId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "sendingSchoolName":
+			out.Values[i] = ec._ExchangeProgress_sendingSchoolName(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "receivingSchoolId":
+			out.Values[i] = ec._ExchangeProgress_receivingSchoolId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "receivingSchoolName":
+			out.Values[i] = ec._ExchangeProgress_receivingSchoolName(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "mode":
+			out.Values[i] = ec._ExchangeProgress_mode(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "status":
+			out.Values[i] = ec._ExchangeProgress_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "asOf":
+			out.Values[i] = ec._ExchangeProgress_asOf(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "academicYear":
+			out.Values[i] = ec._ExchangeProgress_academicYear(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "from":
+			out.Values[i] = ec._ExchangeProgress_from(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "to":
+			out.Values[i] = ec._ExchangeProgress_to(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "duties":
+			out.Values[i] = ec._ExchangeProgress_duties(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "dutyStatus":
+			out.Values[i] = ec._ExchangeProgress_dutyStatus(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "workload":
+			out.Values[i] = ec._ExchangeProgress_workload(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "attendance":
+			out.Values[i] = ec._ExchangeProgress_attendance(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "report":
+			out.Values[i] = ec._ExchangeProgress_report(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "evaluations":
+			out.Values[i] = ec._ExchangeProgress_evaluations(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "evaluationsDue":
+			out.Values[i] = ec._ExchangeProgress_evaluationsDue(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "evaluationsOverdue":
+			out.Values[i] = ec._ExchangeProgress_evaluationsOverdue(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "evaluationsDone":
+			out.Values[i] = ec._ExchangeProgress_evaluationsDone(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "consequences":
+			out.Values[i] = ec._ExchangeProgress_consequences(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var exchangeTallyImplementors = []string{"ExchangeTally"}
 
 func (ec *executionContext) _ExchangeTally(ctx context.Context, sel ast.SelectionSet, obj *model.ExchangeTally) graphql.Marshaler {
@@ -29931,6 +41880,49 @@ func (ec *executionContext) _ExchangeTally(ctx context.Context, sel ast.Selectio
 			}
 		case "absentDays":
 			out.Values[i] = ec._ExchangeTally_absentDays(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var kindCountImplementors = []string{"KindCount"}
+
+func (ec *executionContext) _KindCount(ctx context.Context, sel ast.SelectionSet, obj *jiaoliu.KindCount) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, kindCountImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("KindCount")
+		case "kind":
+			out.Values[i] = ec._KindCount_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "label":
+			out.Values[i] = ec._KindCount_label(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "count":
+			out.Values[i] = ec._KindCount_count(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -30481,6 +42473,12 @@ func (ec *executionContext) _MentoringPair(ctx context.Context, sel ast.Selectio
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "progress":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._MentoringPair_progress(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -30904,6 +42902,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "applyPolicyPreset":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_applyPolicyPreset(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -31148,6 +43153,172 @@ func (ec *executionContext) _PageInfo(ctx context.Context, sel ast.SelectionSet,
 		case "endCursor":
 			out.Values[i] = ec._PageInfo_endCursor(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var pairProgressImplementors = []string{"PairProgress"}
+
+func (ec *executionContext) _PairProgress(ctx context.Context, sel ast.SelectionSet, obj *jiaoliu.PairProgress) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, pairProgressImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PairProgress")
+		case "pairId":
+			out.Values[i] = ec._PairProgress_pairId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "mentorId":
+			out.Values[i] = ec._PairProgress_mentorId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "mentorName":
+			out.Values[i] = ec._PairProgress_mentorName(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "menteeId":
+			out.Values[i] = ec._PairProgress_menteeId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "menteeName":
+			out.Values[i] = ec._PairProgress_menteeName(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "schoolId":
+			out.Values[i] = ec._PairProgress_schoolId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "subject":
+			out.Values[i] = ec._PairProgress_subject(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "academicYear":
+			out.Values[i] = ec._PairProgress_academicYear(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "status":
+			out.Values[i] = ec._PairProgress_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "asOf":
+			out.Values[i] = ec._PairProgress_asOf(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "from":
+			out.Values[i] = ec._PairProgress_from(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "to":
+			out.Values[i] = ec._PairProgress_to(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "required":
+			out.Values[i] = ec._PairProgress_required(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "done":
+			out.Values[i] = ec._PairProgress_done(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "met":
+			out.Values[i] = ec._PairProgress_met(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "expectedByNow":
+			out.Values[i] = ec._PairProgress_expectedByNow(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "onTrack":
+			out.Values[i] = ec._PairProgress_onTrack(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "byKind":
+			out.Values[i] = ec._PairProgress_byKind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var pairSummaryImplementors = []string{"PairSummary"}
+
+func (ec *executionContext) _PairSummary(ctx context.Context, sel ast.SelectionSet, obj *jiaoliu.PairSummary) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, pairSummaryImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PairSummary")
+		case "pairs":
+			out.Values[i] = ec._PairSummary_pairs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "met":
+			out.Values[i] = ec._PairSummary_met(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "onTrack":
+			out.Values[i] = ec._PairSummary_onTrack(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "behind":
+			out.Values[i] = ec._PairSummary_behind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
 		default:
@@ -31492,6 +43663,260 @@ func (ec *executionContext) _PolicyEdge(ctx context.Context, sel ast.SelectionSe
 	return out
 }
 
+var progressSummaryImplementors = []string{"ProgressSummary"}
+
+func (ec *executionContext) _ProgressSummary(ctx context.Context, sel ast.SelectionSet, obj *jiaoliu.ProgressSummary) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, progressSummaryImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ProgressSummary")
+		case "exchanges":
+			out.Values[i] = ec._ProgressSummary_exchanges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "byStatus":
+			out.Values[i] = ec._ProgressSummary_byStatus(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "byMode":
+			out.Values[i] = ec._ProgressSummary_byMode(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "dutiesComplete":
+			out.Values[i] = ec._ProgressSummary_dutiesComplete(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "dutiesOnTrack":
+			out.Values[i] = ec._ProgressSummary_dutiesOnTrack(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "dutiesBehind":
+			out.Values[i] = ec._ProgressSummary_dutiesBehind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "dutiesNotStarted":
+			out.Values[i] = ec._ProgressSummary_dutiesNotStarted(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "mustBeUnqualified":
+			out.Values[i] = ec._ProgressSummary_mustBeUnqualified(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "absenceRunExceeded":
+			out.Values[i] = ec._ProgressSummary_absenceRunExceeded(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "absenceYearExceed":
+			out.Values[i] = ec._ProgressSummary_absenceYearExceed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "noShowWarnings":
+			out.Values[i] = ec._ProgressSummary_noShowWarnings(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "resignationCases":
+			out.Values[i] = ec._ProgressSummary_resignationCases(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "lateReports":
+			out.Values[i] = ec._ProgressSummary_lateReports(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "evaluationsDue":
+			out.Values[i] = ec._ProgressSummary_evaluationsDue(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "evaluationsOverdue":
+			out.Values[i] = ec._ProgressSummary_evaluationsOverdue(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "evaluationsDone":
+			out.Values[i] = ec._ProgressSummary_evaluationsDone(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "exchangeAgain":
+			out.Values[i] = ec._ProgressSummary_exchangeAgain(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "contractEnded":
+			out.Values[i] = ec._ProgressSummary_contractEnded(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "refused":
+			out.Values[i] = ec._ProgressSummary_refused(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var promotionCheckImplementors = []string{"PromotionCheck"}
+
+func (ec *executionContext) _PromotionCheck(ctx context.Context, sel ast.SelectionSet, obj *jiaoliu.PromotionCheck) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, promotionCheckImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PromotionCheck")
+		case "teacherId":
+			out.Values[i] = ec._PromotionCheck_teacherId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "teacherName":
+			out.Values[i] = ec._PromotionCheck_teacherName(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "asOf":
+			out.Values[i] = ec._PromotionCheck_asOf(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "history":
+			out.Values[i] = ec._PromotionCheck_history(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "schools":
+			out.Values[i] = ec._PromotionCheck_schools(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "schoolsWithTwoYears":
+			out.Values[i] = ec._PromotionCheck_schoolsWithTwoYears(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "ruralOrWeakDays":
+			out.Values[i] = ec._PromotionCheck_ruralOrWeakDays(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "seniorTitle":
+			out.Values[i] = ec._PromotionCheck_seniorTitle(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "award":
+			out.Values[i] = ec._PromotionCheck_award(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "principal":
+			out.Values[i] = ec._PromotionCheck_principal(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "refusedYear":
+			out.Values[i] = ec._PromotionCheck_refusedYear(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var promotionRuleImplementors = []string{"PromotionRule"}
+
+func (ec *executionContext) _PromotionRule(ctx context.Context, sel ast.SelectionSet, obj *jiaoliu.PromotionRule) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, promotionRuleImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PromotionRule")
+		case "met":
+			out.Values[i] = ec._PromotionRule_met(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "requirement":
+			out.Values[i] = ec._PromotionRule_requirement(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "missing":
+			out.Values[i] = ec._PromotionRule_missing(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "explanation":
+			out.Values[i] = ec._PromotionRule_explanation(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var queryImplementors = []string{"Query"}
 
 func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) graphql.Marshaler {
@@ -31745,6 +44170,54 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_syncConflicts(ctx, field)
 				})
+		case "eligibility":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_eligibility(ctx, field)
+				})
+		case "quotas":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_quotas(ctx, field)
+				})
+		case "exchangeProgress":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_exchangeProgress(ctx, field)
+				})
+		case "exchangeProgresses":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_exchangeProgresses(ctx, field)
+				})
+		case "pairProgress":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_pairProgress(ctx, field)
+				})
+		case "promotionCheck":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_promotionCheck(ctx, field)
+				})
+		case "districtDashboard":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_districtDashboard(ctx, field)
+				})
+		case "schoolDashboard":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_schoolDashboard(ctx, field)
+				})
 		case "__type":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Query___type(ctx, field)
@@ -31758,6 +44231,202 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 			})
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var quotaReportImplementors = []string{"QuotaReport"}
+
+func (ec *executionContext) _QuotaReport(ctx context.Context, sel ast.SelectionSet, obj *jiaoliu.QuotaReport) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, quotaReportImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("QuotaReport")
+		case "districtId":
+			out.Values[i] = ec._QuotaReport_districtId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "academicYear":
+			out.Values[i] = ec._QuotaReport_academicYear(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "referenceDate":
+			out.Values[i] = ec._QuotaReport_referenceDate(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "policy":
+			out.Values[i] = ec._QuotaReport_policy(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "schools":
+			out.Values[i] = ec._QuotaReport_schools(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totals":
+			out.Values[i] = ec._QuotaReport_totals(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reverseFlow":
+			out.Values[i] = ec._QuotaReport_reverseFlow(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "cadre":
+			out.Values[i] = ec._QuotaReport_cadre(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var quotaTotalsImplementors = []string{"QuotaTotals"}
+
+func (ec *executionContext) _QuotaTotals(ctx context.Context, sel ast.SelectionSet, obj *jiaoliu.QuotaTotals) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, quotaTotalsImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("QuotaTotals")
+		case "schools":
+			out.Values[i] = ec._QuotaTotals_schools(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "staff":
+			out.Values[i] = ec._QuotaTotals_staff(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "eligible":
+			out.Values[i] = ec._QuotaTotals_eligible(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "deferred":
+			out.Values[i] = ec._QuotaTotals_deferred(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "rotating":
+			out.Values[i] = ec._QuotaTotals_rotating(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "volunteers":
+			out.Values[i] = ec._QuotaTotals_volunteers(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "minimum":
+			out.Values[i] = ec._QuotaTotals_minimum(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "share":
+			out.Values[i] = ec._QuotaTotals_share(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "schoolsWithTarget":
+			out.Values[i] = ec._QuotaTotals_schoolsWithTarget(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "schoolsMeetingTarget":
+			out.Values[i] = ec._QuotaTotals_schoolsMeetingTarget(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "schoolsBelowTarget":
+			out.Values[i] = ec._QuotaTotals_schoolsBelowTarget(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "backboneRotating":
+			out.Values[i] = ec._QuotaTotals_backboneRotating(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "backboneShare":
+			out.Values[i] = ec._QuotaTotals_backboneShare(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "backboneTarget":
+			out.Values[i] = ec._QuotaTotals_backboneTarget(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "backboneMinimum":
+			out.Values[i] = ec._QuotaTotals_backboneMinimum(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "backboneMet":
+			out.Values[i] = ec._QuotaTotals_backboneMet(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "participationTarget":
+			out.Values[i] = ec._QuotaTotals_participationTarget(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "participationMinimum":
+			out.Values[i] = ec._QuotaTotals_participationMinimum(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "participationShare":
+			out.Values[i] = ec._QuotaTotals_participationShare(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "participationMet":
+			out.Values[i] = ec._QuotaTotals_participationMet(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -31805,6 +44474,69 @@ func (ec *executionContext) _ReplayResult(ctx context.Context, sel ast.Selection
 		case "version":
 			out.Values[i] = ec._ReplayResult_version(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var reportCheckImplementors = []string{"ReportCheck"}
+
+func (ec *executionContext) _ReportCheck(ctx context.Context, sel ast.SelectionSet, obj *jiaoliu.ReportCheck) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, reportCheckImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ReportCheck")
+		case "plannedStart":
+			out.Values[i] = ec._ReportCheck_plannedStart(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reportedOn":
+			out.Values[i] = ec._ReportCheck_reportedOn(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "daysLate":
+			out.Values[i] = ec._ReportCheck_daysLate(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "state":
+			out.Values[i] = ec._ReportCheck_state(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "warning":
+			out.Values[i] = ec._ReportCheck_warning(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "resignationCase":
+			out.Values[i] = ec._ReportCheck_resignationCase(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "explanation":
+			out.Values[i] = ec._ReportCheck_explanation(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
 		default:
@@ -31994,6 +44726,54 @@ func (ec *executionContext) _ResearchActivityEdge(ctx context.Context, sel ast.S
 	return out
 }
 
+var reverseFlowImplementors = []string{"ReverseFlow"}
+
+func (ec *executionContext) _ReverseFlow(ctx context.Context, sel ast.SelectionSet, obj *jiaoliu.ReverseFlow) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, reverseFlowImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ReverseFlow")
+		case "qualityToLower":
+			out.Values[i] = ec._ReverseFlow_qualityToLower(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "lowerToQuality":
+			out.Values[i] = ec._ReverseFlow_lowerToQuality(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "holds":
+			out.Values[i] = ec._ReverseFlow_holds(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "explanation":
+			out.Values[i] = ec._ReverseFlow_explanation(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var schoolImplementors = []string{"School"}
 
 func (ec *executionContext) _School(ctx context.Context, sel ast.SelectionSet, obj *jiaoliu.School) graphql.Marshaler {
@@ -32148,6 +44928,114 @@ func (ec *executionContext) _SchoolConnection(ctx context.Context, sel ast.Selec
 			}
 		case "totalCount":
 			out.Values[i] = ec._SchoolConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var schoolDashboardImplementors = []string{"SchoolDashboard"}
+
+func (ec *executionContext) _SchoolDashboard(ctx context.Context, sel ast.SelectionSet, obj *jiaoliu.SchoolDashboard) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, schoolDashboardImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SchoolDashboard")
+		case "schoolId":
+			out.Values[i] = ec._SchoolDashboard_schoolId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "schoolName":
+			out.Values[i] = ec._SchoolDashboard_schoolName(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "districtId":
+			out.Values[i] = ec._SchoolDashboard_districtId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "academicYear":
+			out.Values[i] = ec._SchoolDashboard_academicYear(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "asOf":
+			out.Values[i] = ec._SchoolDashboard_asOf(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "referenceDate":
+			out.Values[i] = ec._SchoolDashboard_referenceDate(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "policy":
+			out.Values[i] = ec._SchoolDashboard_policy(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "quota":
+			out.Values[i] = ec._SchoolDashboard_quota(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "eligibility":
+			out.Values[i] = ec._SchoolDashboard_eligibility(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "teachers":
+			out.Values[i] = ec._SchoolDashboard_teachers(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "sent":
+			out.Values[i] = ec._SchoolDashboard_sent(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "received":
+			out.Values[i] = ec._SchoolDashboard_received(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "progress":
+			out.Values[i] = ec._SchoolDashboard_progress(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pairs":
+			out.Values[i] = ec._SchoolDashboard_pairs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pairSummary":
+			out.Values[i] = ec._SchoolDashboard_pairSummary(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "alerts":
+			out.Values[i] = ec._SchoolDashboard_alerts(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -32352,6 +45240,169 @@ func (ec *executionContext) _SchoolGroupEdge(ctx context.Context, sel ast.Select
 			}
 		case "node":
 			out.Values[i] = ec._SchoolGroupEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var schoolQuotaImplementors = []string{"SchoolQuota"}
+
+func (ec *executionContext) _SchoolQuota(ctx context.Context, sel ast.SelectionSet, obj *jiaoliu.SchoolQuota) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, schoolQuotaImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SchoolQuota")
+		case "schoolId":
+			out.Values[i] = ec._SchoolQuota_schoolId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "schoolName":
+			out.Values[i] = ec._SchoolQuota_schoolName(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "locality":
+			out.Values[i] = ec._SchoolQuota_locality(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "tier":
+			out.Values[i] = ec._SchoolQuota_tier(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "staff":
+			out.Values[i] = ec._SchoolQuota_staff(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "eligible":
+			out.Values[i] = ec._SchoolQuota_eligible(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "deferred":
+			out.Values[i] = ec._SchoolQuota_deferred(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "rotating":
+			out.Values[i] = ec._SchoolQuota_rotating(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "volunteers":
+			out.Values[i] = ec._SchoolQuota_volunteers(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "targetBasis":
+			out.Values[i] = ec._SchoolQuota_targetBasis(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "targetShare":
+			out.Values[i] = ec._SchoolQuota_targetShare(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "minimum":
+			out.Values[i] = ec._SchoolQuota_minimum(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "share":
+			out.Values[i] = ec._SchoolQuota_share(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "met":
+			out.Values[i] = ec._SchoolQuota_met(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "shortfall":
+			out.Values[i] = ec._SchoolQuota_shortfall(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "backboneRotating":
+			out.Values[i] = ec._SchoolQuota_backboneRotating(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "backboneShare":
+			out.Values[i] = ec._SchoolQuota_backboneShare(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "backboneMinimum":
+			out.Values[i] = ec._SchoolQuota_backboneMinimum(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "backboneMet":
+			out.Values[i] = ec._SchoolQuota_backboneMet(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cadreEligible":
+			out.Values[i] = ec._SchoolQuota_cadreEligible(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cadreRotating":
+			out.Values[i] = ec._SchoolQuota_cadreRotating(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cadreMinimum":
+			out.Values[i] = ec._SchoolQuota_cadreMinimum(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cadreMet":
+			out.Values[i] = ec._SchoolQuota_cadreMet(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "sendMinimum":
+			out.Values[i] = ec._SchoolQuota_sendMinimum(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "sendMet":
+			out.Values[i] = ec._SchoolQuota_sendMet(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "backboneSentDown":
+			out.Values[i] = ec._SchoolQuota_backboneSentDown(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "backboneSentUp":
+			out.Values[i] = ec._SchoolQuota_backboneSentUp(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -32612,6 +45663,79 @@ func (ec *executionContext) _SemesterReportEdge(ctx context.Context, sel ast.Sel
 			}
 		case "node":
 			out.Values[i] = ec._SemesterReportEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var servicePeriodImplementors = []string{"ServicePeriod"}
+
+func (ec *executionContext) _ServicePeriod(ctx context.Context, sel ast.SelectionSet, obj *jiaoliu.ServicePeriod) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, servicePeriodImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ServicePeriod")
+		case "schoolId":
+			out.Values[i] = ec._ServicePeriod_schoolId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "schoolName":
+			out.Values[i] = ec._ServicePeriod_schoolName(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "locality":
+			out.Values[i] = ec._ServicePeriod_locality(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "tier":
+			out.Values[i] = ec._ServicePeriod_tier(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "from":
+			out.Values[i] = ec._ServicePeriod_from(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "to":
+			out.Values[i] = ec._ServicePeriod_to(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "days":
+			out.Values[i] = ec._ServicePeriod_days(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "ruralOrWeak":
+			out.Values[i] = ec._ServicePeriod_ruralOrWeak(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "basis":
+			out.Values[i] = ec._ServicePeriod_basis(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -33110,6 +46234,59 @@ func (ec *executionContext) _User(ctx context.Context, sel ast.SelectionSet, obj
 			out.Values[i] = ec._User_createdAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var workloadImplementors = []string{"Workload"}
+
+func (ec *executionContext) _Workload(ctx context.Context, sel ast.SelectionSet, obj *jiaoliu.Workload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, workloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Workload")
+		case "required":
+			out.Values[i] = ec._Workload_required(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "lessons":
+			out.Values[i] = ec._Workload_lessons(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "weeks":
+			out.Values[i] = ec._Workload_weeks(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "weeklyLessons":
+			out.Values[i] = ec._Workload_weeklyLessons(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "met":
+			out.Values[i] = ec._Workload_met(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -33645,6 +46822,40 @@ func (ec *executionContext) ___Type(ctx context.Context, sel ast.SelectionSet, o
 
 // region    ***************************** type.gotpl *****************************
 
+func (ec *executionContext) marshalNAlert2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐAlertᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Alert) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNAlert2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐAlert(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNAlert2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐAlert(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.Alert) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Alert!")
+		return graphql.Null
+	}
+	return ec._Alert(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNAlertSeverity2githubᚗcomᚋjiaoliuᚋjiaoliuᚐAlertSeverity(ctx context.Context, v any) (jiaoliu.AlertSeverity, error) {
+	var res jiaoliu.AlertSeverity
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNAlertSeverity2githubᚗcomᚋjiaoliuᚋjiaoliuᚐAlertSeverity(ctx context.Context, sel ast.SelectionSet, v jiaoliu.AlertSeverity) graphql.Marshaler {
+	return v
+}
+
 func (ec *executionContext) marshalNAttendance2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐAttendanceᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Attendance) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
@@ -33667,6 +46878,14 @@ func (ec *executionContext) marshalNAttendance2ᚖgithubᚗcomᚋjiaoliuᚋjiaol
 		return graphql.Null
 	}
 	return ec._Attendance(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNAttendanceCheck2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐAttendanceCheck(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.AttendanceCheck) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AttendanceCheck!")
+		return graphql.Null
+	}
+	return ec._AttendanceCheck(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNAttendanceConnection2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐAttendanceConnection(ctx context.Context, sel ast.SelectionSet, v *model.AttendanceConnection) graphql.Marshaler {
@@ -33775,6 +46994,40 @@ func (ec *executionContext) marshalNBoolean2bool(ctx context.Context, sel ast.Se
 		graphql.AddInvalidNullFromMarshaler(ctx, "Boolean!")
 	}
 	return res
+}
+
+func (ec *executionContext) marshalNConsequence2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐConsequenceᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Consequence) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNConsequence2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐConsequence(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNConsequence2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐConsequence(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.Consequence) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Consequence!")
+		return graphql.Null
+	}
+	return ec._Consequence(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNConsequenceKind2githubᚗcomᚋjiaoliuᚋjiaoliuᚐConsequenceKind(ctx context.Context, v any) (jiaoliu.ConsequenceKind, error) {
+	var res jiaoliu.ConsequenceKind
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNConsequenceKind2githubᚗcomᚋjiaoliuᚋjiaoliuᚐConsequenceKind(ctx context.Context, sel ast.SelectionSet, v jiaoliu.ConsequenceKind) graphql.Marshaler {
+	return v
 }
 
 func (ec *executionContext) unmarshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx context.Context, v any) (jiaoliu.Date, error) {
@@ -33927,6 +47180,14 @@ func (ec *executionContext) marshalNDistrictConnection2ᚖgithubᚗcomᚋjiaoliu
 	return ec._DistrictConnection(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNDistrictDashboard2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDistrictDashboard(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.DistrictDashboard) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DistrictDashboard!")
+		return graphql.Null
+	}
+	return ec._DistrictDashboard(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNDistrictEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐDistrictEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.DistrictEdge) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
@@ -33961,6 +47222,110 @@ func (ec *executionContext) unmarshalNDistrictPatch2map(ctx context.Context, v a
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) unmarshalNDuty2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDuty(ctx context.Context, v any) (jiaoliu.Duty, error) {
+	var res jiaoliu.Duty
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNDuty2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDuty(ctx context.Context, sel ast.SelectionSet, v jiaoliu.Duty) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNDutyProgress2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDutyProgressᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.DutyProgress) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNDutyProgress2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDutyProgress(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNDutyProgress2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDutyProgress(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.DutyProgress) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DutyProgress!")
+		return graphql.Null
+	}
+	return ec._DutyProgress(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNDutyStatus2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDutyStatus(ctx context.Context, v any) (jiaoliu.DutyStatus, error) {
+	var res jiaoliu.DutyStatus
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNDutyStatus2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDutyStatus(ctx context.Context, sel ast.SelectionSet, v jiaoliu.DutyStatus) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNEligibility2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐEligibilityᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Eligibility) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNEligibility2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐEligibility(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNEligibility2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐEligibility(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.Eligibility) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Eligibility!")
+		return graphql.Null
+	}
+	return ec._Eligibility(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNEligibilityList2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐEligibilityList(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.EligibilityList) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "EligibilityList!")
+		return graphql.Null
+	}
+	return ec._EligibilityList(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNEligibilityRule2githubᚗcomᚋjiaoliuᚋjiaoliuᚐEligibilityRule(ctx context.Context, v any) (jiaoliu.EligibilityRule, error) {
+	var res jiaoliu.EligibilityRule
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNEligibilityRule2githubᚗcomᚋjiaoliuᚋjiaoliuᚐEligibilityRule(ctx context.Context, sel ast.SelectionSet, v jiaoliu.EligibilityRule) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNEligibilityStatus2githubᚗcomᚋjiaoliuᚋjiaoliuᚐEligibilityStatus(ctx context.Context, v any) (jiaoliu.EligibilityStatus, error) {
+	var res jiaoliu.EligibilityStatus
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNEligibilityStatus2githubᚗcomᚋjiaoliuᚋjiaoliuᚐEligibilityStatus(ctx context.Context, sel ast.SelectionSet, v jiaoliu.EligibilityStatus) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNEligibilitySummary2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐEligibilitySummary(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.EligibilitySummary) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "EligibilitySummary!")
+		return graphql.Null
+	}
+	return ec._EligibilitySummary(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNEvaluation2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐEvaluationᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Evaluation) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
@@ -33991,6 +47356,30 @@ func (ec *executionContext) marshalNEvaluationConnection2ᚖgithubᚗcomᚋjiaol
 		return graphql.Null
 	}
 	return ec._EvaluationConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNEvaluationDue2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐEvaluationDueᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.EvaluationDue) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNEvaluationDue2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐEvaluationDue(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNEvaluationDue2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐEvaluationDue(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.EvaluationDue) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "EvaluationDue!")
+		return graphql.Null
+	}
+	return ec._EvaluationDue(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNEvaluationEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐEvaluationEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.EvaluationEdge) graphql.Marshaler {
@@ -34034,6 +47423,16 @@ func (ec *executionContext) unmarshalNEvaluationPeriod2githubᚗcomᚋjiaoliuᚋ
 }
 
 func (ec *executionContext) marshalNEvaluationPeriod2githubᚗcomᚋjiaoliuᚋjiaoliuᚐEvaluationPeriod(ctx context.Context, sel ast.SelectionSet, v jiaoliu.EvaluationPeriod) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNEvaluationState2githubᚗcomᚋjiaoliuᚋjiaoliuᚐEvaluationState(ctx context.Context, v any) (jiaoliu.EvaluationState, error) {
+	var res jiaoliu.EvaluationState
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNEvaluationState2githubᚗcomᚋjiaoliuᚋjiaoliuᚐEvaluationState(ctx context.Context, sel ast.SelectionSet, v jiaoliu.EvaluationState) graphql.Marshaler {
 	return v
 }
 
@@ -34111,6 +47510,30 @@ func (ec *executionContext) marshalNExchangeMode2githubᚗcomᚋjiaoliuᚋjiaoli
 func (ec *executionContext) unmarshalNExchangePatch2map(ctx context.Context, v any) (map[string]any, error) {
 	res, err := ec.unmarshalInputExchangePatch(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNExchangeProgress2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐExchangeProgressᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.ExchangeProgress) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNExchangeProgress2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐExchangeProgress(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNExchangeProgress2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐExchangeProgress(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.ExchangeProgress) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ExchangeProgress!")
+		return graphql.Null
+	}
+	return ec._ExchangeProgress(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNExchangeStatus2githubᚗcomᚋjiaoliuᚋjiaoliuᚐExchangeStatus(ctx context.Context, v any) (jiaoliu.ExchangeStatus, error) {
@@ -34243,6 +47666,30 @@ func (ec *executionContext) marshalNJSON2interface(ctx context.Context, sel ast.
 		graphql.AddInvalidNullFromMarshaler(ctx, "JSON!")
 	}
 	return res
+}
+
+func (ec *executionContext) marshalNKindCount2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐKindCountᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.KindCount) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNKindCount2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐKindCount(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNKindCount2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐKindCount(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.KindCount) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "KindCount!")
+		return graphql.Null
+	}
+	return ec._KindCount(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNLesson2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐLessonᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Lesson) graphql.Marshaler {
@@ -34560,6 +48007,30 @@ func (ec *executionContext) marshalNPageInfo2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliu
 	return ec._PageInfo(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNPairProgress2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐPairProgressᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.PairProgress) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNPairProgress2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐPairProgress(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNPairProgress2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐPairProgress(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.PairProgress) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PairProgress!")
+		return graphql.Null
+	}
+	return ec._PairProgress(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNPairStatus2githubᚗcomᚋjiaoliuᚋjiaoliuᚐPairStatus(ctx context.Context, v any) (jiaoliu.PairStatus, error) {
 	var res jiaoliu.PairStatus
 	err := res.UnmarshalGQL(v)
@@ -34568,6 +48039,14 @@ func (ec *executionContext) unmarshalNPairStatus2githubᚗcomᚋjiaoliuᚋjiaoli
 
 func (ec *executionContext) marshalNPairStatus2githubᚗcomᚋjiaoliuᚋjiaoliuᚐPairStatus(ctx context.Context, sel ast.SelectionSet, v jiaoliu.PairStatus) graphql.Marshaler {
 	return v
+}
+
+func (ec *executionContext) marshalNPairSummary2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐPairSummary(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.PairSummary) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PairSummary!")
+		return graphql.Null
+	}
+	return ec._PairSummary(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNPolicy2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐPolicyᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Policy) graphql.Marshaler {
@@ -34646,12 +48125,70 @@ func (ec *executionContext) marshalNPosition2githubᚗcomᚋjiaoliuᚋjiaoliuᚐ
 	return v
 }
 
+func (ec *executionContext) marshalNProgressSummary2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐProgressSummary(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.ProgressSummary) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ProgressSummary!")
+		return graphql.Null
+	}
+	return ec._ProgressSummary(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNPromotionCheck2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐPromotionCheck(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.PromotionCheck) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PromotionCheck!")
+		return graphql.Null
+	}
+	return ec._PromotionCheck(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNPromotionRule2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐPromotionRule(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.PromotionRule) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PromotionRule!")
+		return graphql.Null
+	}
+	return ec._PromotionRule(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNQuotaReport2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐQuotaReport(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.QuotaReport) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "QuotaReport!")
+		return graphql.Null
+	}
+	return ec._QuotaReport(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNQuotaTotals2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐQuotaTotals(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.QuotaTotals) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "QuotaTotals!")
+		return graphql.Null
+	}
+	return ec._QuotaTotals(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNReplayResult2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐReplayResult(ctx context.Context, sel ast.SelectionSet, v *model.ReplayResult) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "ReplayResult!")
 		return graphql.Null
 	}
 	return ec._ReplayResult(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNReportCheck2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐReportCheck(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.ReportCheck) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ReportCheck!")
+		return graphql.Null
+	}
+	return ec._ReportCheck(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNReportState2githubᚗcomᚋjiaoliuᚋjiaoliuᚐReportState(ctx context.Context, v any) (jiaoliu.ReportState, error) {
+	var res jiaoliu.ReportState
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNReportState2githubᚗcomᚋjiaoliuᚋjiaoliuᚐReportState(ctx context.Context, sel ast.SelectionSet, v jiaoliu.ReportState) graphql.Marshaler {
+	return v
 }
 
 func (ec *executionContext) marshalNResearchActivity2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐResearchActivityᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.ResearchActivity) graphql.Marshaler {
@@ -34772,6 +48309,14 @@ func (ec *executionContext) marshalNSchoolConnection2ᚖgithubᚗcomᚋjiaoliu�
 	return ec._SchoolConnection(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNSchoolDashboard2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐSchoolDashboard(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.SchoolDashboard) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SchoolDashboard!")
+		return graphql.Null
+	}
+	return ec._SchoolDashboard(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNSchoolEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐSchoolEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.SchoolEdge) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
@@ -34870,6 +48415,30 @@ func (ec *executionContext) unmarshalNSchoolInput2map(ctx context.Context, v any
 func (ec *executionContext) unmarshalNSchoolPatch2map(ctx context.Context, v any) (map[string]any, error) {
 	res, err := ec.unmarshalInputSchoolPatch(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNSchoolQuota2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐSchoolQuotaᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.SchoolQuota) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNSchoolQuota2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐSchoolQuota(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNSchoolQuota2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐSchoolQuota(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.SchoolQuota) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SchoolQuota!")
+		return graphql.Null
+	}
+	return ec._SchoolQuota(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNSchoolStint2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐSchoolStintᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.SchoolStint) graphql.Marshaler {
@@ -34972,6 +48541,30 @@ func (ec *executionContext) unmarshalNSemesterReportPatch2map(ctx context.Contex
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) marshalNServicePeriod2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐServicePeriodᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.ServicePeriod) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNServicePeriod2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐServicePeriod(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNServicePeriod2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐServicePeriod(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.ServicePeriod) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ServicePeriod!")
+		return graphql.Null
+	}
+	return ec._ServicePeriod(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNString2string(ctx context.Context, v any) (string, error) {
 	res, err := graphql.UnmarshalString(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -35061,6 +48654,16 @@ func (ec *executionContext) marshalNSyncRejection2ᚖgithubᚗcomᚋjiaoliuᚋji
 		return graphql.Null
 	}
 	return ec._SyncRejection(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNTargetBasis2githubᚗcomᚋjiaoliuᚋjiaoliuᚐTargetBasis(ctx context.Context, v any) (jiaoliu.TargetBasis, error) {
+	var res jiaoliu.TargetBasis
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNTargetBasis2githubᚗcomᚋjiaoliuᚋjiaoliuᚐTargetBasis(ctx context.Context, sel ast.SelectionSet, v jiaoliu.TargetBasis) graphql.Marshaler {
+	return v
 }
 
 func (ec *executionContext) marshalNTeacher2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐTeacherᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Teacher) graphql.Marshaler {
@@ -35472,6 +49075,23 @@ func (ec *executionContext) marshalOBoolean2ᚖbool(ctx context.Context, sel ast
 	return res
 }
 
+func (ec *executionContext) marshalOCadreQuota2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐCadreQuota(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.CadreQuota) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._CadreQuota(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalODate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx context.Context, v any) (jiaoliu.Date, error) {
+	var res jiaoliu.Date
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalODate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx context.Context, sel ast.SelectionSet, v jiaoliu.Date) graphql.Marshaler {
+	return v
+}
+
 func (ec *executionContext) unmarshalODate2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx context.Context, v any) (*jiaoliu.Date, error) {
 	if v == nil {
 		return nil, nil
@@ -35518,6 +49138,22 @@ func (ec *executionContext) marshalODistrict2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliu
 	return ec._District(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalOEligibilityStatus2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐEligibilityStatus(ctx context.Context, v any) (*jiaoliu.EligibilityStatus, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(jiaoliu.EligibilityStatus)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOEligibilityStatus2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐEligibilityStatus(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.EligibilityStatus) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
+}
+
 func (ec *executionContext) marshalOEvaluation2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐEvaluation(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.Evaluation) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
@@ -35562,6 +49198,13 @@ func (ec *executionContext) marshalOExchangeMode2ᚖgithubᚗcomᚋjiaoliuᚋjia
 		return graphql.Null
 	}
 	return v
+}
+
+func (ec *executionContext) marshalOExchangeProgress2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐExchangeProgress(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.ExchangeProgress) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._ExchangeProgress(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOExchangeStatus2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐExchangeStatus(ctx context.Context, v any) (*jiaoliu.ExchangeStatus, error) {
@@ -35627,6 +49270,41 @@ func (ec *executionContext) marshalOGrade2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐ
 		return graphql.Null
 	}
 	return v
+}
+
+func (ec *executionContext) unmarshalOID2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]string, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNID2string(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalOID2ᚕstringᚄ(ctx context.Context, sel ast.SelectionSet, v []string) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := make(graphql.Array, len(v))
+	for i := range v {
+		ret[i] = ec.marshalNID2string(ctx, sel, v[i])
+	}
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) unmarshalOID2ᚖstring(ctx context.Context, v any) (*string, error) {
@@ -35714,6 +49392,16 @@ func (ec *executionContext) unmarshalOListFilter2ᚖgithubᚗcomᚋjiaoliuᚋjia
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) unmarshalOLocality2githubᚗcomᚋjiaoliuᚋjiaoliuᚐLocality(ctx context.Context, v any) (jiaoliu.Locality, error) {
+	var res jiaoliu.Locality
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOLocality2githubᚗcomᚋjiaoliuᚋjiaoliuᚐLocality(ctx context.Context, sel ast.SelectionSet, v jiaoliu.Locality) graphql.Marshaler {
+	return v
+}
+
 func (ec *executionContext) unmarshalOLocality2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐLocality(ctx context.Context, v any) (*jiaoliu.Locality, error) {
 	if v == nil {
 		return nil, nil
@@ -35783,6 +49471,13 @@ func (ec *executionContext) marshalOOpenLevel2ᚖgithubᚗcomᚋjiaoliuᚋjiaoli
 	return v
 }
 
+func (ec *executionContext) marshalOPairProgress2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐPairProgress(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.PairProgress) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._PairProgress(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalOPairStatus2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐPairStatus(ctx context.Context, v any) (*jiaoliu.PairStatus, error) {
 	if v == nil {
 		return nil, nil
@@ -35845,6 +49540,13 @@ func (ec *executionContext) marshalOResearchKind2ᚖgithubᚗcomᚋjiaoliuᚋjia
 	return v
 }
 
+func (ec *executionContext) marshalOReverseFlow2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐReverseFlow(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.ReverseFlow) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._ReverseFlow(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalOSchool2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐSchool(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.School) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
@@ -35857,6 +49559,13 @@ func (ec *executionContext) marshalOSchoolGroup2ᚖgithubᚗcomᚋjiaoliuᚋjiao
 		return graphql.Null
 	}
 	return ec._SchoolGroup(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOSchoolQuota2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐSchoolQuota(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.SchoolQuota) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._SchoolQuota(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalOSemesterReport2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐSemesterReport(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.SemesterReport) graphql.Marshaler {
@@ -35926,6 +49635,16 @@ func (ec *executionContext) marshalOTeacher2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliu�
 	return ec._Teacher(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalOTier2githubᚗcomᚋjiaoliuᚋjiaoliuᚐTier(ctx context.Context, v any) (jiaoliu.Tier, error) {
+	var res jiaoliu.Tier
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOTier2githubᚗcomᚋjiaoliuᚋjiaoliuᚐTier(ctx context.Context, sel ast.SelectionSet, v jiaoliu.Tier) graphql.Marshaler {
+	return v
+}
+
 func (ec *executionContext) unmarshalOTier2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐTier(ctx context.Context, v any) (*jiaoliu.Tier, error) {
 	if v == nil {
 		return nil, nil
@@ -35981,6 +49700,13 @@ func (ec *executionContext) marshalOUser2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐU
 		return graphql.Null
 	}
 	return ec._User(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOWorkload2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐWorkload(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.Workload) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Workload(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalOZone2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐZone(ctx context.Context, sel ast.SelectionSet, v *jiaoliu.Zone) graphql.Marshaler {

@@ -120,6 +120,16 @@ func (r *exchangeResolver) Evaluations(ctx context.Context, obj *jiaoliu.Exchang
 	return children[jiaoliu.Evaluation](ctx, jiaoliu.EvaluationEntity, "exchangeId", obj.ID)
 }
 
+// Progress is the resolver for the progress field.
+func (r *exchangeResolver) Progress(ctx context.Context, obj *jiaoliu.Exchange, asOf *jiaoliu.Date) (*jiaoliu.ExchangeProgress, error) {
+	return progressOf(ctx, r.Store, obj.ID, asOfOr(asOf))
+}
+
+// Exchange is the resolver for the exchange field.
+func (r *exchangeProgressResolver) Exchange(ctx context.Context, obj *jiaoliu.ExchangeProgress) (*jiaoliu.Exchange, error) {
+	return byID[jiaoliu.Exchange](ctx, jiaoliu.ExchangeEntity, obj.ExchangeID)
+}
+
 // Exchange is the resolver for the exchange field.
 func (r *lessonResolver) Exchange(ctx context.Context, obj *jiaoliu.Lesson) (*jiaoliu.Exchange, error) {
 	return byID[jiaoliu.Exchange](ctx, jiaoliu.ExchangeEntity, obj.ExchangeID)
@@ -158,6 +168,11 @@ func (r *mentoringPairResolver) School(ctx context.Context, obj *jiaoliu.Mentori
 // Activities is the resolver for the activities field.
 func (r *mentoringPairResolver) Activities(ctx context.Context, obj *jiaoliu.MentoringPair) ([]*jiaoliu.MentoringActivity, error) {
 	return children[jiaoliu.MentoringActivity](ctx, jiaoliu.MentoringActivityEntity, "pairId", obj.ID)
+}
+
+// Progress is the resolver for the progress field.
+func (r *mentoringPairResolver) Progress(ctx context.Context, obj *jiaoliu.MentoringPair, asOf *jiaoliu.Date) (*jiaoliu.PairProgress, error) {
+	return pairProgressOf(ctx, r.Store, obj.ID, asOfOr(asOf))
 }
 
 // CreateDistrict is the resolver for the createDistrict field.
@@ -440,6 +455,19 @@ func (r *mutationResolver) DismissRejection(ctx context.Context, id string) (*po
 		return nil, err
 	}
 	return r.Store.DismissRejection(ctx, n)
+}
+
+// ApplyPolicyPreset is the resolver for the applyPolicyPreset field.
+func (r *mutationResolver) ApplyPolicyPreset(ctx context.Context, districtID string, academicYear string, preset string) (*jiaoliu.Policy, error) {
+	params, ok := jiaoliu.Preset(preset)
+	if !ok {
+		return nil, &jiaoliu.Error{Code: jiaoliu.EINVALID, Message: "invalid input",
+			Fields: map[string]string{"preset": fmt.Sprintf("unknown preset (known: %v)", jiaoliu.PresetNames())}}
+	}
+	input := params.Fields()
+	input["districtId"], input["academicYear"], input["preset"] = districtID, academicYear, preset
+	// The policy's natural key (district, year) merges this into an existing policy.
+	return create[jiaoliu.Policy](ctx, r.Resolver, jiaoliu.PolicyEntity, input)
 }
 
 // Observer is the resolver for the observer field.
@@ -830,6 +858,88 @@ func (r *queryResolver) SyncConflicts(ctx context.Context, entity *string, recor
 	return r.Store.Conflicts(ctx, derefString(entity), derefString(recordID), derefInt(first))
 }
 
+// Eligibility is the resolver for the eligibility field.
+func (r *queryResolver) Eligibility(ctx context.Context, districtID string, academicYear string, schoolID *string, status *jiaoliu.EligibilityStatus, asOf *jiaoliu.Date) (*jiaoliu.EligibilityList, error) {
+	y, err := parseYear(academicYear)
+	if err != nil {
+		return nil, err
+	}
+	list, err := r.Store.Eligibility(ctx, districtID, y, derefString(schoolID))
+	if err != nil {
+		return nil, err
+	}
+	return filterEligibility(list, status), nil
+}
+
+// Quotas is the resolver for the quotas field.
+func (r *queryResolver) Quotas(ctx context.Context, districtID string, academicYear string, asOf *jiaoliu.Date) (*jiaoliu.QuotaReport, error) {
+	y, err := parseYear(academicYear)
+	if err != nil {
+		return nil, err
+	}
+	return r.Store.Quotas(ctx, districtID, y)
+}
+
+// ExchangeProgress is the resolver for the exchangeProgress field.
+func (r *queryResolver) ExchangeProgress(ctx context.Context, exchangeID string, asOf *jiaoliu.Date) (*jiaoliu.ExchangeProgress, error) {
+	return progressOf(ctx, r.Store, exchangeID, asOfOr(asOf))
+}
+
+// ExchangeProgresses is the resolver for the exchangeProgresses field.
+func (r *queryResolver) ExchangeProgresses(ctx context.Context, ids []string, districtID *string, schoolID *string, academicYear *string, asOf *jiaoliu.Date) ([]*jiaoliu.ExchangeProgress, error) {
+	day := asOfOr(asOf)
+	if ids != nil {
+		m, err := r.Store.ExchangeProgress(ctx, ids, day)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]*jiaoliu.ExchangeProgress, 0, len(m))
+		for _, id := range ids {
+			if p := m[id]; p != nil {
+				out = append(out, p)
+			}
+		}
+		return out, nil
+	}
+	if academicYear == nil || (districtID == nil && schoolID == nil) {
+		return nil, &jiaoliu.Error{Code: jiaoliu.EINVALID, Message: "invalid input",
+			Fields: map[string]string{"academicYear": "give ids, or an academic year with a districtId or schoolId"}}
+	}
+	y, err := parseYear(*academicYear)
+	if err != nil {
+		return nil, err
+	}
+	return r.Store.ExchangeProgressOfYear(ctx, derefString(districtID), derefString(schoolID), y, day)
+}
+
+// PairProgress is the resolver for the pairProgress field.
+func (r *queryResolver) PairProgress(ctx context.Context, pairID string, asOf *jiaoliu.Date) (*jiaoliu.PairProgress, error) {
+	return pairProgressOf(ctx, r.Store, pairID, asOfOr(asOf))
+}
+
+// PromotionCheck is the resolver for the promotionCheck field.
+func (r *queryResolver) PromotionCheck(ctx context.Context, teacherID string, asOf *jiaoliu.Date) (*jiaoliu.PromotionCheck, error) {
+	return r.Store.PromotionCheck(ctx, teacherID, asOfOr(asOf))
+}
+
+// DistrictDashboard is the resolver for the districtDashboard field.
+func (r *queryResolver) DistrictDashboard(ctx context.Context, districtID string, academicYear string, asOf *jiaoliu.Date) (*jiaoliu.DistrictDashboard, error) {
+	y, err := parseYear(academicYear)
+	if err != nil {
+		return nil, err
+	}
+	return r.Store.DistrictDashboard(ctx, districtID, y, asOfOr(asOf))
+}
+
+// SchoolDashboard is the resolver for the schoolDashboard field.
+func (r *queryResolver) SchoolDashboard(ctx context.Context, schoolID string, academicYear string, asOf *jiaoliu.Date) (*jiaoliu.SchoolDashboard, error) {
+	y, err := parseYear(academicYear)
+	if err != nil {
+		return nil, err
+	}
+	return r.Store.SchoolDashboard(ctx, schoolID, y, asOfOr(asOf))
+}
+
 // Exchange is the resolver for the exchange field.
 func (r *researchActivityResolver) Exchange(ctx context.Context, obj *jiaoliu.ResearchActivity) (*jiaoliu.Exchange, error) {
 	return byID[jiaoliu.Exchange](ctx, jiaoliu.ExchangeEntity, obj.ExchangeID)
@@ -966,6 +1076,9 @@ func (r *Resolver) Evaluation() EvaluationResolver { return &evaluationResolver{
 // Exchange returns ExchangeResolver implementation.
 func (r *Resolver) Exchange() ExchangeResolver { return &exchangeResolver{r} }
 
+// ExchangeProgress returns ExchangeProgressResolver implementation.
+func (r *Resolver) ExchangeProgress() ExchangeProgressResolver { return &exchangeProgressResolver{r} }
+
 // Lesson returns LessonResolver implementation.
 func (r *Resolver) Lesson() LessonResolver { return &lessonResolver{r} }
 
@@ -1027,6 +1140,7 @@ type (
 	districtResolver          struct{ *Resolver }
 	evaluationResolver        struct{ *Resolver }
 	exchangeResolver          struct{ *Resolver }
+	exchangeProgressResolver  struct{ *Resolver }
 	lessonResolver            struct{ *Resolver }
 	mentoringActivityResolver struct{ *Resolver }
 	mentoringPairResolver     struct{ *Resolver }

@@ -77,9 +77,13 @@ func (s *Store) Rejections(ctx context.Context, status string, limit int) ([]*Re
 		args = append(args, pq.Array(toks))
 		where = "r.scopes && $1"
 	}
-	if status != "" {
+	switch status {
+	case "":
+	case "PENDING", "REAPPLIED", "DISMISSED":
 		args = append(args, status)
 		where += fmt.Sprintf(" AND r.status = $%d", len(args))
+	default:
+		return nil, &jiaoliu.Error{Code: jiaoliu.EINVALID, Message: "unknown status", Fields: map[string]string{"status": "must be PENDING, REAPPLIED or DISMISSED"}}
 	}
 	args = append(args, limit)
 	var out []*Rejection

@@ -1,0 +1,1154 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/lib/pq"
+
+	"github.com/jiaoliu/jiaoliu"
+)
+
+// This file implements jiaoliu.PolicyService: it loads what the rules need with a
+// handful of set-based queries (never one per teacher or exchange), run concurrently,
+// and hands it to the domain's rules. Scope: the district views are for the district's
+// administrators and auditors (and ADMIN); a school administrator gets the rows of their
+// school; teachers are refused with FORBIDDEN. The views of one exchange, pair or
+// teacher are for whoever may read that record.
+
+var _ jiaoliu.PolicyService = (*Store)(nil)
+
+// districtScope is what an actor may see of a district: everything, or one school.
+type districtScope struct {
+	district *jiaoliu.District
+	school   string // "" for the whole district
+}
+
+// authorizeDistrict checks that the actor of ctx may use the district views of
+// districtID and returns the part they see.
+func (s *Store) authorizeDistrict(ctx context.Context, districtID string) (*districtScope, error) {
+	a := jiaoliu.ActorFromContext(ctx)
+	if a == nil {
+		return nil, jiaoliu.Errorf(jiaoliu.EUNAUTHENTICATED, "sign in to see district reports")
+	}
+	if !isUUID(districtID) {
+		return nil, &jiaoliu.Error{Code: jiaoliu.EINVALID, Message: "invalid input", Fields: map[string]string{"districtId": "must be an id (UUID)"}}
+	}
+	sc := &districtScope{}
+	switch {
+	case a.System:
+	case a.Role == jiaoliu.RoleDistrictAdmin || a.Role == jiaoliu.RoleAuditor:
+		if a.DistrictID != districtID {
+			return nil, jiaoliu.Errorf(jiaoliu.EFORBIDDEN, "you may see the reports of your own district only")
+		}
+	case a.Role == jiaoliu.RoleSchoolAdmin:
+		district, err := s.schoolDistrict(ctx, a.SchoolID)
+		if err != nil {
+			return nil, err
+		}
+		if district != districtID {
+			return nil, jiaoliu.Errorf(jiaoliu.EFORBIDDEN, "you may see the reports of your own school only")
+		}
+		sc.school = a.SchoolID
+	default:
+		return nil, jiaoliu.Errorf(jiaoliu.EFORBIDDEN, "district reports are for district and school administrators")
+	}
+	var d jiaoliu.District
+	err := s.db.GetContext(ctx, &d, `SELECT `+columns(jiaoliu.DistrictEntity)+` FROM districts t WHERE t.id = $1 AND NOT t.deleted`, districtID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, jiaoliu.Errorf(jiaoliu.ENOTFOUND, "district %s not found", districtID)
+	} else if err != nil {
+		return nil, fmt.Errorf("authorize district: %w", err)
+	}
+	sc.district = &d
+	return sc, nil
+}
+
+// authorizeSchool checks that the actor of ctx may see the school views of schoolID.
+func (s *Store) authorizeSchool(ctx context.Context, schoolID string) (*jiaoliu.School, error) {
+	a := jiaoliu.ActorFromContext(ctx)
+	if a == nil {
+		return nil, jiaoliu.Errorf(jiaoliu.EUNAUTHENTICATED, "sign in to see school reports")
+	}
+	if !isUUID(schoolID) {
+		return nil, &jiaoliu.Error{Code: jiaoliu.EINVALID, Message: "invalid input", Fields: map[string]string{"schoolId": "must be an id (UUID)"}}
+	}
+	var sc jiaoliu.School
+	err := s.db.GetContext(ctx, &sc, `SELECT `+columns(jiaoliu.SchoolEntity)+` FROM schools t WHERE t.id = $1 AND NOT t.deleted`, schoolID)
+	notFound := jiaoliu.Errorf(jiaoliu.ENOTFOUND, "school %s not found", schoolID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound
+	} else if err != nil {
+		return nil, fmt.Errorf("authorize school: %w", err)
+	}
+	switch {
+	case a.System:
+	case (a.Role == jiaoliu.RoleDistrictAdmin || a.Role == jiaoliu.RoleAuditor) && a.DistrictID == sc.DistrictID:
+	case a.Role == jiaoliu.RoleSchoolAdmin && a.SchoolID == schoolID:
+	case a.Role == jiaoliu.RoleTeacher:
+		return nil, jiaoliu.Errorf(jiaoliu.EFORBIDDEN, "school reports are for school and district administrators")
+	default:
+		return nil, jiaoliu.Errorf(jiaoliu.EFORBIDDEN, "you may see the reports of your own district or school only")
+	}
+	return &sc, nil
+}
+
+func (s *Store) schoolDistrict(ctx context.Context, schoolID string) (string, error) {
+	var d string
+	if err := s.db.GetContext(ctx, &d, `SELECT district_id::text FROM schools WHERE id = $1`, schoolID); errors.Is(err, sql.ErrNoRows) {
+		return "", jiaoliu.Errorf(jiaoliu.EFORBIDDEN, "your school is unknown")
+	} else if err != nil {
+		return "", fmt.Errorf("school district: %w", err)
+	}
+	return d, nil
+}
+
+// step runs one query of a view and logs its duration at debug level.
+func (s *Store) step(ctx context.Context, name string, fn func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		start := time.Now()
+		err := fn(ctx)
+		s.log.DebugContext(ctx, "policy query", "step", name, "ms", float64(time.Since(start).Microseconds())/1000)
+		return err
+	}
+}
+
+// parallel runs the functions concurrently and returns their errors joined.
+func parallel(ctx context.Context, fns ...func(context.Context) error) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(fns))
+	for i, fn := range fns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = fn(ctx)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// districtData is what the district views need for one academic year.
+type districtData struct {
+	scope    *districtScope
+	year     jiaoliu.AcademicYear
+	policy   *jiaoliu.Policy
+	schools  []*jiaoliu.School          // the schools in scope
+	byID     map[string]*jiaoliu.School // those and every school the exchanges refer to
+	groups   map[string]*jiaoliu.SchoolGroup
+	teachers []*jiaoliu.Teacher // current teachers of the schools in scope
+	// teacherByID holds those and every teacher of the exchanges.
+	teacherByID map[string]*jiaoliu.Teacher
+	deferrals   map[string][]*jiaoliu.Deferral
+	// exchanges are those from or to the schools in scope of the academic year, and the
+	// earlier ones still under way in it.
+	exchanges []*jiaoliu.Exchange
+}
+
+// policyNotFound is the error of a district without a policy for the year.
+func policyNotFound(district string, y jiaoliu.AcademicYear) error {
+	return jiaoliu.Errorf(jiaoliu.ENOTFOUND, "district %s has no policy for %s: create one (createPolicy or applyPolicyPreset)", district, y)
+}
+
+const teacherCols = `t.id, t.name, t.gender, t.birth_date, t.employed, t.position, t.title, t.backbone_level,
+	t.school_id, t.joined_school_on, t.leadership_since`
+
+// scanTeachers reads rows of teacherCols without reflection: the district views read
+// thousands of teachers.
+func scanTeachers(rows *sql.Rows) ([]*jiaoliu.Teacher, error) {
+	defer rows.Close()
+	var out []*jiaoliu.Teacher
+	for rows.Next() {
+		t := new(jiaoliu.Teacher)
+		if err := rows.Scan(&t.ID, &t.Name, &t.Gender, &t.BirthDate, &t.Employed, &t.Position, &t.Title, &t.BackboneLevel,
+			&t.SchoolID, &t.JoinedSchoolOn, &t.LeadershipSince); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// loadDistrict reads a district's data for a year in a few concurrent queries.
+func (s *Store) loadDistrict(ctx context.Context, sc *districtScope, y jiaoliu.AcademicYear) (*districtData, error) {
+	dd := &districtData{scope: sc, year: y, byID: map[string]*jiaoliu.School{}, groups: map[string]*jiaoliu.SchoolGroup{},
+		teacherByID: map[string]*jiaoliu.Teacher{}, deferrals: map[string][]*jiaoliu.Deferral{}}
+	district := sc.district.ID
+	schoolFilter := ""
+	args := []any{district}
+	if sc.school != "" {
+		schoolFilter = " AND t.id = $2"
+		args = append(args, sc.school)
+	}
+	teacherFilter := "s.district_id = $1"
+	if sc.school != "" {
+		teacherFilter = "s.district_id = $1 AND t.school_id = $2"
+	}
+	// Exchanges from or to the schools in scope.
+	exchangeSchools := `(SELECT id FROM schools WHERE district_id = $1)`
+	if sc.school != "" {
+		exchangeSchools = `(SELECT $4::uuid)`
+	}
+	err := parallel(ctx,
+		s.step(ctx, "policy", func(ctx context.Context) error {
+			var p jiaoliu.Policy
+			err := s.db.GetContext(ctx, &p, `SELECT `+columns(jiaoliu.PolicyEntity)+` FROM policies t WHERE t.district_id = $1 AND t.academic_year = $2 AND NOT t.deleted`, district, string(y))
+			if errors.Is(err, sql.ErrNoRows) {
+				return policyNotFound(sc.district.Name, y)
+			} else if err != nil {
+				return fmt.Errorf("load policy: %w", err)
+			}
+			dd.policy = &p
+			return nil
+		}),
+		s.step(ctx, "schools", func(ctx context.Context) error {
+			if err := s.db.SelectContext(ctx, &dd.schools, `SELECT `+columns(jiaoliu.SchoolEntity)+` FROM schools t WHERE t.district_id = $1 AND NOT t.deleted`+schoolFilter+` ORDER BY t.name`, args...); err != nil {
+				return fmt.Errorf("load schools: %w", err)
+			}
+			var groups []*jiaoliu.SchoolGroup
+			if err := s.db.SelectContext(ctx, &groups, `SELECT `+columns(jiaoliu.SchoolGroupEntity)+` FROM school_groups t WHERE t.district_id = $1 AND NOT t.deleted`, district); err != nil {
+				return fmt.Errorf("load groups: %w", err)
+			}
+			for _, g := range groups {
+				dd.groups[g.ID] = g
+			}
+			return nil
+		}),
+		s.step(ctx, "teachers", func(ctx context.Context) error {
+			rows, err := s.db.QueryContext(ctx, `SELECT `+teacherCols+` FROM teachers t JOIN schools s ON s.id = t.school_id
+				WHERE `+teacherFilter+` AND NOT t.deleted AND NOT s.deleted ORDER BY t.school_id, t.name, t.id`, args...)
+			if err != nil {
+				return fmt.Errorf("load teachers: %w", err)
+			}
+			if dd.teachers, err = scanTeachers(rows); err != nil {
+				return fmt.Errorf("load teachers: %w", err)
+			}
+			return nil
+		}),
+		s.step(ctx, "deferrals", func(ctx context.Context) error {
+			var ds []*jiaoliu.Deferral
+			if err := s.db.SelectContext(ctx, &ds, `SELECT `+columns(jiaoliu.DeferralEntity)+` FROM deferrals t
+				JOIN teachers tt ON tt.id = t.teacher_id JOIN schools s ON s.id = tt.school_id
+				WHERE `+map[bool]string{true: "s.district_id = $1", false: "s.district_id = $1 AND tt.school_id = $2"}[sc.school == ""]+`
+				AND NOT t.deleted AND t.approved AND t.starts_on <= '`+y.ReferenceDate().String()+`' AND t.expires_on >= '`+y.ReferenceDate().String()+`'`, args...); err != nil {
+				return fmt.Errorf("load deferrals: %w", err)
+			}
+			for _, d := range ds {
+				dd.deferrals[d.TeacherID] = append(dd.deferrals[d.TeacherID], d)
+			}
+			return nil
+		}),
+		s.step(ctx, "exchanges", func(ctx context.Context) error {
+			xargs := []any{district, string(y), y.ReferenceDate()}
+			if sc.school != "" {
+				xargs = append(xargs, sc.school)
+			}
+			if err := s.db.SelectContext(ctx, &dd.exchanges, `SELECT `+columns(jiaoliu.ExchangeEntity)+` FROM exchanges t
+				WHERE NOT t.deleted
+				AND (t.academic_year = $2 OR (t.academic_year < $2 AND t.status IN ('APPROVED', 'PUBLISHED', 'ACTIVE', 'COMPLETED') AND t.planned_end >= $3))
+				AND (t.sending_school_id IN `+exchangeSchools+` OR t.receiving_school_id IN `+exchangeSchools+`)
+				AND $1::uuid IS NOT NULL
+				ORDER BY t.planned_start, t.id`, xargs...); err != nil {
+				return fmt.Errorf("load exchanges: %w", err)
+			}
+			return nil
+		}),
+	)
+	if err != nil {
+		return nil, err
+	}
+	for _, sc := range dd.schools {
+		dd.byID[sc.ID] = sc
+	}
+	for _, t := range dd.teachers {
+		dd.teacherByID[t.ID] = t
+	}
+	// The exchanges' other schools and teachers from elsewhere: usually none.
+	var missingSchools, missingTeachers []string
+	for _, x := range dd.exchanges {
+		for _, id := range []string{x.SendingSchoolID, x.ReceivingSchoolID} {
+			if dd.byID[id] == nil && !contains(missingSchools, id) {
+				missingSchools = append(missingSchools, id)
+			}
+		}
+		if dd.teacherByID[x.TeacherID] == nil && !contains(missingTeachers, x.TeacherID) {
+			missingTeachers = append(missingTeachers, x.TeacherID)
+		}
+	}
+	if err := s.loadSchools(ctx, missingSchools, dd.byID); err != nil {
+		return nil, err
+	}
+	if err := s.loadTeachers(ctx, missingTeachers, dd.teacherByID); err != nil {
+		return nil, err
+	}
+	return dd, nil
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// loadSchools reads schools by id into m (internal reads: the callers have authorized
+// the records that refer to them).
+func (s *Store) loadSchools(ctx context.Context, ids []string, m map[string]*jiaoliu.School) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	var list []*jiaoliu.School
+	if err := s.db.SelectContext(ctx, &list, `SELECT `+columns(jiaoliu.SchoolEntity)+` FROM schools t WHERE t.id = ANY($1::uuid[])`, pq.Array(ids)); err != nil {
+		return fmt.Errorf("load schools: %w", err)
+	}
+	for _, sc := range list {
+		m[sc.ID] = sc
+	}
+	return nil
+}
+
+// loadTeachers reads teachers by id into m (internal reads, as loadSchools).
+func (s *Store) loadTeachers(ctx context.Context, ids []string, m map[string]*jiaoliu.Teacher) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT `+teacherCols+` FROM teachers t WHERE t.id = ANY($1::uuid[])`, pq.Array(ids))
+	if err != nil {
+		return fmt.Errorf("load teachers: %w", err)
+	}
+	list, err := scanTeachers(rows)
+	if err != nil {
+		return fmt.Errorf("load teachers: %w", err)
+	}
+	for _, t := range list {
+		m[t.ID] = t
+	}
+	return nil
+}
+
+// eligibility decides every teacher in scope and fills in their exchange of the year.
+func (dd *districtData) eligibility() []*jiaoliu.Eligibility {
+	// The exchange of the year that says most about the teacher: a counting one first.
+	byTeacher := map[string]*jiaoliu.Exchange{}
+	rank := func(x *jiaoliu.Exchange) int {
+		if x.Status.CountsAsRotating() {
+			return 2
+		}
+		if x.Status == jiaoliu.StatusProposed {
+			return 1
+		}
+		return 0
+	}
+	for _, x := range dd.exchanges {
+		if x.AcademicYear != string(dd.year) {
+			continue
+		}
+		if cur := byTeacher[x.TeacherID]; cur == nil || rank(x) > rank(cur) {
+			byTeacher[x.TeacherID] = x
+		}
+	}
+	out := make([]*jiaoliu.Eligibility, 0, len(dd.teachers))
+	for _, t := range dd.teachers {
+		e := jiaoliu.DecideEligibility(dd.policy.PolicyParams, dd.year, t, dd.deferrals[t.ID])
+		if sc := dd.byID[t.SchoolID]; sc != nil {
+			e.SchoolName = sc.Name
+		}
+		if x := byTeacher[t.ID]; x != nil {
+			id, st := x.ID, x.Status
+			e.ExchangeID, e.ExchangeStatus, e.Volunteer, e.Rotating = &id, &st, x.Volunteer, x.Status.CountsAsRotating()
+		}
+		out = append(out, &e)
+	}
+	return out
+}
+
+func (dd *districtData) quotas(elig []*jiaoliu.Eligibility) *jiaoliu.QuotaReport {
+	return jiaoliu.ComputeQuotas(jiaoliu.QuotaInput{Policy: dd.policy, Year: dd.year, Schools: dd.schools,
+		Teachers: dd.teacherByID, Eligibility: elig, Exchanges: dd.exchanges, SchoolsByID: dd.byID})
+}
+
+// Eligibility implements jiaoliu.PolicyService.
+func (s *Store) Eligibility(ctx context.Context, districtID string, y jiaoliu.AcademicYear, schoolID string) (*jiaoliu.EligibilityList, error) {
+	sc, err := s.authorizeDistrict(ctx, districtID)
+	if err != nil {
+		return nil, err
+	}
+	if schoolID != "" {
+		if !isUUID(schoolID) {
+			return nil, &jiaoliu.Error{Code: jiaoliu.EINVALID, Message: "invalid input", Fields: map[string]string{"schoolId": "must be an id (UUID)"}}
+		}
+		if sc.school != "" && sc.school != schoolID {
+			return nil, jiaoliu.Errorf(jiaoliu.EFORBIDDEN, "you may see the reports of your own school only")
+		}
+		sc.school = schoolID
+	}
+	dd, err := s.loadDistrict(ctx, sc, y)
+	if err != nil {
+		return nil, fmt.Errorf("eligibility: %w", err)
+	}
+	list := dd.eligibility()
+	out := &jiaoliu.EligibilityList{DistrictID: districtID, AcademicYear: string(y), ReferenceDate: y.ReferenceDate(),
+		Policy: dd.policy, Summary: jiaoliu.Summarize(list), Teachers: list}
+	if sc.school != "" {
+		school := sc.school
+		out.SchoolID = &school
+	}
+	return out, nil
+}
+
+// Quotas implements jiaoliu.PolicyService.
+func (s *Store) Quotas(ctx context.Context, districtID string, y jiaoliu.AcademicYear) (*jiaoliu.QuotaReport, error) {
+	sc, err := s.authorizeDistrict(ctx, districtID)
+	if err != nil {
+		return nil, err
+	}
+	dd, err := s.loadDistrict(ctx, sc, y)
+	if err != nil {
+		return nil, fmt.Errorf("quotas: %w", err)
+	}
+	rep := dd.quotas(dd.eligibility())
+	if sc.school != "" {
+		// A school administrator sees their school's line; the district's balance is
+		// not theirs to see.
+		rep.ReverseFlow, rep.Cadre = nil, nil
+	}
+	return rep, nil
+}
+
+// DistrictDashboard implements jiaoliu.PolicyService.
+func (s *Store) DistrictDashboard(ctx context.Context, districtID string, y jiaoliu.AcademicYear, asOf jiaoliu.Date) (*jiaoliu.DistrictDashboard, error) {
+	a := jiaoliu.ActorFromContext(ctx)
+	if a != nil && !a.System && a.Role == jiaoliu.RoleSchoolAdmin {
+		return nil, jiaoliu.Errorf(jiaoliu.EFORBIDDEN, "the district dashboard is for district administrators: use schoolDashboard")
+	}
+	sc, err := s.authorizeDistrict(ctx, districtID)
+	if err != nil {
+		return nil, err
+	}
+	dd, err := s.loadDistrict(ctx, sc, y)
+	if err != nil {
+		return nil, fmt.Errorf("district dashboard: %w", err)
+	}
+	start := time.Now()
+	elig := dd.eligibility()
+	rep := dd.quotas(elig)
+	s.log.DebugContext(ctx, "policy query", "step", "rules", "ms", float64(time.Since(start).Microseconds())/1000)
+	var progress []*jiaoliu.ExchangeProgress
+	var pairs []*jiaoliu.PairProgress
+	err = parallel(ctx,
+		s.step(ctx, "progress", func(ctx context.Context) error {
+			var err error
+			progress, err = s.progressOf(ctx, dd.exchanges, y, asOf, dd.byID, dd.teacherByID, map[string]*jiaoliu.Policy{policyKey(districtID, y): dd.policy})
+			return err
+		}),
+		s.step(ctx, "pairs", func(ctx context.Context) error {
+			var err error
+			pairs, err = s.districtPairs(ctx, dd, asOf)
+			return err
+		}))
+	if err != nil {
+		return nil, fmt.Errorf("district dashboard: %w", err)
+	}
+	db := &jiaoliu.DistrictDashboard{DistrictID: districtID, DistrictName: sc.district.Name, AcademicYear: string(y), AsOf: asOf,
+		ReferenceDate: y.ReferenceDate(), Policy: dd.policy, Eligibility: jiaoliu.Summarize(elig), Quotas: rep.Totals,
+		ReverseFlow: rep.ReverseFlow, Cadre: rep.Cadre, Progress: jiaoliu.SummarizeProgress(progress),
+		Pairs: jiaoliu.SummarizePairs(pairs), Alerts: jiaoliu.Alerts(progress, rep)}
+	for _, q := range rep.Schools {
+		if !q.Met {
+			db.SchoolsBelowTarget = append(db.SchoolsBelowTarget, q)
+		}
+	}
+	return db, nil
+}
+
+// SchoolDashboard implements jiaoliu.PolicyService.
+func (s *Store) SchoolDashboard(ctx context.Context, schoolID string, y jiaoliu.AcademicYear, asOf jiaoliu.Date) (*jiaoliu.SchoolDashboard, error) {
+	school, err := s.authorizeSchool(ctx, schoolID)
+	if err != nil {
+		return nil, err
+	}
+	var d jiaoliu.District
+	if err := s.db.GetContext(ctx, &d, `SELECT `+columns(jiaoliu.DistrictEntity)+` FROM districts t WHERE t.id = $1`, school.DistrictID); err != nil {
+		return nil, fmt.Errorf("school dashboard: %w", err)
+	}
+	dd, err := s.loadDistrict(ctx, &districtScope{district: &d, school: schoolID}, y)
+	if err != nil {
+		return nil, fmt.Errorf("school dashboard: %w", err)
+	}
+	elig := dd.eligibility()
+	rep := dd.quotas(elig)
+	var progress []*jiaoliu.ExchangeProgress
+	var pairs []*jiaoliu.PairProgress
+	err = parallel(ctx,
+		s.step(ctx, "progress", func(ctx context.Context) error {
+			var err error
+			progress, err = s.progressOf(ctx, dd.exchanges, y, asOf, dd.byID, dd.teacherByID, map[string]*jiaoliu.Policy{policyKey(d.ID, y): dd.policy})
+			return err
+		}),
+		s.step(ctx, "pairs", func(ctx context.Context) error {
+			var err error
+			pairs, err = s.districtPairs(ctx, dd, asOf)
+			return err
+		}))
+	if err != nil {
+		return nil, fmt.Errorf("school dashboard: %w", err)
+	}
+	sd := &jiaoliu.SchoolDashboard{SchoolID: schoolID, SchoolName: school.Name, DistrictID: d.ID, AcademicYear: string(y), AsOf: asOf,
+		ReferenceDate: y.ReferenceDate(), Policy: dd.policy, Eligibility: jiaoliu.Summarize(elig), Teachers: elig,
+		Progress: jiaoliu.SummarizeProgress(progress), Pairs: pairs, PairSummary: jiaoliu.SummarizePairs(pairs)}
+	if len(rep.Schools) > 0 {
+		sd.Quota = rep.Schools[0]
+	}
+	for _, p := range progress {
+		if p.SendingSchoolID == schoolID {
+			sd.Sent = append(sd.Sent, p)
+		}
+		if p.ReceivingSchoolID == schoolID {
+			sd.Received = append(sd.Received, p)
+		}
+	}
+	rep.ReverseFlow = nil
+	sd.Alerts = jiaoliu.Alerts(progress, rep)
+	return sd, nil
+}
+
+// ExchangeProgressOfYear applies the progress rules to every exchange of a district
+// (or of one school, when schoolID is set) in an academic year: the exchanges of the
+// year and the earlier ones still under way, counted over that year up to asOf.
+func (s *Store) ExchangeProgressOfYear(ctx context.Context, districtID, schoolID string, y jiaoliu.AcademicYear, asOf jiaoliu.Date) ([]*jiaoliu.ExchangeProgress, error) {
+	if districtID == "" && schoolID != "" {
+		school, err := s.authorizeSchool(ctx, schoolID)
+		if err != nil {
+			return nil, err
+		}
+		districtID = school.DistrictID
+	}
+	sc, err := s.authorizeDistrict(ctx, districtID)
+	if err != nil {
+		return nil, err
+	}
+	if schoolID != "" {
+		if sc.school != "" && sc.school != schoolID {
+			return nil, jiaoliu.Errorf(jiaoliu.EFORBIDDEN, "you may see the reports of your own school only")
+		}
+		sc.school = schoolID
+	}
+	dd, err := s.loadDistrict(ctx, sc, y)
+	if err != nil {
+		return nil, fmt.Errorf("exchange progress: %w", err)
+	}
+	return s.progressOf(ctx, dd.exchanges, y, asOf, dd.byID, dd.teacherByID, map[string]*jiaoliu.Policy{policyKey(districtID, y): dd.policy})
+}
+
+func policyKey(district string, y jiaoliu.AcademicYear) string { return district + "/" + string(y) }
+
+// ExchangeProgress implements jiaoliu.PolicyService.
+func (s *Store) ExchangeProgress(ctx context.Context, ids []string, asOf jiaoliu.Date) (map[string]*jiaoliu.ExchangeProgress, error) {
+	xs, err := GetMany[jiaoliu.Exchange](ctx, s, jiaoliu.ExchangeEntity, ids)
+	if err != nil {
+		return nil, fmt.Errorf("exchange progress: %w", err)
+	}
+	exchanges := make([]*jiaoliu.Exchange, 0, len(xs))
+	var schoolIDs, teacherIDs []string
+	for _, x := range xs {
+		if x.Deleted {
+			continue
+		}
+		exchanges = append(exchanges, x)
+		schoolIDs = append(schoolIDs, x.SendingSchoolID, x.ReceivingSchoolID)
+		teacherIDs = append(teacherIDs, x.TeacherID)
+	}
+	schools, teachers := map[string]*jiaoliu.School{}, map[string]*jiaoliu.Teacher{}
+	if err := parallel(ctx,
+		func(ctx context.Context) error { return s.loadSchools(ctx, dedupe(schoolIDs), schools) },
+		func(ctx context.Context) error { return s.loadTeachers(ctx, dedupe(teacherIDs), teachers) },
+	); err != nil {
+		return nil, fmt.Errorf("exchange progress: %w", err)
+	}
+	policies, err := s.policiesFor(ctx, schools)
+	if err != nil {
+		return nil, fmt.Errorf("exchange progress: %w", err)
+	}
+	list, err := s.progressOf(ctx, exchanges, "", asOf, schools, teachers, policies)
+	if err != nil {
+		return nil, fmt.Errorf("exchange progress: %w", err)
+	}
+	out := make(map[string]*jiaoliu.ExchangeProgress, len(list))
+	for _, p := range list {
+		out[p.ExchangeID] = p
+	}
+	return out, nil
+}
+
+func dedupe(ids []string) []string {
+	seen := map[string]bool{}
+	out := ids[:0:0]
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// policiesFor reads every policy of the districts of the schools, keyed by policyKey.
+func (s *Store) policiesFor(ctx context.Context, schools map[string]*jiaoliu.School) (map[string]*jiaoliu.Policy, error) {
+	var districts []string
+	for _, sc := range schools {
+		districts = append(districts, sc.DistrictID)
+	}
+	var list []*jiaoliu.Policy
+	if err := s.db.SelectContext(ctx, &list, `SELECT `+columns(jiaoliu.PolicyEntity)+` FROM policies t WHERE t.district_id = ANY($1::uuid[]) AND NOT t.deleted`, pq.Array(dedupe(districts))); err != nil {
+		return nil, fmt.Errorf("load policies: %w", err)
+	}
+	out := map[string]*jiaoliu.Policy{}
+	for _, p := range list {
+		out[policyKey(p.DistrictID, jiaoliu.AcademicYear(p.AcademicYear))] = p
+	}
+	return out, nil
+}
+
+// policyOf picks the policy an exchange is judged by: its sending school's district's
+// policy for the duty year, else for the exchange's year, else the district's latest
+// policy before it, else the receiving school's district's.
+func policyOf(x *jiaoliu.Exchange, duty jiaoliu.AcademicYear, schools map[string]*jiaoliu.School, policies map[string]*jiaoliu.Policy) *jiaoliu.Policy {
+	for _, sid := range []string{x.SendingSchoolID, x.ReceivingSchoolID} {
+		sc := schools[sid]
+		if sc == nil {
+			continue
+		}
+		for _, y := range []jiaoliu.AcademicYear{duty, jiaoliu.AcademicYear(x.AcademicYear)} {
+			if p := policies[policyKey(sc.DistrictID, y)]; p != nil {
+				return p
+			}
+		}
+		var best *jiaoliu.Policy
+		for _, p := range policies {
+			if p.DistrictID == sc.DistrictID && p.AcademicYear <= string(duty) && (best == nil || p.AcademicYear > best.AcademicYear) {
+				best = p
+			}
+		}
+		if best != nil {
+			return best
+		}
+	}
+	return nil
+}
+
+// progressOf applies the progress rules to exchanges. With year set (a dashboard), the
+// duties are counted over that academic year; otherwise over each exchange's duty
+// window as of asOf.
+func (s *Store) progressOf(ctx context.Context, exchanges []*jiaoliu.Exchange, year jiaoliu.AcademicYear, asOf jiaoliu.Date,
+	schools map[string]*jiaoliu.School, teachers map[string]*jiaoliu.Teacher, policies map[string]*jiaoliu.Policy) ([]*jiaoliu.ExchangeProgress, error) {
+	if len(exchanges) == 0 {
+		return nil, nil
+	}
+	type window struct{ from, to jiaoliu.Date }
+	windows := map[window][]string{}
+	windowOf := map[string]window{}
+	var ids, teacherIDs []string
+	for _, x := range exchanges {
+		var from, to jiaoliu.Date
+		if year != "" {
+			from, to = jiaoliu.YearWindow(year, asOf)
+		} else {
+			_, from, to = jiaoliu.DutyWindow(x, asOf)
+		}
+		w := window{from, to}
+		windows[w] = append(windows[w], x.ID)
+		windowOf[x.ID] = w
+		ids = append(ids, x.ID)
+		teacherIDs = append(teacherIDs, x.TeacherID)
+	}
+	activity := map[string]*jiaoliu.ExchangeActivity{}
+	var mu sync.Mutex
+	var evals []*jiaoliu.Evaluation
+	var unqualified []*jiaoliu.Evaluation
+	history := map[string]*jiaoliu.Exchange{}
+	fns := []func(context.Context) error{
+		s.step(ctx, "evaluations", func(ctx context.Context) error {
+			if err := s.db.SelectContext(ctx, &evals, `SELECT `+columns(jiaoliu.EvaluationEntity)+` FROM evaluations t
+				WHERE t.exchange_id = ANY($1::uuid[]) AND NOT t.deleted ORDER BY t.exchange_id, t.term`, pq.Array(ids)); err != nil {
+				return fmt.Errorf("load evaluations: %w", err)
+			}
+			return nil
+		}),
+		s.step(ctx, "unqualified", func(ctx context.Context) error {
+			// The teachers' UNQUALIFIED grades of every exchange, for the two-year rule.
+			if err := s.db.SelectContext(ctx, &unqualified, `SELECT `+columns(jiaoliu.EvaluationEntity)+` FROM evaluations t
+				JOIN exchanges x ON x.id = t.exchange_id
+				WHERE x.teacher_id = ANY($1::uuid[]) AND t.finalized AND t.grade = 'UNQUALIFIED' AND NOT t.deleted`, pq.Array(dedupe(teacherIDs))); err != nil {
+				return fmt.Errorf("load grades: %w", err)
+			}
+			var xs []*jiaoliu.Exchange
+			var xids []string
+			for _, e := range unqualified {
+				xids = append(xids, e.ExchangeID)
+			}
+			if len(xids) > 0 {
+				if err := s.db.SelectContext(ctx, &xs, `SELECT `+columns(jiaoliu.ExchangeEntity)+` FROM exchanges t WHERE t.id = ANY($1::uuid[])`, pq.Array(dedupe(xids))); err != nil {
+					return fmt.Errorf("load graded exchanges: %w", err)
+				}
+			}
+			for _, x := range xs {
+				history[x.ID] = x
+			}
+			return nil
+		}),
+	}
+	for w, wids := range windows {
+		fns = append(fns, func(ctx context.Context) error {
+			acts, err := s.activity(ctx, wids, w.from, w.to)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for id, a := range acts {
+				activity[id] = a
+			}
+			return nil
+		})
+	}
+	if err := parallel(ctx, fns...); err != nil {
+		return nil, err
+	}
+	evalsOf := map[string][]*jiaoliu.Evaluation{}
+	for _, e := range evals {
+		evalsOf[e.ExchangeID] = append(evalsOf[e.ExchangeID], e)
+	}
+	unqualifiedOf := map[string][]*jiaoliu.Evaluation{}
+	for _, e := range unqualified {
+		if x := history[e.ExchangeID]; x != nil {
+			unqualifiedOf[x.TeacherID] = append(unqualifiedOf[x.TeacherID], e)
+		}
+	}
+	out := make([]*jiaoliu.ExchangeProgress, 0, len(exchanges))
+	for _, x := range exchanges {
+		duty, _, _ := jiaoliu.DutyWindow(x, asOf)
+		if year != "" {
+			duty = year
+		}
+		p := policyOf(x, duty, schools, policies)
+		if p == nil {
+			return nil, jiaoliu.Errorf(jiaoliu.ENOTFOUND, "no policy applies to exchange %s: create the district's policy for %s", x.ID, duty)
+		}
+		a := activity[x.ID]
+		if a == nil {
+			w := windowOf[x.ID]
+			a = &jiaoliu.ExchangeActivity{ExchangeID: x.ID, From: w.from, To: w.to}
+		}
+		name := ""
+		if t := teachers[x.TeacherID]; t != nil {
+			name = t.Name
+		}
+		pr := jiaoliu.ComputeProgress(jiaoliu.ProgressInput{Policy: p.PolicyParams, Exchange: x, TeacherName: name,
+			Sending: schools[x.SendingSchoolID], Receiving: schools[x.ReceivingSchoolID], Activity: *a,
+			Evaluations: evalsOf[x.ID], UnqualifiedYears: jiaoliu.UnqualifiedYears(history, unqualifiedOf[x.TeacherID]), AsOf: asOf})
+		if year != "" {
+			pr.AcademicYear, pr.From, pr.To = string(year), a.From, a.To
+		}
+		out = append(out, pr)
+	}
+	return out, nil
+}
+
+// bucketOf returns the stats bucket of a day, as stats_bucket in SQL: the Monday of its
+// week, or 1 September when that is later.
+func bucketOf(d jiaoliu.Date) jiaoliu.Date {
+	t := d.Time()
+	monday := d.AddDays(-((int(t.Weekday()) + 6) % 7))
+	if start := jiaoliu.AcademicYearOf(d).ReferenceDate(); monday.Before(start) {
+		return start
+	}
+	return monday
+}
+
+type activityRow struct {
+	ExchangeID    string `db:"exchange_id"`
+	Lessons       int    `db:"lessons"`
+	Demonstration int    `db:"demonstration"`
+	Guidance      int    `db:"guidance"`
+	Delivered     int    `db:"delivered"`
+	Weeks         int    `db:"weeks"`
+	Research      int    `db:"research"`
+	Surveys       int    `db:"surveys"`
+	Observations  int    `db:"observations"`
+	Critiques     int    `db:"critiques"`
+	Present       int    `db:"present"`
+	Leave         int    `db:"leave"`
+	Sick          int    `db:"sick"`
+	Absent        int    `db:"absent"`
+}
+
+// activityQuery counts the activity of exchanges ($1) over from ($2) .. to ($3) from the
+// weekly buckets. A bucket is its folded row (at most one, delta = false) plus any delta
+// rows not yet folded; buckets with delta rows are summed apart (few: the server folds
+// them every 30 s). The bucket that holds to ($4 is its first day) is recounted from the
+// records, over $4 .. to, for the exchanges whose bucket holds days after to.
+const activityQuery = `
+WITH dk AS MATERIALIZED (
+	SELECT DISTINCT exchange_id, week FROM exchange_week_stats
+	WHERE delta AND exchange_id = ANY($1::uuid[]) AND week BETWEEN $2 AND $3
+), mixed AS MATERIALIZED (
+	SELECT s.exchange_id, s.week, sum(s.lessons) AS lessons, sum(s.demonstration) AS demonstration, sum(s.guidance) AS guidance, sum(s.delivered) AS delivered, sum(s.research) AS research, sum(s.surveys) AS surveys, sum(s.observations) AS observations, sum(s.critiques) AS critiques, sum(s.present) AS present, sum(s.leave) AS leave, sum(s.sick) AS sick, sum(s.absent) AS absent, max(s.max_date) AS max_date
+	FROM exchange_week_stats s JOIN dk ON dk.exchange_id = s.exchange_id AND dk.week = s.week
+	GROUP BY s.exchange_id, s.week
+), partial AS MATERIALIZED (
+	SELECT s.exchange_id FROM exchange_week_stats s
+	WHERE s.exchange_id = ANY($1::uuid[]) AND s.week = $4 AND NOT s.delta AND s.max_date > $3
+		AND NOT EXISTS (SELECT 1 FROM dk WHERE dk.exchange_id = s.exchange_id AND dk.week = s.week)
+	UNION
+	SELECT exchange_id FROM mixed WHERE week = $4 AND max_date > $3
+), raw AS (
+	SELECT exchange_id, count(*) AS lessons, count(*) FILTER (WHERE kind = 'DEMONSTRATION') AS demonstration,
+		count(*) FILTER (WHERE kind = 'GUIDANCE') AS guidance, count(*) FILTER (WHERE kind = 'DELIVERED') AS delivered,
+		0 AS research, 0 AS surveys, 0 AS observations, 0 AS critiques, 0 AS present, 0 AS leave, 0 AS sick, 0 AS absent
+	FROM lessons WHERE date BETWEEN $4 AND $3 AND exchange_id = ANY($1::uuid[]) AND NOT deleted AND EXISTS (SELECT 1 FROM partial)
+	GROUP BY exchange_id
+	UNION ALL
+	SELECT exchange_id, 0, 0, 0, 0, 0, 0, 0, 0, count(*) FILTER (WHERE status = 'PRESENT'), count(*) FILTER (WHERE status = 'LEAVE'),
+		count(*) FILTER (WHERE status = 'SICK'), count(*) FILTER (WHERE status = 'ABSENT')
+	FROM attendance WHERE date BETWEEN $4 AND $3 AND exchange_id = ANY($1::uuid[]) AND NOT deleted AND EXISTS (SELECT 1 FROM partial)
+	GROUP BY exchange_id
+	UNION ALL
+	SELECT exchange_id, 0, 0, 0, 0, count(*), count(*) FILTER (WHERE kind = 'SURVEY'), 0, 0, 0, 0, 0, 0
+	FROM research_activities WHERE date BETWEEN $4 AND $3 AND exchange_id = ANY($1::uuid[]) AND NOT deleted AND EXISTS (SELECT 1 FROM partial)
+	GROUP BY exchange_id
+	UNION ALL
+	SELECT o.exchange_id, 0, 0, 0, 0, 0, 0, count(*), count(*) FILTER (WHERE o.critique), 0, 0, 0, 0
+	FROM observations o JOIN exchanges x ON x.id = o.exchange_id AND x.teacher_id = o.observer_id
+	WHERE o.date BETWEEN $4 AND $3 AND o.exchange_id = ANY($1::uuid[]) AND NOT o.deleted AND EXISTS (SELECT 1 FROM partial)
+	GROUP BY o.exchange_id
+), buckets AS (
+	SELECT s.exchange_id, s.lessons, s.demonstration, s.guidance, s.delivered, s.research, s.surveys, s.observations, s.critiques, s.present, s.leave, s.sick, s.absent
+	FROM exchange_week_stats s
+	WHERE s.exchange_id = ANY($1::uuid[]) AND s.week BETWEEN $2 AND $3 AND NOT s.delta
+		AND NOT EXISTS (SELECT 1 FROM dk WHERE dk.exchange_id = s.exchange_id AND dk.week = s.week)
+		AND NOT (s.week = $4 AND s.exchange_id IN (SELECT exchange_id FROM partial))
+	UNION ALL
+	SELECT exchange_id, lessons, demonstration, guidance, delivered, research, surveys, observations, critiques, present, leave, sick, absent
+	FROM mixed WHERE NOT (week = $4 AND exchange_id IN (SELECT exchange_id FROM partial))
+	UNION ALL
+	SELECT r.exchange_id, sum(lessons), sum(demonstration), sum(guidance), sum(delivered), sum(research), sum(surveys), sum(observations), sum(critiques), sum(present), sum(leave), sum(sick), sum(absent)
+	FROM raw r WHERE r.exchange_id IN (SELECT exchange_id FROM partial) GROUP BY r.exchange_id
+)
+SELECT exchange_id, sum(lessons) AS lessons, sum(demonstration) AS demonstration, sum(guidance) AS guidance,
+	sum(delivered) AS delivered, count(*) FILTER (WHERE lessons > 0) AS weeks, sum(research) AS research,
+	sum(surveys) AS surveys, sum(observations) AS observations, sum(critiques) AS critiques, sum(present) AS present,
+	sum(leave) AS leave, sum(sick) AS sick, sum(absent) AS absent
+FROM buckets GROUP BY exchange_id`
+
+// activity counts what was logged for each exchange over from..to, with its longest run
+// of ABSENT records up to to (read from the ABSENT records only).
+func (s *Store) activity(ctx context.Context, ids []string, from, to jiaoliu.Date) (map[string]*jiaoliu.ExchangeActivity, error) {
+	out := make(map[string]*jiaoliu.ExchangeActivity, len(ids))
+	for _, id := range ids {
+		out[id] = &jiaoliu.ExchangeActivity{ExchangeID: id, From: from, To: to}
+	}
+	var rows []activityRow
+	var runs []struct {
+		ExchangeID string       `db:"exchange_id"`
+		Length     int          `db:"length"`
+		From       jiaoliu.Date `db:"run_from"`
+		To         jiaoliu.Date `db:"run_to"`
+	}
+	err := parallel(ctx,
+		s.step(ctx, "activity", func(ctx context.Context) error {
+			if to.Before(from) {
+				return nil
+			}
+			// A district's weeks are grouped in memory, not on disk.
+			tx, err := s.db.BeginTxx(ctx, &sql.TxOptions{ReadOnly: true})
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback()
+			if _, err := tx.ExecContext(ctx, `SET LOCAL work_mem = '64MB'`); err != nil {
+				return err
+			}
+			return tx.SelectContext(ctx, &rows, activityQuery, pq.Array(ids), from, to, bucketOf(to))
+		}),
+		s.step(ctx, "absence runs", func(ctx context.Context) error {
+			return s.db.SelectContext(ctx, &runs, absenceRunQuery, pq.Array(ids), to)
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("count activity: %w", err)
+	}
+	for _, r := range rows {
+		a := out[r.ExchangeID]
+		if a == nil {
+			continue
+		}
+		a.Lessons, a.DemonstrationLessons, a.GuidanceLessons, a.DeliveredLessons, a.LessonWeeks = r.Lessons, r.Demonstration, r.Guidance, r.Delivered, r.Weeks
+		a.ResearchActivities, a.Surveys, a.Observations, a.Critiques = r.Research, r.Surveys, r.Observations, r.Critiques
+		a.Present, a.Leave, a.Sick, a.Absent = r.Present, r.Leave, r.Sick, r.Absent
+	}
+	for _, r := range runs {
+		if a := out[r.ExchangeID]; a != nil {
+			a.LongestAbsentRun = jiaoliu.AbsenceRun{Length: r.Length, From: r.From, To: r.To}
+		}
+	}
+	return out, nil
+}
+
+// absenceRunQuery finds each exchange's longest run of ABSENT attendance records in a
+// row up to a day ($2), as jiaoliu.LongestAbsentRun does, reading only the ABSENT
+// records: two consecutive ABSENT records are in one run unless a record of another
+// status lies between them (days without a record neither count nor break a run).
+const absenceRunQuery = `
+WITH a AS (
+	SELECT exchange_id, date, lead(date) OVER (PARTITION BY exchange_id ORDER BY date) AS next
+	FROM attendance WHERE exchange_id = ANY($1::uuid[]) AND status = 'ABSENT' AND NOT deleted AND date <= $2
+), b AS (
+	SELECT exchange_id, date,
+		CASE WHEN next IS NULL OR EXISTS (SELECT 1 FROM attendance o WHERE o.exchange_id = a.exchange_id
+			AND o.date > a.date AND o.date < a.next AND o.status <> 'ABSENT' AND NOT o.deleted) THEN 1 ELSE 0 END AS breaks
+	FROM a
+), c AS (
+	SELECT exchange_id, date,
+		coalesce(sum(breaks) OVER (PARTITION BY exchange_id ORDER BY date ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS run
+	FROM b
+), r AS (
+	SELECT exchange_id, count(*) AS length, min(date) AS run_from, max(date) AS run_to
+	FROM c GROUP BY exchange_id, run
+)
+SELECT DISTINCT ON (exchange_id) exchange_id, length, run_from, run_to
+FROM r ORDER BY exchange_id, length DESC, run_from`
+
+// districtPairs reads the mentoring pairs of the year whose school, mentor or mentee
+// is in scope, with their activity counts.
+func (s *Store) districtPairs(ctx context.Context, dd *districtData, asOf jiaoliu.Date) ([]*jiaoliu.PairProgress, error) {
+	args := []any{dd.scope.district.ID, string(dd.year)}
+	schools := `(SELECT id FROM schools WHERE district_id = $1)`
+	if dd.scope.school != "" {
+		schools = `(SELECT $3::uuid)`
+		args = append(args, dd.scope.school)
+	}
+	var pairs []*jiaoliu.MentoringPair
+	if err := s.db.SelectContext(ctx, &pairs, `SELECT `+columns(jiaoliu.MentoringPairEntity)+` FROM mentoring_pairs t
+		WHERE t.academic_year = $2 AND NOT t.deleted AND $1::uuid IS NOT NULL AND (t.school_id IN `+schools+`
+			OR EXISTS (SELECT 1 FROM teachers tt WHERE tt.id IN (t.mentor_id, t.mentee_id) AND tt.school_id IN `+schools+`))
+		ORDER BY t.id`, args...); err != nil {
+		return nil, fmt.Errorf("load pairs: %w", err)
+	}
+	return s.pairProgress(ctx, pairs, asOf, map[string]*jiaoliu.Policy{policyKey(dd.scope.district.ID, dd.year): dd.policy}, dd.teacherByID)
+}
+
+// pairProgress counts the activities of pairs over their academic years up to asOf.
+func (s *Store) pairProgress(ctx context.Context, pairs []*jiaoliu.MentoringPair, asOf jiaoliu.Date, policies map[string]*jiaoliu.Policy,
+	teachers map[string]*jiaoliu.Teacher) ([]*jiaoliu.PairProgress, error) {
+	if len(pairs) == 0 {
+		return nil, nil
+	}
+	var ids, missing []string
+	for _, p := range pairs {
+		ids = append(ids, p.ID)
+		for _, t := range []string{p.MentorID, p.MenteeID} {
+			if teachers[t] == nil {
+				missing = append(missing, t)
+			}
+		}
+	}
+	if len(missing) > 0 {
+		teachers = copyTeachers(teachers)
+		if err := s.loadTeachers(ctx, dedupe(missing), teachers); err != nil {
+			return nil, err
+		}
+	}
+	var counts []struct {
+		PairID string `db:"pair_id"`
+		Kind   string `db:"kind"`
+		N      int    `db:"n"`
+	}
+	if err := s.db.SelectContext(ctx, &counts, `SELECT a.pair_id, a.kind, count(*) AS n FROM mentoring_activities a
+		JOIN mentoring_pairs p ON p.id = a.pair_id
+		WHERE a.pair_id = ANY($1::uuid[]) AND NOT a.deleted
+			AND a.date >= make_date(substr(p.academic_year, 1, 4)::int, 9, 1)
+			AND a.date <= least(make_date(substr(p.academic_year, 6, 4)::int, 8, 31), $2::date)
+		GROUP BY a.pair_id, a.kind`, pq.Array(ids), asOf); err != nil {
+		return nil, fmt.Errorf("count pair activities: %w", err)
+	}
+	byPair := map[string]map[jiaoliu.MentoringKind]int{}
+	for _, c := range counts {
+		if byPair[c.PairID] == nil {
+			byPair[c.PairID] = map[jiaoliu.MentoringKind]int{}
+		}
+		byPair[c.PairID][jiaoliu.MentoringKind(c.Kind)] = c.N
+	}
+	schools := map[string]*jiaoliu.School{}
+	var schoolIDs []string
+	for _, p := range pairs {
+		if p.SchoolID != nil {
+			schoolIDs = append(schoolIDs, *p.SchoolID)
+		}
+		if t := teachers[p.MenteeID]; t != nil {
+			schoolIDs = append(schoolIDs, t.SchoolID)
+		}
+	}
+	if err := s.loadSchools(ctx, dedupe(schoolIDs), schools); err != nil {
+		return nil, err
+	}
+	if policies == nil {
+		var err error
+		if policies, err = s.policiesFor(ctx, schools); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]*jiaoliu.PairProgress, 0, len(pairs))
+	for _, p := range pairs {
+		var pol *jiaoliu.Policy
+		for _, sid := range pairSchools(p, teachers) {
+			if sc := schools[sid]; sc != nil {
+				if pol = policies[policyKey(sc.DistrictID, jiaoliu.AcademicYear(p.AcademicYear))]; pol != nil {
+					break
+				}
+			}
+		}
+		if pol == nil {
+			for _, v := range policies {
+				pol = v
+				break
+			}
+		}
+		if pol == nil {
+			return nil, jiaoliu.Errorf(jiaoliu.ENOTFOUND, "no policy applies to mentoring pair %s: create the district's policy for %s", p.ID, p.AcademicYear)
+		}
+		pp := jiaoliu.ComputePairProgress(pol.PolicyParams, p, byPair[p.ID], asOf)
+		if t := teachers[p.MentorID]; t != nil {
+			pp.MentorName = t.Name
+		}
+		if t := teachers[p.MenteeID]; t != nil {
+			pp.MenteeName = t.Name
+		}
+		out = append(out, pp)
+	}
+	return out, nil
+}
+
+func pairSchools(p *jiaoliu.MentoringPair, teachers map[string]*jiaoliu.Teacher) []string {
+	var out []string
+	if p.SchoolID != nil {
+		out = append(out, *p.SchoolID)
+	}
+	for _, id := range []string{p.MenteeID, p.MentorID} {
+		if t := teachers[id]; t != nil {
+			out = append(out, t.SchoolID)
+		}
+	}
+	return out
+}
+
+func copyTeachers(m map[string]*jiaoliu.Teacher) map[string]*jiaoliu.Teacher {
+	out := make(map[string]*jiaoliu.Teacher, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// PairProgress implements jiaoliu.PolicyService.
+func (s *Store) PairProgress(ctx context.Context, ids []string, asOf jiaoliu.Date) (map[string]*jiaoliu.PairProgress, error) {
+	m, err := GetMany[jiaoliu.MentoringPair](ctx, s, jiaoliu.MentoringPairEntity, ids)
+	if err != nil {
+		return nil, fmt.Errorf("pair progress: %w", err)
+	}
+	pairs := make([]*jiaoliu.MentoringPair, 0, len(m))
+	for _, p := range m {
+		if !p.Deleted {
+			pairs = append(pairs, p)
+		}
+	}
+	sort.Slice(pairs, func(i, j int) bool { return pairs[i].ID < pairs[j].ID })
+	list, err := s.pairProgress(ctx, pairs, asOf, nil, map[string]*jiaoliu.Teacher{})
+	if err != nil {
+		return nil, fmt.Errorf("pair progress: %w", err)
+	}
+	out := make(map[string]*jiaoliu.PairProgress, len(list))
+	for _, p := range list {
+		out[p.PairID] = p
+	}
+	return out, nil
+}
+
+// PromotionCheck implements jiaoliu.PolicyService.
+func (s *Store) PromotionCheck(ctx context.Context, teacherID string, asOf jiaoliu.Date) (*jiaoliu.PromotionCheck, error) {
+	t, err := Get[jiaoliu.Teacher](ctx, s, jiaoliu.TeacherEntity, teacherID)
+	if err != nil {
+		return nil, err
+	}
+	var stints []*jiaoliu.SchoolStint
+	var exchanges []*jiaoliu.Exchange
+	if err := parallel(ctx,
+		func(ctx context.Context) error {
+			return s.db.SelectContext(ctx, &stints, `SELECT `+columns(jiaoliu.SchoolStintEntity)+` FROM school_stints t WHERE t.teacher_id = $1 AND NOT t.deleted`, teacherID)
+		},
+		func(ctx context.Context) error {
+			return s.db.SelectContext(ctx, &exchanges, `SELECT `+columns(jiaoliu.ExchangeEntity)+` FROM exchanges t WHERE t.teacher_id = $1 AND NOT t.deleted`, teacherID)
+		},
+	); err != nil {
+		return nil, fmt.Errorf("promotion check: %w", err)
+	}
+	ids := []string{t.SchoolID}
+	for _, st := range stints {
+		ids = append(ids, st.SchoolID)
+	}
+	schools := map[string]*jiaoliu.School{}
+	if err := s.loadSchools(ctx, dedupe(ids), schools); err != nil {
+		return nil, fmt.Errorf("promotion check: %w", err)
+	}
+	var groupIDs []string
+	for _, sc := range schools {
+		if sc.GroupID != nil {
+			groupIDs = append(groupIDs, *sc.GroupID)
+		}
+	}
+	groups := map[string]*jiaoliu.SchoolGroup{}
+	if len(groupIDs) > 0 {
+		var list []*jiaoliu.SchoolGroup
+		if err := s.db.SelectContext(ctx, &list, `SELECT `+columns(jiaoliu.SchoolGroupEntity)+` FROM school_groups t WHERE t.id = ANY($1::uuid[])`, pq.Array(dedupe(groupIDs))); err != nil {
+			return nil, fmt.Errorf("promotion check: %w", err)
+		}
+		for _, g := range list {
+			groups[g.ID] = g
+		}
+	}
+	return jiaoliu.CheckPromotion(jiaoliu.PromotionInput{Teacher: t, Stints: stints, Schools: schools, Groups: groups, Exchanges: exchanges, AsOf: asOf}), nil
+}
+
+// CompactExchangeStats folds the delta rows the triggers append into one row per
+// bucket and returns the number of buckets written. It is safe to run at any time,
+// concurrently with writers; the server runs it periodically.
+func (s *Store) CompactExchangeStats(ctx context.Context) (int, error) {
+	var n int
+	if err := s.db.GetContext(ctx, &n, `SELECT stats_compact()`); err != nil {
+		return 0, fmt.Errorf("compact exchange stats: %w", err)
+	}
+	return n, nil
+}
+
+// RebuildExchangeStats recounts the weekly activity buckets from the records (after a
+// bulk load that bypassed the triggers, or to repair them).
+func (s *Store) RebuildExchangeStats(ctx context.Context) error {
+	if _, err := s.db.ExecContext(ctx, `SELECT stats_rebuild()`); err != nil {
+		return fmt.Errorf("rebuild exchange stats: %w", err)
+	}
+	return nil
+}
+
+// Today returns the current day in China Standard Time, the default "as of" of the
+// views (the rules themselves never read the clock).
+func Today() jiaoliu.Date {
+	return jiaoliu.DateOf(time.Now().In(chinaTime))
+}
+
+var chinaTime = time.FixedZone("CST", 8*3600)
