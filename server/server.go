@@ -238,6 +238,7 @@ func (m *Main) routes(rootCtx context.Context) (*http.ServeMux, error) {
 	if err := m.syncRoutes(rootCtx, mux); err != nil {
 		return nil, err
 	}
+	m.exportRoutes(rootCtx, mux)
 	return mux, nil
 }
 

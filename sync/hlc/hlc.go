@@ -28,6 +28,10 @@ func Parse(s string) (Timestamp, error) {
 	if len(s) < 20 || s[13] != '-' || s[18] != '-' {
 		return Timestamp{}, fmt.Errorf("hlc %q: want WWWWWWWWWWWWW-CCCC-NODE", s)
 	}
+	// Digits only: ParseInt would take a sign, and HLCs compare as strings.
+	if strings.Trim(s[:13], "0123456789") != "" {
+		return Timestamp{}, fmt.Errorf("hlc %q: bad wall time", s)
+	}
 	wall, err := strconv.ParseInt(s[:13], 10, 64)
 	if err != nil || wall < 0 {
 		return Timestamp{}, fmt.Errorf("hlc %q: bad wall time", s)
