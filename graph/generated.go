@@ -8192,7 +8192,7 @@ type SchoolDashboard {
 extend type Query {
   "Who must rotate, may volunteer, is deferred or exempt in a district (or one school), and why. asOf is accepted for symmetry: eligibility is judged on the reference date."
   eligibility(districtId: ID!, academicYear: String!, schoolId: ID, status: EligibilityStatus, asOf: Date): EligibilityList!
-  "Quotas per school and for the district, with reverse flow and cadres."
+  "Quotas per school and for the district, with reverse flow and cadres. Exchanges count by their status now; asOf is accepted for symmetry."
   quotas(districtId: ID!, academicYear: String!, asOf: Date): QuotaReport!
   "Duties, attendance, report for duty, evaluations and consequences of an exchange as of a day."
   exchangeProgress(exchangeId: ID!, asOf: Date): ExchangeProgress

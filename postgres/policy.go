@@ -790,24 +790,37 @@ type activityRow struct {
 }
 
 // activityQuery counts the activity of exchanges ($1) over from ($2) .. to ($3) from the
-// weekly buckets. A bucket is its folded row (at most one, delta = false) plus any delta
-// rows not yet folded; buckets with delta rows are summed apart (few: the server folds
-// them every 30 s). The bucket that holds to ($4 is its first day) is recounted from the
-// records, over $4 .. to, for the exchanges whose bucket holds days after to.
+// weekly buckets; $4 is the first day of the bucket that holds to. For an exchange
+// whose buckets in the window are all folded (no delta rows), it reads two rows: the
+// cumulative counts of the last bucket before $4, and the bucket $4 itself. An
+// exchange with delta rows not yet folded (written in the last half minute) has its
+// buckets summed instead. The bucket $4 is recounted from the records, over $4 .. to,
+// when it holds days after to.
 const activityQuery = `
-WITH dk AS MATERIALIZED (
-	SELECT DISTINCT exchange_id, week FROM exchange_week_stats
+WITH dirty AS MATERIALIZED (
+	SELECT DISTINCT exchange_id FROM exchange_week_stats
 	WHERE delta AND exchange_id = ANY($1::uuid[]) AND week BETWEEN $2 AND $3
-), mixed AS MATERIALIZED (
+), prev AS (
+	SELECT p.* FROM unnest($1::uuid[]) AS e(id)
+	CROSS JOIN LATERAL (
+		SELECT exchange_id, c_lessons AS lessons, c_demonstration AS demonstration, c_guidance AS guidance, c_delivered AS delivered, c_research AS research, c_surveys AS surveys, c_observations AS observations, c_critiques AS critiques, c_present AS present, c_leave AS leave, c_sick AS sick, c_absent AS absent, c_weeks AS weeks
+		FROM exchange_week_stats
+		WHERE exchange_id = e.id AND NOT delta AND week >= $2 AND week < $4
+		ORDER BY week DESC LIMIT 1) p
+	WHERE e.id NOT IN (SELECT exchange_id FROM dirty)
+), cur AS (
+	SELECT exchange_id, lessons, demonstration, guidance, delivered, research, surveys, observations, critiques, present, leave, sick, absent, max_date
+	FROM exchange_week_stats
+	WHERE exchange_id = ANY($1::uuid[]) AND NOT delta AND week = $4 AND exchange_id NOT IN (SELECT exchange_id FROM dirty)
+), dw AS (
 	SELECT s.exchange_id, s.week, sum(s.lessons) AS lessons, sum(s.demonstration) AS demonstration, sum(s.guidance) AS guidance, sum(s.delivered) AS delivered, sum(s.research) AS research, sum(s.surveys) AS surveys, sum(s.observations) AS observations, sum(s.critiques) AS critiques, sum(s.present) AS present, sum(s.leave) AS leave, sum(s.sick) AS sick, sum(s.absent) AS absent, max(s.max_date) AS max_date
-	FROM exchange_week_stats s JOIN dk ON dk.exchange_id = s.exchange_id AND dk.week = s.week
+	FROM exchange_week_stats s JOIN dirty d ON d.exchange_id = s.exchange_id
+	WHERE s.week BETWEEN $2 AND $3
 	GROUP BY s.exchange_id, s.week
 ), partial AS MATERIALIZED (
-	SELECT s.exchange_id FROM exchange_week_stats s
-	WHERE s.exchange_id = ANY($1::uuid[]) AND s.week = $4 AND NOT s.delta AND s.max_date > $3
-		AND NOT EXISTS (SELECT 1 FROM dk WHERE dk.exchange_id = s.exchange_id AND dk.week = s.week)
+	SELECT exchange_id FROM cur WHERE max_date > $3
 	UNION
-	SELECT exchange_id FROM mixed WHERE week = $4 AND max_date > $3
+	SELECT exchange_id FROM dw WHERE week = $4 AND max_date > $3
 ), raw AS (
 	SELECT exchange_id, count(*) AS lessons, count(*) FILTER (WHERE kind = 'DEMONSTRATION') AS demonstration,
 		count(*) FILTER (WHERE kind = 'GUIDANCE') AS guidance, count(*) FILTER (WHERE kind = 'DELIVERED') AS delivered,
@@ -828,24 +841,22 @@ WITH dk AS MATERIALIZED (
 	FROM observations o JOIN exchanges x ON x.id = o.exchange_id AND x.teacher_id = o.observer_id
 	WHERE o.date BETWEEN $4 AND $3 AND o.exchange_id = ANY($1::uuid[]) AND NOT o.deleted AND EXISTS (SELECT 1 FROM partial)
 	GROUP BY o.exchange_id
-), buckets AS (
-	SELECT s.exchange_id, s.lessons, s.demonstration, s.guidance, s.delivered, s.research, s.surveys, s.observations, s.critiques, s.present, s.leave, s.sick, s.absent
-	FROM exchange_week_stats s
-	WHERE s.exchange_id = ANY($1::uuid[]) AND s.week BETWEEN $2 AND $3 AND NOT s.delta
-		AND NOT EXISTS (SELECT 1 FROM dk WHERE dk.exchange_id = s.exchange_id AND dk.week = s.week)
-		AND NOT (s.week = $4 AND s.exchange_id IN (SELECT exchange_id FROM partial))
+), parts AS (
+	SELECT exchange_id, lessons, demonstration, guidance, delivered, research, surveys, observations, critiques, present, leave, sick, absent, weeks FROM prev
 	UNION ALL
-	SELECT exchange_id, lessons, demonstration, guidance, delivered, research, surveys, observations, critiques, present, leave, sick, absent
-	FROM mixed WHERE NOT (week = $4 AND exchange_id IN (SELECT exchange_id FROM partial))
+	SELECT exchange_id, lessons, demonstration, guidance, delivered, research, surveys, observations, critiques, present, leave, sick, absent, (lessons > 0)::int FROM cur WHERE exchange_id NOT IN (SELECT exchange_id FROM partial)
 	UNION ALL
-	SELECT r.exchange_id, sum(lessons), sum(demonstration), sum(guidance), sum(delivered), sum(research), sum(surveys), sum(observations), sum(critiques), sum(present), sum(leave), sum(sick), sum(absent)
+	SELECT exchange_id, lessons, demonstration, guidance, delivered, research, surveys, observations, critiques, present, leave, sick, absent, (lessons > 0)::int FROM dw
+	WHERE NOT (week = $4 AND exchange_id IN (SELECT exchange_id FROM partial))
+	UNION ALL
+	SELECT r.exchange_id, sum(lessons), sum(demonstration), sum(guidance), sum(delivered), sum(research), sum(surveys), sum(observations), sum(critiques), sum(present), sum(leave), sum(sick), sum(absent), (sum(lessons) > 0)::int
 	FROM raw r WHERE r.exchange_id IN (SELECT exchange_id FROM partial) GROUP BY r.exchange_id
 )
 SELECT exchange_id, sum(lessons) AS lessons, sum(demonstration) AS demonstration, sum(guidance) AS guidance,
-	sum(delivered) AS delivered, count(*) FILTER (WHERE lessons > 0) AS weeks, sum(research) AS research,
+	sum(delivered) AS delivered, sum(weeks) AS weeks, sum(research) AS research,
 	sum(surveys) AS surveys, sum(observations) AS observations, sum(critiques) AS critiques, sum(present) AS present,
 	sum(leave) AS leave, sum(sick) AS sick, sum(absent) AS absent
-FROM buckets GROUP BY exchange_id`
+FROM parts GROUP BY exchange_id`
 
 // activity counts what was logged for each exchange over from..to, with its longest run
 // of ABSENT records up to to (read from the ABSENT records only).

@@ -82,6 +82,12 @@ func TestChaos(t *testing.T) {
 		devices = append(devices, newDevice(s.name, reg, s.exchanges, s.skew, s.correct, seed+uint64(i)*1000003, proxy.URL()))
 	}
 	h.devices = devices
+	// Two tablets run the project's own client (sync/client), over the WebSocket and
+	// over the HTTP fallback, writing teacher B's records next to B1 and B2.
+	h.clients = []*clientDevice{
+		newClientDevice(t, "C1-go-client-ws", registerDevice(t, w.admin, w.userB, "C1"), w.exchangeB, proxy.URL(), false, 2*time.Minute, seed+7),
+		newClientDevice(t, "C2-go-client-http", registerDevice(t, w.admin, w.userB, "C2"), w.exchangeB, proxy.URL(), true, -3*24*time.Hour, seed+11),
+	}
 
 	db, err := sqlx.Connect("postgres", embeddedDSN(srv.dataDir))
 	if err != nil {
@@ -110,6 +116,12 @@ func TestChaos(t *testing.T) {
 		rep := h.settleAndCheck(db)
 		t.Logf("chaos round %d: faults %v, settle and check %v", round, faulted.Round(time.Millisecond), (time.Since(begin) - faulted).Round(time.Millisecond))
 		st := summarize(devices)
+		var clientOps, clientRefused int
+		for _, cd := range h.clients {
+			res, _ := cd.c.Results(context.Background())
+			clientOps += len(res)
+			clientRefused += cd.failed
+		}
 		t.Logf("chaos round %d (%d iterations so far): %s", round, done, rep)
 		t.Logf("chaos round %d: made=%d applied=%d merged=%d rejected=%d duplicates=%d resent=%d restamped=%d lost-fields(conflicts)=%d pushes=%d http=%d dup=%d concurrent=%d shuffled=%d pulls=%d pokes=%d resets=%d connects=%d timeouts=%d internal=%d rate-limited=%d",
 			round, st.made, st.applied, st.merged, st.rejected, st.duplicates, st.resent, st.restamped, st.lostFields,
@@ -118,6 +130,7 @@ func TestChaos(t *testing.T) {
 		if !rep.OK() {
 			t.Errorf("chaos round %d: %s\n  %s", round, rep, strings.Join(rep.details, "\n  "))
 		}
+		t.Logf("chaos round %d: the Go client devices: %d ops acknowledged (%d writes refused locally)", round, clientOps, clientRefused)
 		if st.restampWrong > 0 || st.restampNoHLC > 0 {
 			t.Errorf("chaos round %d: %d ops re-stamped wrongly, %d re-stamped without the server's HLC", round, st.restampWrong, st.restampNoHLC)
 		}
@@ -202,6 +215,7 @@ type harness struct {
 	pgDir   string
 	pg      *pgcluster.Cluster // our handle on the server's embedded PostgreSQL, once taken
 	devices []*device
+	clients []*clientDevice
 	counts  map[string]int
 }
 
@@ -212,6 +226,10 @@ func (h *harness) round(n int, faults []string) {
 	for _, d := range h.devices {
 		wg.Add(1)
 		go func() { defer wg.Done(); d.run(ctx) }()
+	}
+	for _, cd := range h.clients {
+		wg.Add(1)
+		go func() { defer wg.Done(); cd.run(ctx) }()
 	}
 	for i, f := range faults {
 		time.Sleep(time.Duration(150+h.rng.IntN(450)) * time.Millisecond)
@@ -276,14 +294,15 @@ func (h *harness) inject(f string) {
 		d.skew.Store(skew.Milliseconds())
 		t.Logf("  %s's clock now off by %v", d.name, skew)
 	case faultDuplicateRun:
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		var wg sync.WaitGroup
 		for _, d := range h.devices {
-			wg.Add(1)
-			go func() { defer wg.Done(); d.resendAcked(ctx); d.pushConcurrently(ctx) }()
+			d.storm.Store(true)
 		}
-		wg.Wait()
-		cancel()
+		deadline := time.Now().Add(10 * time.Second)
+		for _, d := range h.devices {
+			for d.storm.Load() && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
 	default:
 		t.Fatalf("unknown fault %q", f)
 	}
@@ -384,6 +403,14 @@ func (h *harness) settleAndCheck(db *sqlx.DB) report {
 			t.Errorf("drain: %v", err)
 		}
 	}
+	// The clients push what they have; then each syncs once more, when no one writes.
+	for range 2 {
+		for _, cd := range h.clients {
+			if err := cd.settle(ctx); err != nil {
+				t.Errorf("client settle: %v", err)
+			}
+		}
+	}
 	errs := make([]error, len(h.devices))
 	var wg sync.WaitGroup
 	matched := map[*device]bool{}
@@ -405,7 +432,16 @@ func (h *harness) settleAndCheck(db *sqlx.DB) report {
 			t.Errorf("settle: %v", err)
 		}
 	}
-	return check(ctx, t, db, h.srv.URL(), h.devices, matched)
+	all := append([]*device(nil), h.devices...)
+	for _, cd := range h.clients {
+		d, ok, err := cd.asDevice(ctx, h.srv.URL())
+		if err != nil {
+			t.Fatalf("%s: %v", cd.name, err)
+		}
+		matched[d] = ok
+		all = append(all, d)
+	}
+	return check(ctx, t, db, h.srv.URL(), all, matched)
 }
 
 // embeddedDSN connects to the embedded PostgreSQL of a server's DATA_DIR, over the

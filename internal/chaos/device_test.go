@@ -35,10 +35,13 @@ type device struct {
 	exchanges []string // the exchanges whose records it writes
 	correct   bool     // corrects its clock by welcome.serverTime, as the contract asks
 	skew      atomic.Int64
-	clock     *hlc.Clock
-	rng       *rand.Rand
-	wsURL     string // through the proxy
-	httpURL   string // through the proxy
+	// storm asks the device's own loop (the only user of its socket) to resend
+	// acknowledged ops and push one batch on two connections at once.
+	storm   atomic.Bool
+	clock   *hlc.Clock
+	rng     *rand.Rand
+	wsURL   string // through the proxy
+	httpURL string // through the proxy
 	// requestTimeout bounds a request; a device that times out drops its socket.
 	requestTimeout time.Duration
 
@@ -245,6 +248,11 @@ func (d *device) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		if d.rng.IntN(3) == 0 {
 			d.makeOps(1 + d.rng.IntN(4))
+		}
+		if d.storm.Load() {
+			d.resendAcked(ctx)
+			d.pushConcurrently(ctx)
+			d.storm.Store(false)
 		}
 		d.mu.Lock()
 		poked, reset := d.poked, d.reset

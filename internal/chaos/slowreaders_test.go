@@ -143,6 +143,7 @@ func TestSlowReaders(t *testing.T) {
 		}
 	}()
 	t.Logf("1,000 slow readers connected in %v", time.Since(begin).Round(time.Millisecond))
+	var smu sync.Mutex
 	var samples []int
 	sctx, stopSampling := context.WithCancel(ctx)
 	var sw sync.WaitGroup
@@ -150,7 +151,10 @@ func TestSlowReaders(t *testing.T) {
 	go func() {
 		defer sw.Done()
 		for sctx.Err() == nil {
-			samples = append(samples, rss(t, pid, "VmRSS"))
+			kb := rss(t, pid, "VmRSS")
+			smu.Lock()
+			samples = append(samples, kb)
+			smu.Unlock()
 			sleep(sctx, 100*time.Millisecond)
 		}
 	}()
@@ -189,7 +193,9 @@ func TestSlowReaders(t *testing.T) {
 
 	// Memory stays flat while the pokes flow to the quiet sockets that remain.
 	rssQuiet := rss(t, pid, "VmRSS")
+	smu.Lock()
 	flatFrom := len(samples)
+	smu.Unlock()
 	during := measure(4 * time.Second)
 	stopSampling()
 	sw.Wait()
@@ -204,19 +210,26 @@ func TestSlowReaders(t *testing.T) {
 	t.Logf("greedy readers (14 pulls of 800 kB unread) disconnected: %d of %d, %v after connecting (%d saw the close frame 1008 \"slow reader\"; the others' buffers were full)",
 		disconnected, greedy, cutAfter.Round(time.Millisecond), slowClose)
 
-	// Each idle socket costs tens of kB; a greedy one at most its send queue (4 MiB)
-	// and the message being written.
-	if bound := n*96 + greedy*8*1024 + 48*1024; peak-rssBefore > bound {
-		t.Errorf("memory grew by %s, more than the bound %s", mb(peak-rssBefore), mb(bound))
-	}
-	if grow := flatPeak - rssQuiet; grow > 16*1024 {
-		t.Errorf("memory grew by %s while the pokes flowed to sockets that do not read", mb(grow))
-	}
 	if disconnected != greedy {
 		t.Errorf("%d of %d greedy slow readers were disconnected", disconnected, greedy)
 	}
-	if len(during) < 15 || pct(during, 99) > time.Second {
-		t.Errorf("honest devices suffered: %d round trips, p99 %v", len(during), pct(during, 99))
+	if raceEnabled {
+		// The race detector multiplies memory and time: the figures mean nothing then.
+		t.Log("race detector on: memory and latency bounds not checked")
+	} else {
+		// Each idle socket costs tens of kB; a greedy one at most its send queue (4 MiB)
+		// and the message being written.
+		if bound := n*96 + greedy*8*1024 + 48*1024; peak-rssBefore > bound {
+			t.Errorf("memory grew by %s, more than the bound %s", mb(peak-rssBefore), mb(bound))
+		}
+		if grow := flatPeak - rssQuiet; grow > 16*1024 {
+			t.Errorf("memory grew by %s while the pokes flowed to sockets that do not read", mb(grow))
+		}
+		// The machine may be busy: generous, but far below what a server that buffers
+		// for slow readers or stalls on them would show.
+		if len(during) < 15 || pct(during, 50) > 500*time.Millisecond || pct(during, 99) > 2*time.Second {
+			t.Errorf("honest devices suffered: %d round trips, p50 %v, p99 %v", len(during), pct(during, 50), pct(during, 99))
+		}
 	}
 	for _, h := range honest {
 		if st := h.Stats(); st.rejected > 0 || st.pokes == 0 {

@@ -36,19 +36,69 @@ CREATE TABLE exchange_week_stats (
     sick integer NOT NULL DEFAULT 0,
     absent integer NOT NULL DEFAULT 0,
     max_date date,
-    delta boolean NOT NULL DEFAULT true
+    delta boolean NOT NULL DEFAULT true,
+    -- On folded rows: the counts from 1 September through this week, and the weeks with
+    -- lessons among them (kept by stats_cumulate), so that a reader takes one row per
+    -- exchange for the weeks before the one it judges.
+    c_lessons integer,
+    c_demonstration integer,
+    c_guidance integer,
+    c_delivered integer,
+    c_research integer,
+    c_surveys integer,
+    c_observations integer,
+    c_critiques integer,
+    c_present integer,
+    c_leave integer,
+    c_sick integer,
+    c_absent integer,
+    c_weeks integer
 );
 CREATE INDEX exchange_week_stats_key ON exchange_week_stats (exchange_id, week);
 CREATE INDEX exchange_week_stats_delta ON exchange_week_stats (exchange_id, week) WHERE delta;
 -- The ABSENT records, for the runs of unexcused absence (see postgres/policy.go).
 CREATE INDEX attendance_absent ON attendance (exchange_id, date) WHERE status = 'ABSENT' AND NOT deleted;
 
--- Folds the delta rows of every bucket that has some into one row per bucket. Runs of
--- stats_compact and stats_rebuild take turns (an advisory lock), so that each bucket has
--- at most one folded row (delta = false): readers rely on it.
+-- Recomputes the cumulative counts of the folded rows of the given exchanges (of every
+-- exchange when ids is NULL), per academic year.
 -- +goose StatementBegin
-CREATE FUNCTION stats_compact() RETURNS integer LANGUAGE sql AS $$
-    SELECT pg_advisory_xact_lock(4004);
+CREATE FUNCTION stats_cumulate(ids uuid[]) RETURNS void LANGUAGE sql AS $$
+    UPDATE exchange_week_stats s SET c_lessons = w.c_lessons, c_demonstration = w.c_demonstration, c_guidance = w.c_guidance, c_delivered = w.c_delivered, c_research = w.c_research, c_surveys = w.c_surveys, c_observations = w.c_observations, c_critiques = w.c_critiques, c_present = w.c_present, c_leave = w.c_leave, c_sick = w.c_sick, c_absent = w.c_absent, c_weeks = w.c_weeks
+    FROM (
+        SELECT exchange_id, week,
+            sum(lessons) OVER y AS c_lessons,
+            sum(demonstration) OVER y AS c_demonstration,
+            sum(guidance) OVER y AS c_guidance,
+            sum(delivered) OVER y AS c_delivered,
+            sum(research) OVER y AS c_research,
+            sum(surveys) OVER y AS c_surveys,
+            sum(observations) OVER y AS c_observations,
+            sum(critiques) OVER y AS c_critiques,
+            sum(present) OVER y AS c_present,
+            sum(leave) OVER y AS c_leave,
+            sum(sick) OVER y AS c_sick,
+            sum(absent) OVER y AS c_absent,
+            sum((lessons > 0)::int) OVER y AS c_weeks
+        FROM exchange_week_stats
+        WHERE NOT delta AND (ids IS NULL OR exchange_id = ANY(ids))
+        WINDOW y AS (PARTITION BY exchange_id, extract(year FROM week - interval '8 months') ORDER BY week)
+    ) w
+    WHERE s.exchange_id = w.exchange_id AND s.week = w.week AND NOT s.delta
+$$;
+-- +goose StatementEnd
+
+-- Folds the delta rows of every bucket that has some into one row per bucket, and
+-- returns the number of buckets written. Runs of stats_compact and stats_rebuild take
+-- turns (an advisory lock), so that each bucket has at most one folded row
+-- (delta = false) and the cumulative counts are those of the folded rows: readers rely
+-- on both.
+-- +goose StatementBegin
+CREATE FUNCTION stats_compact() RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    touched uuid[];
+    n integer;
+BEGIN
+    PERFORM pg_advisory_xact_lock(4004);
     WITH k AS (
         SELECT DISTINCT exchange_id, week FROM exchange_week_stats WHERE delta
     ), d AS (
@@ -59,10 +109,14 @@ CREATE FUNCTION stats_compact() RETURNS integer LANGUAGE sql AS $$
         SELECT exchange_id, week, sum(lessons), sum(demonstration), sum(guidance), sum(delivered), sum(research), sum(surveys),
             sum(observations), sum(critiques), sum(present), sum(leave), sum(sick), sum(absent), max(max_date), false
         FROM d GROUP BY exchange_id, week
-        RETURNING 1
+        RETURNING exchange_id
     )
-    SELECT count(*)::int FROM ins
-$$;
+    SELECT array_agg(DISTINCT exchange_id), count(*) INTO touched, n FROM ins;
+    IF touched IS NOT NULL THEN
+        PERFORM stats_cumulate(touched);
+    END IF;
+    RETURN coalesce(n, 0);
+END $$;
 -- +goose StatementEnd
 
 -- Recounts every bucket from the records: after a bulk load with the triggers disabled,
@@ -92,7 +146,8 @@ CREATE FUNCTION stats_rebuild() RETURNS void LANGUAGE sql AS $$
         FROM observations o JOIN exchanges x ON x.id = o.exchange_id AND x.teacher_id = o.observer_id
         WHERE NOT o.deleted
     ) u
-    GROUP BY exchange_id, stats_bucket(date)
+    GROUP BY exchange_id, stats_bucket(date);
+    SELECT stats_cumulate(NULL);
 $$;
 -- +goose StatementEnd
 
@@ -273,6 +328,7 @@ DROP FUNCTION attendance_stats();
 DROP FUNCTION lessons_stats();
 DROP FUNCTION stats_rebuild();
 DROP FUNCTION stats_compact();
+DROP FUNCTION stats_cumulate(uuid[]);
 DROP TABLE exchange_week_stats;
 DROP INDEX attendance_absent;
 DROP FUNCTION stats_bucket(date);
