@@ -42,7 +42,8 @@ var allFaults = []string{faultKillServer, faultKillBoth, faultTermKill, faultRes
 var skews = []time.Duration{3 * time.Minute, -7 * time.Minute, 10 * time.Minute, 2 * 24 * time.Hour, -2 * 24 * time.Hour,
 	365 * 24 * time.Hour, -365 * 24 * time.Hour, 0}
 
-// TestChaos drives six simulated devices through the real server (built from
+// TestChaos drives eight simulated devices (six raw-protocol devices and two running
+// sync/client, one over the HTTP fallback) through the real server (built from
 // ./server, with its embedded PostgreSQL, fsync on) and a toxiproxy, while it kills
 // the server, restarts and crashes PostgreSQL, cuts, delays, slices and resets the
 // links and skews the devices' clocks. After each round the checker compares every
