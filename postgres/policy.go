@@ -155,21 +155,66 @@ func policyNotFound(district string, y jiaoliu.AcademicYear) error {
 	return jiaoliu.Errorf(jiaoliu.ENOTFOUND, "district %s has no policy for %s: create one (createPolicy or applyPolicyPreset)", district, y)
 }
 
-const teacherCols = `t.id, t.name, t.gender, t.birth_date, t.employed, t.position, t.title, t.backbone_level,
-	t.school_id, t.joined_school_on, t.leadership_since`
+// epoch is the day the lean scans count dates from: PostgreSQL sends a date minus a
+// date as an integer, which costs nothing to decode, where a date is parsed as a time.
+var epoch = jiaoliu.NewDate(2000, 1, 1)
 
-// scanTeachers reads rows of teacherCols without reflection: the district views read
-// thousands of teachers.
+const teacherCols = `t.id, t.name, t.gender, t.birth_date - date '2000-01-01', t.employed, t.position, t.title,
+	t.backbone_level, t.school_id, t.joined_school_on - date '2000-01-01', t.leadership_since - date '2000-01-01'`
+
+// scanTeachers reads rows of teacherCols into plain values, without reflection: the
+// district views read thousands of teachers.
 func scanTeachers(rows *sql.Rows) ([]*jiaoliu.Teacher, error) {
 	defer rows.Close()
 	var out []*jiaoliu.Teacher
+	var (
+		id, name, gender, position, title, backbone, school []byte
+		birth, joined                                       int
+		lead                                                sql.NullInt64
+		employed                                            bool
+	)
 	for rows.Next() {
-		t := new(jiaoliu.Teacher)
-		if err := rows.Scan(&t.ID, &t.Name, &t.Gender, &t.BirthDate, &t.Employed, &t.Position, &t.Title, &t.BackboneLevel,
-			&t.SchoolID, &t.JoinedSchoolOn, &t.LeadershipSince); err != nil {
+		if err := rows.Scan(&id, &name, &gender, &birth, &employed, &position, &title, &backbone, &school, &joined, &lead); err != nil {
 			return nil, err
 		}
+		t := &jiaoliu.Teacher{ID: string(id), Name: string(name), Gender: jiaoliu.Gender(gender), BirthDate: epoch.AddDays(birth),
+			Employed: employed, Position: jiaoliu.Position(position), Title: jiaoliu.Title(title), BackboneLevel: jiaoliu.BackboneLevel(backbone),
+			SchoolID: string(school), JoinedSchoolOn: epoch.AddDays(joined)}
+		if lead.Valid {
+			d := epoch.AddDays(int(lead.Int64))
+			t.LeadershipSince = &d
+		}
 		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+const exchangeCols = `t.id, t.teacher_id, t.sending_school_id, t.receiving_school_id, t.mode, t.academic_year,
+	t.planned_start - date '2000-01-01', t.planned_end - date '2000-01-01', t.reported_on - date '2000-01-01',
+	t.status, t.volunteer, t.relation_moves`
+
+// scanExchanges reads rows of exchangeCols: the fields the rules use.
+func scanExchanges(rows *sql.Rows) ([]*jiaoliu.Exchange, error) {
+	defer rows.Close()
+	var out []*jiaoliu.Exchange
+	var (
+		id, teacher, sending, receiving, mode, year, status []byte
+		start, end                                          int
+		reported                                            sql.NullInt64
+		volunteer, moves                                    bool
+	)
+	for rows.Next() {
+		if err := rows.Scan(&id, &teacher, &sending, &receiving, &mode, &year, &start, &end, &reported, &status, &volunteer, &moves); err != nil {
+			return nil, err
+		}
+		x := &jiaoliu.Exchange{ID: string(id), TeacherID: string(teacher), SendingSchoolID: string(sending), ReceivingSchoolID: string(receiving),
+			Mode: jiaoliu.ExchangeMode(mode), AcademicYear: string(year), PlannedStart: epoch.AddDays(start), PlannedEnd: epoch.AddDays(end),
+			Status: jiaoliu.ExchangeStatus(status), Volunteer: volunteer, RelationMoves: moves}
+		if reported.Valid {
+			d := epoch.AddDays(int(reported.Int64))
+			x.ReportedOn = &d
+		}
+		out = append(out, x)
 	}
 	return out, rows.Err()
 }
@@ -220,15 +265,9 @@ func (s *Store) loadDistrict(ctx context.Context, sc *districtScope, y jiaoliu.A
 			return nil
 		}),
 		s.step(ctx, "teachers", func(ctx context.Context) error {
-			rows, err := s.db.QueryContext(ctx, `SELECT `+teacherCols+` FROM teachers t JOIN schools s ON s.id = t.school_id
-				WHERE `+teacherFilter+` AND NOT t.deleted AND NOT s.deleted ORDER BY t.school_id, t.name, t.id`, args...)
-			if err != nil {
-				return fmt.Errorf("load teachers: %w", err)
-			}
-			if dd.teachers, err = scanTeachers(rows); err != nil {
-				return fmt.Errorf("load teachers: %w", err)
-			}
-			return nil
+			var err error
+			dd.teachers, err = s.scopeTeachers(ctx, teacherFilter, args)
+			return err
 		}),
 		s.step(ctx, "deferrals", func(ctx context.Context) error {
 			var ds []*jiaoliu.Deferral
@@ -248,12 +287,16 @@ func (s *Store) loadDistrict(ctx context.Context, sc *districtScope, y jiaoliu.A
 			if sc.school != "" {
 				xargs = append(xargs, sc.school)
 			}
-			if err := s.db.SelectContext(ctx, &dd.exchanges, `SELECT `+columns(jiaoliu.ExchangeEntity)+` FROM exchanges t
+			rows, err := s.db.QueryContext(ctx, `SELECT `+exchangeCols+` FROM exchanges t
 				WHERE NOT t.deleted
 				AND (t.academic_year = $2 OR (t.academic_year < $2 AND t.status IN ('APPROVED', 'PUBLISHED', 'ACTIVE', 'COMPLETED') AND t.planned_end >= $3))
 				AND (t.sending_school_id IN `+exchangeSchools+` OR t.receiving_school_id IN `+exchangeSchools+`)
 				AND $1::uuid IS NOT NULL
-				ORDER BY t.planned_start, t.id`, xargs...); err != nil {
+				ORDER BY t.planned_start, t.id`, xargs...)
+			if err != nil {
+				return fmt.Errorf("load exchanges: %w", err)
+			}
+			if dd.exchanges, err = scanExchanges(rows); err != nil {
 				return fmt.Errorf("load exchanges: %w", err)
 			}
 			return nil
@@ -287,6 +330,45 @@ func (s *Store) loadDistrict(ctx context.Context, sc *districtScope, y jiaoliu.A
 		return nil, err
 	}
 	return dd, nil
+}
+
+// teacherCache is the teachers of a district view as last read, with the fingerprint
+// of the rows they were read from.
+type teacherCache struct {
+	fingerprint string
+	teachers    []*jiaoliu.Teacher
+}
+
+// scopeTeachers returns the live teachers of the schools of a district view (filter
+// and args as in loadDistrict). Decoding a district's teachers is the largest cost of
+// its views, so they are cached per scope and reused while the fingerprint of their
+// rows is unchanged: the count, and the sum of a 64-bit hash of each row's id and
+// version. Every write gives a record a new version from change_seq, so any change,
+// whatever the order in which transactions commit, changes a row's hash (a plain sum
+// of versions could be matched by another set of rows: a school leaving the district
+// while another joins). The cached teachers are never modified.
+func (s *Store) scopeTeachers(ctx context.Context, filter string, args []any) ([]*jiaoliu.Teacher, error) {
+	from := ` FROM teachers t JOIN schools s ON s.id = t.school_id WHERE ` + filter + ` AND NOT t.deleted AND NOT s.deleted`
+	var fp string
+	if err := s.db.GetContext(ctx, &fp, `SELECT count(*) || '/' || coalesce(sum(('x' || substr(md5(t.id::text || ':' || t.version), 1, 16))::bit(64)::bigint), 0)`+from, args...); err != nil {
+		return nil, fmt.Errorf("load teachers: %w", err)
+	}
+	key := fmt.Sprint(args...)
+	if c, ok := s.teachers.Load(key); ok && c.(*teacherCache).fingerprint == fp {
+		return c.(*teacherCache).teachers, nil
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT `+teacherCols+from+` ORDER BY t.school_id, t.name, t.id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("load teachers: %w", err)
+	}
+	list, err := scanTeachers(rows)
+	if err != nil {
+		return nil, fmt.Errorf("load teachers: %w", err)
+	}
+	// The fingerprint read before the rows: a change between the two reads leaves an
+	// entry that the next fingerprint does not match.
+	s.teachers.Store(key, &teacherCache{fingerprint: fp, teachers: list})
+	return list, nil
 }
 
 func contains(list []string, v string) bool {
@@ -436,13 +518,17 @@ func (s *Store) DistrictDashboard(ctx context.Context, districtID string, y jiao
 	if err != nil {
 		return nil, fmt.Errorf("district dashboard: %w", err)
 	}
-	start := time.Now()
-	elig := dd.eligibility()
-	rep := dd.quotas(elig)
-	s.log.DebugContext(ctx, "policy query", "step", "rules", "ms", float64(time.Since(start).Microseconds())/1000)
+	var elig []*jiaoliu.Eligibility
+	var rep *jiaoliu.QuotaReport
 	var progress []*jiaoliu.ExchangeProgress
 	var pairs []*jiaoliu.PairProgress
+	// The rules of eligibility and quotas run while the progress is read.
 	err = parallel(ctx,
+		s.step(ctx, "rules", func(ctx context.Context) error {
+			elig = dd.eligibility()
+			rep = dd.quotas(elig)
+			return nil
+		}),
 		s.step(ctx, "progress", func(ctx context.Context) error {
 			var err error
 			progress, err = s.progressOf(ctx, dd.exchanges, y, asOf, dd.byID, dd.teacherByID, map[string]*jiaoliu.Policy{policyKey(districtID, y): dd.policy})
@@ -482,11 +568,17 @@ func (s *Store) SchoolDashboard(ctx context.Context, schoolID string, y jiaoliu.
 	if err != nil {
 		return nil, fmt.Errorf("school dashboard: %w", err)
 	}
-	elig := dd.eligibility()
-	rep := dd.quotas(elig)
+	var elig []*jiaoliu.Eligibility
+	var rep *jiaoliu.QuotaReport
 	var progress []*jiaoliu.ExchangeProgress
 	var pairs []*jiaoliu.PairProgress
+	// The rules of eligibility and quotas run while the progress is read.
 	err = parallel(ctx,
+		s.step(ctx, "rules", func(ctx context.Context) error {
+			elig = dd.eligibility()
+			rep = dd.quotas(elig)
+			return nil
+		}),
 		s.step(ctx, "progress", func(ctx context.Context) error {
 			var err error
 			progress, err = s.progressOf(ctx, dd.exchanges, y, asOf, dd.byID, dd.teacherByID, map[string]*jiaoliu.Policy{policyKey(d.ID, y): dd.policy})
@@ -952,12 +1044,12 @@ func (s *Store) districtPairs(ctx context.Context, dd *districtData, asOf jiaoli
 		ORDER BY t.id`, args...); err != nil {
 		return nil, fmt.Errorf("load pairs: %w", err)
 	}
-	return s.pairProgress(ctx, pairs, asOf, map[string]*jiaoliu.Policy{policyKey(dd.scope.district.ID, dd.year): dd.policy}, dd.teacherByID)
+	return s.pairProgress(ctx, pairs, asOf, map[string]*jiaoliu.Policy{policyKey(dd.scope.district.ID, dd.year): dd.policy}, dd.teacherByID, dd.byID)
 }
 
 // pairProgress counts the activities of pairs over their academic years up to asOf.
 func (s *Store) pairProgress(ctx context.Context, pairs []*jiaoliu.MentoringPair, asOf jiaoliu.Date, policies map[string]*jiaoliu.Policy,
-	teachers map[string]*jiaoliu.Teacher) ([]*jiaoliu.PairProgress, error) {
+	teachers map[string]*jiaoliu.Teacher, known map[string]*jiaoliu.School) ([]*jiaoliu.PairProgress, error) {
 	if len(pairs) == 0 {
 		return nil, nil
 	}
@@ -999,11 +1091,12 @@ func (s *Store) pairProgress(ctx context.Context, pairs []*jiaoliu.MentoringPair
 	schools := map[string]*jiaoliu.School{}
 	var schoolIDs []string
 	for _, p := range pairs {
-		if p.SchoolID != nil {
-			schoolIDs = append(schoolIDs, *p.SchoolID)
-		}
-		if t := teachers[p.MenteeID]; t != nil {
-			schoolIDs = append(schoolIDs, t.SchoolID)
+		for _, sid := range pairSchools(p, teachers) {
+			if sc := known[sid]; sc != nil {
+				schools[sid] = sc
+			} else {
+				schoolIDs = append(schoolIDs, sid)
+			}
 		}
 	}
 	if err := s.loadSchools(ctx, dedupe(schoolIDs), schools); err != nil {
@@ -1080,7 +1173,7 @@ func (s *Store) PairProgress(ctx context.Context, ids []string, asOf jiaoliu.Dat
 		}
 	}
 	sort.Slice(pairs, func(i, j int) bool { return pairs[i].ID < pairs[j].ID })
-	list, err := s.pairProgress(ctx, pairs, asOf, nil, map[string]*jiaoliu.Teacher{})
+	list, err := s.pairProgress(ctx, pairs, asOf, nil, map[string]*jiaoliu.Teacher{}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("pair progress: %w", err)
 	}

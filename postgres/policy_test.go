@@ -350,6 +350,33 @@ func TestPolicyViews(t *testing.T) {
 	})
 }
 
+// TestTeacherCacheFollowsChanges checks that the district views never serve teachers
+// from before a change (the cache of decoded teachers is checked on every use).
+func TestTeacherCacheFollowsChanges(t *testing.T) {
+	w := newPolicyWorld(t)
+	ctx := districtAdmin(w.district)
+	mustRotate := func() int {
+		t.Helper()
+		list, err := w.store.Eligibility(ctx, w.district, "2026-2027", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return list.Summary.MustRotate
+	}
+	if got := mustRotate(); got != 7 {
+		t.Fatalf("must rotate %d, want 7", got)
+	}
+	// 冯浩 joined one day too late; moving his date back a day makes him eligible.
+	MustApply(t, sys(), w.store, upsert("teacher", w.joiner, map[string]any{"joinedSchoolOn": "2020-09-01"}))
+	if got := mustRotate(); got != 8 {
+		t.Fatalf("after a change: must rotate %d, want 8", got)
+	}
+	MustApply(t, sys(), w.store, jiaoliu.Op{OpID: newID(), Kind: jiaoliu.OpDelete, Entity: "teacher", ID: w.turns50, HLC: nextHLC()})
+	if got := mustRotate(); got != 7 {
+		t.Fatalf("after a deletion: must rotate %d, want 7", got)
+	}
+}
+
 // statsRows reads the weekly buckets as sums per bucket.
 func statsRows(tb testing.TB, s *postgres.Store) map[string]string {
 	tb.Helper()

@@ -72,6 +72,10 @@ type Store struct {
 	// advisory lock per natural key until it commits: 40 batches of 500 lessons at once
 	// overflowed PostgreSQL's shared lock table ("out of shared memory").
 	writeSlots chan struct{}
+
+	// teachers caches the teachers of the district views, checked against a
+	// fingerprint on every use (see policy.go).
+	teachers sync.Map
 }
 
 // MaxConcurrentWrites is how many Apply transactions a Store runs at once; the others
