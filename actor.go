@@ -25,8 +25,8 @@ type Actor struct {
 	TeacherID  string // the teacher record of a TEACHER user
 	DeviceID   string // set when the request comes from a device
 	SessionID  string // the token id of a web session
-	// ReadTokens caches the scope tokens the actor reads with, filled by the store on
-	// first use in a request.
+	// ReadTokens caches the scope tokens the actor reads with, filled by the store when
+	// it authenticates the actor (or on first use in a request).
 	ReadTokens []string
 	// System is the server itself (migrations, demo data, tests of the store): no scope.
 	System bool
