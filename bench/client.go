@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -31,7 +30,9 @@ type Device struct {
 	OnPoke func(at time.Time)
 	Pokes  atomic.Int64
 	Resets atomic.Int64
-	cursor string
+	// Received counts the bytes of the messages received.
+	Received atomic.Int64
+	cursor   string
 }
 
 // Dialer is shared by the devices: small buffers, as a tablet would use.
@@ -98,6 +99,7 @@ func (d *Device) readLoop() {
 			d.err.Store(&err)
 			return
 		}
+		d.Received.Add(int64(len(data)))
 		m, derr := wire.Decode(data)
 		if derr != nil {
 			e := error(derr)
@@ -168,6 +170,8 @@ func (d *Device) Push(ctx context.Context, p *wire.Push) (*wire.Ack, error) {
 // PullAll follows the cursor from the device's last one until more is false and
 // returns the number of records and bytes received.
 func (d *Device) PullAll(ctx context.Context, limit int) (records, bytes int, err error) {
+	start := d.Received.Load()
+	defer func() { bytes = int(d.Received.Load() - start) }()
 	for {
 		r, err := d.roundTrip(ctx, &wire.Pull{Cursor: d.cursor, Limit: limit})
 		if err != nil {
@@ -176,8 +180,6 @@ func (d *Device) PullAll(ctx context.Context, limit int) (records, bytes int, er
 		switch c := r.(type) {
 		case *wire.Changes:
 			records += len(c.Records)
-			b, _ := json.Marshal(c)
-			bytes += len(b)
 			d.cursor = c.Cursor
 			if !c.More {
 				return records, bytes, nil

@@ -54,6 +54,8 @@ type PulledRecord struct {
 	// Cursor is the position right after this record, so that a caller may cut a page
 	// short (to keep a message under a size limit) and continue from there.
 	Cursor string `json:"-"`
+	// JSON is the record in its wire form (sync/wire.Record), encoded once here.
+	JSON []byte `json:"-"`
 }
 
 // Errors of the pull path, which the sync server turns into a reset.
@@ -429,6 +431,7 @@ func (r *syncRead) load(ctx context.Context, rows []logRow) ([]PulledRecord, err
 			}
 			rec.Entity, rec.Version = name, strconv.FormatInt(version, 10)
 			rec.Fields = jsonFields(recordFrom(def, holders))
+			rec.JSON = appendRecordJSON(make([]byte, 0, 256), def, rec.ID, rec.Version, rec.Deleted, holders)
 			state[name+"/"+rec.ID] = rec
 		}
 		err = rs.Err()

@@ -154,3 +154,26 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// appendedChanges writes its body itself (wire.BodyAppender).
+type appendedChanges struct{ wire.Changes }
+
+func (c *appendedChanges) AppendBody(b []byte) []byte {
+	return append(b, `"records":[{"entity":"lesson","id":"x","version":"1","deleted":false,"fields":{"period":3}}],"cursor":"c","more":true`...)
+}
+func (c *appendedChanges) BodySize() int { return 100 }
+
+func TestEncodeBodyAppender(t *testing.T) {
+	data, err := wire.Encode(&appendedChanges{wire.Changes{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := wire.Decode(data)
+	if err != nil {
+		t.Fatalf("decode %s: %v", data, err)
+	}
+	c, ok := m.(*wire.Changes)
+	if !ok || len(c.Records) != 1 || c.Records[0].Entity != "lesson" || c.Cursor != "c" || !c.More {
+		t.Fatalf("decoded %#v from %s", m, data)
+	}
+}
