@@ -52,6 +52,7 @@ type ResolverRoot interface {
 	SchoolGroup() SchoolGroupResolver
 	SchoolStint() SchoolStintResolver
 	SemesterReport() SemesterReportResolver
+	Subscription() SubscriptionResolver
 	SyncConflict() SyncConflictResolver
 	SyncRejection() SyncRejectionResolver
 	Teacher() TeacherResolver
@@ -1041,6 +1042,36 @@ type ComplexityRoot struct {
 		To          func(childComplexity int) int
 	}
 
+	Subscription struct {
+		SyncActivity func(childComplexity int, districtID *string, schoolID *string) int
+	}
+
+	SyncActivity struct {
+		Applied     func(childComplexity int) int
+		At          func(childComplexity int) int
+		BatchID     func(childComplexity int) int
+		Code        func(childComplexity int) int
+		ConflictIds func(childComplexity int) int
+		Conflicts   func(childComplexity int) int
+		DeviceID    func(childComplexity int) int
+		DeviceName  func(childComplexity int) int
+		Dropped     func(childComplexity int) int
+		Duplicates  func(childComplexity int) int
+		Entity      func(childComplexity int) int
+		Fields      func(childComplexity int) int
+		Kind        func(childComplexity int) int
+		Merged      func(childComplexity int) int
+		More        func(childComplexity int) int
+		Node        func(childComplexity int) int
+		Ops         func(childComplexity int) int
+		RecordID    func(childComplexity int) int
+		Records     func(childComplexity int) int
+		Rejected    func(childComplexity int) int
+		RejectionID func(childComplexity int) int
+		UserID      func(childComplexity int) int
+		Username    func(childComplexity int) int
+	}
+
 	SyncConflict struct {
 		CreatedAt    func(childComplexity int) int
 		Entity       func(childComplexity int) int
@@ -1349,6 +1380,9 @@ type SchoolStintResolver interface {
 }
 type SemesterReportResolver interface {
 	Exchange(ctx context.Context, obj *jiaoliu.SemesterReport) (*jiaoliu.Exchange, error)
+}
+type SubscriptionResolver interface {
+	SyncActivity(ctx context.Context, districtID *string, schoolID *string) (<-chan *model.SyncActivity, error)
 }
 type SyncConflictResolver interface {
 	ID(ctx context.Context, obj *postgres.ConflictRecord) (string, error)
@@ -6414,6 +6448,157 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.ServicePeriod.To(childComplexity), true
 
+	case "Subscription.syncActivity":
+		if e.ComplexityRoot.Subscription.SyncActivity == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_syncActivity_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.SyncActivity(childComplexity, args["districtId"].(*string), args["schoolId"].(*string)), true
+
+	case "SyncActivity.applied":
+		if e.ComplexityRoot.SyncActivity.Applied == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncActivity.Applied(childComplexity), true
+	case "SyncActivity.at":
+		if e.ComplexityRoot.SyncActivity.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncActivity.At(childComplexity), true
+	case "SyncActivity.batchId":
+		if e.ComplexityRoot.SyncActivity.BatchID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncActivity.BatchID(childComplexity), true
+	case "SyncActivity.code":
+		if e.ComplexityRoot.SyncActivity.Code == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncActivity.Code(childComplexity), true
+	case "SyncActivity.conflictIds":
+		if e.ComplexityRoot.SyncActivity.ConflictIds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncActivity.ConflictIds(childComplexity), true
+	case "SyncActivity.conflicts":
+		if e.ComplexityRoot.SyncActivity.Conflicts == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncActivity.Conflicts(childComplexity), true
+	case "SyncActivity.deviceId":
+		if e.ComplexityRoot.SyncActivity.DeviceID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncActivity.DeviceID(childComplexity), true
+	case "SyncActivity.deviceName":
+		if e.ComplexityRoot.SyncActivity.DeviceName == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncActivity.DeviceName(childComplexity), true
+	case "SyncActivity.dropped":
+		if e.ComplexityRoot.SyncActivity.Dropped == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncActivity.Dropped(childComplexity), true
+	case "SyncActivity.duplicates":
+		if e.ComplexityRoot.SyncActivity.Duplicates == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncActivity.Duplicates(childComplexity), true
+	case "SyncActivity.entity":
+		if e.ComplexityRoot.SyncActivity.Entity == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncActivity.Entity(childComplexity), true
+	case "SyncActivity.fields":
+		if e.ComplexityRoot.SyncActivity.Fields == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncActivity.Fields(childComplexity), true
+	case "SyncActivity.kind":
+		if e.ComplexityRoot.SyncActivity.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncActivity.Kind(childComplexity), true
+	case "SyncActivity.merged":
+		if e.ComplexityRoot.SyncActivity.Merged == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncActivity.Merged(childComplexity), true
+	case "SyncActivity.more":
+		if e.ComplexityRoot.SyncActivity.More == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncActivity.More(childComplexity), true
+	case "SyncActivity.node":
+		if e.ComplexityRoot.SyncActivity.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncActivity.Node(childComplexity), true
+	case "SyncActivity.ops":
+		if e.ComplexityRoot.SyncActivity.Ops == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncActivity.Ops(childComplexity), true
+	case "SyncActivity.recordId":
+		if e.ComplexityRoot.SyncActivity.RecordID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncActivity.RecordID(childComplexity), true
+	case "SyncActivity.records":
+		if e.ComplexityRoot.SyncActivity.Records == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncActivity.Records(childComplexity), true
+	case "SyncActivity.rejected":
+		if e.ComplexityRoot.SyncActivity.Rejected == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncActivity.Rejected(childComplexity), true
+	case "SyncActivity.rejectionId":
+		if e.ComplexityRoot.SyncActivity.RejectionID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncActivity.RejectionID(childComplexity), true
+	case "SyncActivity.userId":
+		if e.ComplexityRoot.SyncActivity.UserID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncActivity.UserID(childComplexity), true
+	case "SyncActivity.username":
+		if e.ComplexityRoot.SyncActivity.Username == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncActivity.Username(childComplexity), true
+
 	case "SyncConflict.createdAt":
 		if e.ComplexityRoot.SyncConflict.CreatedAt == nil {
 			break
@@ -7006,6 +7191,23 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			ctx = graphql.WithLazyInputUnmarshalerIndex(ctx, inputUnmarshalers)
 			data := ec._Mutation(ctx, opCtx.Operation.SelectionSet)
 			var buf bytes.Buffer
+			data.MarshalGQL(&buf)
+
+			return &graphql.Response{
+				Data: buf.Bytes(),
+			}
+		}
+	case ast.Subscription:
+		next := ec._Subscription(ctx, opCtx.Operation.SelectionSet)
+
+		var buf bytes.Buffer
+		return func(ctx context.Context) *graphql.Response {
+			buf.Reset()
+			data := next(ctx)
+
+			if data == nil {
+				return nil
+			}
 			data.MarshalGQL(&buf)
 
 			return &graphql.Response{
@@ -7787,6 +7989,92 @@ extend type Mutation {
   replayRejection(id: ID!, fields: JSON): ReplayResult!
   "Marks a rejection handled without applying it."
   dismissRejection(id: ID!): SyncRejection!
+}
+
+# --- Live sync activity (issue 4) ---
+# Over the websocket at /graphql (graphql-transport-ws, or the legacy graphql-ws), signed
+# in through the connection_init payload: {"Authorization": "Bearer <token>"} or
+# {"authToken": "<token>"}. Administrators and auditors only.
+
+"What happened in a sync activity event."
+enum SyncActivityKind {
+  "A device's socket said hello and was welcomed."
+  DEVICE_CONNECTED
+  "A device's socket closed."
+  DEVICE_DISCONNECTED
+  "A device's push was committed: the counts say how its ops ended."
+  PUSH
+  "A device was answered a page of changes (records)."
+  PULL
+  "An op of a push was rejected and stored (rejectionId, entity, recordId, code)."
+  REJECTION
+  "An op of a push lost fields to newer writes, recorded as conflicts (conflictIds, fields)."
+  CONFLICT
+  "A device was revoked."
+  DEVICE_REVOKED
+  """
+  This subscriber missed events: it read too slowly (dropped counts them), or the
+  server lost notifications while reconnecting to the database (dropped is null).
+  Re-read devices, syncRejections and syncConflicts to catch up.
+  """
+  EVENTS_DROPPED
+}
+
+"""
+One sync event, live from any server replica. Fields that do not apply to the kind
+are null.
+"""
+type SyncActivity {
+  kind: SyncActivityKind!
+  at: Time!
+  "The replica (NODE_ID) that saw it."
+  node: String
+  deviceId: ID
+  deviceName: String
+  "The user the device acts for."
+  userId: ID
+  username: String
+  "PUSH, REJECTION, CONFLICT: the push's batchId."
+  batchId: String
+  "PUSH: ops in the batch."
+  ops: Int
+  "PUSH: ops applied (new or changed records)."
+  applied: Int
+  "PUSH: ops merged into an existing record by natural key."
+  merged: Int
+  "PUSH: ops rejected (each stored, see REJECTION events and syncRejections)."
+  rejected: Int
+  "PUSH: ops resent after they were acknowledged (answered with their first result)."
+  duplicates: Int
+  "PUSH: ops that lost fields to newer writes (see CONFLICT events and syncConflicts)."
+  conflicts: Int
+  "PULL: records sent."
+  records: Int
+  "PULL: whether more pages follow."
+  more: Boolean
+  "REJECTION: the stored rejection (SyncRejection.id)."
+  rejectionId: ID
+  "CONFLICT: the recorded conflicts (SyncConflict.id)."
+  conflictIds: [ID!]
+  "REJECTION, CONFLICT: the record the op was for."
+  entity: String
+  recordId: ID
+  "REJECTION: the rejection code (validation_failed, forbidden, ...)."
+  code: String
+  "REJECTION: the fields with a validation message; CONFLICT: the fields lost."
+  fields: [String!]
+  "EVENTS_DROPPED: how many events this subscriber missed; null when unknown."
+  dropped: Int
+}
+
+type Subscription {
+  """
+  Live sync activity of the devices whose users are in the caller's scope (a school
+  admin: devices of their school's teachers and admins; a district admin or auditor:
+  of their district; ADMIN: all). districtId and schoolId narrow it further, never
+  widen it. Administrators and auditors only: a teacher is FORBIDDEN.
+  """
+  syncActivity(districtId: ID, schoolId: ID): SyncActivity!
 }
 
 # --- Policy rules: eligibility, quotas, progress, promotion, dashboards (issue 5) ---
@@ -9989,6 +10277,58 @@ func (ec *executionContext) childFields_ServicePeriod(ctx context.Context, field
 		return ec.fieldContext_ServicePeriod_basis(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type ServicePeriod", field.Name)
+}
+
+func (ec *executionContext) childFields_SyncActivity(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "kind":
+		return ec.fieldContext_SyncActivity_kind(ctx, field)
+	case "at":
+		return ec.fieldContext_SyncActivity_at(ctx, field)
+	case "node":
+		return ec.fieldContext_SyncActivity_node(ctx, field)
+	case "deviceId":
+		return ec.fieldContext_SyncActivity_deviceId(ctx, field)
+	case "deviceName":
+		return ec.fieldContext_SyncActivity_deviceName(ctx, field)
+	case "userId":
+		return ec.fieldContext_SyncActivity_userId(ctx, field)
+	case "username":
+		return ec.fieldContext_SyncActivity_username(ctx, field)
+	case "batchId":
+		return ec.fieldContext_SyncActivity_batchId(ctx, field)
+	case "ops":
+		return ec.fieldContext_SyncActivity_ops(ctx, field)
+	case "applied":
+		return ec.fieldContext_SyncActivity_applied(ctx, field)
+	case "merged":
+		return ec.fieldContext_SyncActivity_merged(ctx, field)
+	case "rejected":
+		return ec.fieldContext_SyncActivity_rejected(ctx, field)
+	case "duplicates":
+		return ec.fieldContext_SyncActivity_duplicates(ctx, field)
+	case "conflicts":
+		return ec.fieldContext_SyncActivity_conflicts(ctx, field)
+	case "records":
+		return ec.fieldContext_SyncActivity_records(ctx, field)
+	case "more":
+		return ec.fieldContext_SyncActivity_more(ctx, field)
+	case "rejectionId":
+		return ec.fieldContext_SyncActivity_rejectionId(ctx, field)
+	case "conflictIds":
+		return ec.fieldContext_SyncActivity_conflictIds(ctx, field)
+	case "entity":
+		return ec.fieldContext_SyncActivity_entity(ctx, field)
+	case "recordId":
+		return ec.fieldContext_SyncActivity_recordId(ctx, field)
+	case "code":
+		return ec.fieldContext_SyncActivity_code(ctx, field)
+	case "fields":
+		return ec.fieldContext_SyncActivity_fields(ctx, field)
+	case "dropped":
+		return ec.fieldContext_SyncActivity_dropped(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SyncActivity", field.Name)
 }
 
 func (ec *executionContext) childFields_SyncConflict(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -12248,6 +12588,28 @@ func (ec *executionContext) field_Query_zones_args(ctx context.Context, rawArgs 
 		return nil, err
 	}
 	args["after"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Subscription_syncActivity_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "districtId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["districtId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "schoolId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["schoolId"] = arg1
 	return args, nil
 }
 
@@ -32759,6 +33121,579 @@ func (ec *executionContext) fieldContext_ServicePeriod_basis(_ context.Context, 
 	return graphql.NewScalarFieldContext("ServicePeriod", field, false, false, "String")
 }
 
+func (ec *executionContext) _Subscription_syncActivity(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
+	return graphql.ResolveFieldStream(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Subscription_syncActivity(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Subscription().SyncActivity(ctx, fc.Args["districtId"].(*string), fc.Args["schoolId"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.SyncActivity) graphql.Marshaler {
+			return ec.marshalNSyncActivity2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐSyncActivity(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Subscription_syncActivity(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Subscription",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SyncActivity(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Subscription_syncActivity_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SyncActivity_kind(ctx context.Context, field graphql.CollectedField, obj *model.SyncActivity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncActivity_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.SyncActivityKind) graphql.Marshaler {
+			return ec.marshalNSyncActivityKind2githubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐSyncActivityKind(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncActivity_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncActivity", field, false, false, "SyncActivityKind")
+}
+
+func (ec *executionContext) _SyncActivity_at(ctx context.Context, field graphql.CollectedField, obj *model.SyncActivity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncActivity_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncActivity_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncActivity", field, false, false, "Time")
+}
+
+func (ec *executionContext) _SyncActivity_node(ctx context.Context, field graphql.CollectedField, obj *model.SyncActivity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncActivity_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncActivity_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncActivity", field, false, false, "String")
+}
+
+func (ec *executionContext) _SyncActivity_deviceId(ctx context.Context, field graphql.CollectedField, obj *model.SyncActivity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncActivity_deviceId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DeviceID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOID2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncActivity_deviceId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncActivity", field, false, false, "ID")
+}
+
+func (ec *executionContext) _SyncActivity_deviceName(ctx context.Context, field graphql.CollectedField, obj *model.SyncActivity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncActivity_deviceName(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DeviceName, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncActivity_deviceName(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncActivity", field, false, false, "String")
+}
+
+func (ec *executionContext) _SyncActivity_userId(ctx context.Context, field graphql.CollectedField, obj *model.SyncActivity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncActivity_userId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UserID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOID2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncActivity_userId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncActivity", field, false, false, "ID")
+}
+
+func (ec *executionContext) _SyncActivity_username(ctx context.Context, field graphql.CollectedField, obj *model.SyncActivity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncActivity_username(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Username, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncActivity_username(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncActivity", field, false, false, "String")
+}
+
+func (ec *executionContext) _SyncActivity_batchId(ctx context.Context, field graphql.CollectedField, obj *model.SyncActivity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncActivity_batchId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BatchID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncActivity_batchId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncActivity", field, false, false, "String")
+}
+
+func (ec *executionContext) _SyncActivity_ops(ctx context.Context, field graphql.CollectedField, obj *model.SyncActivity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncActivity_ops(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Ops, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncActivity_ops(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncActivity", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncActivity_applied(ctx context.Context, field graphql.CollectedField, obj *model.SyncActivity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncActivity_applied(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Applied, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncActivity_applied(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncActivity", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncActivity_merged(ctx context.Context, field graphql.CollectedField, obj *model.SyncActivity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncActivity_merged(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Merged, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncActivity_merged(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncActivity", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncActivity_rejected(ctx context.Context, field graphql.CollectedField, obj *model.SyncActivity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncActivity_rejected(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Rejected, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncActivity_rejected(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncActivity", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncActivity_duplicates(ctx context.Context, field graphql.CollectedField, obj *model.SyncActivity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncActivity_duplicates(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Duplicates, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncActivity_duplicates(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncActivity", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncActivity_conflicts(ctx context.Context, field graphql.CollectedField, obj *model.SyncActivity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncActivity_conflicts(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Conflicts, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncActivity_conflicts(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncActivity", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncActivity_records(ctx context.Context, field graphql.CollectedField, obj *model.SyncActivity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncActivity_records(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Records, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncActivity_records(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncActivity", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncActivity_more(ctx context.Context, field graphql.CollectedField, obj *model.SyncActivity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncActivity_more(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.More, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *bool) graphql.Marshaler {
+			return ec.marshalOBoolean2ᚖbool(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncActivity_more(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncActivity", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _SyncActivity_rejectionId(ctx context.Context, field graphql.CollectedField, obj *model.SyncActivity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncActivity_rejectionId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RejectionID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOID2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncActivity_rejectionId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncActivity", field, false, false, "ID")
+}
+
+func (ec *executionContext) _SyncActivity_conflictIds(ctx context.Context, field graphql.CollectedField, obj *model.SyncActivity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncActivity_conflictIds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ConflictIds, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalOID2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncActivity_conflictIds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncActivity", field, false, false, "ID")
+}
+
+func (ec *executionContext) _SyncActivity_entity(ctx context.Context, field graphql.CollectedField, obj *model.SyncActivity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncActivity_entity(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Entity, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncActivity_entity(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncActivity", field, false, false, "String")
+}
+
+func (ec *executionContext) _SyncActivity_recordId(ctx context.Context, field graphql.CollectedField, obj *model.SyncActivity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncActivity_recordId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RecordID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOID2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncActivity_recordId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncActivity", field, false, false, "ID")
+}
+
+func (ec *executionContext) _SyncActivity_code(ctx context.Context, field graphql.CollectedField, obj *model.SyncActivity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncActivity_code(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Code, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncActivity_code(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncActivity", field, false, false, "String")
+}
+
+func (ec *executionContext) _SyncActivity_fields(ctx context.Context, field graphql.CollectedField, obj *model.SyncActivity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncActivity_fields(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Fields, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalOString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncActivity_fields(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncActivity", field, false, false, "String")
+}
+
+func (ec *executionContext) _SyncActivity_dropped(ctx context.Context, field graphql.CollectedField, obj *model.SyncActivity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncActivity_dropped(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Dropped, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncActivity_dropped(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncActivity", field, false, false, "Int")
+}
+
 func (ec *executionContext) _SyncConflict_id(ctx context.Context, field graphql.CollectedField, obj *postgres.ConflictRecord) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -45756,6 +46691,169 @@ func (ec *executionContext) _ServicePeriod(ctx context.Context, sel ast.Selectio
 	return out
 }
 
+var subscriptionImplementors = []string{"Subscription"}
+
+func (ec *executionContext) _Subscription(ctx context.Context, sel ast.SelectionSet) func(ctx context.Context) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, subscriptionImplementors)
+	ctx = graphql.WithFieldContext(ctx, &graphql.FieldContext{
+		Object: "Subscription",
+	})
+	if len(fields) != 1 {
+		graphql.AddErrorf(ctx, "must subscribe to exactly one stream")
+		return nil
+	}
+
+	switch fields[0].Name {
+	case "syncActivity":
+		return ec._Subscription_syncActivity(ctx, fields[0])
+	default:
+		panic("unknown field " + strconv.Quote(fields[0].Name))
+	}
+}
+
+var syncActivityImplementors = []string{"SyncActivity"}
+
+func (ec *executionContext) _SyncActivity(ctx context.Context, sel ast.SelectionSet, obj *model.SyncActivity) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, syncActivityImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SyncActivity")
+		case "kind":
+			out.Values[i] = ec._SyncActivity_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "at":
+			out.Values[i] = ec._SyncActivity_at(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._SyncActivity_node(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "deviceId":
+			out.Values[i] = ec._SyncActivity_deviceId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "deviceName":
+			out.Values[i] = ec._SyncActivity_deviceName(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "userId":
+			out.Values[i] = ec._SyncActivity_userId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "username":
+			out.Values[i] = ec._SyncActivity_username(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "batchId":
+			out.Values[i] = ec._SyncActivity_batchId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "ops":
+			out.Values[i] = ec._SyncActivity_ops(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "applied":
+			out.Values[i] = ec._SyncActivity_applied(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "merged":
+			out.Values[i] = ec._SyncActivity_merged(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "rejected":
+			out.Values[i] = ec._SyncActivity_rejected(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "duplicates":
+			out.Values[i] = ec._SyncActivity_duplicates(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "conflicts":
+			out.Values[i] = ec._SyncActivity_conflicts(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "records":
+			out.Values[i] = ec._SyncActivity_records(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "more":
+			out.Values[i] = ec._SyncActivity_more(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "rejectionId":
+			out.Values[i] = ec._SyncActivity_rejectionId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "conflictIds":
+			out.Values[i] = ec._SyncActivity_conflictIds(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "entity":
+			out.Values[i] = ec._SyncActivity_entity(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "recordId":
+			out.Values[i] = ec._SyncActivity_recordId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "code":
+			out.Values[i] = ec._SyncActivity_code(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "fields":
+			out.Values[i] = ec._SyncActivity_fields(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "dropped":
+			out.Values[i] = ec._SyncActivity_dropped(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var syncConflictImplementors = []string{"SyncConflict"}
 
 func (ec *executionContext) _SyncConflict(ctx context.Context, sel ast.SelectionSet, obj *postgres.ConflictRecord) graphql.Marshaler {
@@ -48606,6 +49704,24 @@ func (ec *executionContext) marshalNString2ᚕstringᚄ(ctx context.Context, sel
 	}
 
 	return ret
+}
+
+func (ec *executionContext) marshalNSyncActivity2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐSyncActivity(ctx context.Context, sel ast.SelectionSet, v *model.SyncActivity) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SyncActivity!")
+		return graphql.Null
+	}
+	return ec._SyncActivity(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNSyncActivityKind2githubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐSyncActivityKind(ctx context.Context, v any) (model.SyncActivityKind, error) {
+	var res model.SyncActivityKind
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNSyncActivityKind2githubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐSyncActivityKind(ctx context.Context, sel ast.SelectionSet, v model.SyncActivityKind) graphql.Marshaler {
+	return v
 }
 
 func (ec *executionContext) marshalNSyncConflict2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋpostgresᚐConflictRecordᚄ(ctx context.Context, sel ast.SelectionSet, v []*postgres.ConflictRecord) graphql.Marshaler {

@@ -2,6 +2,8 @@ package graph
 
 import (
 	"context"
+	"log/slog"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/google/uuid"
@@ -9,12 +11,24 @@ import (
 	"github.com/jiaoliu/jiaoliu"
 	"github.com/jiaoliu/jiaoliu/graph/model"
 	"github.com/jiaoliu/jiaoliu/postgres"
+	"github.com/jiaoliu/jiaoliu/sync/hub"
 )
 
 // Resolver is the root resolver. Resolvers stay thin: every write goes through the
 // store's Apply (the one write path), every read through its scoped queries.
 type Resolver struct {
 	Store *postgres.Store
+	// Activity feeds the syncActivity subscription (its activity fan-out); nil makes
+	// the subscription unavailable.
+	Activity *hub.Hub
+	// Publisher, when set, publishes the sync activity that happens through GraphQL (a
+	// revoked device).
+	Publisher ActivityPublisher
+	// ReauthInterval is how often a subscription checks its token again; a token that
+	// no longer authenticates (expired, user disabled) ends it.
+	ReauthInterval time.Duration
+	// Log receives what a client must not see.
+	Log *slog.Logger
 }
 
 // create applies a create mutation as an upsert op stamped with the server's HLC and

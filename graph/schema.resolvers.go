@@ -420,7 +420,14 @@ func (r *mutationResolver) RegisterDevice(ctx context.Context, name string, user
 
 // RevokeDevice is the resolver for the revokeDevice field.
 func (r *mutationResolver) RevokeDevice(ctx context.Context, id string) (*jiaoliu.Device, error) {
-	return r.Store.RevokeDevice(ctx, id)
+	d, err := r.Store.RevokeDevice(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if r.Publisher != nil {
+		r.Publisher.Revoked(d.ID)
+	}
+	return d, nil
 }
 
 // ReplayRejection is the resolver for the replayRejection field.
@@ -985,6 +992,11 @@ func (r *semesterReportResolver) Exchange(ctx context.Context, obj *jiaoliu.Seme
 	return byID[jiaoliu.Exchange](ctx, jiaoliu.ExchangeEntity, obj.ExchangeID)
 }
 
+// SyncActivity is the resolver for the syncActivity field.
+func (r *subscriptionResolver) SyncActivity(ctx context.Context, districtID *string, schoolID *string) (<-chan *model.SyncActivity, error) {
+	return r.syncActivity(ctx, derefString(districtID), derefString(schoolID))
+}
+
 // ID is the resolver for the id field.
 func (r *syncConflictResolver) ID(ctx context.Context, obj *postgres.ConflictRecord) (string, error) {
 	return strconv.FormatInt(obj.ID, 10), nil
@@ -1117,6 +1129,9 @@ func (r *Resolver) SchoolStint() SchoolStintResolver { return &schoolStintResolv
 // SemesterReport returns SemesterReportResolver implementation.
 func (r *Resolver) SemesterReport() SemesterReportResolver { return &semesterReportResolver{r} }
 
+// Subscription returns SubscriptionResolver implementation.
+func (r *Resolver) Subscription() SubscriptionResolver { return &subscriptionResolver{r} }
+
 // SyncConflict returns SyncConflictResolver implementation.
 func (r *Resolver) SyncConflict() SyncConflictResolver { return &syncConflictResolver{r} }
 
@@ -1153,6 +1168,7 @@ type (
 	schoolGroupResolver       struct{ *Resolver }
 	schoolStintResolver       struct{ *Resolver }
 	semesterReportResolver    struct{ *Resolver }
+	subscriptionResolver      struct{ *Resolver }
 	syncConflictResolver      struct{ *Resolver }
 	syncRejectionResolver     struct{ *Resolver }
 	teacherResolver           struct{ *Resolver }

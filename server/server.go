@@ -22,6 +22,7 @@ import (
 	"github.com/jiaoliu/jiaoliu/internal/pgcluster"
 	"github.com/jiaoliu/jiaoliu/postgres"
 	"github.com/jiaoliu/jiaoliu/sync/hlc"
+	"github.com/jiaoliu/jiaoliu/sync/hub"
 )
 
 var errHelp = flag.ErrHelp
@@ -36,6 +37,10 @@ type Config struct {
 	Demo          string // DEMO, -demo: load demo data: auto (embedded database only), true, false
 	LogLevel      string // LOG_LEVEL, -log-level: debug, info, warn, error
 	NodeID        string // NODE_ID: this replica's HLC node id
+	// AllowedOrigins (ALLOWED_ORIGINS, -allowed-origins): comma-separated origin
+	// patterns of browser pages, besides the server's own, that may open the websockets
+	// (/graphql, /sync): "admin.example.org", "*.example.org", "https://admin.example.org".
+	AllowedOrigins string
 }
 
 // Main is the whole program, so that tests can run it in-process.
@@ -45,12 +50,17 @@ type Main struct {
 
 	cluster *pgcluster.Cluster
 	dsn     string
+	node    string
 	db      *sqlx.DB
 	Store   *postgres.Store
-	http    *http.Server
-	ln      net.Listener
-	cancel  context.CancelFunc // cancels the root context of long-lived connections
-	closers []func(context.Context) error
+	// Hub fans out this replica's notifications: pokes to devices, sync activity to
+	// GraphQL subscribers. Activity publishes this replica's sync activity to all.
+	Hub      *hub.Hub
+	Activity *hub.Publisher
+	http     *http.Server
+	ln       net.Listener
+	cancel   context.CancelFunc // cancels the root context of long-lived connections
+	closers  []func(context.Context) error
 }
 
 // NewMain returns a Main with the default configuration.
@@ -65,7 +75,8 @@ func NewMain() *Main {
 func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	c := &m.Config
 	for key, dst := range map[string]*string{"ADDR": &c.Addr, "DATABASE_URL": &c.DatabaseURL, "DATA_DIR": &c.DataDir,
-		"ADMIN_PASSWORD": &c.AdminPassword, "DEMO": &c.Demo, "LOG_LEVEL": &c.LogLevel, "NODE_ID": &c.NodeID} {
+		"ADMIN_PASSWORD": &c.AdminPassword, "DEMO": &c.Demo, "LOG_LEVEL": &c.LogLevel, "NODE_ID": &c.NodeID,
+		"ALLOWED_ORIGINS": &c.AllowedOrigins} {
 		if v := getenv(key); v != "" {
 			*dst = v
 		}
@@ -76,6 +87,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "data directory of the embedded PostgreSQL (DATA_DIR)")
 	fs.StringVar(&c.Demo, "demo", c.Demo, "load demo data: auto, true or false (DEMO)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (LOG_LEVEL)")
+	fs.StringVar(&c.AllowedOrigins, "allowed-origins", c.AllowedOrigins, "comma-separated origin patterns that may open websockets besides the server's own (ALLOWED_ORIGINS)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -115,6 +127,7 @@ func (m *Main) Run(ctx context.Context) error {
 		host, _ := os.Hostname()
 		node = "server-" + strings.ReplaceAll(host, "-", "")
 	}
+	m.node = node
 	m.Store = postgres.NewStore(db, hlc.NewClock(node), m.Log)
 	if err := m.ensureAdmin(ctx); err != nil {
 		return err
@@ -215,9 +228,25 @@ func (m *Main) ensureAdmin(ctx context.Context) error {
 	return nil
 }
 
+// origins returns the configured origin patterns.
+func (m *Main) origins() []string {
+	var out []string
+	for _, p := range strings.Split(m.Config.AllowedOrigins, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 func (m *Main) routes(rootCtx context.Context) (*http.ServeMux, error) {
 	mux := http.NewServeMux()
-	api := graph.Authenticate(m.Store, m.Log, graph.Middleware(m.Store, graph.NewHandler(m.Store, m.Log)))
+	// The sync endpoints first: they start the hub that GraphQL subscriptions use too.
+	if err := m.syncRoutes(rootCtx, mux); err != nil {
+		return nil, err
+	}
+	api := graph.Authenticate(m.Store, m.Log, graph.Middleware(m.Store, graph.NewHandler(m.Store, m.Log,
+		graph.WithActivity(m.Hub, m.Activity), graph.WithOrigins(m.origins()...))))
 	mux.Handle("/graphql", api)
 	mux.Handle("GET /{$}", playground.Handler("教师交流轮岗 GraphQL", "/graphql"))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -235,9 +264,6 @@ func (m *Main) routes(rootCtx context.Context) (*http.ServeMux, error) {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
-	if err := m.syncRoutes(rootCtx, mux); err != nil {
-		return nil, err
-	}
 	m.exportRoutes(rootCtx, mux)
 	return mux, nil
 }

@@ -3,6 +3,10 @@
 package model
 
 import (
+	"bytes"
+	"fmt"
+	"io"
+	"strconv"
 	"time"
 
 	"github.com/jiaoliu/jiaoliu"
@@ -267,6 +271,54 @@ type SemesterReportEdge struct {
 	Node   *jiaoliu.SemesterReport `json:"node"`
 }
 
+type Subscription struct {
+}
+
+// One sync event, live from any server replica. Fields that do not apply to the kind
+// are null.
+type SyncActivity struct {
+	Kind SyncActivityKind `json:"kind"`
+	At   time.Time        `json:"at"`
+	// The replica (NODE_ID) that saw it.
+	Node       *string `json:"node,omitempty"`
+	DeviceID   *string `json:"deviceId,omitempty"`
+	DeviceName *string `json:"deviceName,omitempty"`
+	// The user the device acts for.
+	UserID   *string `json:"userId,omitempty"`
+	Username *string `json:"username,omitempty"`
+	// PUSH, REJECTION, CONFLICT: the push's batchId.
+	BatchID *string `json:"batchId,omitempty"`
+	// PUSH: ops in the batch.
+	Ops *int `json:"ops,omitempty"`
+	// PUSH: ops applied (new or changed records).
+	Applied *int `json:"applied,omitempty"`
+	// PUSH: ops merged into an existing record by natural key.
+	Merged *int `json:"merged,omitempty"`
+	// PUSH: ops rejected (each stored, see REJECTION events and syncRejections).
+	Rejected *int `json:"rejected,omitempty"`
+	// PUSH: ops resent after they were acknowledged (answered with their first result).
+	Duplicates *int `json:"duplicates,omitempty"`
+	// PUSH: ops that lost fields to newer writes (see CONFLICT events and syncConflicts).
+	Conflicts *int `json:"conflicts,omitempty"`
+	// PULL: records sent.
+	Records *int `json:"records,omitempty"`
+	// PULL: whether more pages follow.
+	More *bool `json:"more,omitempty"`
+	// REJECTION: the stored rejection (SyncRejection.id).
+	RejectionID *string `json:"rejectionId,omitempty"`
+	// CONFLICT: the recorded conflicts (SyncConflict.id).
+	ConflictIds []string `json:"conflictIds,omitempty"`
+	// REJECTION, CONFLICT: the record the op was for.
+	Entity   *string `json:"entity,omitempty"`
+	RecordID *string `json:"recordId,omitempty"`
+	// REJECTION: the rejection code (validation_failed, forbidden, ...).
+	Code *string `json:"code,omitempty"`
+	// REJECTION: the fields with a validation message; CONFLICT: the fields lost.
+	Fields []string `json:"fields,omitempty"`
+	// EVENTS_DROPPED: how many events this subscriber missed; null when unknown.
+	Dropped *int `json:"dropped,omitempty"`
+}
+
 type TeacherConnection struct {
 	Edges      []*TeacherEdge     `json:"edges"`
 	Nodes      []*jiaoliu.Teacher `json:"nodes"`
@@ -289,4 +341,82 @@ type ZoneConnection struct {
 type ZoneEdge struct {
 	Cursor string        `json:"cursor"`
 	Node   *jiaoliu.Zone `json:"node"`
+}
+
+// What happened in a sync activity event.
+type SyncActivityKind string
+
+const (
+	// A device's socket said hello and was welcomed.
+	SyncActivityKindDeviceConnected SyncActivityKind = "DEVICE_CONNECTED"
+	// A device's socket closed.
+	SyncActivityKindDeviceDisconnected SyncActivityKind = "DEVICE_DISCONNECTED"
+	// A device's push was committed: the counts say how its ops ended.
+	SyncActivityKindPush SyncActivityKind = "PUSH"
+	// A device was answered a page of changes (records).
+	SyncActivityKindPull SyncActivityKind = "PULL"
+	// An op of a push was rejected and stored (rejectionId, entity, recordId, code).
+	SyncActivityKindRejection SyncActivityKind = "REJECTION"
+	// An op of a push lost fields to newer writes, recorded as conflicts (conflictIds, fields).
+	SyncActivityKindConflict SyncActivityKind = "CONFLICT"
+	// A device was revoked.
+	SyncActivityKindDeviceRevoked SyncActivityKind = "DEVICE_REVOKED"
+	// This subscriber missed events: it read too slowly (dropped counts them), or the
+	// server lost notifications while reconnecting to the database (dropped is null).
+	// Re-read devices, syncRejections and syncConflicts to catch up.
+	SyncActivityKindEventsDropped SyncActivityKind = "EVENTS_DROPPED"
+)
+
+var AllSyncActivityKind = []SyncActivityKind{
+	SyncActivityKindDeviceConnected,
+	SyncActivityKindDeviceDisconnected,
+	SyncActivityKindPush,
+	SyncActivityKindPull,
+	SyncActivityKindRejection,
+	SyncActivityKindConflict,
+	SyncActivityKindDeviceRevoked,
+	SyncActivityKindEventsDropped,
+}
+
+func (e SyncActivityKind) IsValid() bool {
+	switch e {
+	case SyncActivityKindDeviceConnected, SyncActivityKindDeviceDisconnected, SyncActivityKindPush, SyncActivityKindPull, SyncActivityKindRejection, SyncActivityKindConflict, SyncActivityKindDeviceRevoked, SyncActivityKindEventsDropped:
+		return true
+	}
+	return false
+}
+
+func (e SyncActivityKind) String() string {
+	return string(e)
+}
+
+func (e *SyncActivityKind) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = SyncActivityKind(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid SyncActivityKind", str)
+	}
+	return nil
+}
+
+func (e SyncActivityKind) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *SyncActivityKind) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e SyncActivityKind) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }

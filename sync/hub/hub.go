@@ -1,13 +1,20 @@
-// Package hub fans out database change notifications to the sync connections of one
-// server process. Each process holds one PostgreSQL listener (LISTEN sync_changes and
-// device_revoked); every sync connection holds a Subscription with the scope tokens
-// its user reads with. A change notification names the scope tokens of the changed
-// records (or "*"), and the hub pokes the subscriptions whose tokens intersect them.
+// Package hub fans out database notifications to the connections of one server
+// process. Each process holds one PostgreSQL listener (LISTEN sync_changes,
+// device_revoked and sync_activity); every sync connection holds a Subscription with
+// the scope tokens its user reads with. A change notification names the scope tokens
+// of the changed records (or "*"), and the hub pokes the subscriptions whose tokens
+// intersect them.
+//
+// The same listener carries live sync activity (activity.go): a Publisher on the
+// replica that saw a push, a pull or a connection sends an Event through pg_notify,
+// and the hub of every replica hands it to the ActivitySubscriptions of the
+// administrators who may see it.
 //
 // The hub never blocks and never buffers without bound: a subscription has at most one
-// pending poke (pokes are coalesced) and one pending re-authentication request. What a
-// connection then sends to its device, and how it treats a slow device, is the
-// connection's business (see sync/server).
+// pending poke (pokes are coalesced) and one pending re-authentication request; an
+// activity subscription has a bounded buffer and misses (and counts) what does not
+// fit. What a connection then sends to its device, and how it treats a slow device, is
+// the connection's business (see sync/server).
 package hub
 
 import (
@@ -48,6 +55,8 @@ type Hub struct {
 	byUser   map[string]map[*Subscription]struct{}
 	byDevice map[string]map[*Subscription]struct{}
 
+	activityState
+
 	ready     chan struct{}
 	readyOnce sync.Once
 }
@@ -65,6 +74,8 @@ func New(log *slog.Logger) *Hub {
 		byUser:   map[string]map[*Subscription]struct{}{},
 		byDevice: map[string]map[*Subscription]struct{}{},
 		ready:    make(chan struct{}),
+
+		activityState: activityState{activity: map[*ActivitySubscription]struct{}{}},
 	}
 }
 
@@ -226,14 +237,16 @@ func (h *Hub) Revoked(payload string) {
 
 // Lost handles the loss of notifications (the listener reconnected): every
 // subscription is poked, and re-authenticates before its next message, since a
-// revocation may have been missed.
+// revocation may have been missed; every activity subscription is told that it may
+// have missed events.
 func (h *Hub) Lost() {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	for s := range h.all {
 		s.recheck.Store(true)
 		s.poke()
 	}
+	h.mu.Unlock()
+	h.lostActivity()
 }
 
 // Len returns the number of subscriptions.
@@ -246,9 +259,10 @@ func (h *Hub) Len() int {
 // Ready is closed once Listen listens on its channels for the first time.
 func (h *Hub) Ready() <-chan struct{} { return h.ready }
 
-// Listen connects a pq.Listener to the database at dsn, listens on ChannelChanges and
-// ChannelRevoked, and feeds the hub until ctx is done. Reconnections are automatic;
-// after one, notifications sent in the gap are lost, so the hub treats it as Lost.
+// Listen connects a pq.Listener to the database at dsn, listens on ChannelChanges,
+// ChannelRevoked and ChannelActivity, and feeds the hub until ctx is done.
+// Reconnections are automatic; after one, notifications sent in the gap are lost, so
+// the hub treats it as Lost.
 // It returns nil when ctx is done, or an error if the channels cannot be listened on.
 func (h *Hub) Listen(ctx context.Context, dsn string) error {
 	l := pq.NewListener(dsn, 100*time.Millisecond, 10*time.Second, func(ev pq.ListenerEventType, err error) {
@@ -264,7 +278,7 @@ func (h *Hub) Listen(ctx context.Context, dsn string) error {
 	stop := context.AfterFunc(ctx, func() { l.Close() })
 	defer stop()
 	defer l.Close()
-	for _, ch := range []string{ChannelChanges, ChannelRevoked} {
+	for _, ch := range []string{ChannelChanges, ChannelRevoked, ChannelActivity} {
 		if err := l.Listen(ch); err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -306,5 +320,7 @@ func (h *Hub) dispatch(n *pq.Notification) {
 		h.Changed(n.Extra)
 	case ChannelRevoked:
 		h.Revoked(n.Extra)
+	case ChannelActivity:
+		h.Activity(n.Extra)
 	}
 }

@@ -9,10 +9,11 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/jiaoliu/jiaoliu/internal/pgtest"
+	"github.com/jiaoliu/jiaoliu/postgres"
 	"github.com/jiaoliu/jiaoliu/sync/hub"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Run(m, nil)) }
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m, postgres.Migrate)) }
 
 func poked(s *hub.Subscription) bool {
 	select {

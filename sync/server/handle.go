@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"strconv"
 
 	"github.com/jiaoliu/jiaoliu"
 	"github.com/jiaoliu/jiaoliu/postgres"
@@ -80,6 +81,7 @@ func (s *Server) push(ctx context.Context, log *slog.Logger, schema int, m *wire
 		}
 	}
 	log.Info("sync push", "batch", m.BatchID, "ops", len(m.Ops), "rejected", rejected)
+	s.observe(func(o Observer) { o.Pushed(jiaoliu.ActorFromContext(ctx), m.BatchID, m.Ops, results) })
 	return &wire.Ack{BatchID: m.BatchID, Results: results}
 }
 
@@ -104,9 +106,12 @@ func (s *Server) pull(ctx context.Context, log *slog.Logger, m *wire.Pull) wire.
 	size := 64 + len(next)
 	for i, r := range recs {
 		rec := wire.Record{Entity: r.Entity, ID: r.ID, Version: r.Version, Deleted: r.Deleted, Fields: r.Fields}
-		b, err := json.Marshal(rec)
-		if err != nil {
-			return s.internalError(ctx, log, "pull", err, "")
+		b := r.JSON
+		if b == nil {
+			var err error
+			if b, err = json.Marshal(rec); err != nil {
+				return s.internalError(ctx, log, "pull", err, "")
+			}
 		}
 		if i > 0 && size+len(b)+1+len(r.Cursor) > s.MaxMessageBytes {
 			out.Cursor, out.More = recs[i-1].Cursor, true
@@ -115,12 +120,14 @@ func (s *Server) pull(ctx context.Context, log *slog.Logger, m *wire.Pull) wire.
 		size += len(b) + 1
 		out.Records = append(out.Records, rec)
 		out.raw = append(out.raw, b)
+		out.size += len(b)
 	}
 	if !out.More {
 		if err := s.store.DeviceSynced(ctx); err != nil && ctx.Err() == nil {
 			log.Warn("sync record device", "err", err)
 		}
 	}
+	s.observe(func(o Observer) { o.Pulled(jiaoliu.ActorFromContext(ctx), len(out.Records), out.More) })
 	return out
 }
 
@@ -150,17 +157,33 @@ func itoa(n int) string {
 }
 
 // changes is a changes message whose records were already encoded (to keep the message
-// under MaxMessageBytes): it encodes them as they are rather than a second time.
+// under MaxMessageBytes): it is written from those bytes rather than encoded again.
 type changes struct {
 	*wire.Changes
-	raw []json.RawMessage // the encoded Records
+	raw  []json.RawMessage // the encoded Records
+	size int               // their total size
 }
 
 // MarshalJSON encodes the message like wire.Changes, from the encoded records.
 func (c *changes) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		Records []json.RawMessage `json:"records"`
-		Cursor  string            `json:"cursor"`
-		More    bool              `json:"more"`
-	}{c.raw, c.Cursor, c.More})
+	return append(c.AppendBody([]byte{'{'}), '}'), nil
 }
+
+// AppendBody writes the members of the message (wire.BodyAppender).
+func (c *changes) AppendBody(b []byte) []byte {
+	b = append(b, `"records":[`...)
+	for i, r := range c.raw {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, r...)
+	}
+	b = append(b, `],"cursor":`...)
+	cur, _ := json.Marshal(c.Cursor)
+	b = append(b, cur...)
+	b = append(b, `,"more":`...)
+	return strconv.AppendBool(b, c.More)
+}
+
+// BodySize estimates the size of the members.
+func (c *changes) BodySize() int { return c.size + len(c.raw) + len(c.Cursor) + 40 }

@@ -99,6 +99,9 @@ type Server struct {
 	CheckOrigin func(r *http.Request) bool
 	// Now returns the time; tests may replace it.
 	Now func() time.Time
+	// Observer, when set, is told about sessions, pushes and pulls after the fact (the
+	// live sync activity of administrators).
+	Observer Observer
 
 	store  store
 	auth   jiaoliu.Authenticator
@@ -116,6 +119,7 @@ type Server struct {
 	mu         sync.Mutex
 	conns      map[*conn]struct{}
 	devConns   map[string][]*conn // open sessions per device, oldest first
+	observed   map[*conn]string   // sessions the Observer was told connected, with their device
 	nextID     atomic.Uint64
 	init       sync.Once
 }
@@ -160,7 +164,36 @@ func newServer(st store, auth jiaoliu.Authenticator, h *hub.Hub, log *slog.Logge
 		hardCancel:      hardCancel,
 		conns:           map[*conn]struct{}{},
 		devConns:        map[string][]*conn{},
+		observed:        map[*conn]string{},
 	}
+}
+
+// Observer is told about sync activity after it happened. Its methods are called on
+// the paths of sessions and messages (a push after its commit), so they must return at
+// once — queue, never block — and cannot fail what they observe.
+type Observer interface {
+	// Connected is called when a device's socket passed hello.
+	Connected(deviceID string)
+	// Disconnected is called when a socket that passed hello has closed.
+	Disconnected(deviceID string)
+	// Pushed is called after a push was committed, with the batch's ops and their
+	// results in order, before the ack is sent.
+	Pushed(actor *jiaoliu.Actor, batchID string, ops []jiaoliu.Op, results []jiaoliu.OpResult)
+	// Pulled is called after a pull was answered with a page of records.
+	Pulled(actor *jiaoliu.Actor, records int, more bool)
+}
+
+// observe calls fn with the Observer, if any; a panic in it is logged, never passed on.
+func (s *Server) observe(fn func(o Observer)) {
+	if s.Observer == nil {
+		return
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("sync observer panic", "panic", p)
+		}
+	}()
+	fn(s.Observer)
 }
 
 func (s *Server) setup() {
@@ -216,6 +249,13 @@ func (s *Server) admit(c *conn, device string) *conn {
 		oldest.device = "" // no longer counted
 	}
 	s.devConns[device] = list
+	if s.Observer != nil {
+		if _, seen := s.observed[c]; !seen {
+			s.observed[c] = device
+			// Runs before the deferred unlock: Observer methods only queue.
+			defer s.observe(func(o Observer) { o.Connected(device) })
+		}
+	}
 	return oldest
 }
 
@@ -309,7 +349,12 @@ func (s *Server) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
 				delete(s.devConns, dev)
 			}
 		}
+		observed, wasObserved := s.observed[c]
+		delete(s.observed, c)
 		s.mu.Unlock()
+		if wasObserved {
+			s.observe(func(o Observer) { o.Disconnected(observed) })
+		}
 		s.wg.Done()
 	}()
 	c.serve()
