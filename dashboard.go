@@ -256,6 +256,12 @@ func Alerts(progress []*ExchangeProgress, quotas *QuotaReport) []*Alert {
 		if p.DutyStatus == DutyStatusBehind {
 			add("DUTIES_BEHIND", SeverityNotice, "交流任务进度落后。")
 		}
+		if p.Length != nil && !p.Length.Met {
+			switch p.Status {
+			case StatusProposed, StatusApproved, StatusPublished, StatusActive:
+				add("EXCHANGE_TOO_SHORT", SeverityNotice, p.Length.Explanation)
+			}
+		}
 	}
 	if quotas != nil {
 		for _, q := range quotas.Schools {
@@ -268,11 +274,38 @@ func Alerts(progress []*ExchangeProgress, quotas *QuotaReport) []*Alert {
 		if quotas.ReverseFlow != nil && !quotas.ReverseFlow.Holds && quotas.Totals != nil && quotas.Totals.Schools > 1 {
 			out = append(out, &Alert{Kind: "REVERSE_FLOW", Severity: SeverityWarning, Message: quotas.ReverseFlow.Explanation})
 		}
+		if quotas.ReverseFlow != nil { // the district's view, not one school's
+			out = append(out, tierShareAlerts(quotas.Schools)...)
+		}
 	}
 	rank := map[AlertSeverity]int{SeverityCritical: 0, SeverityWarning: 1, SeverityNotice: 2}
 	sort.SliceStable(out, func(i, j int) bool { return rank[out[i].Severity] < rank[out[j].Severity] })
 	if len(out) > MaxAlerts {
 		out = out[:MaxAlerts]
+	}
+	return out
+}
+
+// MaxTierSharePercent is the largest share of a district's schools that may be rated
+// QUALITY, and the largest that may be rated WEAK (each at most 30%).
+const MaxTierSharePercent = 30
+
+// tierShareAlerts warns when more than MaxTierSharePercent of the schools are rated
+// QUALITY or WEAK.
+func tierShareAlerts(schools []*SchoolQuota) []*Alert {
+	var out []*Alert
+	for _, tier := range []Tier{TierQuality, TierWeak} {
+		n := 0
+		for _, q := range schools {
+			if q.Tier == tier {
+				n++
+			}
+		}
+		if n*100 > MaxTierSharePercent*len(schools) {
+			label := map[Tier]string{TierQuality: "优质", TierWeak: "薄弱"}[tier]
+			out = append(out, &Alert{Kind: "TIER_SHARE_EXCEEDED", Severity: SeverityWarning,
+				Message: fmt.Sprintf("%d所学校中%s学校%d所，超过%d%%，请重新认定学校类别。", len(schools), label, n, MaxTierSharePercent)})
+		}
 	}
 	return out
 }

@@ -46,7 +46,7 @@ func deferral(reason jiaoliu.DeferralReason, from, to string, approved bool) *ji
 
 func TestDecideEligibility(t *testing.T) {
 	yulin := preset(t, "YULIN")     // 6 years, male ≤ 50, female ≤ 45, principals 8 years, ≤ 55/50
-	dalian := preset(t, "DALIAN")   // 9 years, male ≤ 54, female ≤ 49, cadres 10 years, principals 9 years
+	dalian := preset(t, "DALIAN")   // 9 years, male ≤ 55, female ≤ 50, cadres 10 years, principals 9 years
 	chuandi := preset(t, "CHUANDI") // 6 years, 50/45, principals 9 years
 	for _, c := range []struct {
 		name      string
@@ -71,10 +71,15 @@ func TestDecideEligibility(t *testing.T) {
 			teacher(jiaoliu.GenderFemale, "1976-09-01", "2004-09-01"), nil, jiaoliu.EligibilityExempt, jiaoliu.RuleAboveAgeLimit, 50, 22},
 		{"a woman of exactly 45 is within", yulin,
 			teacher(jiaoliu.GenderFemale, "1981-09-01", "2004-09-01"), nil, jiaoliu.EligibilityMustRotate, jiaoliu.RuleTenure, 45, 22},
-		{"Dalian exempts 55周岁以上: 54 is within", dalian,
-			teacher(jiaoliu.GenderMale, "1972-09-01", "2004-09-01"), nil, jiaoliu.EligibilityMustRotate, jiaoliu.RuleTenure, 54, 22},
-		{"Dalian: 55 is exempt", dalian,
-			teacher(jiaoliu.GenderMale, "1971-09-01", "2004-09-01"), nil, jiaoliu.EligibilityExempt, jiaoliu.RuleAboveAgeLimit, 55, 22},
+		// Dalian (文件 000, the domain table's "55/50 (Dalian)"): "男55周岁及以下，女50周岁及以下".
+		{"Dalian 男55周岁及以下: a man of exactly 55 is within", dalian,
+			teacher(jiaoliu.GenderMale, "1971-09-01", "2004-09-01"), nil, jiaoliu.EligibilityMustRotate, jiaoliu.RuleTenure, 55, 22},
+		{"Dalian: a man of 56 is exempt", dalian,
+			teacher(jiaoliu.GenderMale, "1970-09-01", "2004-09-01"), nil, jiaoliu.EligibilityExempt, jiaoliu.RuleAboveAgeLimit, 56, 22},
+		{"Dalian 女50周岁及以下: a woman of exactly 50 is within", dalian,
+			teacher(jiaoliu.GenderFemale, "1976-09-01", "2004-09-01"), nil, jiaoliu.EligibilityMustRotate, jiaoliu.RuleTenure, 50, 22},
+		{"Dalian: a woman of 51 is exempt", dalian,
+			teacher(jiaoliu.GenderFemale, "1975-09-01", "2004-09-01"), nil, jiaoliu.EligibilityExempt, jiaoliu.RuleAboveAgeLimit, 51, 22},
 
 		// Tenure 满6年: joined on or before 2020-09-01.
 		{"exactly 6 years", yulin,
@@ -202,5 +207,44 @@ func TestSchoolTarget(t *testing.T) {
 		if basis != c.basis || got != c.share {
 			t.Errorf("%s %s first=%v: %s %g, want %s %g", c.loc, c.tier, c.first, basis, got, c.basis, c.share)
 		}
+	}
+}
+
+// TestPresetsFollowTheDomainTable checks every preset against the values of the domain
+// document's policy table for its county.
+func TestPresetsFollowTheDomainTable(t *testing.T) {
+	type v = map[string]any
+	common := v{"cadreTenureYears": 10.0, "qualityShare": 15.0, "generalShare": 10.0, "firstYearShare": 8.0, "cadreShare": 15.0,
+		"principalMaleAgeLimit": 55.0, "principalFemaleAgeLimit": 50.0, "femaleLimitNotAboveMale": true,
+		"minYearsUrbanToRural": 2.0, "minYearsGroup": 3.0, "principalTermYears": 4.0, "featureDeferralMaxYears": 3.0,
+		"fullTimeDemonstration": 4.0, "fullTimeGuidance": 4.0, "fullTimeResearch": 8.0, "deliveryLessons": 8.0, "deliveryCritiques": 8.0,
+		"secondmentObservations": 20.0, "secondmentResearch": 16.0, "mentoringActivities": 8.0,
+		"staffParticipationShare": 30.0, "schoolSendShare": 8.0, "absenceRunLimit": 10.0, "absenceYearLimit": 15.0,
+		"noShowWarningDays": 7.0, "noShowResignationDays": 15.0, "minYears": 1.0, "backboneShare": 20.0, "firstYear": false}
+	for name, want := range map[string]v{
+		// 6 years (Yulin, Chuandi); 50/45 (county plan); principals 3 terms of 3 years.
+		"CHUANDI": {"tenureYears": 6.0, "maleAgeLimit": 50.0, "femaleAgeLimit": 45.0, "principalMaxYears": 9.0},
+		// 9 years (Dalian 2019); 55/50 (Dalian); 3 terms of 3 years; backbone ≥ 20%.
+		"DALIAN": {"tenureYears": 9.0, "maleAgeLimit": 55.0, "femaleAgeLimit": 50.0, "principalMaxYears": 9.0},
+		// 6 years; 50/45; principals 8 years; backbone ≥ 30%; ≥ 3 academic years.
+		"YULIN": {"tenureYears": 6.0, "maleAgeLimit": 50.0, "femaleAgeLimit": 45.0, "principalMaxYears": 8.0,
+			"backboneShare": 30.0, "minYears": 3.0, "minYearsUrbanToRural": 3.0},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got := preset(t, name).Fields()
+			for k, w := range common {
+				if _, own := want[k]; !own {
+					want[k] = w
+				}
+			}
+			for k, w := range want {
+				if got[k] != w {
+					t.Errorf("%s=%v, want %v", k, got[k], w)
+				}
+			}
+			if len(got) != len(want) {
+				t.Errorf("preset has %d parameters, the table %d: every parameter needs its value here", len(got), len(want))
+			}
+		})
 	}
 }

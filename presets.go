@@ -22,11 +22,12 @@ var countyPlan = PolicyParams{
 // presets are the policy values of the counties in the source documents.
 var presets = map[string]PolicyParams{
 	"CHUANDI": countyPlan,
-	// Dalian 2019 (文件 000): 9 years; exempt from 55 (men) and 50 (women), so the limits
-	// are 54 and 49; principals after 3 terms of 3 years; backbone ≥ 20%.
+	// Dalian 2019 (文件 000): 9 years; the obligation covers "男55周岁及以下，女50周岁及
+	// 以下" (the domain table's 55/50, bounds included), principals alike; principals
+	// after 3 terms of 3 years; backbone ≥ 20%.
 	"DALIAN": with(countyPlan, func(p *PolicyParams) {
-		p.TenureYears, p.MaleAgeLimit, p.FemaleAgeLimit = 9, 54, 49
-		p.PrincipalMaleAgeLimit, p.PrincipalFemaleAgeLimit = 54, 49
+		p.TenureYears, p.MaleAgeLimit, p.FemaleAgeLimit = 9, 55, 50
+		p.PrincipalMaleAgeLimit, p.PrincipalFemaleAgeLimit = 55, 50
 	}),
 	// Yulin (文件 002): 6 years, 50/45, principals after 8 years, backbone ≥ 30%, and at
 	// least 3 academic years away.

@@ -411,7 +411,7 @@ func EvaluationSchedule(x *Exchange, evals []*Evaluation, asOf Date) []*Evaluati
 	if x.Status == StatusActive || x.Status == StatusCompleted {
 		first := AcademicYearOf(x.PlannedStart)
 		last := AcademicYearOf(x.PlannedEnd)
-		for y := first; y.Start() <= last.Start(); y = AcademicYear(fmt.Sprintf("%d-%d", y.Start()+1, y.Start()+2)) {
+		for y := first; y.Start() <= last.Start(); y = y.Next() {
 			for _, s := range y.Semesters() {
 				if !s.To.Before(x.PlannedStart) && !s.From.After(x.PlannedEnd) {
 					add(PeriodSemester, s.Term, s.OpensOn, s.DueOn)
@@ -548,6 +548,77 @@ func periodLabel(p EvaluationPeriod) string {
 	return map[EvaluationPeriod]string{PeriodSemester: "学期", PeriodAnnual: "年度", PeriodEndOfExchange: "交流期满"}[p]
 }
 
+// LengthBasis says which minimum length applies to an exchange.
+type LengthBasis string
+
+// Minimum-length bases, from the most specific.
+const (
+	LengthPrincipal    LengthBasis = "PRINCIPAL"      // a principal: one term (principalTermYears)
+	LengthGroup        LengthBasis = "GROUP"          // inside a school group (minYearsGroup)
+	LengthUrbanToRural LengthBasis = "URBAN_TO_RURAL" // an urban school to a rural school or teaching point (minYearsUrbanToRural)
+	LengthGeneral      LengthBasis = "GENERAL"        // any exchange (minYears)
+)
+
+// LengthCheck is the minimum-length rule of an exchange (交流期限): at least minYears;
+// urban to rural at least minYearsUrbanToRural; inside a school group at least
+// minYearsGroup; a principal one term, principalTermYears. The longest that applies is
+// required. The planned period is counted in semesters: a semester counts when the
+// planned period covers at least half of its days, and two semesters make a year (so
+// 1 September to 15 July is one year, 1 September to 20 January half a year).
+type LengthCheck struct {
+	Basis            LengthBasis
+	RequiredYears    int
+	PlannedSemesters int
+	Met              bool
+	Explanation      string
+}
+
+// CheckLength applies the minimum-length rule of policy p to exchange x of a teacher in
+// position pos; sending and receiving may be nil when unknown.
+func (p PolicyParams) CheckLength(x *Exchange, pos Position, sending, receiving *School) *LengthCheck {
+	c := &LengthCheck{Basis: LengthGeneral, RequiredYears: p.MinYears}
+	need := func(b LengthBasis, years int) {
+		if years > c.RequiredYears {
+			c.Basis, c.RequiredYears = b, years
+		}
+	}
+	if sending != nil && receiving != nil && sending.Locality == LocalityUrban &&
+		(receiving.Locality == LocalityRural || receiving.Locality == LocalityTeachingPoint) {
+		need(LengthUrbanToRural, p.MinYearsUrbanToRural)
+	}
+	if x.Mode == ModeGroupInternal || (sending != nil && receiving != nil && sending.GroupID != nil && receiving.GroupID != nil && *sending.GroupID == *receiving.GroupID) {
+		need(LengthGroup, p.MinYearsGroup)
+	}
+	if pos == PositionPrincipal {
+		need(LengthPrincipal, p.PrincipalTermYears)
+	}
+	if !x.PlannedStart.IsZero() && !x.PlannedEnd.Before(x.PlannedStart) {
+		for y := AcademicYearOf(x.PlannedStart); y.Start() <= AcademicYearOf(x.PlannedEnd).Start(); y = y.Next() {
+			for _, s := range y.Semesters() {
+				from, to := maxDate(s.From, x.PlannedStart), minDate(s.To, x.PlannedEnd)
+				if !to.Before(from) && 2*(to.DaysSince(from)+1) >= s.To.DaysSince(s.From)+1 {
+					c.PlannedSemesters++
+				}
+			}
+		}
+	}
+	c.Met = c.PlannedSemesters >= 2*c.RequiredYears
+	rule := map[LengthBasis]string{LengthPrincipal: "校长交流期限为一个任期", LengthGroup: "集团内交流期限",
+		LengthUrbanToRural: "城区到农村学校交流期限", LengthGeneral: "交流期限"}[c.Basis]
+	planned := fmt.Sprintf("计划交流期%s至%s，计%d个学期（%g学年）", x.PlannedStart, x.PlannedEnd, c.PlannedSemesters, float64(c.PlannedSemesters)/2)
+	if c.Met {
+		c.Explanation = fmt.Sprintf("%s，符合%s不少于%d年的规定。", planned, rule, c.RequiredYears)
+	} else {
+		c.Explanation = fmt.Sprintf("%s，不足%s不少于%d年的规定。", planned, rule, c.RequiredYears)
+	}
+	return c
+}
+
+// Next returns the academic year after y.
+func (y AcademicYear) Next() AcademicYear {
+	return AcademicYear(fmt.Sprintf("%d-%d", y.Start()+1, y.Start()+2))
+}
+
 // ExchangeProgress is everything the rules say about one exchange as of a day.
 type ExchangeProgress struct {
 	ExchangeID          string
@@ -574,6 +645,8 @@ type ExchangeProgress struct {
 	EvaluationsOverdue int
 	EvaluationsDone    int
 	Consequences       []*Consequence
+	// Length is the minimum-length rule (交流期限) applied to the planned period.
+	Length *LengthCheck
 }
 
 // ProgressInput is what ComputeProgress needs about one exchange.
@@ -589,13 +662,23 @@ type ProgressInput struct {
 	// exchanges), for the two-year rule.
 	UnqualifiedYears []string
 	AsOf             Date
+	// Year, when set, is the academic year the duties are judged on (a dashboard or the
+	// progress report of a year); otherwise the duty year of DutyWindow.
+	Year AcademicYear
+	// Position is the teacher's position (a principal's exchange lasts one term).
+	Position Position
 }
 
 // ComputeProgress applies the progress rules to one exchange. The activity must have
-// been counted over DutyWindow(exchange, asOf).
+// been counted over DutyWindow(exchange, asOf), or over YearWindow(in.Year, asOf) when
+// in.Year is set.
 func ComputeProgress(in ProgressInput) *ExchangeProgress {
 	x, p := in.Exchange, in.Policy
 	year, from, to := DutyWindow(x, in.AsOf)
+	if in.Year != "" {
+		year = in.Year
+		from, to = YearWindow(year, in.AsOf)
+	}
 	pr := &ExchangeProgress{ExchangeID: x.ID, TeacherID: x.TeacherID, TeacherName: in.TeacherName,
 		SendingSchoolID: x.SendingSchoolID, ReceivingSchoolID: x.ReceivingSchoolID, Mode: x.Mode, Status: x.Status,
 		AsOf: in.AsOf, AcademicYear: string(year), From: from, To: to}
@@ -683,6 +766,7 @@ func ComputeProgress(in ProgressInput) *ExchangeProgress {
 		}
 	}
 	pr.Consequences = Consequences(x, in.Evaluations, in.UnqualifiedYears, pr.Attendance, pr.Report)
+	pr.Length = p.CheckLength(x, in.Position, in.Sending, in.Receiving)
 	return pr
 }
 

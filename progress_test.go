@@ -336,3 +336,84 @@ func TestComputePairProgress(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckLength applies the minimum-length rule of the domain table ("minimum length:
+// ≥1 year; ≥2 years urban-to-rural; ≥3 academic years (Yulin); ≥3 years inside a school
+// group; principals one term (4 years)"), counting the planned period in semesters.
+func TestCheckLength(t *testing.T) {
+	chuandi, yulin := preset(t, "CHUANDI"), preset(t, "YULIN")
+	group := "g1"
+	urban := &jiaoliu.School{ID: "u", Locality: jiaoliu.LocalityUrban, Tier: jiaoliu.TierQuality}
+	town := &jiaoliu.School{ID: "t", Locality: jiaoliu.LocalityTown, Tier: jiaoliu.TierGeneral}
+	rural := &jiaoliu.School{ID: "r", Locality: jiaoliu.LocalityRural, Tier: jiaoliu.TierWeak}
+	point := &jiaoliu.School{ID: "p", Locality: jiaoliu.LocalityTeachingPoint, Tier: jiaoliu.TierWeak}
+	mainCampus := &jiaoliu.School{ID: "m", Locality: jiaoliu.LocalityUrban, Tier: jiaoliu.TierQuality, GroupID: &group}
+	branch := &jiaoliu.School{ID: "b", Locality: jiaoliu.LocalityTown, Tier: jiaoliu.TierGeneral, GroupID: &group}
+	for _, c := range []struct {
+		name              string
+		p                 jiaoliu.PolicyParams
+		mode              jiaoliu.ExchangeMode
+		pos               jiaoliu.Position
+		from, to          *jiaoliu.School
+		start, end        string
+		basis             jiaoliu.LengthBasis
+		required, planned int
+		met               bool
+	}{
+		{"≥1 year: one school year (1 September to 15 July) is a year", chuandi, jiaoliu.ModeFullTime, jiaoliu.PositionTeacher, town, rural,
+			"2026-09-01", "2027-07-15", jiaoliu.LengthGeneral, 1, 2, true},
+		{"≥1 year: one semester is not", chuandi, jiaoliu.ModeFullTime, jiaoliu.PositionTeacher, town, rural,
+			"2026-09-01", "2027-01-20", jiaoliu.LengthGeneral, 1, 1, false},
+		{"a semester counts from half of its days: 1 September to 15 November is not half", chuandi, jiaoliu.ModeFullTime, jiaoliu.PositionTeacher, town, rural,
+			"2026-09-01", "2026-11-15", jiaoliu.LengthGeneral, 1, 0, false},
+		{"≥2 years urban to rural: one year is short", chuandi, jiaoliu.ModeFullTime, jiaoliu.PositionTeacher, urban, rural,
+			"2026-09-01", "2027-07-15", jiaoliu.LengthUrbanToRural, 2, 2, false},
+		{"≥2 years urban to a teaching point: two years", chuandi, jiaoliu.ModeFullTime, jiaoliu.PositionTeacher, urban, point,
+			"2026-09-01", "2028-07-15", jiaoliu.LengthUrbanToRural, 2, 4, true},
+		{"a town school is not urban", chuandi, jiaoliu.ModeFullTime, jiaoliu.PositionTeacher, town, point,
+			"2026-09-01", "2027-07-15", jiaoliu.LengthGeneral, 1, 2, true},
+		{"≥3 years inside a school group (same group)", chuandi, jiaoliu.ModePairedSupport, jiaoliu.PositionTeacher, mainCampus, branch,
+			"2026-09-01", "2028-07-15", jiaoliu.LengthGroup, 3, 4, false},
+		{"≥3 years inside a school group (mode)", chuandi, jiaoliu.ModeGroupInternal, jiaoliu.PositionTeacher, town, rural,
+			"2026-09-01", "2029-07-15", jiaoliu.LengthGroup, 3, 6, true},
+		{"principals one term (4 years)", chuandi, jiaoliu.ModeFullTime, jiaoliu.PositionPrincipal, urban, rural,
+			"2026-09-01", "2029-07-15", jiaoliu.LengthPrincipal, 4, 6, false},
+		{"Yulin ≥3 academic years", yulin, jiaoliu.ModeFullTime, jiaoliu.PositionTeacher, town, rural,
+			"2026-09-01", "2029-07-15", jiaoliu.LengthGeneral, 3, 6, true},
+		{"Yulin: two years are short", yulin, jiaoliu.ModeFullTime, jiaoliu.PositionTeacher, town, rural,
+			"2026-09-01", "2028-07-15", jiaoliu.LengthGeneral, 3, 4, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			x := &jiaoliu.Exchange{Mode: c.mode, PlannedStart: d(c.start), PlannedEnd: d(c.end)}
+			got := c.p.CheckLength(x, c.pos, c.from, c.to)
+			if got.Basis != c.basis || got.RequiredYears != c.required || got.PlannedSemesters != c.planned || got.Met != c.met {
+				t.Fatalf("got %+v, want %s %d %d %v", got, c.basis, c.required, c.planned, c.met)
+			}
+			if got.Explanation == "" {
+				t.Fatal("no explanation")
+			}
+		})
+	}
+}
+
+// TestComputeProgressOfAYear checks that a progress judged on a given academic year (a
+// dashboard of last year) expects that year's duties, not those of the year of asOf.
+func TestComputeProgressOfAYear(t *testing.T) {
+	p := preset(t, "CHUANDI")
+	x := &jiaoliu.Exchange{ID: "x", TeacherID: "t", Status: jiaoliu.StatusActive, Mode: jiaoliu.ModeFullTime, AcademicYear: "2025-2026",
+		PlannedStart: d("2025-09-01"), PlannedEnd: d("2027-07-15"), ReportedOn: dp("2025-09-01")}
+	act := jiaoliu.ExchangeActivity{DemonstrationLessons: 4, GuidanceLessons: 4, ResearchActivities: 8}
+	pr := jiaoliu.ComputeProgress(jiaoliu.ProgressInput{Policy: p, Exchange: x, AsOf: d("2026-10-01"), Activity: act, Year: "2025-2026"})
+	if pr.AcademicYear != "2025-2026" || pr.From != d("2025-09-01") || pr.To != d("2026-08-31") || pr.DutyStatus != jiaoliu.DutyStatusComplete {
+		t.Fatalf("year=%s %s..%s status=%s", pr.AcademicYear, pr.From, pr.To, pr.DutyStatus)
+	}
+	for _, duty := range pr.Duties {
+		if duty.ExpectedByNow != duty.Required {
+			t.Fatalf("a past year expects every duty: %+v", duty)
+		}
+	}
+	pr = jiaoliu.ComputeProgress(jiaoliu.ProgressInput{Policy: p, Exchange: x, AsOf: d("2026-10-01"), Activity: act})
+	if pr.AcademicYear != "2026-2027" || pr.From != d("2026-09-01") || pr.To != d("2026-10-01") {
+		t.Fatalf("duty year=%s %s..%s", pr.AcademicYear, pr.From, pr.To)
+	}
+}

@@ -205,7 +205,7 @@ func ComputeQuotas(in QuotaInput) *QuotaReport {
 	}
 
 	type key struct{ school, teacher string }
-	seen := map[key]bool{}
+	seen, volunteered := map[key]bool{}, map[key]bool{}
 	district := map[string]bool{}
 	districtBackbone, districtCadre, districtVolunteer := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	down, up := map[string]bool{}, map[string]bool{}
@@ -216,12 +216,15 @@ func ComputeQuotas(in QuotaInput) *QuotaReport {
 		}
 		t := in.Teachers[x.TeacherID]
 		backbone, cadre := t != nil && IsBackbone(t.BackboneLevel), t != nil && IsCadre(t.Position)
-		if k := (key{x.SendingSchoolID, x.TeacherID}); !seen[k] {
+		k := key{x.SendingSchoolID, x.TeacherID}
+		if x.Volunteer && !volunteered[k] {
+			// A volunteer once, whichever of the teacher's exchanges says so.
+			volunteered[k] = true
+			q.Volunteers++
+		}
+		if !seen[k] {
 			seen[k] = true
 			q.Rotating++
-			if x.Volunteer {
-				q.Volunteers++
-			}
 			if backbone {
 				q.BackboneRotating++
 			}

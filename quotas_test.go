@@ -196,3 +196,17 @@ func TestCadreQuota(t *testing.T) {
 		t.Fatalf("cadre=%+v", c)
 	}
 }
+
+// TestQuotaVolunteerCountsOnce checks that a teacher with two counting exchanges of the
+// year, the second a volunteer one (个人申报), counts once as rotating and once as a
+// volunteer, whatever the order of the exchanges.
+func TestQuotaVolunteerCountsOnce(t *testing.T) {
+	w := newQuotaWorld(t, 3)
+	w.exchange("t1", "q", "w", jiaoliu.StatusApproved)
+	w.exchange("t1", "q", "g", jiaoliu.StatusActive)
+	w.in.Exchanges[1].Volunteer = true
+	rep := jiaoliu.ComputeQuotas(w.in)
+	if q := w.school(rep, "q"); q.Rotating != 1 || q.Volunteers != 1 || rep.Totals.Volunteers != 1 {
+		t.Fatalf("rotating=%d volunteers=%d district volunteers=%d", q.Rotating, q.Volunteers, rep.Totals.Volunteers)
+	}
+}

@@ -75,7 +75,7 @@ func AttendanceTable(title string, sheet *jiaoliu.AttendanceSheet) *Table {
 func ProgressTable(title string, list []*jiaoliu.ExchangeProgress) *Table {
 	t := &Table{Title: title, Header: []string{"序号", "姓名", "派出学校", "接收学校", "交流方式", "状态", "到岗情况",
 		"示范课", "指导课", "教研活动", "送课", "评课", "听课评课", "调研报告", "周课时", "学校周平均课时", "任务进度",
-		"出勤", "事假", "病假", "旷工", "最长连续旷工", "考核须定为不合格", "待考核", "逾期未考核", "已考核", "处理意见"}}
+		"出勤", "事假", "病假", "旷工", "最长连续旷工", "考核须定为不合格", "待考核", "逾期未考核", "已考核", "交流期限", "处理意见"}}
 	for i, p := range list {
 		duty := map[jiaoliu.Duty]string{}
 		for _, d := range p.Duties {
@@ -92,13 +92,17 @@ func ProgressTable(title string, list []*jiaoliu.ExchangeProgress) *Table {
 		for _, c := range p.Consequences {
 			notes = append(notes, c.Explanation)
 		}
+		length := ""
+		if l := p.Length; l != nil {
+			length = fmt.Sprintf("%g/%d学年，%s", float64(l.PlannedSemesters)/2, l.RequiredYears, map[bool]string{true: "符合", false: "不足"}[l.Met])
+		}
 		a := p.Attendance
 		t.Rows = append(t.Rows, []any{i + 1, p.TeacherName, p.SendingSchoolName, p.ReceivingSchoolName, jiaoliu.ExchangeModeLabel(p.Mode),
 			jiaoliu.ExchangeStatusLabel(p.Status), reportNames[p.Report.State],
 			duty[jiaoliu.DutyDemonstrationLessons], duty[jiaoliu.DutyGuidanceLessons], duty[jiaoliu.DutyResearchActivities],
 			duty[jiaoliu.DutyDeliveredLessons], duty[jiaoliu.DutyCritiques], duty[jiaoliu.DutyObservations], duty[jiaoliu.DutySurveyReport],
 			weekly, avg, dutyStatusNames[p.DutyStatus], a.Present, a.Leave, a.Sick, a.Absent, a.LongestAbsentRun, yesNo(a.MustBeUnqualified),
-			p.EvaluationsDue, p.EvaluationsOverdue, p.EvaluationsDone, strings.Join(notes, "；")})
+			p.EvaluationsDue, p.EvaluationsOverdue, p.EvaluationsDone, length, strings.Join(notes, "；")})
 	}
 	return t
 }

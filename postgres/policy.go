@@ -428,12 +428,18 @@ func (dd *districtData) eligibility() []*jiaoliu.Eligibility {
 		}
 		return 0
 	}
+	// A volunteer (个人申报) is a teacher with a volunteer exchange of the year that is
+	// applied for or counts, whichever exchange is shown.
+	volunteer := map[string]bool{}
 	for _, x := range dd.exchanges {
 		if x.AcademicYear != string(dd.year) {
 			continue
 		}
 		if cur := byTeacher[x.TeacherID]; cur == nil || rank(x) > rank(cur) {
 			byTeacher[x.TeacherID] = x
+		}
+		if x.Volunteer && rank(x) > 0 {
+			volunteer[x.TeacherID] = true
 		}
 	}
 	out := make([]*jiaoliu.Eligibility, 0, len(dd.teachers))
@@ -444,7 +450,7 @@ func (dd *districtData) eligibility() []*jiaoliu.Eligibility {
 		}
 		if x := byTeacher[t.ID]; x != nil {
 			id, st := x.ID, x.Status
-			e.ExchangeID, e.ExchangeStatus, e.Volunteer, e.Rotating = &id, &st, x.Volunteer, x.Status.CountsAsRotating()
+			e.ExchangeID, e.ExchangeStatus, e.Volunteer, e.Rotating = &id, &st, volunteer[t.ID], x.Status.CountsAsRotating()
 		}
 		out = append(out, &e)
 	}
@@ -710,7 +716,8 @@ func (s *Store) policiesFor(ctx context.Context, schools map[string]*jiaoliu.Sch
 
 // policyOf picks the policy an exchange is judged by: its sending school's district's
 // policy for the duty year, else for the exchange's year, else the district's latest
-// policy before it, else the receiving school's district's.
+// policy before it, else its earliest policy after it (an exchange of a year before the
+// district set its first policy), else the same for the receiving school's district.
 func policyOf(x *jiaoliu.Exchange, duty jiaoliu.AcademicYear, schools map[string]*jiaoliu.School, policies map[string]*jiaoliu.Policy) *jiaoliu.Policy {
 	for _, sid := range []string{x.SendingSchoolID, x.ReceivingSchoolID} {
 		sc := schools[sid]
@@ -722,14 +729,23 @@ func policyOf(x *jiaoliu.Exchange, duty jiaoliu.AcademicYear, schools map[string
 				return p
 			}
 		}
-		var best *jiaoliu.Policy
+		var before, after *jiaoliu.Policy
 		for _, p := range policies {
-			if p.DistrictID == sc.DistrictID && p.AcademicYear <= string(duty) && (best == nil || p.AcademicYear > best.AcademicYear) {
-				best = p
+			switch {
+			case p.DistrictID != sc.DistrictID:
+			case p.AcademicYear <= string(duty):
+				if before == nil || p.AcademicYear > before.AcademicYear {
+					before = p
+				}
+			case after == nil || p.AcademicYear < after.AcademicYear:
+				after = p
 			}
 		}
-		if best != nil {
-			return best
+		if before != nil {
+			return before
+		}
+		if after != nil {
+			return after
 		}
 	}
 	return nil
@@ -838,17 +854,16 @@ func (s *Store) progressOf(ctx context.Context, exchanges []*jiaoliu.Exchange, y
 			w := windowOf[x.ID]
 			a = &jiaoliu.ExchangeActivity{ExchangeID: x.ID, From: w.from, To: w.to}
 		}
-		name := ""
+		name, position := "", jiaoliu.Position("")
 		if t := teachers[x.TeacherID]; t != nil {
-			name = t.Name
+			name, position = t.Name, t.Position
 		}
-		pr := jiaoliu.ComputeProgress(jiaoliu.ProgressInput{Policy: p.PolicyParams, Exchange: x, TeacherName: name,
+		// With a year (a dashboard, the progress report) the duties are judged on that
+		// year, over the window the activity was counted in.
+		out = append(out, jiaoliu.ComputeProgress(jiaoliu.ProgressInput{Policy: p.PolicyParams, Exchange: x, TeacherName: name,
 			Sending: schools[x.SendingSchoolID], Receiving: schools[x.ReceivingSchoolID], Activity: *a,
-			Evaluations: evalsOf[x.ID], UnqualifiedYears: jiaoliu.UnqualifiedYears(history, unqualifiedOf[x.TeacherID]), AsOf: asOf})
-		if year != "" {
-			pr.AcademicYear, pr.From, pr.To = string(year), a.From, a.To
-		}
-		out = append(out, pr)
+			Evaluations: evalsOf[x.ID], UnqualifiedYears: jiaoliu.UnqualifiedYears(history, unqualifiedOf[x.TeacherID]), AsOf: asOf,
+			Year: year, Position: position}))
 	}
 	return out, nil
 }
