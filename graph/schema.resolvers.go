@@ -430,6 +430,25 @@ func (r *mutationResolver) RevokeDevice(ctx context.Context, id string) (*jiaoli
 	return d, nil
 }
 
+// ChangePassword is the resolver for the changePassword field.
+func (r *mutationResolver) ChangePassword(ctx context.Context, currentPassword string, newPassword string) (*model.LoginPayload, error) {
+	token, exp, u, err := r.Store.ChangePassword(ctx, currentPassword, newPassword)
+	if err != nil {
+		return nil, err
+	}
+	return &model.LoginPayload{Token: token, ExpiresAt: exp, User: u}, nil
+}
+
+// ResetPassword is the resolver for the resetPassword field.
+func (r *mutationResolver) ResetPassword(ctx context.Context, userID string, newPassword string) (*jiaoliu.User, error) {
+	return r.Store.ResetPassword(ctx, userID, newPassword)
+}
+
+// SetUserDisabled is the resolver for the setUserDisabled field.
+func (r *mutationResolver) SetUserDisabled(ctx context.Context, userID string, disabled bool) (*jiaoliu.User, error) {
+	return r.Store.SetUserDisabled(ctx, userID, disabled)
+}
+
 // ReplayRejection is the resolver for the replayRejection field.
 func (r *mutationResolver) ReplayRejection(ctx context.Context, id string, fields any) (*model.ReplayResult, error) {
 	n, err := parseSerial(id)

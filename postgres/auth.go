@@ -56,9 +56,7 @@ func (s *Store) CreateUser(ctx context.Context, u NewUser) (*jiaoliu.User, error
 	if len(u.Username) < 2 || len(u.Username) > 64 || strings.Trim(u.Username, "abcdefghijklmnopqrstuvwxyz0123456789._-") != "" {
 		fe.Add("username", "must be 2..64 characters of a-z, 0-9, '.', '_' or '-'")
 	}
-	if len(u.Password) < 8 || len(u.Password) > 72 {
-		fe.Add("password", "must be 8..72 characters")
-	}
+	checkPassword(fe, "password", u.Password)
 	switch u.Role {
 	case jiaoliu.RoleTeacher:
 		if u.TeacherID == "" {
@@ -187,19 +185,15 @@ func userScopes(district, school, teacher string) []string {
 // and wrong passwords get the same UNAUTHENTICATED error.
 func (s *Store) Login(ctx context.Context, username, password string) (string, time.Time, *jiaoliu.User, error) {
 	username = strings.ToLower(strings.TrimSpace(username))
-	var lockedUntil time.Time
-	err := s.db.GetContext(ctx, &lockedUntil, `SELECT locked_until FROM login_failures WHERE username = $1`, username)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return "", time.Time{}, nil, fmt.Errorf("login: %w", err)
-	}
-	if wait := time.Until(lockedUntil); wait > 0 {
-		return "", time.Time{}, nil, jiaoliu.Errorf(jiaoliu.ERATELIMITED, "too many failed attempts: try again in %d s", int(wait.Seconds())+1)
+	if err := s.loginWait(ctx, username); err != nil {
+		return "", time.Time{}, nil, err
 	}
 	var row struct {
 		jiaoliu.User
-		Hash string `db:"password_hash"`
+		Hash    string `db:"password_hash"`
+		Version int    `db:"session_version"`
 	}
-	err = s.db.GetContext(ctx, &row, `SELECT `+userColumns+`, password_hash FROM users WHERE username = $1 AND NOT disabled`, username)
+	err := s.db.GetContext(ctx, &row, `SELECT `+userColumns+`, password_hash, session_version FROM users WHERE username = $1 AND NOT disabled`, username)
 	hash := row.Hash
 	if errors.Is(err, sql.ErrNoRows) {
 		// Compare against a fixed hash anyway, so timing does not tell users apart.
@@ -208,11 +202,8 @@ func (s *Store) Login(ctx context.Context, username, password string) (string, t
 		return "", time.Time{}, nil, fmt.Errorf("login: %w", err)
 	}
 	if bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) != nil || row.ID == "" {
-		if _, err := s.db.ExecContext(ctx, `INSERT INTO login_failures (username, failures, last_failure_at, locked_until) VALUES ($1, 1, now(), now())
-			ON CONFLICT (username) DO UPDATE SET failures = login_failures.failures + 1, last_failure_at = now(),
-			locked_until = now() + CASE WHEN login_failures.failures + 1 <= 3 THEN interval '0'
-				ELSE least(interval '1 second' * power(2, login_failures.failures + 1 - 4), interval '5 minutes') END`, username); err != nil {
-			return "", time.Time{}, nil, fmt.Errorf("login: record failure: %w", err)
+		if err := s.recordLoginFailure(ctx, username); err != nil {
+			return "", time.Time{}, nil, fmt.Errorf("login: %w", err)
 		}
 		return "", time.Time{}, nil, jiaoliu.Errorf(jiaoliu.EUNAUTHENTICATED, "wrong username or password")
 	}
@@ -223,16 +214,70 @@ func (s *Store) Login(ctx context.Context, username, password string) (string, t
 	if err != nil {
 		return "", time.Time{}, nil, err
 	}
-	exp := time.Now().Add(SessionTTL)
-	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
-		Subject: row.ID, ID: uuid.NewString(), IssuedAt: jwt.NewNumericDate(time.Now()), ExpiresAt: jwt.NewNumericDate(exp), Issuer: "jiaoliu",
-	})
-	signed, err := tok.SignedString(key)
+	signed, exp, err := issueSession(key, row.ID, row.Version)
 	if err != nil {
-		return "", time.Time{}, nil, fmt.Errorf("login: sign: %w", err)
+		return "", time.Time{}, nil, fmt.Errorf("login: %w", err)
 	}
 	u := row.User
 	return signed, exp, &u, nil
+}
+
+// sessionClaims are the claims of a session token.
+type sessionClaims struct {
+	jwt.RegisteredClaims
+	// Version is the user's session_version when the token was issued: a password
+	// change or reset, or disabling the user, increments it and so ends every session
+	// issued before. Tokens from before versions existed carry none and read as 0.
+	Version int `json:"sv,omitempty"`
+}
+
+// issueSession signs a session token of a user whose session_version is version.
+func issueSession(key []byte, userID string, version int) (string, time.Time, error) {
+	now := time.Now()
+	exp := now.Add(SessionTTL)
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, sessionClaims{
+		RegisteredClaims: jwt.RegisteredClaims{Subject: userID, ID: uuid.NewString(), IssuedAt: jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(exp), Issuer: "jiaoliu"},
+		Version: version,
+	})
+	signed, err := tok.SignedString(key)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("sign session: %w", err)
+	}
+	return signed, exp, nil
+}
+
+// loginWait returns RATE_LIMITED while failed password checks of username must wait.
+func (s *Store) loginWait(ctx context.Context, username string) error {
+	var lockedUntil time.Time
+	err := s.db.GetContext(ctx, &lockedUntil, `SELECT locked_until FROM login_failures WHERE username = $1`, username)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("login throttle: %w", err)
+	}
+	if wait := time.Until(lockedUntil); wait > 0 {
+		return jiaoliu.Errorf(jiaoliu.ERATELIMITED, "too many failed attempts: try again in %d s", int(wait.Seconds())+1)
+	}
+	return nil
+}
+
+// recordLoginFailure counts a failed password check of username: from the fourth on,
+// each makes the next attempt wait twice as long (1 s, 2 s, 4 s … at most 5 minutes).
+func (s *Store) recordLoginFailure(ctx context.Context, username string) error {
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO login_failures (username, failures, last_failure_at, locked_until) VALUES ($1, 1, now(), now())
+		ON CONFLICT (username) DO UPDATE SET failures = login_failures.failures + 1, last_failure_at = now(),
+		locked_until = now() + CASE WHEN login_failures.failures + 1 <= 3 THEN interval '0'
+			ELSE least(interval '1 second' * power(2, login_failures.failures + 1 - 4), interval '5 minutes') END`, username); err != nil {
+		return fmt.Errorf("record login failure: %w", err)
+	}
+	return nil
+}
+
+// checkPassword adds a field error to fe when password breaks the password rules
+// (8..72 bytes: bcrypt reads no further).
+func checkPassword(fe jiaoliu.FieldErrors, field, password string) {
+	if len(password) < 8 || len(password) > 72 {
+		fe.Add(field, "must be 8..72 characters")
+	}
 }
 
 // signingKey returns the HMAC key of session tokens, creating it on first use. A
@@ -259,14 +304,16 @@ func (s *Store) signingKey(ctx context.Context) ([]byte, error) {
 }
 
 // AuthenticateToken implements jiaoliu.Authenticator for session and device tokens.
-// The user is read on every call, so a disabled user or a revoked device stops working
-// at once.
+// The user is read on every call, so a disabled user, a revoked device or a session
+// ended by a password change (its session version is no longer the user's) stops
+// working at once.
 func (s *Store) AuthenticateToken(ctx context.Context, token string) (*jiaoliu.Actor, error) {
 	unauth := jiaoliu.Errorf(jiaoliu.EUNAUTHENTICATED, "invalid or expired token")
 	if token == "" {
 		return nil, unauth
 	}
 	var userID, deviceID, sessionID string
+	version := -1 // device tokens: no session version to match
 	if strings.HasPrefix(token, devicePrefix) {
 		sum := sha256.Sum256([]byte(token))
 		// The sync layer authenticates every message: read, and write last_seen_at only
@@ -289,13 +336,13 @@ func (s *Store) AuthenticateToken(ctx context.Context, token string) (*jiaoliu.A
 		if err != nil {
 			return nil, err
 		}
-		var claims jwt.RegisteredClaims
+		var claims sessionClaims
 		_, err = jwt.ParseWithClaims(token, &claims, func(t *jwt.Token) (any, error) { return key, nil },
 			jwt.WithValidMethods([]string{"HS256"}), jwt.WithIssuer("jiaoliu"), jwt.WithExpirationRequired())
-		if err != nil {
+		if err != nil || claims.Version < 0 {
 			return nil, unauth
 		}
-		userID, sessionID = claims.Subject, claims.ID
+		userID, sessionID, version = claims.Subject, claims.ID, claims.Version
 	}
 	// The user and the scope tokens they read with, in one round trip: every request
 	// and every sync message is authenticated, and every read needs the tokens.
@@ -305,7 +352,7 @@ func (s *Store) AuthenticateToken(ctx context.Context, token string) (*jiaoliu.A
 	}
 	err := s.db.GetContext(ctx, &row, `SELECT `+userColumns+`,
 		CASE WHEN role = 'ADMIN' THEN NULL ELSE actor_tokens(role, district_id, school_id, teacher_id) END AS read_tokens
-		FROM users WHERE id = $1 AND NOT disabled`, userID)
+		FROM users WHERE id = $1 AND NOT disabled AND ($2::int < 0 OR session_version = $2)`, userID, version)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, unauth
 	} else if err != nil {
@@ -440,6 +487,228 @@ func (s *Store) userInScope(ctx context.Context, actor *jiaoliu.Actor, userID st
 		return &u, nil
 	}
 	return nil, notFound
+}
+
+// ChangePassword changes the password of the signed-in user, who must sign in through
+// a web session (a device token cannot) and give the current password. A wrong
+// current password counts as a failed login of the user, so it is throttled like one
+// (RATE_LIMITED while the wait lasts). Every session of the user issued before,
+// including the caller's, stops working; the returned token, with its expiry, is the
+// caller's new session. Device tokens keep working. Returns UNAUTHENTICATED without a
+// user, FORBIDDEN through a device token, INVALID (fields newPassword or
+// currentPassword) for a new password that breaks the rules of CreateUser or a wrong
+// current password, and CONFLICT when the password changed meanwhile.
+func (s *Store) ChangePassword(ctx context.Context, current, next string) (string, time.Time, *jiaoliu.User, error) {
+	actor := jiaoliu.ActorFromContext(ctx)
+	if actor == nil || actor.UserID == "" {
+		return "", time.Time{}, nil, jiaoliu.Errorf(jiaoliu.EUNAUTHENTICATED, "sign in to change your password")
+	}
+	if actor.DeviceID != "" {
+		return "", time.Time{}, nil, jiaoliu.Errorf(jiaoliu.EFORBIDDEN, "a device token cannot change a password: sign in with the password")
+	}
+	fe := jiaoliu.FieldErrors{}
+	checkPassword(fe, "newPassword", next)
+	if err := fe.Err(); err != nil {
+		return "", time.Time{}, nil, err
+	}
+	if err := s.loginWait(ctx, actor.Username); err != nil {
+		return "", time.Time{}, nil, err
+	}
+	var old string
+	if err := s.db.GetContext(ctx, &old, `SELECT password_hash FROM users WHERE id = $1 AND NOT disabled`, actor.UserID); errors.Is(err, sql.ErrNoRows) {
+		return "", time.Time{}, nil, jiaoliu.Errorf(jiaoliu.EUNAUTHENTICATED, "sign in to change your password")
+	} else if err != nil {
+		return "", time.Time{}, nil, fmt.Errorf("change password: %w", err)
+	}
+	if bcrypt.CompareHashAndPassword([]byte(old), []byte(current)) != nil {
+		if err := s.recordLoginFailure(ctx, actor.Username); err != nil {
+			return "", time.Time{}, nil, fmt.Errorf("change password: %w", err)
+		}
+		return "", time.Time{}, nil, &jiaoliu.Error{Code: jiaoliu.EINVALID, Message: "invalid input",
+			Fields: map[string]string{"currentPassword": "is not your current password"}}
+	}
+	key, err := s.signingKey(ctx)
+	if err != nil {
+		return "", time.Time{}, nil, err
+	}
+	// The hash read above guards the update, so no row lock is held while bcrypt runs.
+	u, version, err := s.setPassword(ctx, actor, actor.UserID, old, next)
+	if err != nil {
+		return "", time.Time{}, nil, err
+	}
+	token, exp, err := issueSession(key, u.ID, version)
+	if err != nil {
+		return "", time.Time{}, nil, fmt.Errorf("change password: %w", err)
+	}
+	return token, exp, u, nil
+}
+
+// ResetPassword sets the password of another user, for an administrator whose scope
+// holds the user (the rules of CreateUser: a school admin resets their school's
+// teachers, a district admin the users of their district except ADMINs). The user's
+// sessions stop working and their failed logins are forgotten; device tokens keep
+// working. Returns FORBIDDEN for teachers and auditors, for the caller's own password
+// (use ChangePassword) and for a user the caller sees but may not manage, NOT_FOUND for
+// a user outside the caller's scope, and INVALID (field newPassword) for a password
+// that breaks the rules of CreateUser.
+func (s *Store) ResetPassword(ctx context.Context, userID, password string) (*jiaoliu.User, error) {
+	actor := jiaoliu.ActorFromContext(ctx)
+	if actor == nil {
+		return nil, jiaoliu.Errorf(jiaoliu.EUNAUTHENTICATED, "sign in to reset passwords")
+	}
+	target, err := s.managedUser(ctx, actor, userID, "reset passwords")
+	if err != nil {
+		return nil, err
+	}
+	if target.ID == actor.UserID {
+		return nil, jiaoliu.Errorf(jiaoliu.EFORBIDDEN, "change your own password with changePassword")
+	}
+	fe := jiaoliu.FieldErrors{}
+	checkPassword(fe, "newPassword", password)
+	if err := fe.Err(); err != nil {
+		return nil, err
+	}
+	u, _, err := s.setPassword(ctx, actor, target.ID, "", password)
+	return u, err
+}
+
+// setPassword stores a new password of a user, ends their sessions (a new
+// session_version), forgets their failed logins and audits the change, in one
+// transaction. With oldHash set, the change happens only if the password is still the
+// one read (CONFLICT otherwise). It returns the user and their new session version.
+func (s *Store) setPassword(ctx context.Context, actor *jiaoliu.Actor, userID, oldHash, password string) (*jiaoliu.User, int, error) {
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	if err != nil {
+		return nil, 0, fmt.Errorf("set password: hash: %w", err)
+	}
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return nil, 0, fmt.Errorf("set password: %w", err)
+	}
+	defer tx.Rollback()
+	var row struct {
+		jiaoliu.User
+		Version   int        `db:"session_version"`
+		ChangedAt *time.Time `db:"password_changed_at"`
+		Before    *time.Time `db:"changed_before"`
+	}
+	err = tx.GetContext(ctx, &row, `UPDATE users n SET password_hash = $2, session_version = n.session_version + 1,
+			password_changed_at = now(), updated_at = now()
+		FROM users o WHERE n.id = $1 AND o.id = n.id AND ($3 = '' OR n.password_hash = $3)
+		RETURNING `+prefixed("n", userColumns)+`, n.session_version, n.password_changed_at, o.password_changed_at AS changed_before`,
+		userID, string(hash), oldHash)
+	if errors.Is(err, sql.ErrNoRows) {
+		if oldHash != "" {
+			return nil, 0, jiaoliu.Errorf(jiaoliu.ECONFLICT, "the password was changed meanwhile: try again")
+		}
+		return nil, 0, jiaoliu.Errorf(jiaoliu.ENOTFOUND, "user not found")
+	} else if err != nil {
+		return nil, 0, fmt.Errorf("set password: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM login_failures WHERE username = $1`, row.Username); err != nil {
+		return nil, 0, fmt.Errorf("set password: %w", err)
+	}
+	// The audit row says when, never what: no hash leaves the users table.
+	if err := auditAccount(ctx, tx, actor, "user", row.ID, "UPDATE",
+		map[string]any{"passwordChangedAt": map[string]any{"old": row.Before, "new": row.ChangedAt}},
+		userScopes(deref(row.DistrictID), deref(row.SchoolID), deref(row.TeacherID))); err != nil {
+		return nil, 0, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, 0, fmt.Errorf("set password: %w", err)
+	}
+	u := row.User
+	return &u, row.Version, nil
+}
+
+// SetUserDisabled disables or re-enables a user, for an administrator whose scope
+// holds the user (the rules of ResetPassword). A disabled user cannot sign in, and
+// every token of theirs — sessions and device tokens — is refused at once; their open
+// sync sockets are told to re-authenticate (NOTIFY device_revoked 'user:<id>') and so
+// close. Re-enabling restores the device tokens that were not revoked one by one, not
+// the sessions: the user signs in again. Setting the state the user already has
+// changes nothing. Returns FORBIDDEN for teachers and auditors, for the caller
+// themself and for a user the caller sees but may not manage, NOT_FOUND for a user
+// outside the caller's scope.
+func (s *Store) SetUserDisabled(ctx context.Context, userID string, disabled bool) (*jiaoliu.User, error) {
+	actor := jiaoliu.ActorFromContext(ctx)
+	if actor == nil {
+		return nil, jiaoliu.Errorf(jiaoliu.EUNAUTHENTICATED, "sign in to disable users")
+	}
+	target, err := s.managedUser(ctx, actor, userID, "disable users")
+	if err != nil {
+		return nil, err
+	}
+	if target.ID == actor.UserID {
+		return nil, jiaoliu.Errorf(jiaoliu.EFORBIDDEN, "you cannot disable or re-enable yourself")
+	}
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("set user disabled: %w", err)
+	}
+	defer tx.Rollback()
+	var u jiaoliu.User
+	// Disabling also ends the sessions for good (a new session_version), so that
+	// re-enabling does not bring back tokens handed out before.
+	err = tx.GetContext(ctx, &u, `UPDATE users SET disabled = $2, updated_at = now(),
+			session_version = session_version + CASE WHEN $2 THEN 1 ELSE 0 END
+		WHERE id = $1 AND disabled <> $2 RETURNING `+userColumns, target.ID, disabled)
+	if errors.Is(err, sql.ErrNoRows) {
+		target.Disabled = disabled // already so (the user exists: managedUser read it)
+		return target, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("set user disabled: %w", err)
+	}
+	if disabled {
+		// Delivered at commit: the sync sessions of the user re-authenticate and close.
+		if _, err := tx.ExecContext(ctx, `SELECT pg_notify('device_revoked', $1)`, "user:"+u.ID); err != nil {
+			return nil, fmt.Errorf("set user disabled: %w", err)
+		}
+	}
+	if err := auditAccount(ctx, tx, actor, "user", u.ID, "UPDATE", map[string]any{"disabled": map[string]any{"old": !disabled, "new": disabled}},
+		userScopes(deref(u.DistrictID), deref(u.SchoolID), deref(u.TeacherID))); err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("set user disabled: %w", err)
+	}
+	return &u, nil
+}
+
+// managedUser returns the user with the given id for an administrator to act on (reset
+// a password, disable). Teachers and auditors manage no one: FORBIDDEN. A user outside
+// the users the actor sees (Users) answers NOT_FOUND, exactly like an unknown id; a
+// user the actor sees but may not manage (mayManageUser refuses it: an ADMIN listed in
+// a district admin's district) answers FORBIDDEN. The actor themself is returned:
+// callers decide.
+func (s *Store) managedUser(ctx context.Context, actor *jiaoliu.Actor, userID, what string) (*jiaoliu.User, error) {
+	switch {
+	case actor.System, actor.Role == jiaoliu.RoleDistrictAdmin, actor.Role == jiaoliu.RoleSchoolAdmin:
+	default:
+		return nil, jiaoliu.Errorf(jiaoliu.EFORBIDDEN, "only administrators may %s", what)
+	}
+	notFound := jiaoliu.Errorf(jiaoliu.ENOTFOUND, "user not found")
+	if !isUUID(userID) {
+		return nil, notFound
+	}
+	where, args, err := accountScope(ctx, "u")
+	if err != nil {
+		return nil, err
+	}
+	args = append(args, userID)
+	var u jiaoliu.User
+	err = s.db.GetContext(ctx, &u, `SELECT `+prefixed("u", userColumns)+` FROM users u WHERE `+where+fmt.Sprintf(` AND u.id = $%d`, len(args)), args...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound
+	} else if err != nil {
+		return nil, fmt.Errorf("load user: %w", err)
+	}
+	if u.ID != actor.UserID {
+		if err := mayManageUser(actor, u.Role, deref(u.DistrictID), deref(u.SchoolID)); err != nil {
+			return nil, err
+		}
+	}
+	return &u, nil
 }
 
 // Users lists the users the actor may manage (admins) or themself (others).
