@@ -129,6 +129,10 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.node = node
 	m.Store = postgres.NewStore(db, hlc.NewClock(node), m.Log)
+	// The clock never goes below the HLCs issued before a restart (server_clock).
+	if err := m.Store.SeedClock(ctx); err != nil {
+		return err
+	}
 	if err := m.ensureAdmin(ctx); err != nil {
 		return err
 	}

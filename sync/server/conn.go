@@ -23,16 +23,18 @@ import (
 	"github.com/jiaoliu/jiaoliu/sync/wire"
 )
 
-// conn is one WebSocket session. Three goroutines serve it: the reader (serve), which
-// reads and handles the device's messages one at a time; the writer, which alone
-// writes frames, from a bounded queue; and the event loop, which turns the hub's pokes
-// and revocations into messages. A device that does not read fills the queue and is
-// disconnected.
+// conn is one WebSocket session. The reader (serve) reads the device's messages and
+// handles each on a short-lived goroutine of its own; events turns the hub's pokes and
+// revocations, and the keepalive, into work; the writer, which alone writes frames
+// from a bounded queue, runs only while something is to be written. A device that
+// does not read fills the queue and is disconnected. An idle session thus holds two
+// goroutines on small stacks, and its queue is allocated only while messages wait.
 type conn struct {
-	srv    *Server
-	ws     *websocket.Conn
-	logp   atomic.Pointer[slog.Logger] // gains the device and user after hello
-	remote string                      // the client's host, for rate limiting hellos
+	srv        *Server
+	ws         *websocket.Conn
+	id         uint64
+	remoteAddr string // the client's address, for logs
+	remote     string // the client's host, for rate limiting hellos
 
 	ctx    context.Context // ends with the session or when shutdown starts; a child of the server's
 	cancel context.CancelFunc
@@ -42,15 +44,22 @@ type conn struct {
 	cancelWork context.CancelFunc
 	handling   sync.Mutex // held while a message is handled
 
-	send       chan outMsg
-	sendBytes  atomic.Int64 // bytes waiting in send
-	pokeQueued atomic.Bool  // a poke waits in send: pokes are coalesced
+	// The writer: a goroutine that exists only while something is to be written.
+	qmu        sync.Mutex    // guards the fields below
+	queue      []outMsg      // messages waiting to be written; nil when none
+	queueBytes int64         // their bytes
+	pokeQueued bool          // a poke waits in queue: pokes are coalesced
+	pingDue    bool          // a ping is to be written
+	closeDue   bool          // closeWith was called: the close frame is to be written
+	writing    bool          // the writer runs
+	finished   bool          // the close frame was written or writing failed: nothing more is
+	written    chan struct{} // closed when finished
 
 	closeOnce sync.Once
 	slowOnce  sync.Once
 	closing   chan struct{} // closed by closeWith
-	closeReq  closeReq
-	draining  atomic.Bool // no more messages are handled
+	closeReq  closeReq      // set before closing is closed
+	draining  atomic.Bool   // no more messages are handled
 
 	headerToken string // from the upgrade request's Authorization header
 	device      string // the device it counts for in Server.devConns; guarded by Server.mu
@@ -63,8 +72,12 @@ type conn struct {
 	cursor string   // the last cursor this session handed out (or the hello cursor)
 	tokens []string // the scope tokens the session reads with
 	sub    *hub.Subscription
+	// scope is the group of the user's sessions whose scope is recomputed together
+	// after changes that may change it (see scopeRefresher); nil but for teachers.
+	scope *scopeUser
 
 	scopeMu sync.Mutex // serializes scope refreshes
+	checks  rerun      // re-authentications asked for by the hub
 }
 
 type outMsg struct {
@@ -84,29 +97,37 @@ var errTooLarge = errors.New("message too large")
 func newConn(s *Server, ws *websocket.Conn, r *http.Request) *conn {
 	ctx, cancel := context.WithCancel(s.ctx)
 	work, cancelWork := context.WithCancel(s.hardCtx)
-	id := s.nextID.Add(1)
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
 	}
-	c := &conn{
+	return &conn{
 		srv:         s,
 		ws:          ws,
+		id:          s.nextID.Add(1),
+		remoteAddr:  r.RemoteAddr,
 		remote:      host,
 		ctx:         ctx,
 		cancel:      cancel,
 		work:        work,
 		cancelWork:  cancelWork,
-		send:        make(chan outMsg, max(1, s.SendQueue)),
+		written:     make(chan struct{}),
 		closing:     make(chan struct{}),
 		headerToken: bearer(r),
 	}
-	c.logp.Store(s.log.With("conn", id, "remote", r.RemoteAddr))
-	return c
 }
 
-// log returns the session's logger.
-func (c *conn) log() *slog.Logger { return c.logp.Load() }
+// log returns the session's logger. It is made when needed rather than kept: a logger
+// with attributes costs hundreds of bytes, times thousands of idle tablets.
+func (c *conn) log() *slog.Logger {
+	c.mu.Lock()
+	actor := c.actor
+	c.mu.Unlock()
+	if actor == nil {
+		return c.srv.log.With("conn", c.id, "remote", c.remoteAddr)
+	}
+	return c.srv.log.With("conn", c.id, "remote", c.remoteAddr, "device", actor.DeviceID, "user", actor.UserID)
+}
 
 // serve runs the session until the socket closes.
 func (c *conn) serve() {
@@ -120,34 +141,45 @@ func (c *conn) serve() {
 		}
 		return nil
 	})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	writerDone := make(chan struct{})
-	go func() { defer wg.Done(); defer close(writerDone); defer c.recover("writer"); c.writeLoop() }()
+	var events sync.WaitGroup
 	defer func() {
 		// Let the writer send what closeWith asked for before the connection ends.
 		select {
-		case <-writerDone:
+		case <-c.written:
 		case <-time.After(s.WriteWait):
 		}
 		c.cancel()
 		c.cancelWork()
 		c.ws.Close()
+		c.scopeMu.Lock() // a scope refresh that ends now finds the context canceled
 		c.mu.Lock()
-		sub := c.sub
+		sub, scope := c.sub, c.scope
+		c.scope = nil
 		c.mu.Unlock()
 		if sub != nil {
 			sub.Close()
 		}
-		wg.Wait()
+		if scope != nil {
+			s.limits.scopes.leave(scope, c)
+		}
+		c.scopeMu.Unlock()
+		events.Wait()
+		<-c.written // the socket is closed: a write in progress fails at once
 		c.log().Debug("sync socket closed")
 	}()
 
 	defer c.recover("reader")
 
+	// Until events runs, a shutdown closes the socket from here.
+	stop := context.AfterFunc(c.ctx, func() {
+		if s.ctx.Err() != nil {
+			c.closeWith(websocket.CloseGoingAway, ShutdownReason, true)
+		}
+	})
 	_ = c.ws.SetReadDeadline(time.Now().Add(s.HelloTimeout))
 	data, err := c.read()
 	if err != nil {
+		stop()
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
 			c.log().Info("sync hello timeout")
@@ -158,12 +190,14 @@ func (c *conn) serve() {
 		c.drain()
 		return
 	}
-	if !onFreshStack(c, func() bool { return c.hello(data) }) {
+	ok := onFreshStack(c, func() bool { return c.hello(data) })
+	stop()
+	if !ok {
 		c.drain()
 		return
 	}
-	wg.Add(1)
-	go func() { defer wg.Done(); defer c.recover("events"); c.eventLoop() }()
+	events.Add(1)
+	go func() { defer events.Done(); defer c.recover("events"); c.events() }()
 	for {
 		if !c.draining.Load() {
 			_ = c.ws.SetReadDeadline(time.Now().Add(s.PongWait))
@@ -173,7 +207,7 @@ func (c *conn) serve() {
 			c.readFailed(err)
 			break
 		}
-		// A shutdown waits for the message being handled (see writeLoop); once it has
+		// A shutdown waits for the message being handled (see shutdown); once it has
 		// started, no new message is taken.
 		c.handling.Lock()
 		if c.draining.Load() || c.ctx.Err() != nil {
@@ -299,7 +333,9 @@ func (c *conn) hello(data []byte) bool {
 	if !s.limits.allow("conn:" + strings.ToLower(actor.DeviceID)) {
 		return c.fail(&wire.Error{Code: wire.CodeRateLimited, Message: "too many connections from this device; slow down"})
 	}
-	c.logp.Store(c.log().With("device", actor.DeviceID, "user", actor.UserID))
+	c.mu.Lock()
+	c.actor = actor // from here on the session logs with its device and user
+	c.mu.Unlock()
 	if oldest := s.admit(c, actor.DeviceID); oldest != nil {
 		oldest.log().Info("sync device has too many sockets: closing its oldest", "limit", s.MaxDeviceConns)
 		oldest.reply(&wire.Error{Code: wire.CodeRateLimited, Message: "this device opened too many connections; closing the oldest"})
@@ -308,11 +344,13 @@ func (c *conn) hello(data []byte) bool {
 	ctx := jiaoliu.NewContextWithActor(c.ctx, actor)
 	tokens, err := c.scopeTokens(ctx, actor)
 	if err != nil {
-		return c.fail(s.internalError(c.ctx, c.log(), "hello", err, ""))
+		return c.fail(c.internalError("hello", err))
 	}
+	scope := s.limits.scopes.join(s, c, actor, tokens)
 	c.mu.Lock()
 	c.actor, c.token, c.authAt, c.schema, c.cursor, c.tokens = actor, token, s.Now(), h.SchemaVersion, h.Cursor, tokens
 	c.sub = s.hub.Subscribe(actor.UserID, actor.DeviceID, tokens)
+	c.scope = scope
 	c.mu.Unlock()
 	c.reply(&wire.Welcome{ServerTime: s.Now().UnixMilli(), SchemaVersion: s.Schema.Version, MinSchemaVersion: s.Schema.MinVersion,
 		MaxBatch: s.MaxBatch, MaxMessageBytes: s.MaxMessageBytes})
@@ -325,7 +363,7 @@ func (c *conn) hello(data []byte) bool {
 		case errors.Is(err, postgres.ErrInvalidCursor):
 			c.reply(&wire.Reset{Reason: wire.ReasonInvalidCursor})
 		case err != nil:
-			s.internalError(c.ctx, c.log(), "hello", err, "")
+			c.internalError("hello", err)
 		case pending:
 			c.poke()
 		}
@@ -354,6 +392,7 @@ func (c *conn) recover(where string) {
 		c.log().Error("sync session panic", "where", where, "panic", p, "stack", string(debug.Stack()))
 		c.closeWith(websocket.CloseInternalServerErr, "internal error", false)
 		c.ws.Close()
+		c.finish() // the writer may be the one that panicked
 	}
 }
 
@@ -387,10 +426,9 @@ func (c *conn) handle(data []byte) {
 		c.mu.Lock()
 		schema := c.schema
 		c.mu.Unlock()
+		// A teacher's push may change the teacher's scope: its commit pokes the
+		// session's scope group, which has it recomputed (a reset sent if it changed).
 		c.reply(s.push(ctx, c.log(), schema, m))
-		if actor.Role == jiaoliu.RoleTeacher {
-			c.refreshScope(true)
-		}
 	case *wire.Pull:
 		reply := s.pull(ctx, c.log(), m)
 		switch r := reply.(type) {
@@ -451,30 +489,62 @@ func (c *conn) reauthenticate(now bool) bool {
 }
 
 // refreshScope recomputes the scope tokens of the session; when they changed it
-// updates the hub's subscription and, if told to, sends a reset.
+// updates the hub's subscriptions and, if told to, sends a reset.
 func (c *conn) refreshScope(sendReset bool) {
-	c.scopeMu.Lock()
-	defer c.scopeMu.Unlock()
 	actor, ctx := c.session()
 	tokens, err := c.scopeTokens(ctx, actor)
 	if err != nil {
 		if c.ctx.Err() == nil {
-			c.log().Warn("sync scope refresh", "err", err)
+			c.srv.logInfra(c.log(), slog.LevelWarn, "sync scope refresh", err)
 		}
 		return
 	}
+	c.setTokens(actor, tokens, sendReset)
+}
+
+// setTokens makes tokens, the scope tokens of actor, the session's, unless the
+// session's actor changed meanwhile (its own refresh follows); when they differ from
+// the session's it updates the hub's subscriptions and, if told to, sends a reset.
+func (c *conn) setTokens(actor *jiaoliu.Actor, tokens []string, sendReset bool) {
+	c.scopeMu.Lock()
+	defer c.scopeMu.Unlock()
+	if c.ctx.Err() != nil {
+		return // the session is over (or shutting down)
+	}
+	key := scopeKey(actor)
 	c.mu.Lock()
+	if c.actor == nil || scopeKey(c.actor) != key {
+		c.mu.Unlock()
+		return
+	}
 	old := c.tokens
 	changed := !sameTokens(old, tokens)
 	if changed {
 		c.tokens = tokens
 	}
-	sub := c.sub
+	sub, scope := c.sub, c.scope
 	c.mu.Unlock()
+	if sub == nil {
+		return // closed before hello finished
+	}
+	if scope != nil && scope.key != key {
+		// The user's role or assignment changed (see reauthenticate): another group.
+		c.srv.limits.scopes.leave(scope, c)
+		scope = nil
+	}
+	if scope == nil {
+		scope = c.srv.limits.scopes.join(c.srv, c, actor, tokens)
+		c.mu.Lock()
+		c.scope = scope
+		c.mu.Unlock()
+	}
 	if !changed {
 		return
 	}
 	sub.SetTokens(tokens)
+	if scope != nil {
+		scope.sub.SetTokens(scopeTriggers(actor, tokens))
+	}
 	c.log().Info("sync scope changed", "tokens", len(tokens), "was", len(old))
 	if sendReset {
 		c.reply(&wire.Reset{Reason: wire.ReasonScopeChanged})
@@ -494,6 +564,31 @@ func (c *conn) scopeTokens(ctx context.Context, actor *jiaoliu.Actor) ([]string,
 	return tokens, nil
 }
 
+// scopeTriggers returns the tokens of the changes that may change the scope of a
+// session of actor reading with tokens, or nil when its scope depends only on the user
+// record (checked at every re-authentication). A teacher reads their own school's and
+// their exchanges' schools' reference data (actor_tokens in migration 00002), so the
+// scope changes only with the teacher's record or exchanges (whose change log rows
+// carry "t:<teacher>") or with a school the teacher serves moving to another district
+// (its row carries "ps:<school>"). The other changes a teacher reads, district-wide
+// reference data ("pd:<district>": policies, zones …, which poke every teacher of a
+// district at once), cannot change it and cost no query.
+//
+// A change notification only names tokens, so every change to a teacher's records
+// (each lesson) still triggers a refresh; see scopeRefresher for how those are bounded.
+func scopeTriggers(actor *jiaoliu.Actor, tokens []string) []string {
+	if actor == nil || actor.System || actor.Role != jiaoliu.RoleTeacher {
+		return nil
+	}
+	out := []string{}
+	for _, t := range tokens {
+		if strings.HasPrefix(t, "t:") || strings.HasPrefix(t, "ps:") {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
 func sameTokens(a, b []string) bool {
 	a, b = slices.Clone(a), slices.Clone(b)
 	slices.Sort(a)
@@ -501,41 +596,17 @@ func sameTokens(a, b []string) bool {
 	return slices.Equal(slices.Compact(a), slices.Compact(b))
 }
 
-// eventLoop turns the hub's pokes and revocations into messages.
-func (c *conn) eventLoop() {
+// subscriptions returns the session's subscription and scope group; nil before
+// hello.
+func (c *conn) subscriptions() (*hub.Subscription, *scopeUser) {
 	c.mu.Lock()
-	sub := c.sub
-	c.mu.Unlock()
-	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case <-c.closing:
-			return
-		case <-sub.Pokes():
-			actor, _ := c.session()
-			if actor.Role == jiaoliu.RoleTeacher {
-				// A change may have widened or narrowed what the teacher reads (a new
-				// exchange): the reset makes the device pull from the start.
-				onFreshStack(c, func() bool { c.refreshScope(true); return true })
-			}
-			c.poke()
-		case <-sub.Checks():
-			onFreshStack(c, func() bool { return c.reauthenticate(true) })
-		}
-	}
+	defer c.mu.Unlock()
+	return c.sub, c.scope
 }
 
-// poke queues a poke unless one is already waiting.
-func (c *conn) poke() {
-	if !c.pokeQueued.CompareAndSwap(false, true) {
-		return
-	}
-	c.mu.Lock()
-	cursor := c.cursor
-	c.mu.Unlock()
-	c.enqueue(outMsg{data: wire.MustEncode(&wire.Poke{Cursor: cursor}), poke: true})
-}
+// poke queues a poke unless one is already waiting. The poke is encoded when it is
+// written, with the session's last cursor then.
+func (c *conn) poke() { c.enqueue(outMsg{poke: true}) }
 
 // reply queues a message for the device.
 func (c *conn) reply(m wire.Message) {
@@ -547,35 +618,126 @@ func (c *conn) reply(m wire.Message) {
 	c.enqueue(outMsg{data: data})
 }
 
+// internalError logs err (rate-limited when the database is away) and returns the
+// internal error message for the device.
+func (c *conn) internalError(what string, err error) *wire.Error {
+	if c.ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+		c.srv.logInfra(c.log(), slog.LevelError, "sync "+what, err)
+	}
+	return &wire.Error{Code: wire.CodeInternal, Message: what + " failed; try again"}
+}
+
 // enqueue adds a message to the send queue, or disconnects a device that lets the
 // queue fill up.
 func (c *conn) enqueue(m outMsg) {
-	select {
-	case <-c.closing:
-		if !c.closeReq.flush {
-			return
-		}
-	default:
-	}
 	n := int64(len(m.data))
-	// One message may always wait, however large; more only within the byte budget.
-	if q := c.sendBytes.Add(n); q > n && q > int64(c.srv.SendQueueBytes) {
-		c.sendBytes.Add(-n)
-		c.slowReader()
+	c.qmu.Lock()
+	if c.finished || (c.closeDue && !c.closeReq.flush) || (m.poke && c.pokeQueued) {
+		c.qmu.Unlock()
 		return
 	}
-	select {
-	case c.send <- m:
-	default:
-		c.sendBytes.Add(-n)
-		c.slowReader()
+	// One message may always wait, however large; more only within the bounds.
+	if len(c.queue) > 0 && (len(c.queue) >= max(1, c.srv.SendQueue) || c.queueBytes+n > int64(c.srv.SendQueueBytes)) {
+		waiting, bytes := len(c.queue), c.queueBytes
+		c.qmu.Unlock()
+		c.slowReader(waiting, bytes)
+		return
+	}
+	c.queue = append(c.queue, m)
+	c.queueBytes += n
+	c.pokeQueued = c.pokeQueued || m.poke
+	c.startWriter()
+	c.qmu.Unlock()
+}
+
+// startWriter starts the writer unless it runs or writing is over; c.qmu must be held.
+func (c *conn) startWriter() {
+	if !c.writing && !c.finished {
+		c.writing = true
+		go c.writer()
+	}
+}
+
+// writer writes what is due — queued messages, a ping, the close frame — and ends
+// when nothing is. An idle session has no writer, and no buffer (the socket's write
+// buffer comes from a pool while a message is written).
+func (c *conn) writer() {
+	defer c.recover("writer")
+	s := c.srv
+	for {
+		c.qmu.Lock()
+		var m outMsg
+		next := ""
+		switch {
+		case c.finished:
+		case len(c.queue) > 0 && (!c.closeDue || c.closeReq.flush):
+			next, m = "message", c.queue[0]
+			c.queue[0] = outMsg{}
+			c.queue = c.queue[1:]
+			if len(c.queue) == 0 {
+				c.queue = nil // an idle session keeps no buffer
+			}
+			c.queueBytes -= int64(len(m.data))
+			if m.poke {
+				c.pokeQueued = false
+			}
+		case c.closeDue:
+			next = "close"
+		case c.pingDue:
+			next = "ping"
+		}
+		c.pingDue = c.pingDue && next != "ping"
+		if next == "" {
+			c.writing = false
+			c.qmu.Unlock()
+			return
+		}
+		req := c.closeReq
+		c.qmu.Unlock()
+
+		var err error
+		switch next {
+		case "message":
+			if m.poke {
+				c.mu.Lock()
+				cursor := c.cursor
+				c.mu.Unlock()
+				m.data = wire.MustEncode(&wire.Poke{Cursor: cursor})
+			}
+			_ = c.ws.SetWriteDeadline(time.Now().Add(s.WriteWait))
+			if err = c.ws.WriteMessage(websocket.TextMessage, m.data); err != nil && c.ctx.Err() == nil {
+				c.log().Info("sync socket write", "err", err)
+			}
+		case "ping":
+			err = c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.WriteWait))
+		case "close":
+			c.writeClose(req.code, req.reason)
+			c.finish()
+			return
+		}
+		if err != nil {
+			c.ws.Close()
+			c.finish()
+			return
+		}
+	}
+}
+
+// finish ends writing: what is still queued is dropped.
+func (c *conn) finish() {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	if !c.finished {
+		c.finished, c.writing = true, false
+		c.queue, c.queueBytes = nil, 0
+		close(c.written)
 	}
 }
 
 // slowReader disconnects a device that does not read what it is sent.
-func (c *conn) slowReader() {
+func (c *conn) slowReader(waiting int, bytes int64) {
 	c.slowOnce.Do(func() {
-		c.log().Warn("sync slow reader disconnected", "queue", cap(c.send), "bytes", c.sendBytes.Load())
+		c.log().Warn("sync slow reader disconnected", "queue", waiting, "bytes", bytes)
 		c.closeWith(websocket.ClosePolicyViolation, "slow reader", false)
 		// The writer may be stuck writing to this device: end the connection now.
 		go func() {
@@ -585,98 +747,102 @@ func (c *conn) slowReader() {
 	})
 }
 
-// closeWith starts closing the session with a close frame of code and reason.
+// closeWith starts closing the session with a close frame of code and reason, written
+// after the queued messages if flush is set.
 func (c *conn) closeWith(code int, reason string, flush bool) {
 	c.closeOnce.Do(func() {
+		c.qmu.Lock()
 		c.closeReq = closeReq{code: code, reason: reason, flush: flush}
+		c.closeDue = true
+		c.startWriter()
+		c.qmu.Unlock()
 		c.draining.Store(true)
 		close(c.closing)
 	})
 }
 
-// writeLoop writes queued messages and pings, and finally the close frame.
-func (c *conn) writeLoop() {
+// events serves the session's hub subscriptions and its keepalive until the session
+// ends: a poke queues a poke; for a teacher's session, a change that may have changed
+// the scope has it recomputed (see scopeRefresher); a revocation has the token checked
+// at once; every PingInterval a ping is written. It only queues and starts work
+// elsewhere, so that its goroutine, the one an idle session keeps besides the reader,
+// stays on a small stack.
+func (c *conn) events() {
 	s := c.srv
 	ping := time.NewTicker(s.PingInterval)
 	defer ping.Stop()
-	write := func(m outMsg) bool {
-		c.sendBytes.Add(-int64(len(m.data)))
-		if m.poke {
-			c.pokeQueued.Store(false)
-		}
-		_ = c.ws.SetWriteDeadline(time.Now().Add(s.WriteWait))
-		if err := c.ws.WriteMessage(websocket.TextMessage, m.data); err != nil {
-			if c.ctx.Err() == nil {
-				c.log().Info("sync socket write", "err", err)
-			}
-			c.ws.Close()
-			return false
-		}
-		return true
-	}
 	for {
+		sub, scope := c.subscriptions()
+		var scopePokes <-chan struct{}
+		if scope != nil {
+			scopePokes = scope.sub.Pokes()
+		}
 		select {
-		case m := <-c.send:
-			if !write(m) {
-				return
-			}
+		case <-sub.Pokes():
+			c.poke()
+		case <-scopePokes:
+			s.limits.scopes.request(s, scope)
+		case <-sub.Checks():
+			c.checks.run(c, func() { c.reauthenticate(true) })
 		case <-ping.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.WriteWait)); err != nil {
-				c.ws.Close()
-				return
-			}
+			c.qmu.Lock()
+			c.pingDue = true
+			c.startWriter()
+			c.qmu.Unlock()
 		case <-c.closing:
-			req := c.closeReq
-			if req.flush {
-				for done := false; !done; {
-					select {
-					case m := <-c.send:
-						if !write(m) {
-							return
-						}
-					default:
-						done = true
-					}
-				}
-			}
-			c.writeClose(req.code, req.reason)
 			return
 		case <-c.ctx.Done():
-			if s.ctx.Err() == nil {
-				return
+			if s.ctx.Err() != nil {
+				go c.shutdown()
 			}
-			// Shutdown: the message being handled is finished and its answer sent (a
-			// push is acknowledged, not cut in half), then what is queued, then the
-			// close frame.
-			idle := make(chan struct{})
-			go func() { c.handling.Lock(); c.handling.Unlock(); close(idle) }()
-			for waiting := true; waiting; {
-				select {
-				case m := <-c.send:
-					if !write(m) {
-						return
-					}
-				case <-idle:
-					waiting = false
-				case <-s.hardCtx.Done():
-					waiting = false
-				}
-			}
-			for flushing := true; flushing; {
-				select {
-				case m := <-c.send:
-					if !write(m) {
-						return
-					}
-				default:
-					flushing = false
-				}
-			}
-			c.closeWith(websocket.CloseGoingAway, ShutdownReason, false)
-			c.writeClose(websocket.CloseGoingAway, ShutdownReason)
 			return
 		}
 	}
+}
+
+// shutdown closes the session when the server shuts down: the message being handled
+// is finished and its answer sent (a push is acknowledged, not cut in half), then what
+// is queued, then the close frame.
+func (c *conn) shutdown() {
+	defer c.recover("shutdown")
+	idle := make(chan struct{})
+	go func() { c.handling.Lock(); c.handling.Unlock(); close(idle) }()
+	select {
+	case <-idle:
+	case <-c.srv.hardCtx.Done():
+	}
+	c.closeWith(websocket.CloseGoingAway, ShutdownReason, true)
+}
+
+// rerun runs a function on a goroutine of its own, once at a time: asked again while it
+// runs, it runs once more afterwards.
+type rerun struct {
+	mu             sync.Mutex
+	running, again bool
+}
+
+func (r *rerun) run(c *conn, fn func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.running {
+		r.again = true
+		return
+	}
+	r.running = true
+	go func() {
+		defer c.recover("events")
+		for {
+			fn()
+			r.mu.Lock()
+			if !r.again {
+				r.running = false
+				r.mu.Unlock()
+				return
+			}
+			r.again = false
+			r.mu.Unlock()
+		}
+	}()
 }
 
 // writeClose sends the close frame and gives the device CloseGrace to answer.

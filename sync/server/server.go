@@ -280,7 +280,7 @@ func (s *Server) authenticate(ctx context.Context, token string) (*jiaoliu.Actor
 		return nil, &wire.Error{Code: wire.CodeUnauthorized, Message: jiaoliu.ErrorMessage(err)}
 	default:
 		if ctx.Err() == nil {
-			s.log.Error("sync authenticate", "err", err)
+			s.logInfra(s.log, slog.LevelError, "sync authenticate", err)
 		}
 		return nil, &wire.Error{Code: wire.CodeInternal, Message: "cannot check the token now; try again"}
 	}
@@ -305,9 +305,10 @@ var writeBuffers = &sync.Pool{}
 
 func (s *Server) upgrader() *websocket.Upgrader {
 	return &websocket.Upgrader{
-		// 0: the socket reads through the HTTP server's 4 KiB buffered reader of the
-		// hijacked connection instead of allocating a second one.
-		ReadBufferSize:  0,
+		// A small reader of the socket's own (frame headers and small messages go
+		// through it; larger reads bypass it) rather than the HTTP server's 4 KiB one,
+		// which is freed with the HTTP server's goroutine (see ServeWebSocket).
+		ReadBufferSize:  512,
 		WriteBufferSize: 4096,
 		WriteBufferPool: writeBuffers,
 		CheckOrigin:     s.CheckOrigin,
@@ -340,6 +341,14 @@ func (s *Server) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
+	// The session goes on on a goroutine of its own: the HTTP server's goroutine ends
+	// here, and with it its grown stack, its buffers and the request (about 14 KiB
+	// per idle socket).
+	go s.serveConn(c)
+}
+
+// serveConn runs a session and forgets it when it ends.
+func (s *Server) serveConn(c *conn) {
 	defer func() {
 		s.mu.Lock()
 		delete(s.conns, c)
@@ -379,7 +388,7 @@ func errorStatus(code string) int {
 // internalError logs err and returns the internal error message for the device.
 func (s *Server) internalError(ctx context.Context, log *slog.Logger, what string, err error, batchID string) *wire.Error {
 	if ctx.Err() == nil && !errors.Is(err, context.Canceled) {
-		log.Error("sync "+what, "err", err, "batch", batchID)
+		s.logInfra(log, slog.LevelError, "sync "+what, err, "batch", batchID)
 	}
 	return &wire.Error{Code: wire.CodeInternal, Message: what + " failed; try again", BatchID: batchID}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +29,50 @@ import (
 	"github.com/jiaoliu/jiaoliu/sync/wire"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Run(m, postgres.Migrate)) }
+func TestMain(m *testing.M) {
+	if url := os.Getenv(syncserver.HoldConnsEnv); url != "" {
+		// A child of TestIdleConnectionFootprint: hold the sockets, start no database.
+		os.Exit(holdConns(url))
+	}
+	os.Exit(pgtest.Run(m, postgres.Migrate))
+}
+
+// holdConns is the device side of TestIdleConnectionFootprint, in a process of its own
+// so that only the server's memory is measured: it opens the sockets of devices
+// dev-0 … dev-(n-1) (tokens tok-0 …), says hello on each, prints "ready" and waits for
+// its standard input to close.
+func holdConns(url string) int {
+	n, err := strconv.Atoi(os.Getenv(syncserver.HoldConnsEnv + "_N"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hold: bad count:", err)
+		return 1
+	}
+	d := websocket.Dialer{ReadBufferSize: 256, WriteBufferSize: 256, HandshakeTimeout: 10 * time.Second}
+	conns := make([]*websocket.Conn, 0, n)
+	for i := range n {
+		ws, _, err := d.Dial(url, nil)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "hold: dial %d: %v\n", i, err)
+			return 1
+		}
+		hello := map[string]any{"type": "hello", "protocol": 1, "deviceId": fmt.Sprintf("dev-%d", i), "token": fmt.Sprintf("tok-%d", i), "schemaVersion": 1}
+		if err := ws.WriteJSON(hello); err != nil {
+			fmt.Fprintf(os.Stderr, "hold: hello %d: %v\n", i, err)
+			return 1
+		}
+		if _, data, err := ws.ReadMessage(); err != nil || !bytes.Contains(data, []byte(`"welcome"`)) {
+			fmt.Fprintf(os.Stderr, "hold: welcome %d: %s %v\n", i, data, err)
+			return 1
+		}
+		conns = append(conns, ws)
+	}
+	fmt.Println("ready")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	for _, ws := range conns {
+		ws.Close()
+	}
+	return 0
+}
 
 func newID() string { return uuid.NewString() }
 
@@ -520,6 +564,32 @@ func TestResetOnScopeChange(t *testing.T) {
 	c3.send(map[string]any{"type": "hello", "protocol": 1, "deviceId": e.teacherDev.id, "token": e.teacherDev.token, "schemaVersion": 1, "cursor": r.cursor})
 	c3.expect(wire.TypeWelcome)
 	c3.expect(wire.TypeReset)
+}
+
+// TestScopeChangesInQuickSuccession checks that a scope change that comes while the
+// scope is being recomputed, or within the refresh interval, is not lost: the session
+// ends up poked for both new schools.
+func TestScopeChangesInQuickSuccession(t *testing.T) {
+	e := newEnv(t)
+	c, _ := e.connect(e.teacherDev)
+	schools := []string{newID(), newID()}
+	for i, school := range schools {
+		e.apply(upsert("school", school, map[string]any{"districtId": e.district, "name": fmt.Sprintf("学校 %d", i), "locality": "TOWN", "tier": "GENERAL"}))
+		e.apply(upsert("exchange", newID(), map[string]any{"teacherId": e.teacher, "sendingSchoolId": e.urban, "receivingSchoolId": school,
+			"mode": "SECONDMENT", "academicYear": fmt.Sprintf("%d-%d", 2027+i, 2028+i), "plannedStart": fmt.Sprintf("%d-09-01", 2027+i),
+			"plannedEnd": fmt.Sprintf("%d-07-15", 2028+i), "status": "APPROVED"}))
+	}
+	c.expect(wire.TypeReset)
+	// Let the refreshes end (a trailing one comes at most a second later).
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); {
+		if m, err := c.next(time.Until(end)); err == nil && m.MessageType() != wire.TypePoke && m.MessageType() != wire.TypeReset {
+			t.Fatalf("unexpected %+v", m)
+		}
+	}
+	for _, school := range schools {
+		e.apply(upsert("school", school, map[string]any{"name": "改名 " + school[:4]}))
+		c.expect(wire.TypePoke)
+	}
 }
 
 func TestHelloCursorPokes(t *testing.T) {
