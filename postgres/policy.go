@@ -510,6 +510,30 @@ func (s *Store) Quotas(ctx context.Context, districtID string, y jiaoliu.Academi
 	return rep, nil
 }
 
+// dashboardParts computes what both dashboards show from a district view: the rules
+// of eligibility and quotas run while the progress and the pairs are read.
+func (s *Store) dashboardParts(ctx context.Context, dd *districtData, y jiaoliu.AcademicYear, asOf jiaoliu.Date) (
+	elig []*jiaoliu.Eligibility, rep *jiaoliu.QuotaReport, progress []*jiaoliu.ExchangeProgress, pairs []*jiaoliu.PairProgress, err error) {
+	err = parallel(ctx,
+		s.step(ctx, "rules", func(ctx context.Context) error {
+			elig = dd.eligibility()
+			rep = dd.quotas(elig)
+			return nil
+		}),
+		s.step(ctx, "progress", func(ctx context.Context) error {
+			var err error
+			progress, err = s.progressOf(ctx, dd.exchanges, y, asOf, dd.byID, dd.teacherByID,
+				map[string]*jiaoliu.Policy{policyKey(dd.scope.district.ID, y): dd.policy})
+			return err
+		}),
+		s.step(ctx, "pairs", func(ctx context.Context) error {
+			var err error
+			pairs, err = s.districtPairs(ctx, dd, asOf)
+			return err
+		}))
+	return elig, rep, progress, pairs, err
+}
+
 // DistrictDashboard implements jiaoliu.PolicyService.
 func (s *Store) DistrictDashboard(ctx context.Context, districtID string, y jiaoliu.AcademicYear, asOf jiaoliu.Date) (*jiaoliu.DistrictDashboard, error) {
 	a := jiaoliu.ActorFromContext(ctx)
@@ -524,27 +548,7 @@ func (s *Store) DistrictDashboard(ctx context.Context, districtID string, y jiao
 	if err != nil {
 		return nil, fmt.Errorf("district dashboard: %w", err)
 	}
-	var elig []*jiaoliu.Eligibility
-	var rep *jiaoliu.QuotaReport
-	var progress []*jiaoliu.ExchangeProgress
-	var pairs []*jiaoliu.PairProgress
-	// The rules of eligibility and quotas run while the progress is read.
-	err = parallel(ctx,
-		s.step(ctx, "rules", func(ctx context.Context) error {
-			elig = dd.eligibility()
-			rep = dd.quotas(elig)
-			return nil
-		}),
-		s.step(ctx, "progress", func(ctx context.Context) error {
-			var err error
-			progress, err = s.progressOf(ctx, dd.exchanges, y, asOf, dd.byID, dd.teacherByID, map[string]*jiaoliu.Policy{policyKey(districtID, y): dd.policy})
-			return err
-		}),
-		s.step(ctx, "pairs", func(ctx context.Context) error {
-			var err error
-			pairs, err = s.districtPairs(ctx, dd, asOf)
-			return err
-		}))
+	elig, rep, progress, pairs, err := s.dashboardParts(ctx, dd, y, asOf)
 	if err != nil {
 		return nil, fmt.Errorf("district dashboard: %w", err)
 	}
@@ -574,27 +578,7 @@ func (s *Store) SchoolDashboard(ctx context.Context, schoolID string, y jiaoliu.
 	if err != nil {
 		return nil, fmt.Errorf("school dashboard: %w", err)
 	}
-	var elig []*jiaoliu.Eligibility
-	var rep *jiaoliu.QuotaReport
-	var progress []*jiaoliu.ExchangeProgress
-	var pairs []*jiaoliu.PairProgress
-	// The rules of eligibility and quotas run while the progress is read.
-	err = parallel(ctx,
-		s.step(ctx, "rules", func(ctx context.Context) error {
-			elig = dd.eligibility()
-			rep = dd.quotas(elig)
-			return nil
-		}),
-		s.step(ctx, "progress", func(ctx context.Context) error {
-			var err error
-			progress, err = s.progressOf(ctx, dd.exchanges, y, asOf, dd.byID, dd.teacherByID, map[string]*jiaoliu.Policy{policyKey(d.ID, y): dd.policy})
-			return err
-		}),
-		s.step(ctx, "pairs", func(ctx context.Context) error {
-			var err error
-			pairs, err = s.districtPairs(ctx, dd, asOf)
-			return err
-		}))
+	elig, rep, progress, pairs, err := s.dashboardParts(ctx, dd, y, asOf)
 	if err != nil {
 		return nil, fmt.Errorf("school dashboard: %w", err)
 	}
