@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/lib/pq"
 
@@ -31,6 +32,7 @@ func BenchmarkCopy(b *testing.B) {
 				}
 			}
 			total := 0
+			var goCPU, pgCPU time.Duration
 			b.ResetTimer()
 			for it := 0; it < b.N; it++ {
 				b.StopTimer()
@@ -40,6 +42,7 @@ func BenchmarkCopy(b *testing.B) {
 						work[i] = append(work[i], logs[i].Batch(batch))
 					}
 				}
+				cpu := bench.StartCPU(ctx, db)
 				b.StartTimer()
 				var wg sync.WaitGroup
 				errs := make(chan error, conns)
@@ -57,6 +60,8 @@ func BenchmarkCopy(b *testing.B) {
 				}
 				wg.Wait()
 				b.StopTimer()
+				g, p := cpu.Stop()
+				goCPU, pgCPU = goCPU+g, pgCPU+p
 				close(errs)
 				for err := range errs {
 					b.Fatal(err)
@@ -64,6 +69,8 @@ func BenchmarkCopy(b *testing.B) {
 				total += conns * per * batch
 			}
 			b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "ops/s")
+			b.ReportMetric(float64(goCPU.Microseconds())/float64(total), "go-µs/op")
+			b.ReportMetric(float64(pgCPU.Microseconds())/float64(total), "pg-µs/op")
 			b.ReportMetric(0, "ns/op")
 		})
 	}

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
@@ -68,4 +69,26 @@ func (b *Backlog) Batch(n int) []jiaoliu.Op {
 		ops[i] = b.Next()
 	}
 	return ops
+}
+
+// Edits returns an edit of each record that ops created, in a shuffled order (seeded
+// by seed): two fields each, as a teacher completes what she wrote in class.
+func (b *Backlog) Edits(ops []jiaoliu.Op, seed int64) []jiaoliu.Op {
+	out := make([]jiaoliu.Op, len(ops))
+	for i, c := range ops {
+		op := jiaoliu.Op{OpID: uuid.NewString(), Kind: jiaoliu.OpUpsert, Entity: c.Entity, ID: c.ID, HLC: b.hlc()}
+		note := fmt.Sprintf("补记 %d", i)
+		switch c.Entity {
+		case "lesson":
+			op.Fields = map[string]any{"topic": "分数的再认识", "notes": note}
+		case "attendance":
+			op.Fields = map[string]any{"status": "LEAVE", "note": note}
+		default:
+			op.Fields = map[string]any{"topic": "集体备课：小数", "notes": note}
+		}
+		out[i] = op
+	}
+	r := rand.New(rand.NewPCG(uint64(seed), 7))
+	r.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out
 }

@@ -39,7 +39,7 @@ func BenchmarkPush(b *testing.B) {
 
 func benchPush(b *testing.B, devices, batch int) {
 	ctx := context.Background()
-	dsn, _ := newDB(b, "push", bench.Spec{Schools: 30, Teachers: 300, Exchanges: 300, Users: 300, DevicesPerUser: 1})
+	dsn, db := newDB(b, "push", bench.Spec{Schools: 30, Teachers: 300, Exchanges: 300, Users: 300, DevicesPerUser: 1})
 	srv, err := bench.StartServer(ctx, dsn)
 	if err != nil {
 		b.Fatal(err)
@@ -56,6 +56,7 @@ func benchPush(b *testing.B, devices, batch int) {
 	}
 	per := (pushOps(batch) + devices*batch - 1) / (devices * batch) // batches per device
 	total := 0
+	var goCPU, pgCPU time.Duration
 	b.ResetTimer()
 	for it := 0; it < b.N; it++ {
 		// Build the batches before the clock runs: generating ops is the device's work.
@@ -67,7 +68,7 @@ func benchPush(b *testing.B, devices, batch int) {
 		}
 		var wg sync.WaitGroup
 		errs := make(chan error, devices)
-		t0 := time.Now()
+		cpu := bench.StartCPU(ctx, db)
 		b.StartTimer()
 		for i := range devs {
 			wg.Add(1)
@@ -90,7 +91,8 @@ func benchPush(b *testing.B, devices, batch int) {
 		}
 		wg.Wait()
 		b.StopTimer()
-		_ = t0
+		g, p := cpu.Stop()
+		goCPU, pgCPU = goCPU+g, pgCPU+p
 		close(errs)
 		for err := range errs {
 			b.Fatal(err)
@@ -98,5 +100,8 @@ func benchPush(b *testing.B, devices, batch int) {
 		total += devices * per * batch
 	}
 	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "ops/s")
+	// CPU per op: "go" is this process, the server and the devices' clients together.
+	b.ReportMetric(float64(goCPU.Microseconds())/float64(total), "go-µs/op")
+	b.ReportMetric(float64(pgCPU.Microseconds())/float64(total), "pg-µs/op")
 	b.ReportMetric(0, "ns/op")
 }

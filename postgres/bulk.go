@@ -5,31 +5,43 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"hash/fnv"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/lib/pq"
 
 	"github.com/jiaoliu/jiaoliu"
 )
 
-// The bulk path applies a run of consecutive ops of a device batch that all create new
-// records of the entities devices write most (lessons, attendance, research activities)
-// with a handful of multi-row statements instead of about eight statements per op. It
-// decides nothing itself: an op it is not sure to apply exactly as the per-op path would
-// (a duplicate, an existing id or natural key, a field error, a rule, a constraint of the
-// database, a scope check) ends the run before it, or sends the whole run back to the
-// per-op path, which then gives the same results, rejections and audit rows as always.
+// The bulk path applies a run of consecutive ops of a device batch on the entities
+// devices write most (lessons, attendance, research activities): creates, edits,
+// deletes and natural-key merges, with a handful of multi-row statements instead of
+// about eight statements per op. It decides the ops in memory from the records
+// lockBatch locked (and that the transaction holds until it commits), with the per-op
+// path's rules (jiaoliu.Merge, the entity's validation, the scope checks before and
+// after), and writes the outcome: COPY of the new records, one UPDATE of the changed
+// ones, one change-log upsert, COPY of the audit rows, the lost fields as conflicts.
+//
+// It is never the only one to decide: an op it is not sure to apply exactly as the
+// per-op path would (a duplicate, a field error, a rule, a record outside the actor's
+// scope, a record or natural key the per-op path wrote earlier in the batch) ends the
+// run before it, and a run the database refuses (a constraint, a trigger) is rolled
+// back to its savepoint and given whole to the per-op path, which then gives the
+// results, rejections and audit rows it always gave. TestBulkPathIsThePerOpPath and
+// TestBulkEditsAreThePerOpPath compare both paths on the same batches.
 
-// bulkEntities are the entities the bulk path creates: exchange children, whose scope
+// bulkEntities are the entities the bulk path writes: exchange children, whose scope
 // tokens depend only on their exchange and (lessons) their school
-// (exchange_child_tokens, migration 00005), and which no other entity of a device batch
-// refers to.
+// (exchange_child_tokens, migration 00005), and whose writes change no other record's
+// scope.
 var bulkEntities = map[string]bool{"lesson": true, "attendance": true, "researchActivity": true}
 
 // minBulk is the shortest run worth the bulk path's fixed statements. The environment
@@ -42,262 +54,371 @@ var minBulk = func() int {
 	return 4
 }()
 
-// bulkOp is one op of a bulk run, parsed and checked.
+// bulkOp is one op of a bulk run, decided.
 type bulkOp struct {
-	op     jiaoliu.Op
-	def    *jiaoliu.Entity
-	in     jiaoliu.Record // the fields the op sets (after fillFromActor)
-	rec    jiaoliu.Record // the record to insert (with defaults)
-	key    int64          // advisory lock key of the natural key, if any
-	hasKey bool
+	op        jiaoliu.Op // after restamp
+	restamped bool
+	def       *jiaoliu.Entity
+	id        string         // the record written (lower case): the op's, or the live twin's of a merge
+	in        jiaoliu.Record // the fields the op sets (creates: with fillFromActor)
+	cur       *current       // the record before the op; nil for a create
+	rec       jiaoliu.Record // the record after the op (creates: with defaults)
+	clock     map[string]string
+	deleted   bool
+	mask      uint64 // updates: the fields (bit i for def.Fields[i]) the op sets
+	write     bool   // the record changes: a new version, a change-log row
+	lost      []string
+	changes   map[string]any // an update's audit changes (a create's are its fields, new)
+	audit     bool           // the op has an audit row
+	action    string
+	res       jiaoliu.OpResult // without Version
+	version   int64
+	scopes    []string
 }
 
-// applyBulk applies the longest bulk run at the start of ops and writes its results
-// into results. It returns how many ops it applied; 0 means the per-op path must take
-// the first op.
-func (w *writer) applyBulk(ctx context.Context, ops []jiaoliu.Op, results []jiaoliu.OpResult) (int, error) {
-	run := w.bulkRun(ops)
-	if len(run) < minBulk {
+// bulkApplied and bulkRefused count the ops the bulk path applied and the ops of runs
+// the database refused (tests read them).
+var bulkApplied, bulkRefused atomic.Int64
+
+// childScope names the inputs of exchange_child_tokens.
+type childScope struct{ exchange, school string }
+
+// applyBulk applies the longest bulk run of ops from position start and writes its
+// results into results. It returns how many ops it applied; 0 means the per-op path
+// must take the op at start.
+func (w *writer) applyBulk(ctx context.Context, ops []jiaoliu.Op, start int, results []jiaoliu.OpResult) (int, error) {
+	if minBulk > len(ops)-start || w.noBulk > 0 || !w.bulkOK {
 		return 0, nil
 	}
-	n, err := w.bulkCheck(ctx, run)
-	if err != nil || n < minBulk {
-		return 0, err
+	if len(w.rows) > 0 {
+		// Edits of stored records check the actor's read scope (lockBatch read it when it
+		// found records; records the bulk path created since need it too).
+		if err := w.tokens(ctx); err != nil {
+			return 0, err
+		}
 	}
-	run = run[:n]
+	run := w.bulkRun(ops, start)
+	if len(run) >= minBulk {
+		var err error
+		if run, err = w.bulkScopes(ctx, run); err != nil {
+			return 0, err
+		}
+	}
+	if len(run) < minBulk {
+		// The per-op path takes these ops (planning them again would decide the same).
+		w.noBulk = len(run)
+		return 0, nil
+	}
 	ok, err := w.bulkWrite(ctx, run, results)
 	if err != nil || !ok {
-		// The per-op path takes these ops one by one.
+		if err == nil {
+			bulkRefused.Add(int64(len(run)))
+		}
 		w.noBulk = len(run)
 		return 0, err
 	}
+	bulkApplied.Add(int64(len(run)))
 	return len(run), nil
 }
 
-// bulkRun returns the ops at the start of ops that the bulk path may create, checked in
-// memory only: nothing here has side effects.
-func (w *writer) bulkRun(ops []jiaoliu.Op) []bulkOp {
-	if w.noBulk > 0 {
-		return nil
-	}
+// bulkRun decides the ops from position start that the bulk path may apply, in memory:
+// nothing here writes (restamp moves the server's clock, as the per-op path would).
+func (w *writer) bulkRun(ops []jiaoliu.Op, start int) []bulkOp {
 	var run []bulkOp
-	ids := map[string]bool{}
-	opIDs := map[string]bool{}
-	keys := map[string]bool{}
-	for _, op := range ops {
-		def := jiaoliu.Entities[op.Entity]
-		if op.Kind != jiaoliu.OpUpsert || op.MustExist || !bulkEntities[op.Entity] || checkEnvelope(op) != nil {
+	opIDs := map[string]bool{} // of the run
+	taken := map[string]bool{} // records (entity/id) and natural keys the run writes
+	for i := start; i < len(ops); i++ {
+		b, ok := w.bulkPlan(ops[i], w.parse(ops, i), opIDs, taken)
+		if !ok {
 			break
 		}
-		if _, seen := w.seen[op.OpID]; seen || opIDs[op.OpID] || ids[strings.ToLower(op.ID)] {
-			break
-		}
-		if w.mayWriteEntity(def) != nil {
-			break
-		}
-		in, err := def.Parse(op.Fields)
-		if err != nil {
-			break
-		}
-		w.fillFromActor(def, in)
-		fe := jiaoliu.FieldErrors{}
-		def.CheckRequired(in, fe)
-		rec := in.Clone()
-		def.Defaults(rec)
-		if validate(def, nil, rec, fe) != nil {
-			break
-		}
-		b := bulkOp{op: op, def: def, in: in, rec: rec}
-		if len(def.NaturalKey) > 0 {
-			h := fnv.New64a()
-			h.Write([]byte(def.Name))
-			var sk strings.Builder
-			sk.WriteString(def.Name)
-			for _, name := range def.NaturalKey {
-				v, ok := in[name]
-				if !ok || v == nil {
-					return run // an incomplete key: the per-op path says why
-				}
-				fmt.Fprintf(h, "/%v", v)
-				fmt.Fprintf(&sk, "/%v", v)
-			}
-			if keys[sk.String()] {
-				break // the second op of a key merges into the first: per-op path
-			}
-			keys[sk.String()] = true
-			b.key, b.hasKey = int64(h.Sum64()), true
-		}
-		ids[strings.ToLower(op.ID)], opIDs[op.OpID] = true, true
+		opIDs[ops[i].OpID] = true
 		run = append(run, b)
 	}
 	return run
 }
 
-// bulkCheck takes the natural-key locks of the run (in op order, as the per-op path
-// does) and returns how many ops at its start create records whose id and natural key
-// are both new.
-func (w *writer) bulkCheck(ctx context.Context, run []bulkOp) (int, error) {
-	stop := len(run)
-	byEntity := map[*jiaoliu.Entity][]int{}
-	var order []*jiaoliu.Entity
-	for i, b := range run {
-		if byEntity[b.def] == nil {
-			order = append(order, b.def)
-		}
-		byEntity[b.def] = append(byEntity[b.def], i)
+// bulkPlan decides one op as the per-op path would, or reports false when the op must
+// take the per-op path (which then says why, if it is rejected).
+func (w *writer) bulkPlan(op jiaoliu.Op, p *opInfo, opIDs, taken map[string]bool) (bulkOp, bool) {
+	def := jiaoliu.Entities[op.Entity]
+	if !bulkEntities[op.Entity] || !p.valid || (op.Kind == jiaoliu.OpUpsert && !p.parseOK) {
+		return bulkOp{}, false
 	}
-	// Existing ids: the per-op path would update them.
-	for _, def := range order {
-		idx := byEntity[def]
-		ids := make([]string, len(idx))
-		for k, i := range idx {
-			ids[k] = run[i].op.ID
+	if _, seen := w.seen[op.OpID]; seen || opIDs[op.OpID] || w.mayWriteEntity(def) != nil {
+		return bulkOp{}, false
+	}
+	b := bulkOp{def: def, id: strings.ToLower(op.ID)}
+	rk := def.Name + "/" + b.id
+	if taken[rk] || w.stale[rk] {
+		return bulkOp{}, false
+	}
+	in := p.in // nil for a delete
+	cur := w.rows[rk]
+	key, hasKey := "", false
+	merged := false
+	if cur == nil {
+		if op.Kind == jiaoliu.OpDelete || op.MustExist {
+			return bulkOp{}, false // not found
 		}
-		var found []string
-		if err := w.tx.SelectContext(ctx, &found, `SELECT id::text FROM `+def.Table+` WHERE id = ANY($1::uuid[])`, pq.Array(ids)); err != nil {
-			return 0, fmt.Errorf("bulk: look up ids: %w", err)
-		}
-		for _, id := range found {
-			for _, i := range idx {
-				if strings.EqualFold(run[i].op.ID, id) && i < stop {
-					stop = i
+		if len(def.NaturalKey) > 0 {
+			if key, hasKey = naturalKey(def, in); !hasKey || taken[key] || w.stale[key] {
+				return bulkOp{}, false // an incomplete key, or one the batch wrote before
+			}
+			if twin := w.live[key]; twin != "" {
+				tk := def.Name + "/" + twin
+				if cur = w.rows[tk]; cur == nil || taken[tk] || w.stale[tk] {
+					return bulkOp{}, false
 				}
+				b.id, merged = twin, true
 			}
 		}
 	}
-	if stop < minBulk {
-		return stop, nil
+	if cur != nil && !w.canRead(cur.scopes) {
+		return bulkOp{}, false // not found, or a twin outside the scope: forbidden
 	}
-	run = run[:stop]
-	var lockKeys []int64
-	for _, b := range run {
-		if b.hasKey {
-			lockKeys = append(lockKeys, b.key)
-		}
+	b.op, b.restamped = w.restamp(op)
+	b.res = jiaoliu.OpResult{OpID: op.OpID, Status: jiaoliu.StatusApplied, ID: op.ID, Restamped: b.restamped}
+	if b.restamped {
+		b.res.HLC = b.op.HLC
 	}
-	if len(lockKeys) > 0 {
-		if _, err := w.tx.ExecContext(ctx, `SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) k`, pq.Array(lockKeys)); err != nil {
-			return 0, fmt.Errorf("bulk: lock natural keys: %w", err)
-		}
+	if merged {
+		b.res.Status, b.res.CanonicalID, b.res.ID = jiaoliu.StatusMerged, b.id, b.id
 	}
-	// Live records with the same natural key: the per-op path would merge into them.
-	for _, def := range order {
-		if len(def.NaturalKey) == 0 {
-			continue
+	if cur == nil {
+		if !w.planCreate(&b, in) {
+			return bulkOp{}, false
 		}
-		types, err := columnTypes(ctx, w.tx, def.Table)
-		if err != nil {
-			return 0, err
-		}
-		var idx []int
-		for _, i := range byEntity[def] {
-			if i < stop {
-				idx = append(idx, i)
-			}
-		}
-		if len(idx) == 0 {
-			continue
-		}
-		args := make([]any, 0, len(def.NaturalKey)+1)
-		sel := make([]string, 0, len(def.NaturalKey)+1)
-		conds := make([]string, 0, len(def.NaturalKey))
-		for k, name := range def.NaturalKey {
-			f, _ := def.Field(name)
-			col := make([]sql.NullString, len(idx))
-			for j, i := range idx {
-				col[j] = textValue(run[i].in[name])
-			}
-			args = append(args, pq.Array(col))
-			sel = append(sel, fmt.Sprintf("$%d::text[]", k+1))
-			conds = append(conds, fmt.Sprintf("t.%s = k.c%d::%s", f.Column(), k, types[f.Column()]))
-		}
-		pos := make([]int64, len(idx))
-		for j, i := range idx {
-			pos[j] = int64(i)
-		}
-		args = append(args, pq.Array(pos))
-		sel = append(sel, fmt.Sprintf("$%d::bigint[]", len(args)))
-		cols := make([]string, len(def.NaturalKey))
-		for k := range cols {
-			cols[k] = fmt.Sprintf("c%d", k)
-		}
-		q := fmt.Sprintf(`SELECT k.n FROM unnest(%s) AS k(%s, n) JOIN %s t ON %s AND NOT t.deleted`,
-			strings.Join(sel, ", "), strings.Join(cols, ", "), def.Table, strings.Join(conds, " AND "))
-		var found []int64
-		if err := w.tx.SelectContext(ctx, &found, q, args...); err != nil {
-			return 0, fmt.Errorf("bulk: look up natural keys: %w", err)
-		}
-		for _, i := range found {
-			if int(i) < stop {
-				stop = int(i)
-			}
-		}
+	} else if !w.planUpdate(&b, cur, in, merged, taken) {
+		return bulkOp{}, false
 	}
-	return stop, nil
+	taken[rk] = true
+	taken[def.Name+"/"+b.id] = true
+	if hasKey {
+		taken[key] = true
+	}
+	return b, true
 }
 
-// bulkWrite inserts the run's records, their change-log rows and audit rows in a
-// savepoint. It reports false, with the savepoint rolled back, when the database
-// refused a row or a scope check failed: the per-op path then applies the run.
-func (w *writer) bulkWrite(ctx context.Context, run []bulkOp, results []jiaoliu.OpResult) (bool, error) {
-	restamped := make([]bool, len(run))
+// planCreate decides a create as create does.
+func (w *writer) planCreate(b *bulkOp, in jiaoliu.Record) bool {
+	w.fillFromActor(b.def, in)
+	fe := jiaoliu.FieldErrors{}
+	b.def.CheckRequired(in, fe)
+	rec := in.Clone()
+	b.def.Defaults(rec)
+	if validate(b.def, nil, rec, fe) != nil {
+		return false
+	}
+	b.clock = make(map[string]string, len(in))
+	for name := range in {
+		b.clock[name] = b.op.HLC
+	}
+	b.in, b.rec, b.write, b.audit, b.action = in, rec, true, true, "CREATE"
+	return true
+}
+
+// planUpdate decides an edit, a delete or a merge into cur as update does.
+func (w *writer) planUpdate(b *bulkOp, cur *current, in jiaoliu.Record, merged bool, taken map[string]bool) bool {
+	def := b.def
+	b.cur, b.in = cur, in
+	b.clock = make(map[string]string, len(cur.clock)+len(in))
+	for k, v := range cur.clock {
+		b.clock[k] = v
+	}
+	b.deleted = cur.deleted
+	var set jiaoliu.Record
+	if b.op.Kind == jiaoliu.OpDelete {
+		b.deleted, set = true, jiaoliu.Record{}
+	} else {
+		set, b.lost = jiaoliu.Merge(cur.rec, b.clock, in, b.op.HLC)
+	}
+	rec := cur.rec.Clone()
+	for k, v := range set {
+		rec[k] = v
+	}
+	if w.mayWrite(def, cur.scopes, nil) != nil {
+		return false
+	}
+	b.write = len(set) > 0 || b.deleted != cur.deleted
+	if b.write && validate(def, cur.rec, rec, jiaoliu.FieldErrors{}) != nil {
+		return false
+	}
+	b.rec, b.res.Lost = rec, b.lost
+	if !b.write {
+		b.res.Version = strconv.FormatInt(cur.version, 10)
+		return true
+	}
+	if len(def.NaturalKey) > 0 && !b.deleted {
+		// An edit that moves the record onto a natural key another live record holds
+		// fails on the unique index: the per-op path says so.
+		old, _ := naturalKey(def, cur.rec)
+		if k, ok := naturalKey(def, rec); ok && k != old {
+			if w.live[k] != "" || taken[k] || w.stale[k] {
+				return false
+			}
+			taken[k] = true
+		}
+	}
+	b.changes = map[string]any{}
+	for i, f := range def.Fields {
+		v, ok := set[f.Name]
+		if !ok {
+			continue
+		}
+		b.mask |= 1 << i
+		if !jiaoliu.FieldValueEqual(cur.rec[f.Name], v) {
+			b.changes[f.Name] = map[string]any{"old": cur.rec[f.Name], "new": v}
+		}
+	}
+	if b.deleted != cur.deleted {
+		b.changes["deleted"] = map[string]any{"old": cur.deleted, "new": b.deleted}
+	}
+	b.audit = len(b.changes) > 0
+	switch {
+	case b.op.Kind == jiaoliu.OpDelete:
+		b.action = "DELETE"
+	case merged:
+		b.action = "MERGE"
+	default:
+		b.action = "UPDATE"
+	}
+	return true
+}
+
+// bulkScopes sets the scope tokens of the run's changed records, computing those of
+// each (exchange, school) once per batch, and cuts the run before the first record
+// that would leave the actor's write scope (the per-op path rejects it).
+func (w *writer) bulkScopes(ctx context.Context, run []bulkOp) ([]bulkOp, error) {
+	if w.childScopes == nil {
+		w.childScopes = map[childScope]scopeTokens{}
+	}
+	var missing []childScope
 	for i := range run {
-		run[i].op, restamped[i] = w.restamp(run[i].op)
+		if !run[i].write {
+			continue
+		}
+		k := childScope{run[i].rec.String("exchangeId"), run[i].rec.String("schoolId")}
+		if _, ok := w.childScopes[k]; !ok && !slices.Contains(missing, k) {
+			missing = append(missing, k)
+		}
 	}
-	var versions []int64
-	if err := w.tx.SelectContext(ctx, &versions, `SELECT nextval('change_seq') FROM generate_series(1, $1)`, len(run)); err != nil {
-		return false, fmt.Errorf("bulk: versions: %w", err)
+	if len(missing) > 0 {
+		xs := make([]sql.NullString, len(missing))
+		ss := make([]sql.NullString, len(missing))
+		for i, k := range missing {
+			xs[i] = sql.NullString{String: k.exchange, Valid: k.exchange != ""}
+			ss[i] = sql.NullString{String: k.school, Valid: k.school != ""}
+		}
+		rows, err := w.tx.Tx.QueryxContext(ctx, `SELECT u.n, exchange_child_tokens(u.x, u.s)
+			FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS u(x, s, n)`, pq.Array(xs), pq.Array(ss))
+		if err != nil {
+			return nil, fmt.Errorf("bulk: scopes: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var n int
+			var toks []string
+			if err := rows.Scan(&n, pq.Array(&toks)); err != nil {
+				return nil, fmt.Errorf("bulk: scopes: %w", err)
+			}
+			w.childScopes[missing[n-1]] = scopeTokens{toks, arrayLiteral(toks)}
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("bulk: scopes: %w", err)
+		}
 	}
-	if _, err := w.tx.ExecContext(ctx, `SAVEPOINT bulk`); err != nil {
+	for i := range run {
+		b := &run[i]
+		if !b.write {
+			continue
+		}
+		b.scopes = w.childScopes[childScope{b.rec.String("exchangeId"), b.rec.String("schoolId")}].tokens
+		if w.mayWrite(b.def, nil, b.scopes) != nil {
+			return run[:i], nil
+		}
+	}
+	return run, nil
+}
+
+// scopeTokens are scope tokens and their text[] literal.
+type scopeTokens struct {
+	tokens  []string
+	literal string
+}
+
+// bulkWrite writes the run in a savepoint. It reports false, with the savepoint
+// rolled back, when the database refused a row: the per-op path then applies the run.
+func (w *writer) bulkWrite(ctx context.Context, run []bulkOp, results []jiaoliu.OpResult) (bool, error) {
+	n := 0
+	for _, b := range run {
+		if b.write {
+			n++
+		}
+	}
+	if n > 0 {
+		var versions []int64
+		if err := w.tx.Tx.SelectContext(ctx, &versions, `SELECT nextval('change_seq') FROM generate_series(1, $1)`, n); err != nil {
+			return false, fmt.Errorf("bulk: versions: %w", err)
+		}
+		k := 0
+		for i := range run {
+			if run[i].write {
+				run[i].version, k = versions[k], k+1
+			}
+		}
+	}
+	if _, err := w.tx.Tx.ExecContext(ctx, `SAVEPOINT bulk`); err != nil {
 		return false, fmt.Errorf("bulk: savepoint: %w", err)
 	}
-	rollback := func() (bool, error) {
-		if _, err := w.tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT bulk`); err != nil {
-			return false, fmt.Errorf("bulk: rollback to savepoint: %w", err)
+	refused := func(err error) (bool, error) {
+		if !refusal(err) {
+			return false, err
+		}
+		if _, rerr := w.tx.Tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT bulk`); rerr != nil {
+			return false, fmt.Errorf("bulk: rollback to savepoint: %w", rerr)
 		}
 		return false, nil
 	}
-	byEntity := map[*jiaoliu.Entity][]int{}
 	var order []*jiaoliu.Entity
-	for i, b := range run {
-		if byEntity[b.def] == nil {
+	for _, b := range run {
+		if !slices.Contains(order, b.def) {
 			order = append(order, b.def)
 		}
-		byEntity[b.def] = append(byEntity[b.def], i)
 	}
 	for _, def := range order {
-		ok, err := w.bulkInsert(ctx, def, run, byEntity[def], versions)
-		if err != nil {
-			return false, err
+		if err := w.bulkInsert(ctx, def, run); err != nil {
+			return refused(err)
 		}
-		if !ok {
-			return rollback()
-		}
-	}
-	scopes, err := w.bulkLog(ctx, run, versions)
-	if err != nil {
-		if domainError(err) != nil {
-			return rollback()
-		}
-		return false, err
-	}
-	for i, b := range run {
-		if w.mayWrite(b.def, nil, scopes[i]) != nil {
-			return rollback()
+		if err := w.bulkUpdate(ctx, def, run); err != nil {
+			return refused(err)
 		}
 	}
-	if err := w.bulkAudit(ctx, run, scopes); err != nil {
-		return false, err
+	if err := w.bulkLog(ctx, run); err != nil {
+		return refused(err)
 	}
-	if _, err := w.tx.ExecContext(ctx, `RELEASE SAVEPOINT bulk`); err != nil {
+	if err := w.bulkAudit(ctx, run); err != nil {
+		return refused(err)
+	}
+	if err := w.bulkConflicts(ctx, run); err != nil {
+		return refused(err)
+	}
+	if _, err := w.tx.Tx.ExecContext(ctx, `RELEASE SAVEPOINT bulk`); err != nil {
 		return false, fmt.Errorf("bulk: release savepoint: %w", err)
 	}
-	for i, b := range run {
-		w.markChanged(scopes[i])
-		res := jiaoliu.OpResult{OpID: b.op.OpID, Status: jiaoliu.StatusApplied, ID: b.op.ID,
-			Version: strconv.FormatInt(versions[i], 10), Restamped: restamped[i]}
-		if restamped[i] {
-			res.HLC = b.op.HLC
+	for i := range run {
+		b := &run[i]
+		res := b.res
+		if b.write {
+			res.Version = strconv.FormatInt(b.version, 10)
+			w.markChanged(b.scopes)
+			if b.cur != nil {
+				if k, ok := naturalKey(b.def, b.cur.rec); ok && w.live[k] == b.id {
+					delete(w.live, k)
+				}
+			}
+			b.rec["id"] = b.id
+			w.cache(b.def, &current{rec: b.rec, clock: b.clock, deleted: b.deleted, version: b.version, scopes: b.scopes})
 		}
 		if err := w.remember(ctx, b.op, res); err != nil {
 			return false, err
@@ -307,139 +428,233 @@ func (w *writer) bulkWrite(ctx context.Context, run []bulkOp, results []jiaoliu.
 	return true, nil
 }
 
-// bulkInsert inserts the records of one entity in one statement; false means a
-// constraint refused one of them.
-func (w *writer) bulkInsert(ctx context.Context, def *jiaoliu.Entity, run []bulkOp, idx []int, versions []int64) (bool, error) {
-	types, err := columnTypes(ctx, w.tx, def.Table)
-	if err != nil {
-		return false, err
+// refusal reports whether err is the database refusing a row (a constraint, a
+// trigger, a value it cannot take) rather than failing.
+func refusal(err error) bool {
+	var pe *pq.Error
+	if !errors.As(err, &pe) {
+		return false
 	}
-	cols := []string{"id", "field_hlc", "version"}
-	exprs := []string{"u.c0::uuid", "u.c1::jsonb", "u.c2::bigint"}
+	class := pe.Code.Class()
+	return class == "22" || class == "23" || pe.Code == "P0001"
+}
+
+// bulkInsert writes the run's new records of def with COPY.
+func (w *writer) bulkInsert(ctx context.Context, def *jiaoliu.Entity, run []bulkOp) error {
+	var idx []int
+	for i, b := range run {
+		if b.def == def && b.cur == nil {
+			idx = append(idx, i)
+		}
+	}
+	if len(idx) == 0 {
+		return nil
+	}
+	cols := make([]string, 0, len(def.Fields)+3)
+	cols = append(cols, "id", "field_hlc", "version")
 	for _, f := range def.Fields {
 		cols = append(cols, f.Column())
-		exprs = append(exprs, fmt.Sprintf("u.c%d::%s", len(exprs), types[f.Column()]))
 	}
-	data := make([][]sql.NullString, len(cols))
-	for k := range data {
-		data[k] = make([]sql.NullString, len(idx))
+	var buf []byte
+	if err := w.tx.copyIn(ctx, def.Table, cols, len(idx), func(j int, row []any) {
+		b := &run[idx[j]]
+		buf = appendClock(buf[:0], b.clock)
+		row[0], row[1], row[2] = b.op.ID, string(buf), b.version
+		for k, f := range def.Fields {
+			row[3+k] = copyValue(b.rec[f.Name])
+		}
+	}); err != nil {
+		return fmt.Errorf("bulk: insert %s: %w", def.Name, err)
+	}
+	return nil
+}
+
+// bulkUpdate writes the run's changed records of def in one UPDATE: each row takes the
+// fields its op set (mask), a new version, its clock and its deleted flag.
+func (w *writer) bulkUpdate(ctx context.Context, def *jiaoliu.Entity, run []bulkOp) error {
+	var idx []int
+	for i, b := range run {
+		if b.def == def && b.cur != nil && b.write {
+			idx = append(idx, i)
+		}
+	}
+	if len(idx) == 0 {
+		return nil
+	}
+	types, err := columnTypes(ctx, w.tx, def.Table)
+	if err != nil {
+		return err
+	}
+	ids := make([]string, len(idx))
+	clocks := make([]string, len(idx))
+	versions := make([]int64, len(idx))
+	deleted := make([]bool, len(idx))
+	masks := make([]int64, len(idx))
+	cols := make([][]sql.NullString, len(def.Fields))
+	for k := range cols {
+		cols[k] = make([]sql.NullString, len(idx))
 	}
 	for j, i := range idx {
-		b := run[i]
-		clock := make(map[string]string, len(b.in))
-		for name := range b.in {
-			clock[name] = b.op.HLC
-		}
-		data[0][j] = sql.NullString{String: b.op.ID, Valid: true}
-		data[1][j] = sql.NullString{String: clockJSON(clock), Valid: true}
-		data[2][j] = sql.NullString{String: strconv.FormatInt(versions[i], 10), Valid: true}
+		b := &run[i]
+		ids[j], clocks[j], versions[j], deleted[j], masks[j] = b.id, string(appendClock(nil, b.clock)), b.version, b.deleted, int64(b.mask)
 		for k, f := range def.Fields {
-			data[3+k][j] = textValue(b.rec[f.Name])
+			if b.mask&(1<<k) != 0 {
+				cols[k][j] = textValue(b.rec[f.Name])
+			}
 		}
 	}
-	args := make([]any, len(cols))
-	params := make([]string, len(cols))
-	names := make([]string, len(cols))
-	for k := range cols {
-		args[k] = pq.Array(data[k])
-		params[k] = fmt.Sprintf("$%d::text[]", k+1)
-		names[k] = fmt.Sprintf("c%d", k)
+	args := []any{pq.Array(ids), textArray(clocks), pq.Array(versions), pq.Array(deleted), pq.Array(masks)}
+	params := []string{"$1::uuid[]", "$2::text[]", "$3::bigint[]", "$4::bool[]", "$5::bigint[]"}
+	names := []string{"id", "clock", "version", "deleted", "mask"}
+	assign := []string{"version = u.version", "updated_at = now()", "field_hlc = u.clock::jsonb", "deleted = u.deleted"}
+	for k, f := range def.Fields {
+		args = append(args, nullTextArray(cols[k]))
+		params = append(params, fmt.Sprintf("$%d::text[]", len(args)))
+		names = append(names, fmt.Sprintf("c%d", k))
+		assign = append(assign, fmt.Sprintf("%s = CASE WHEN u.mask & %d <> 0 THEN u.c%d::%s ELSE t.%s END",
+			f.Column(), uint64(1)<<k, k, types[f.Column()], f.Column()))
 	}
-	q := fmt.Sprintf(`INSERT INTO %s (%s) SELECT %s FROM unnest(%s) AS u(%s)`, def.Table, strings.Join(cols, ", "),
-		strings.Join(exprs, ", "), strings.Join(params, ", "), strings.Join(names, ", "))
-	if _, err := w.tx.ExecContext(ctx, q, args...); err != nil {
-		if domainError(constraintError(def, err)) != nil {
-			return false, nil
-		}
-		return false, fmt.Errorf("bulk: insert %s: %w", def.Name, err)
-	}
-	return true, nil
-}
-
-// bulkLog writes the run's change-log rows, computing the scope tokens once per
-// distinct (exchange, school), and returns each op's tokens.
-func (w *writer) bulkLog(ctx context.Context, run []bulkOp, versions []int64) ([][]string, error) {
-	entities := make([]string, len(run))
-	ids := make([]string, len(run))
-	seqs := make([]int64, len(run))
-	exchanges := make([]sql.NullString, len(run))
-	schools := make([]sql.NullString, len(run))
-	for i, b := range run {
-		entities[i], ids[i], seqs[i] = b.def.Name, b.op.ID, versions[i]
-		exchanges[i] = textValue(b.rec["exchangeId"])
-		schools[i] = textValue(b.rec["schoolId"]) // lessons only; NULL for the others
-	}
-	rows, err := w.tx.QueryxContext(ctx, `WITH u AS (
-			SELECT * FROM unnest($1::text[], $2::uuid[], $3::bigint[], $4::uuid[], $5::uuid[]) WITH ORDINALITY AS u(entity, id, seq, x, s, n)),
-		k AS MATERIALIZED (SELECT x, s, exchange_child_tokens(x, s) AS scopes FROM (SELECT DISTINCT x, s FROM u) d),
-		ins AS (INSERT INTO sync_log (entity, id, seq, deleted, scopes)
-			SELECT u.entity, u.id, u.seq, false, k.scopes FROM u JOIN k ON k.x = u.x AND k.s IS NOT DISTINCT FROM u.s
-			ON CONFLICT (entity, id) DO UPDATE SET seq = excluded.seq, txid = pg_current_xact_id(), deleted = excluded.deleted, scopes = excluded.scopes
-			RETURNING entity, id, scopes)
-		SELECT u.n, ins.scopes FROM ins JOIN u ON u.entity = ins.entity AND u.id = ins.id`,
-		pq.Array(entities), pq.Array(ids), pq.Array(seqs), pq.Array(exchanges), pq.Array(schools))
+	q := fmt.Sprintf(`UPDATE %s t SET %s FROM unnest(%s) AS u(%s) WHERE t.id = u.id`, def.Table,
+		strings.Join(assign, ", "), strings.Join(params, ", "), strings.Join(names, ", "))
+	res, err := w.tx.Tx.ExecContext(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("bulk: change log: %w", err)
+		return fmt.Errorf("bulk: update %s: %w", def.Name, err)
 	}
-	defer rows.Close()
-	out := make([][]string, len(run))
-	got := 0
-	for rows.Next() {
-		var n int64
-		var scopes []string
-		if err := rows.Scan(&n, pq.Array(&scopes)); err != nil {
-			return nil, fmt.Errorf("bulk: change log: %w", err)
-		}
-		out[n-1] = scopes
-		got++
+	if n, err := res.RowsAffected(); err != nil || n != int64(len(idx)) {
+		return fmt.Errorf("bulk: update %s: %d of %d rows (%v)", def.Name, n, len(idx), err)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("bulk: change log: %w", err)
-	}
-	if got != len(run) {
-		return nil, fmt.Errorf("bulk: change log: %d rows for %d ops", got, len(run))
-	}
-	return out, nil
+	return nil
 }
 
-// bulkAudit writes the run's audit rows (action CREATE, the fields the op set) in one
-// statement.
-func (w *writer) bulkAudit(ctx context.Context, run []bulkOp, scopes [][]string) error {
-	entities := make([]string, len(run))
-	ids := make([]string, len(run))
-	opIDs := make([]string, len(run))
-	changes := make([]string, len(run))
-	scopeLits := make([]string, len(run))
+// bulkLog moves the run's changed records to the end of the change log with their
+// scope tokens: new records with COPY (a change-log row of a record that does not exist
+// yet would be refused, and the per-op path would take the run), the others with an
+// upsert.
+func (w *writer) bulkLog(ctx context.Context, run []bulkOp) error {
+	var created []int
+	var entities, ids, scopes []string
+	var seqs []int64
+	var deleted []bool
 	for i, b := range run {
-		ch := make(map[string]any, len(b.in))
-		for name, v := range b.in {
-			ch[name] = map[string]any{"new": v}
+		switch {
+		case !b.write:
+		case b.cur == nil:
+			created = append(created, i)
+		default:
+			entities, ids, seqs, deleted = append(entities, b.def.Name), append(ids, b.id), append(seqs, b.version), append(deleted, b.deleted)
+			scopes = append(scopes, w.childScopes[childScope{b.rec.String("exchangeId"), b.rec.String("schoolId")}].literal)
 		}
-		raw, err := json.Marshal(ch)
-		if err != nil {
-			return fmt.Errorf("encode audit: %w", err)
+	}
+	if len(created) > 0 {
+		if err := w.tx.copyIn(ctx, "sync_log", []string{"entity", "id", "seq", "scopes"}, len(created), func(j int, row []any) {
+			b := &run[created[j]]
+			row[0], row[1], row[2] = b.def.Name, b.id, b.version
+			row[3] = w.childScopes[childScope{b.rec.String("exchangeId"), b.rec.String("schoolId")}].literal
+		}); err != nil {
+			return fmt.Errorf("bulk: change log: %w", err)
 		}
-		lit, err := pq.Array(scopes[i]).Value()
-		if err != nil {
-			return fmt.Errorf("encode audit: %w", err)
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	if _, err := w.tx.Tx.ExecContext(ctx, `INSERT INTO sync_log (entity, id, seq, deleted, scopes)
+		SELECT u.entity, u.id, u.seq, u.deleted, u.scopes::text[] FROM unnest($1::text[], $2::uuid[], $3::bigint[], $4::bool[], $5::text[]) AS u(entity, id, seq, deleted, scopes)
+		ON CONFLICT (entity, id) DO UPDATE SET seq = excluded.seq, txid = pg_current_xact_id(), deleted = excluded.deleted, scopes = excluded.scopes`,
+		textArray(entities), pq.Array(ids), pq.Array(seqs), pq.Array(deleted), textArray(scopes)); err != nil {
+		return fmt.Errorf("bulk: change log: %w", err)
+	}
+	return nil
+}
+
+// bulkAudit writes the run's audit rows, in op order, with COPY.
+func (w *writer) bulkAudit(ctx context.Context, run []bulkOp) error {
+	var idx []int
+	for i, b := range run {
+		if b.audit {
+			idx = append(idx, i)
 		}
-		entities[i], ids[i], opIDs[i], changes[i], scopeLits[i] = b.def.Name, b.op.ID, b.op.OpID, string(raw), lit.(string)
+	}
+	if len(idx) == 0 {
+		return nil
 	}
 	a := w.actor
-	_, err := w.tx.ExecContext(ctx, `INSERT INTO audit_log (user_id, username, device_id, session_id, entity, record_id, op_id, action, changes, scopes)
-		SELECT $1, $2, $3, $4, u.entity, u.id, u.op_id, 'CREATE', u.changes::jsonb, u.scopes::text[]
-		FROM unnest($5::text[], $6::uuid[], $7::text[], $8::text[], $9::text[]) WITH ORDINALITY AS u(entity, id, op_id, changes, scopes, n)
-		ORDER BY u.n`,
-		nullID(a.UserID), a.Username, nullID(a.DeviceID), a.SessionID,
-		pq.Array(entities), pq.Array(ids), pq.Array(opIDs), pq.Array(changes), pq.Array(scopeLits))
+	var buf []byte
+	var encErr error
+	err := w.tx.copyIn(ctx, "audit_log", []string{"user_id", "username", "device_id", "session_id", "entity", "record_id", "op_id", "action", "changes", "scopes"},
+		len(idx), func(j int, row []any) {
+			b := &run[idx[j]]
+			var err error
+			if b.cur == nil {
+				buf, err = appendCreated(buf[:0], b.in)
+			} else {
+				buf, err = appendChanges(buf[:0], b.changes)
+			}
+			if err != nil && encErr == nil {
+				encErr = err
+			}
+			row[0], row[1], row[2], row[3] = nullID(a.UserID), a.Username, nullID(a.DeviceID), a.SessionID
+			row[4], row[5], row[6], row[7], row[8] = b.def.Name, b.id, b.op.OpID, b.action, string(buf)
+			row[9] = w.childScopes[childScope{b.rec.String("exchangeId"), b.rec.String("schoolId")}].literal
+		})
+	if encErr != nil {
+		return fmt.Errorf("encode audit: %w", encErr)
+	}
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
 	return nil
 }
 
+// bulkConflicts stores the run's lost field values that differ from the kept ones, as
+// conflict does.
+func (w *writer) bulkConflicts(ctx context.Context, run []bulkOp) error {
+	var entities, ids, fields, kept, keptHLC, lost, opIDs, lostHLC []string
+	for _, b := range run {
+		for _, name := range b.lost {
+			k, err := json.Marshal(b.cur.rec[name])
+			if err != nil {
+				return fmt.Errorf("record conflict: %w", err)
+			}
+			l, err := json.Marshal(b.in[name])
+			if err != nil {
+				return fmt.Errorf("record conflict: %w", err)
+			}
+			entities, ids, fields = append(entities, b.def.Name), append(ids, b.id), append(fields, name)
+			kept, keptHLC, lost = append(kept, string(k)), append(keptHLC, b.cur.clock[name]), append(lost, string(l))
+			lostHLC, opIDs = append(lostHLC, b.op.HLC), append(opIDs, b.op.OpID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := w.tx.Tx.ExecContext(ctx, `INSERT INTO sync_conflicts (entity, record_id, field, kept_value, kept_hlc, lost_value, lost_hlc, lost_op_id, lost_device_id, lost_user_id)
+		SELECT u.entity, u.id, u.field, u.kept::jsonb, u.kept_hlc, u.lost::jsonb, u.lost_hlc, u.op_id, $9, $10
+		FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) WITH ORDINALITY
+			AS u(entity, id, field, kept, kept_hlc, lost, lost_hlc, op_id, n)
+		ORDER BY u.n`,
+		textArray(entities), pq.Array(ids), textArray(fields), textArray(kept), textArray(keptHLC), textArray(lost), textArray(lostHLC), textArray(opIDs),
+		nullID(w.actor.DeviceID), nullID(w.actor.UserID))
+	if err != nil {
+		return fmt.Errorf("record conflict: %w", err)
+	}
+	return nil
+}
+
 // textValue is v in PostgreSQL's text form, as lib/pq sends a parameter.
 func textValue(v any) sql.NullString {
+	switch x := v.(type) {
+	case nil:
+		return sql.NullString{}
+	case string:
+		return sql.NullString{String: x, Valid: true}
+	case int64:
+		return sql.NullString{String: strconv.FormatInt(x, 10), Valid: true}
+	case jiaoliu.Date:
+		if x.IsZero() {
+			return sql.NullString{}
+		}
+		return sql.NullString{String: x.String(), Valid: true}
+	}
 	dv, err := driver.DefaultParameterConverter.ConvertValue(v)
 	if err != nil || dv == nil {
 		return sql.NullString{}
@@ -459,6 +674,202 @@ func textValue(v any) sql.NullString {
 		return sql.NullString{String: x.Format(time.RFC3339Nano), Valid: true}
 	}
 	return sql.NullString{String: fmt.Sprint(dv), Valid: true}
+}
+
+// copyValue is v as a COPY row value: its text form, or nil for NULL.
+func copyValue(v any) any {
+	t := textValue(v)
+	if !t.Valid {
+		return nil
+	}
+	return t.String
+}
+
+// arrayLiteral is a text[] literal of ss, as pq.Array would send it.
+func arrayLiteral(ss []string) string {
+	b := make([]byte, 0, 16*len(ss)+2)
+	b = append(b, '{')
+	for i, s := range ss {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendQuotedElem(b, s)
+	}
+	return string(append(b, '}'))
+}
+
+// textArray is a text[] parameter of ss (no NULLs), built without reflection.
+func textArray(ss []string) string { return arrayLiteral(ss) }
+
+// nullTextArray is a text[] parameter with NULLs where ns is not valid.
+func nullTextArray(ns []sql.NullString) string {
+	b := make([]byte, 0, 16*len(ns)+2)
+	b = append(b, '{')
+	for i, s := range ns {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if !s.Valid {
+			b = append(b, "NULL"...)
+			continue
+		}
+		b = appendQuotedElem(b, s.String)
+	}
+	return string(append(b, '}'))
+}
+
+func appendQuotedElem(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '"' || c == '\\' {
+			b = append(b, '\\')
+		}
+		b = append(b, s[i])
+	}
+	return append(b, '"')
+}
+
+// appendClock appends a field clock as a JSON object with sorted keys (as
+// json.Marshal writes a map).
+func appendClock(b []byte, clock map[string]string) []byte {
+	names := make([]string, 0, len(clock))
+	for k := range clock {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	b = append(b, '{')
+	for i, k := range names {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONText(b, k)
+		b = append(b, ':')
+		b = appendJSONText(b, clock[k])
+	}
+	return append(b, '}')
+}
+
+// appendChanges appends an audit row's changes ({"field": {"old": …, "new": …}}) as
+// JSON. PostgreSQL stores it as jsonb, which keeps neither key order nor spacing.
+func appendChanges(b []byte, changes map[string]any) ([]byte, error) {
+	b = append(b, '{')
+	first := true
+	for name, ch := range changes {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = appendJSONText(b, name)
+		b = append(b, ':', '{')
+		m, _ := ch.(map[string]any)
+		inner := true
+		for _, k := range []string{"old", "new"} {
+			v, ok := m[k]
+			if !ok {
+				continue
+			}
+			if !inner {
+				b = append(b, ',')
+			}
+			inner = false
+			b = appendJSONText(b, k)
+			b = append(b, ':')
+			var err error
+			if b, err = appendJSONValue(b, v); err != nil {
+				return nil, err
+			}
+		}
+		b = append(b, '}')
+	}
+	return append(b, '}'), nil
+}
+
+// appendCreated appends a create's audit changes, {"field": {"new": …}} for each field
+// the op set, as JSON.
+func appendCreated(b []byte, in jiaoliu.Record) ([]byte, error) {
+	b = append(b, '{')
+	first := true
+	for name, v := range in {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = appendJSONText(b, name)
+		b = append(b, `:{"new":`...)
+		var err error
+		if b, err = appendJSONValue(b, v); err != nil {
+			return nil, err
+		}
+		b = append(b, '}')
+	}
+	return append(b, '}'), nil
+}
+
+// appendJSONValue appends v as json.Marshal encodes it.
+func appendJSONValue(b []byte, v any) ([]byte, error) {
+	switch x := v.(type) {
+	case nil:
+		return append(b, "null"...), nil
+	case string:
+		return appendJSONText(b, x), nil
+	case int64:
+		return strconv.AppendInt(b, x, 10), nil
+	case bool:
+		return strconv.AppendBool(b, x), nil
+	case jiaoliu.Date:
+		if x.IsZero() {
+			return append(b, "null"...), nil
+		}
+		return appendJSONText(b, x.String()), nil
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, raw...), nil
+}
+
+// appendJSONText appends s as a JSON string. Characters json.Marshal escapes for
+// HTML (<, >, &) are written as they are: jsonb reads both the same.
+func appendJSONText(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			b = append(b, c)
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, `\u00`...)
+				b = append(b, "0123456789abcdef"[c>>4], "0123456789abcdef"[c&0xf])
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, `\u202`...)
+			b = append(b, "0123456789abcdef"[r&0xf])
+		default:
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
 }
 
 // columnTypes returns the SQL types of a table's columns, read once per process (the
