@@ -14,7 +14,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/lib/pq"
 
@@ -742,9 +741,9 @@ func appendClock(b []byte, clock map[string]string) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONText(b, k)
+		b = appendJSONString(b, k)
 		b = append(b, ':')
-		b = appendJSONText(b, clock[k])
+		b = appendJSONString(b, clock[k])
 	}
 	return append(b, '}')
 }
@@ -759,7 +758,7 @@ func appendChanges(b []byte, changes map[string]any) ([]byte, error) {
 			b = append(b, ',')
 		}
 		first = false
-		b = appendJSONText(b, name)
+		b = appendJSONString(b, name)
 		b = append(b, ':', '{')
 		m, _ := ch.(map[string]any)
 		inner := true
@@ -772,7 +771,7 @@ func appendChanges(b []byte, changes map[string]any) ([]byte, error) {
 				b = append(b, ',')
 			}
 			inner = false
-			b = appendJSONText(b, k)
+			b = appendJSONString(b, k)
 			b = append(b, ':')
 			var err error
 			if b, err = appendJSONValue(b, v); err != nil {
@@ -794,7 +793,7 @@ func appendCreated(b []byte, in jiaoliu.Record) ([]byte, error) {
 			b = append(b, ',')
 		}
 		first = false
-		b = appendJSONText(b, name)
+		b = appendJSONString(b, name)
 		b = append(b, `:{"new":`...)
 		var err error
 		if b, err = appendJSONValue(b, v); err != nil {
@@ -811,7 +810,7 @@ func appendJSONValue(b []byte, v any) ([]byte, error) {
 	case nil:
 		return append(b, "null"...), nil
 	case string:
-		return appendJSONText(b, x), nil
+		return appendJSONString(b, x), nil
 	case int64:
 		return strconv.AppendInt(b, x, 10), nil
 	case bool:
@@ -820,56 +819,13 @@ func appendJSONValue(b []byte, v any) ([]byte, error) {
 		if x.IsZero() {
 			return append(b, "null"...), nil
 		}
-		return appendJSONText(b, x.String()), nil
+		return appendJSONString(b, x.String()), nil
 	}
 	raw, err := json.Marshal(v)
 	if err != nil {
 		return nil, err
 	}
 	return append(b, raw...), nil
-}
-
-// appendJSONText appends s as a JSON string. Characters json.Marshal escapes for
-// HTML (<, >, &) are written as they are: jsonb reads both the same.
-func appendJSONText(b []byte, s string) []byte {
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			b = append(b, c)
-			i++
-			continue
-		}
-		if c < utf8.RuneSelf {
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, `\u00`...)
-				b = append(b, "0123456789abcdef"[c>>4], "0123456789abcdef"[c&0xf])
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			b = append(b, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			b = append(b, `\u202`...)
-			b = append(b, "0123456789abcdef"[r&0xf])
-		default:
-			b = append(b, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(b, '"')
 }
 
 // columnTypes returns the SQL types of a table's columns, read once per process (the

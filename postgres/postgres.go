@@ -10,6 +10,9 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"os"
+	"runtime"
+	"strconv"
 	"sync"
 	"time"
 
@@ -78,9 +81,18 @@ type Store struct {
 	teachers sync.Map
 }
 
-// MaxConcurrentWrites is how many Apply transactions a Store runs at once; the others
-// wait for a slot.
-const MaxConcurrentWrites = 8
+// ConcurrentWrites is how many Apply transactions a Store runs at once (the others wait
+// for a slot): one per core, at least 2 and at most 8. More writing backends than cores
+// mostly wait for each other's buffer and lock-manager locks: on 2 cores, 8 at once cost
+// 10–30 % more PostgreSQL CPU per pushed op than 2 (BENCHMARKS.md, push session 3).
+// The environment variable JIAOLIU_WRITE_SLOTS overrides it (the database may have more
+// cores than this process sees).
+var ConcurrentWrites = func() int {
+	if n, err := strconv.Atoi(os.Getenv("JIAOLIU_WRITE_SLOTS")); err == nil && n > 0 {
+		return n
+	}
+	return min(max(runtime.NumCPU(), 2), 8)
+}()
 
 var _ jiaoliu.Writer = (*Store)(nil)
 
@@ -89,7 +101,7 @@ func NewStore(db *sqlx.DB, clock *hlc.Clock, log *slog.Logger) *Store {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Store{db: db, clock: clock, log: log, writeSlots: make(chan struct{}, MaxConcurrentWrites)}
+	return &Store{db: db, clock: clock, log: log, writeSlots: make(chan struct{}, ConcurrentWrites)}
 }
 
 // DB returns the underlying database handle.

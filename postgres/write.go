@@ -828,23 +828,23 @@ func (w *writer) remember(ctx context.Context, op jiaoliu.Op, res jiaoliu.OpResu
 	return nil
 }
 
-// encodeResult encodes a result as json.Marshal does (but for escaping <, > and &,
-// which jsonb reads the same), without reflection for results without field errors.
+// encodeResult encodes a result as json.Marshal does, without reflection for results
+// without field errors.
 func encodeResult(r jiaoliu.OpResult) ([]byte, error) {
 	if r.Fields != nil {
 		return json.Marshal(r)
 	}
 	b := make([]byte, 0, 128)
 	b = append(b, `{"opId":`...)
-	b = appendJSONText(b, r.OpID)
+	b = appendJSONString(b, r.OpID)
 	b = append(b, `,"status":`...)
-	b = appendJSONText(b, r.Status)
+	b = appendJSONString(b, r.Status)
 	for _, f := range []struct{ name, v string }{{"id", r.ID}, {"version", r.Version}, {"canonicalId", r.CanonicalID}, {"code", r.Code}, {"message", r.Message}} {
 		if f.v != "" {
 			b = append(b, ',', '"')
 			b = append(b, f.name...)
 			b = append(b, '"', ':')
-			b = appendJSONText(b, f.v)
+			b = appendJSONString(b, f.v)
 		}
 	}
 	if len(r.Lost) > 0 {
@@ -853,7 +853,7 @@ func encodeResult(r jiaoliu.OpResult) ([]byte, error) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONText(b, l)
+			b = appendJSONString(b, l)
 		}
 		b = append(b, ']')
 	}
@@ -865,7 +865,7 @@ func encodeResult(r jiaoliu.OpResult) ([]byte, error) {
 	}
 	if r.HLC != "" {
 		b = append(b, `,"hlc":`...)
-		b = appendJSONText(b, r.HLC)
+		b = appendJSONString(b, r.HLC)
 	}
 	return append(b, '}'), nil
 }
