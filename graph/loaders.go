@@ -71,15 +71,19 @@ func loaderFor[K comparable, V any](ctx context.Context, key string, batch func(
 // byID loads one record by id through the request's batch loader for its entity. A
 // record the caller may not read loads as nil (null in the response).
 func byID[T any](ctx context.Context, def *jiaoliu.Entity, id string) (*T, error) {
-	store := loadersFrom(ctx).store
-	ld := loaderFor(ctx, "id:"+def.Name, func(ctx context.Context, ids []string) (map[string]*T, error) {
-		return postgres.GetMany[T](ctx, store, def, ids)
-	})
-	v, err := ld.Load(ctx, id)()
+	v, err := idLoader[T](ctx, def).Load(ctx, id)()
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", def.Name, err)
 	}
 	return v, nil
+}
+
+// idLoader is the request's batch loader of records of def by id.
+func idLoader[T any](ctx context.Context, def *jiaoliu.Entity) *dataloader.Loader[string, *T] {
+	store := loadersFrom(ctx).store
+	return loaderFor(ctx, "id:"+def.Name, func(ctx context.Context, ids []string) (map[string]*T, error) {
+		return postgres.GetMany[T](ctx, store, def, ids)
+	})
 }
 
 // byOptID is byID for an optional reference.

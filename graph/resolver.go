@@ -80,7 +80,11 @@ func list[T any](ctx context.Context, r *Resolver, def *jiaoliu.Entity, f *model
 		return jiaoliu.Page[T]{}, err
 	}
 	q.Filter = filter
-	return postgres.List[T](ctx, r.Store, def, q)
+	page, err := postgres.List[T](ctx, r.Store, def, q)
+	if err == nil {
+		primePage(ctx, def, page.Items)
+	}
+	return page, err
 }
 
 // wantsField reports whether the current field's selection asks for name.

@@ -350,7 +350,7 @@ func (s *Store) AuthenticateToken(ctx context.Context, token string) (*jiaoliu.A
 		jiaoliu.User
 		Tokens pq.StringArray `db:"read_tokens"`
 	}
-	err := s.db.GetContext(ctx, &row, `SELECT `+userColumns+`,
+	err := s.get(ctx, &row, `SELECT `+userColumns+`,
 		CASE WHEN role = 'ADMIN' THEN NULL ELSE actor_tokens(role, district_id, school_id, teacher_id) END AS read_tokens
 		FROM users WHERE id = $1 AND NOT disabled AND ($2::int < 0 OR session_version = $2)`, userID, version)
 	if errors.Is(err, sql.ErrNoRows) {

@@ -6,3 +6,11 @@ var (
 	AbsenceRunQuery = absenceRunQuery
 	BucketOf        = bucketOf
 )
+
+// SetProbeBroadLists switches the per-row scope lookup of broad lists and returns a
+// function that restores it.
+func SetProbeBroadLists(on bool) func() {
+	old := probeBroadLists
+	probeBroadLists = on
+	return func() { probeBroadLists = old }
+}

@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 
+	"github.com/jmoiron/sqlx"
+	"github.com/jmoiron/sqlx/reflectx"
 	"github.com/lib/pq"
 
 	"github.com/jiaoliu/jiaoliu"
@@ -103,7 +106,7 @@ func GetMany[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, ids []st
 	}
 	q := fmt.Sprintf(`SELECT %s FROM %s t JOIN sync_log l ON l.entity = '%s' AND l.id = t.id WHERE t.id = ANY($1::uuid[]) AND %s`,
 		columns(def), def.Table, def.Name, cond)
-	rows, err := s.db.QueryxContext(ctx, q, append([]any{pq.Array(valid)}, args...)...)
+	rows, err := s.queryx(ctx, q, append([]any{pq.Array(valid)}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", def.Name, err)
 	}
@@ -118,10 +121,19 @@ func GetMany[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, ids []st
 	return out, rows.Err()
 }
 
+// FieldText returns the value of the column col of a scanned domain struct (a pointer)
+// as text: an id, a reference, a sort key; "" for NULL.
+func FieldText(v any, col string) string { return fieldText(v, col) }
+
 // fieldText returns the value of the column col of a scanned domain struct as text,
 // as PostgreSQL would compare it: the id for maps, the sort key for cursors.
-func (s *Store) fieldText(v any, col string) string {
-	fv := s.db.Mapper.FieldByName(reflect.ValueOf(v).Elem(), col)
+func (s *Store) fieldText(v any, col string) string { return fieldText(v, col) }
+
+// mapper finds struct fields by column as sqlx's default mapper does.
+var mapper = reflectx.NewMapperFunc("db", sqlx.NameMapper)
+
+func fieldText(v any, col string) string {
+	fv := mapper.FieldByName(reflect.ValueOf(v).Elem(), col)
 	if fv.Kind() == reflect.Pointer {
 		if fv.IsNil() {
 			return ""
@@ -171,7 +183,7 @@ func List[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, q jiaoliu.L
 		return page, &jiaoliu.Error{Code: jiaoliu.EINVALID, Message: "invalid page size",
 			Fields: map[string]string{"first": fmt.Sprintf("must be 1..%d", jiaoliu.MaxPageSize)}}
 	}
-	where, args, err := s.filter(ctx, def, q.Filter)
+	where, logWhere, args, err := s.filter(ctx, def, q.Filter)
 	if err != nil {
 		return page, err
 	}
@@ -182,10 +194,25 @@ func List[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, q jiaoliu.L
 	if order.desc {
 		cmp, dir = "<", "DESC"
 	}
-	base := fmt.Sprintf(`FROM %s t JOIN sync_log l ON l.entity = '%s' AND l.id = t.id WHERE %s`, def.Table, def.Name, strings.Join(where, " AND "))
+	join := fmt.Sprintf(`FROM %s t JOIN sync_log l ON l.entity = '%s' AND l.id = t.id WHERE %s`,
+		def.Table, def.Name, strings.Join(append(slices.Clip(where), logWhere...), " AND "))
 	if q.WithTotal {
-		if err := s.db.GetContext(ctx, &page.TotalCount, "SELECT count(*) "+base, args...); err != nil {
+		if err := s.get(ctx, &page.TotalCount, "SELECT count(*) "+join, args...); err != nil {
 			return page, fmt.Errorf("count %s: %w", def.Name, err)
+		}
+	}
+	// Which rows the actor may read is in the change log. When the actor reads most of
+	// them (a district's administrators and auditors, not narrowed to a school or a
+	// teacher), the page walks the entity's ordered index and looks up each row's log
+	// entry, stopping after a page: the planner cannot know that most log rows of the
+	// scope join a row of the list, and would otherwise join every one of them and sort
+	// (2,000 exchanges of a district: 1.0–1.4 ms against 0.15–0.25 ms). Narrow scopes
+	// keep the join, which starts from the scope's index entries.
+	base := join
+	if probeBroadLists && s.broadScope(ctx, q.Filter) {
+		base = fmt.Sprintf(`FROM %s t WHERE %s`, def.Table, strings.Join(where, " AND "))
+		if len(logWhere) > 0 {
+			base += fmt.Sprintf(` AND (SELECT %s FROM sync_log l WHERE l.entity = '%s' AND l.id = t.id)`, strings.Join(logWhere, " AND "), def.Name)
 		}
 	}
 	pageWhere := ""
@@ -200,7 +227,7 @@ func List[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, q jiaoliu.L
 	args = append(args, first+1)
 	sqlq := fmt.Sprintf(`SELECT %s %s%s ORDER BY %s %s, t.id %s LIMIT $%d`,
 		columns(def), base, pageWhere, col, dir, dir, len(args))
-	rows, err := s.db.QueryxContext(ctx, sqlq, args...)
+	rows, err := s.queryx(ctx, sqlq, args...)
 	if err != nil {
 		return page, fmt.Errorf("list %s: %w", def.Name, err)
 	}
@@ -220,22 +247,47 @@ func List[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, q jiaoliu.L
 	return page, rows.Err()
 }
 
-// filter turns a Filter into SQL conditions on t (the entity) and l (its log row).
-func (s *Store) filter(ctx context.Context, def *jiaoliu.Entity, f jiaoliu.Filter) ([]string, []any, error) {
-	where := []string{"NOT t.deleted"}
-	var args []any
+// probeBroadLists turns on the per-row log lookup of broad scopes in List (tests turn
+// it off to compare both forms).
+var probeBroadLists = true
+
+// broadScope reports whether the actor of ctx reads whole districts (every read token
+// a district's) and f does not narrow the list to a school or a teacher.
+func (s *Store) broadScope(ctx context.Context, f jiaoliu.Filter) bool {
+	a := jiaoliu.ActorFromContext(ctx)
+	if a == nil || f.SchoolID != "" || f.TeacherID != "" {
+		return false
+	}
+	if a.System {
+		return true
+	}
+	for _, t := range a.ReadTokens {
+		if !strings.HasPrefix(t, "d:") {
+			return false
+		}
+	}
+	return len(a.ReadTokens) > 0
+}
+
+// filter turns a Filter into SQL conditions on t (the entity) and on l (its log row).
+func (s *Store) filter(ctx context.Context, def *jiaoliu.Entity, f jiaoliu.Filter) (where, logWhere []string, args []any, err error) {
+	where = []string{"NOT t.deleted"}
 	add := func(format string, v any) {
 		args = append(args, v)
 		where = append(where, fmt.Sprintf(format, len(args)))
 	}
+	addLog := func(format string, v any) {
+		args = append(args, v)
+		logWhere = append(logWhere, fmt.Sprintf(format, len(args)))
+	}
 	cond, sargs, err := s.scope(ctx, 1)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if len(sargs) > 0 {
-		add("l.scopes && $%d", sargs[0])
-	} else {
-		where = append(where, cond)
+		addLog("l.scopes && $%d", sargs[0])
+	} else if cond != "true" {
+		logWhere = append(logWhere, cond)
 	}
 	fe := jiaoliu.FieldErrors{}
 	for name, id := range map[string]string{"d:": f.DistrictID, "s:": f.SchoolID, "t:": f.TeacherID} {
@@ -246,12 +298,12 @@ func (s *Store) filter(ctx context.Context, def *jiaoliu.Entity, f jiaoliu.Filte
 			fe.Add(map[string]string{"d:": "districtId", "s:": "schoolId", "t:": "teacherId"}[name], "must be an id (UUID)")
 			continue
 		}
-		add("l.scopes @> ARRAY[$%d]", name+strings.ToLower(id))
+		addLog("l.scopes @> ARRAY[$%d]", name+strings.ToLower(id))
 	}
 	for name, v := range f.Eq {
 		fd, ok := def.Field(name)
 		if !ok {
-			return nil, nil, fmt.Errorf("filter %s: unknown field %s", def.Name, name)
+			return nil, nil, nil, fmt.Errorf("filter %s: unknown field %s", def.Name, name)
 		}
 		pv, err := fd.Parse(v)
 		if err != nil {
@@ -277,7 +329,7 @@ func (s *Store) filter(ctx context.Context, def *jiaoliu.Entity, f jiaoliu.Filte
 			add("t.name ILIKE '%%' || $%d || '%%'", strings.NewReplacer("%", `\%`, "_", `\_`).Replace(f.Search))
 		}
 	}
-	return where, args, fe.Err()
+	return where, logWhere, args, fe.Err()
 }
 
 // ChildrenOf returns the live readable records of def whose field (a reference) is one
@@ -301,7 +353,7 @@ func ChildrenOf[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, field
 	q := fmt.Sprintf(`SELECT %s FROM %s t JOIN sync_log l ON l.entity = '%s' AND l.id = t.id
 		WHERE t.%s = ANY($1::uuid[]) AND NOT t.deleted AND %s ORDER BY t.%s %s, t.id`,
 		columns(def), def.Table, def.Name, fd.Column(), cond, of.Column(), dir)
-	rows, err := s.db.QueryxContext(ctx, q, append([]any{pq.Array(parentIDs)}, args...)...)
+	rows, err := s.queryx(ctx, q, append([]any{pq.Array(parentIDs)}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("children of %s: %w", def.Name, err)
 	}

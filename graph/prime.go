@@ -1,0 +1,137 @@
+package graph
+
+import (
+	"context"
+	"slices"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/jiaoliu/jiaoliu"
+	"github.com/jiaoliu/jiaoliu/postgres"
+)
+
+// Priming the loaders of a page.
+//
+// A page of 50 exchanges that asks for each one's teacher and schools resolves 150
+// nested fields, each in its own goroutine, each waiting on a batch loader; the batches
+// are cut by time (batchWait), so under load one page's teachers were read in two or
+// three queries instead of one, each after a wait. Instead, the list resolver reads the
+// records the page's selection refers to before it returns: one query per entity and
+// nesting level (the sending and receiving schools together), in parallel, straight
+// into the request's loaders. The nested resolvers then find them in the loaders'
+// caches; what priming does not cover (a reference inside a nested list, a failed
+// read) they load as before.
+
+// primer loads the records of one entity by id into the request's loader, and returns
+// those found.
+type primer func(ctx context.Context, ids []string) []any
+
+var primers = map[string]primer{}
+
+func init() {
+	register := func(def *jiaoliu.Entity, p primer) { primers[def.Name] = p }
+	register(jiaoliu.DistrictEntity, primeOf[jiaoliu.District](jiaoliu.DistrictEntity))
+	register(jiaoliu.ZoneEntity, primeOf[jiaoliu.Zone](jiaoliu.ZoneEntity))
+	register(jiaoliu.SchoolGroupEntity, primeOf[jiaoliu.SchoolGroup](jiaoliu.SchoolGroupEntity))
+	register(jiaoliu.SchoolEntity, primeOf[jiaoliu.School](jiaoliu.SchoolEntity))
+	register(jiaoliu.TeacherEntity, primeOf[jiaoliu.Teacher](jiaoliu.TeacherEntity))
+	register(jiaoliu.ExchangeEntity, primeOf[jiaoliu.Exchange](jiaoliu.ExchangeEntity))
+	register(jiaoliu.MentoringPairEntity, primeOf[jiaoliu.MentoringPair](jiaoliu.MentoringPairEntity))
+}
+
+func primeOf[T any](def *jiaoliu.Entity) primer {
+	return func(ctx context.Context, ids []string) []any {
+		vals, _ := idLoader[T](ctx, def).LoadMany(ctx, ids)()
+		out := make([]any, 0, len(vals))
+		for _, v := range vals {
+			if v != nil {
+				out = append(out, v)
+			}
+		}
+		return out
+	}
+}
+
+// primePage primes the loaders for the nodes of a connection field (the field of ctx)
+// whose items are records of def.
+func primePage[T any](ctx context.Context, def *jiaoliu.Entity, items []*T) {
+	if len(items) == 0 || !graphql.HasOperationContext(ctx) {
+		return
+	}
+	recs := make([]any, len(items))
+	for i, v := range items {
+		recs[i] = v
+	}
+	op := graphql.GetOperationContext(ctx)
+	for _, f := range graphql.CollectFieldsCtx(ctx, nil) {
+		switch f.Name {
+		case "nodes":
+			prime(ctx, op, def, recs, f.Selections)
+		case "edges":
+			for _, e := range graphql.CollectFields(op, f.Selections, nil) {
+				if e.Name == "node" {
+					prime(ctx, op, def, recs, e.Selections)
+				}
+			}
+		}
+	}
+}
+
+// prime loads, for the records recs of def, the records that the selection sel refers
+// to (a field "teacher" for the reference "teacherId"), one query per entity, and then
+// what their own selections refer to.
+func prime(ctx context.Context, op *graphql.OperationContext, def *jiaoliu.Entity, recs []any, sel ast.SelectionSet) {
+	type ref struct {
+		field *graphql.CollectedField
+		to    string
+		ids   []string
+	}
+	var refs []ref
+	want := map[string][]string{} // ids by entity
+	for _, f := range graphql.CollectFields(op, sel, []string{def.Type}) {
+		fd, ok := def.Field(f.Name + "Id")
+		if !ok || fd.Ref == "" || primers[fd.Ref] == nil || len(f.Selections) == 0 {
+			continue
+		}
+		r := ref{field: &f, to: fd.Ref}
+		for _, v := range recs {
+			if id := postgres.FieldText(v, fd.Column()); id != "" {
+				r.ids = append(r.ids, id)
+			}
+		}
+		refs = append(refs, r)
+		want[fd.Ref] = append(want[fd.Ref], r.ids...)
+	}
+	if len(refs) == 0 {
+		return
+	}
+	type loaded struct {
+		to   string
+		recs []any
+	}
+	done := make(chan loaded, len(want))
+	for to, ids := range want {
+		slices.Sort(ids)
+		ids = slices.Compact(ids)
+		go func() { done <- loaded{to, primers[to](ctx, ids)} }()
+	}
+	byID := map[string]any{}
+	for range want {
+		l := <-done
+		for _, v := range l.recs {
+			byID[l.to+"/"+postgres.FieldText(v, "id")] = v
+		}
+	}
+	for _, r := range refs {
+		next := make([]any, 0, len(r.ids))
+		for _, id := range r.ids {
+			if v := byID[r.to+"/"+id]; v != nil {
+				next = append(next, v)
+			}
+		}
+		if len(next) > 0 {
+			prime(ctx, op, jiaoliu.Entities[r.to], next, r.field.Selections)
+		}
+	}
+}

@@ -1,0 +1,133 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/jiaoliu/jiaoliu"
+	"github.com/jiaoliu/jiaoliu/postgres"
+)
+
+// TestBroadListsAreTheJoinedLists pages through lists as a district administrator, an
+// auditor, the system, and a school administrator, once with the per-row scope lookup
+// of broad lists and once with the join, and wants the same pages, none of another
+// district's records, and deleted records nowhere.
+func TestBroadListsAreTheJoinedLists(t *testing.T) {
+	f := newFixture(t)
+	// A second exchange and a second district with its own school, teacher, exchange.
+	x2, d2, s2, s3, t2, x3 := newID(), newID(), newID(), newID(), newID(), newID()
+	MustApply(t, sys(), f.store,
+		upsert("exchange", x2, map[string]any{"teacherId": f.other, "sendingSchoolId": f.rural, "receivingSchoolId": f.urban,
+			"mode": "FULL_TIME", "academicYear": "2026-2027", "plannedStart": "2026-09-01", "plannedEnd": "2027-07-15", "status": "APPROVED"}),
+		upsert("district", d2, map[string]any{"name": "巩义市"}),
+		upsert("school", s2, map[string]any{"districtId": d2, "name": "回郭镇一中", "locality": "TOWN", "tier": "GENERAL"}),
+		upsert("school", s3, map[string]any{"districtId": d2, "name": "小关镇教学点", "locality": "TEACHING_POINT", "tier": "WEAK"}),
+		upsert("teacher", t2, map[string]any{"name": "赵敏", "gender": "FEMALE", "birthDate": "1984-03-02", "schoolId": s2, "joinedSchoolOn": "2012-09-01"}),
+		upsert("exchange", x3, map[string]any{"teacherId": t2, "sendingSchoolId": s2, "receivingSchoolId": s3,
+			"mode": "FULL_TIME", "academicYear": "2026-2027", "plannedStart": "2026-08-25", "plannedEnd": "2027-07-15", "status": "APPROVED"}),
+	)
+	var ops []jiaoliu.Op
+	for d := 1; d <= 6; d++ {
+		for p := 1; p <= 3; p++ {
+			date := fmt.Sprintf("2026-10-%02d", d)
+			ops = append(ops, upsert("lesson", newID(), lessonFields(f, date, p)),
+				upsert("lesson", newID(), map[string]any{"exchangeId": x3, "date": date, "period": float64(p), "subject": "语文", "kind": "REGULAR"}))
+		}
+	}
+	gone := newID()
+	ops = append(ops, upsert("lesson", gone, lessonFields(f, "2026-10-20", 1)))
+	MustApply(t, sys(), f.store, ops...)
+	MustApply(t, sys(), f.store, jiaoliu.Op{OpID: newID(), Kind: jiaoliu.OpDelete, Entity: "lesson", ID: gone, HLC: nextHLC()})
+
+	actor := func(role jiaoliu.Role, district, school string) context.Context {
+		a := &jiaoliu.Actor{UserID: newID(), Role: role, DistrictID: district, SchoolID: school}
+		ctx := jiaoliu.NewContextWithActor(context.Background(), a)
+		toks, err := f.store.ActorTokens(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.ReadTokens = toks
+		return ctx
+	}
+	district := actor(jiaoliu.RoleDistrictAdmin, f.district, "")
+	auditor := actor(jiaoliu.RoleAuditor, f.district, "")
+	school := actor(jiaoliu.RoleSchoolAdmin, f.district, f.rural)
+	from, to := jiaoliu.MustDate("2026-10-02"), jiaoliu.MustDate("2026-10-05")
+
+	pages := func(ctx context.Context, def *jiaoliu.Entity, filter jiaoliu.Filter) []string {
+		var ids []string
+		after := ""
+		for {
+			var page jiaoliu.Page[struct {
+				ID string `db:"id"`
+			}]
+			var err error
+			switch def {
+			case jiaoliu.LessonEntity:
+				var p jiaoliu.Page[jiaoliu.Lesson]
+				p, err = postgres.List[jiaoliu.Lesson](ctx, f.store, def, jiaoliu.ListQuery{First: 4, After: after, Filter: filter, WithTotal: true})
+				for _, v := range p.Items {
+					ids = append(ids, v.ID)
+				}
+				page.HasNext, page.Cursors = p.HasNext, p.Cursors
+			case jiaoliu.ExchangeEntity:
+				var p jiaoliu.Page[jiaoliu.Exchange]
+				p, err = postgres.List[jiaoliu.Exchange](ctx, f.store, def, jiaoliu.ListQuery{First: 1, After: after, Filter: filter})
+				for _, v := range p.Items {
+					ids = append(ids, v.ID)
+				}
+				page.HasNext, page.Cursors = p.HasNext, p.Cursors
+			case jiaoliu.TeacherEntity:
+				var p jiaoliu.Page[jiaoliu.Teacher]
+				p, err = postgres.List[jiaoliu.Teacher](ctx, f.store, def, jiaoliu.ListQuery{First: 1, After: after, Filter: filter})
+				for _, v := range p.Items {
+					ids = append(ids, v.ID)
+				}
+				page.HasNext, page.Cursors = p.HasNext, p.Cursors
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !page.HasNext {
+				return ids
+			}
+			after = page.Cursors[len(page.Cursors)-1]
+		}
+	}
+	cases := []struct {
+		name   string
+		ctx    context.Context
+		def    *jiaoliu.Entity
+		filter jiaoliu.Filter
+		want   int
+	}{
+		{"district admin, lessons", district, jiaoliu.LessonEntity, jiaoliu.Filter{}, 18},
+		{"district admin, lessons of some days", district, jiaoliu.LessonEntity, jiaoliu.Filter{DateField: "date", From: &from, To: &to}, 12},
+		{"district admin, lessons of the district", district, jiaoliu.LessonEntity, jiaoliu.Filter{DistrictID: f.district}, 18},
+		{"district admin, exchanges of the year", district, jiaoliu.ExchangeEntity, jiaoliu.Filter{Eq: map[string]any{"academicYear": "2026-2027"}}, 2},
+		{"district admin, teachers", district, jiaoliu.TeacherEntity, jiaoliu.Filter{}, 2},
+		{"auditor, lessons", auditor, jiaoliu.LessonEntity, jiaoliu.Filter{}, 18},
+		{"system, lessons", sys(), jiaoliu.LessonEntity, jiaoliu.Filter{}, 36},
+		{"system, exchanges", sys(), jiaoliu.ExchangeEntity, jiaoliu.Filter{}, 3},
+		{"school admin, exchanges", school, jiaoliu.ExchangeEntity, jiaoliu.Filter{}, 2},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			probe := pages(c.ctx, c.def, c.filter)
+			restore := postgres.SetProbeBroadLists(false)
+			joined := pages(c.ctx, c.def, c.filter)
+			restore()
+			if !slices.Equal(probe, joined) {
+				t.Errorf("per-row lookup %v, join %v", probe, joined)
+			}
+			if len(probe) != c.want {
+				t.Errorf("%d records, want %d", len(probe), c.want)
+			}
+			if slices.Contains(probe, gone) {
+				t.Errorf("deleted lesson listed")
+			}
+		})
+	}
+}
