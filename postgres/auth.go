@@ -304,9 +304,10 @@ func (s *Store) signingKey(ctx context.Context) ([]byte, error) {
 }
 
 // AuthenticateToken implements jiaoliu.Authenticator for session and device tokens.
-// The user is read on every call, so a disabled user, a revoked device or a session
-// ended by a password change (its session version is no longer the user's) stops
-// working at once.
+// The user is read on every call (a session of an administrator or auditor: at most
+// every sessionCheckEvery, see sessionCache), so a disabled user, a revoked device or a
+// session ended by a password change (its session version is no longer the user's)
+// stops working at once on this server, and within sessionCheckEvery on the others.
 func (s *Store) AuthenticateToken(ctx context.Context, token string) (*jiaoliu.Actor, error) {
 	unauth := jiaoliu.Errorf(jiaoliu.EUNAUTHENTICATED, "invalid or expired token")
 	if token == "" {
@@ -344,6 +345,12 @@ func (s *Store) AuthenticateToken(ctx context.Context, token string) (*jiaoliu.A
 		}
 		userID, sessionID, version = claims.Subject, claims.ID, claims.Version
 	}
+	if deviceID == "" {
+		if a := s.sessions.get(token); a != nil {
+			return a, nil
+		}
+	}
+	gen := s.sessions.generation()
 	// The user and the scope tokens they read with, in one round trip: every request
 	// and every sync message is authenticated, and every read needs the tokens.
 	var row struct {
@@ -364,6 +371,9 @@ func (s *Store) AuthenticateToken(ctx context.Context, token string) (*jiaoliu.A
 		if a.ReadTokens == nil {
 			a.ReadTokens = []string{}
 		}
+	}
+	if deviceID == "" && a.Role != jiaoliu.RoleTeacher {
+		s.sessions.put(token, a, gen)
 	}
 	return a, nil
 }
@@ -617,6 +627,7 @@ func (s *Store) setPassword(ctx context.Context, actor *jiaoliu.Actor, userID, o
 	if err := tx.Commit(); err != nil {
 		return nil, 0, fmt.Errorf("set password: %w", err)
 	}
+	s.sessions.forget()
 	u := row.User
 	return &u, row.Version, nil
 }
@@ -672,6 +683,7 @@ func (s *Store) SetUserDisabled(ctx context.Context, userID string, disabled boo
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("set user disabled: %w", err)
 	}
+	s.sessions.forget()
 	return &u, nil
 }
 

@@ -14,3 +14,6 @@ func SetProbeBroadLists(on bool) func() {
 	probeBroadLists = on
 	return func() { probeBroadLists = old }
 }
+
+// SessionCheckEvery is how long a session is kept without reading its user again.
+const SessionCheckEvery = sessionCheckEvery

@@ -76,7 +76,8 @@ type Store struct {
 	// overflowed PostgreSQL's shared lock table ("out of shared memory").
 	writeSlots chan struct{}
 
-	stmts preparedCache // prepared statements of the read path
+	stmts    preparedCache // prepared statements of the read path
+	sessions sessionCache  // recently authenticated sessions
 
 	// teachers caches the teachers of the district views, checked against a
 	// fingerprint on every use (see policy.go).

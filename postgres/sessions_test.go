@@ -1,0 +1,78 @@
+package postgres_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jiaoliu/jiaoliu"
+	"github.com/jiaoliu/jiaoliu/postgres"
+)
+
+// TestSessionsAreCheckedAgain: an administrator's session is taken from the store's
+// short cache, but a password change or a disabled user through the store ends it at
+// once, and a change the store did not make (another replica's) within the cache's
+// lifetime.
+func TestSessionsAreCheckedAgain(t *testing.T) {
+	f := newFixture(t)
+	ctx := sys()
+	mk := func(name string) (string, string) {
+		u, err := f.store.CreateUser(ctx, postgres.NewUser{Username: name, Password: "correct horse 1", Role: jiaoliu.RoleDistrictAdmin, DistrictID: f.district})
+		if err != nil {
+			t.Fatal(err)
+		}
+		token, _, _, err := f.store.Login(context.Background(), name, "correct horse 1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.ID, token
+	}
+	ok := func(token string) bool {
+		t.Helper()
+		a, err := f.store.AuthenticateToken(context.Background(), token)
+		if err != nil && jiaoliu.ErrorCode(err) != jiaoliu.EUNAUTHENTICATED {
+			t.Fatal(err)
+		}
+		return err == nil && a != nil
+	}
+
+	id, token := mk("admin-a")
+	for i := 0; i < 3; i++ {
+		if !ok(token) {
+			t.Fatal("fresh session refused")
+		}
+	}
+	if _, err := f.store.SetUserDisabled(ctx, id, true); err != nil {
+		t.Fatal(err)
+	}
+	if ok(token) {
+		t.Error("session of a user disabled through the store still accepted")
+	}
+
+	id, token = mk("admin-b")
+	if !ok(token) {
+		t.Fatal("fresh session refused")
+	}
+	if _, err := f.store.ResetPassword(ctx, id, "battery staple 2"); err != nil {
+		t.Fatal(err)
+	}
+	if ok(token) {
+		t.Error("session ended by a password reset still accepted")
+	}
+
+	// Another replica disables the user: this store notices within the cache's life.
+	id, token = mk("admin-c")
+	if !ok(token) {
+		t.Fatal("fresh session refused")
+	}
+	if _, err := f.db.Exec(`UPDATE users SET disabled = true WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(postgres.SessionCheckEvery + time.Second)
+	for ok(token) {
+		if time.Now().After(deadline) {
+			t.Fatalf("session of a user disabled elsewhere still accepted after %v", postgres.SessionCheckEvery+time.Second)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
