@@ -51,9 +51,9 @@ type Hub struct {
 
 	mu       sync.Mutex
 	all      map[*Subscription]struct{}
-	byToken  map[string]map[*Subscription]struct{}
-	byUser   map[string]map[*Subscription]struct{}
-	byDevice map[string]map[*Subscription]struct{}
+	byToken  map[string]*subSet
+	byUser   map[string]*subSet
+	byDevice map[string]*subSet
 
 	activityState
 
@@ -70,9 +70,9 @@ func New(log *slog.Logger) *Hub {
 	return &Hub{
 		log:      log,
 		all:      map[*Subscription]struct{}{},
-		byToken:  map[string]map[*Subscription]struct{}{},
-		byUser:   map[string]map[*Subscription]struct{}{},
-		byDevice: map[string]map[*Subscription]struct{}{},
+		byToken:  map[string]*subSet{},
+		byUser:   map[string]*subSet{},
+		byDevice: map[string]*subSet{},
 		ready:    make(chan struct{}),
 
 		activityState: activityState{activity: map[*ActivitySubscription]struct{}{}},
@@ -80,49 +80,129 @@ func New(log *slog.Logger) *Hub {
 }
 
 // Subscription is one connection's interest in changes: the user and device it acts
-// for and the scope tokens it reads with.
+// for and the scope tokens it reads with. It hands its pokes and re-authentication
+// requests over either through channels (Subscribe) or to a function (SubscribeFunc).
 type Subscription struct {
 	hub      *Hub
 	userID   string
 	deviceID string
 	tokens   []string // guarded by hub.mu
 
-	pokes   chan struct{} // at most one pending poke
-	checks  chan struct{} // at most one pending "re-authenticate now"
-	recheck atomic.Bool   // re-authenticate before the next message
-	closed  bool          // guarded by hub.mu
+	notify  func(check bool) // SubscribeFunc's; nil for Subscribe
+	pokes   chan struct{}    // at most one pending poke (Subscribe)
+	checks  chan struct{}    // at most one pending "re-authenticate now" (Subscribe)
+	recheck atomic.Bool      // re-authenticate before the next message
+	closed  bool             // guarded by hub.mu
 }
 
-// Subscribe registers a connection of user and device reading with tokens. Close the
+// Subscribe registers a connection of user and device reading with tokens; its pokes
+// and re-authentication requests come through Pokes and Checks. Close the
 // subscription when the connection ends.
 func (h *Hub) Subscribe(userID, deviceID string, tokens []string) *Subscription {
 	s := &Subscription{hub: h, userID: userID, deviceID: deviceID,
 		pokes: make(chan struct{}, 1), checks: make(chan struct{}, 1)}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.all[s] = struct{}{}
-	add(h.byUser, userID, s)
-	add(h.byDevice, strings.ToLower(deviceID), s)
-	h.index(s, tokens)
+	h.register(s, tokens)
 	return s
 }
 
-func add(m map[string]map[*Subscription]struct{}, key string, s *Subscription) {
+// SubscribeFunc registers a connection of user and device reading with tokens, which
+// is told of pokes (notify(false)) and of re-authentication requests (notify(true)) by
+// a call of notify rather than through channels: a connection then needs no goroutine
+// waiting on the hub. notify is called with the hub's lock held, on the goroutine
+// that feeds the hub: it must return at once, must not block, and must not call into
+// the hub. Pokes are not coalesced by the hub: notify may be called again before the
+// connection acted on the last call. After Close returns, notify is not called again.
+func (h *Hub) SubscribeFunc(userID, deviceID string, tokens []string, notify func(check bool)) *Subscription {
+	s := &Subscription{hub: h, userID: userID, deviceID: deviceID, notify: notify}
+	h.register(s, tokens)
+	return s
+}
+
+func (h *Hub) register(s *Subscription, tokens []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.all[s] = struct{}{}
+	add(h.byUser, s.userID, s)
+	add(h.byDevice, strings.ToLower(s.deviceID), s)
+	h.index(s, tokens)
+}
+
+// subSet is a set of subscriptions: a slice while small, as the sets of most keys are
+// (a device's, a user's, a teacher's own token: one to three subscriptions), a map
+// when large (a district's token). Thousands of idle connections then cost a few
+// words per key instead of a map each.
+type subSet struct {
+	few  []*Subscription
+	many map[*Subscription]struct{}
+}
+
+// fewSubs is the largest subSet kept as a slice.
+const fewSubs = 8
+
+func (set *subSet) add(s *Subscription) {
+	switch {
+	case set.many != nil:
+		set.many[s] = struct{}{}
+	case len(set.few) < fewSubs:
+		set.few = append(set.few, s)
+	default:
+		set.many = make(map[*Subscription]struct{}, 2*fewSubs)
+		for _, o := range set.few {
+			set.many[o] = struct{}{}
+		}
+		set.many[s] = struct{}{}
+		set.few = nil
+	}
+}
+
+func (set *subSet) remove(s *Subscription) {
+	if set.many != nil {
+		delete(set.many, s)
+		return
+	}
+	if i := slices.Index(set.few, s); i >= 0 {
+		last := len(set.few) - 1
+		set.few[i], set.few[last] = set.few[last], nil
+		set.few = set.few[:last]
+	}
+}
+
+func (set *subSet) len() int {
+	if set == nil {
+		return 0
+	}
+	return len(set.few) + len(set.many)
+}
+
+// each calls fn for every subscription of the set (which may be nil).
+func (set *subSet) each(fn func(*Subscription)) {
+	if set == nil {
+		return
+	}
+	for _, s := range set.few {
+		fn(s)
+	}
+	for s := range set.many {
+		fn(s)
+	}
+}
+
+func add(m map[string]*subSet, key string, s *Subscription) {
 	if key == "" {
 		return
 	}
 	set := m[key]
 	if set == nil {
-		set = map[*Subscription]struct{}{}
+		set = &subSet{}
 		m[key] = set
 	}
-	set[s] = struct{}{}
+	set.add(s)
 }
 
-func remove(m map[string]map[*Subscription]struct{}, key string, s *Subscription) {
+func remove(m map[string]*subSet, key string, s *Subscription) {
 	if set := m[key]; set != nil {
-		delete(set, s)
-		if len(set) == 0 {
+		set.remove(s)
+		if set.len() == 0 {
 			delete(m, key)
 		}
 	}
@@ -167,18 +247,24 @@ func (s *Subscription) Close() {
 }
 
 // Pokes delivers a value when changes the subscription may read were committed since
-// the last value was taken. Pokes are coalesced: at most one is pending.
+// the last value was taken. Pokes are coalesced: at most one is pending. It is nil
+// for a subscription made by SubscribeFunc.
 func (s *Subscription) Pokes() <-chan struct{} { return s.pokes }
 
 // Checks delivers a value when the connection must re-authenticate now (its device
-// token may have been revoked).
+// token may have been revoked). It is nil for a subscription made by SubscribeFunc.
 func (s *Subscription) Checks() <-chan struct{} { return s.checks }
 
 // TakeRecheck reports, and clears, whether the connection must re-authenticate before
 // handling its next message (set when notifications were lost).
 func (s *Subscription) TakeRecheck() bool { return s.recheck.Swap(false) }
 
+// poke and check are called with hub.mu held.
 func (s *Subscription) poke() {
+	if s.notify != nil {
+		s.notify(false)
+		return
+	}
 	select {
 	case s.pokes <- struct{}{}:
 	default: // a poke is already pending
@@ -186,6 +272,10 @@ func (s *Subscription) poke() {
 }
 
 func (s *Subscription) check() {
+	if s.notify != nil {
+		s.notify(true)
+		return
+	}
 	select {
 	case s.checks <- struct{}{}:
 	default:
@@ -204,13 +294,9 @@ func (h *Hub) Changed(payload string) {
 		}
 		return
 	}
-	for s := range h.byToken[AllTokens] {
-		s.poke()
-	}
+	h.byToken[AllTokens].each((*Subscription).poke)
 	for _, t := range strings.Fields(payload) {
-		for s := range h.byToken[t] {
-			s.poke()
-		}
+		h.byToken[t].each((*Subscription).poke)
 	}
 }
 
@@ -220,18 +306,19 @@ func (h *Hub) Revoked(payload string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	payload = strings.TrimSpace(payload)
-	var set map[*Subscription]struct{}
-	switch {
-	case payload == "*" || payload == "":
-		set = h.all
-	case strings.HasPrefix(payload, "user:"):
-		set = h.byUser[strings.TrimPrefix(payload, "user:")]
-	default:
-		set = h.byDevice[strings.ToLower(strings.TrimPrefix(payload, "device:"))]
-	}
-	for s := range set {
+	revoke := func(s *Subscription) {
 		s.recheck.Store(true)
 		s.check()
+	}
+	switch {
+	case payload == "*" || payload == "":
+		for s := range h.all {
+			revoke(s)
+		}
+	case strings.HasPrefix(payload, "user:"):
+		h.byUser[strings.TrimPrefix(payload, "user:")].each(revoke)
+	default:
+		h.byDevice[strings.ToLower(strings.TrimPrefix(payload, "device:"))].each(revoke)
 	}
 }
 

@@ -116,6 +116,74 @@ func TestRevokedAndLost(t *testing.T) {
 	}
 }
 
+// TestSubscribeFunc: a subscription with a function is told of pokes and revocations
+// by calls, as a channel subscription is through its channels, also when its sets of
+// keys grow past a slice and shrink again; after Close it is not called again.
+func TestSubscribeFunc(t *testing.T) {
+	h := hub.New(nil)
+	type calls struct{ pokes, checks int }
+	got := map[int]*calls{}
+	var subs []*hub.Subscription
+	for i := range 20 { // more than a small set holds, on one user and one token
+		got[i] = &calls{}
+		c := got[i]
+		tokens := []string{"d:1", "t:" + string(rune('a'+i))}
+		subs = append(subs, h.SubscribeFunc("u1", "dev-"+string(rune('a'+i)), tokens, func(check bool) {
+			if check {
+				c.checks++
+			} else {
+				c.pokes++
+			}
+		}))
+	}
+	other := h.Subscribe("u2", "dev-z", []string{"s:9"})
+	defer other.Close()
+	if subs[0].Pokes() != nil || subs[0].Checks() != nil {
+		t.Fatal("a function subscription has channels")
+	}
+	h.Changed("t:c s:9")
+	if got[2].pokes != 1 || got[3].pokes != 0 || !poked(other) {
+		t.Fatalf("poke by token: %+v %+v", *got[2], *got[3])
+	}
+	h.Changed("d:1")
+	for i, c := range got {
+		if c.pokes != 1+b2i(i == 2) {
+			t.Fatalf("sub %d: %d pokes after a district change", i, c.pokes)
+		}
+	}
+	h.Revoked("device:DEV-E")
+	if got[4].checks != 1 || !subs[4].TakeRecheck() || got[5].checks != 0 {
+		t.Fatal("device revocation not delivered to its subscription alone")
+	}
+	for _, s := range subs[:15] {
+		s.Close()
+	}
+	h.Revoked("user:u1")
+	for i, c := range got {
+		if want := b2i(i >= 15) + b2i(i == 4); c.checks != want {
+			t.Fatalf("sub %d: %d checks, want %d", i, c.checks, want)
+		}
+	}
+	before := *got[16]
+	h.Lost()
+	if got[16].pokes != before.pokes+1 || !subs[16].TakeRecheck() || got[0].pokes != 1 {
+		t.Fatal("Lost does not poke the open function subscriptions alone")
+	}
+	for _, s := range subs[15:] {
+		s.Close()
+	}
+	if h.Len() != 1 {
+		t.Fatalf("%d subscriptions left, want 1", h.Len())
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func TestListen(t *testing.T) {
 	dsn := pgtest.NewDSN(t)
 	db := pgtestDB(t, dsn)
