@@ -24,11 +24,13 @@ import (
 )
 
 // conn is one WebSocket session. The reader (serve) reads the device's messages and
-// handles each on a short-lived goroutine of its own; events turns the hub's pokes and
-// revocations, and the keepalive, into work; the writer, which alone writes frames
-// from a bounded queue, runs only while something is to be written. A device that
-// does not read fills the queue and is disconnected. An idle session thus holds two
-// goroutines on small stacks, and its queue is allocated only while messages wait.
+// handles each on a short-lived goroutine of its own; the writer, which alone writes
+// frames from a bounded queue, runs only while something is to be written. The hub
+// calls the session (notified) to queue a poke or start a re-authentication, a timer
+// asks for the keepalive ping, and Server.Shutdown starts the session's shutdown: none
+// of them needs a goroutine of the session while it waits. A device that does not
+// read fills the queue and is disconnected. An idle session thus holds one goroutine
+// on a small stack, and its queue is allocated only while messages wait.
 type conn struct {
 	srv        *Server
 	ws         *websocket.Conn
@@ -54,6 +56,7 @@ type conn struct {
 	writing    bool          // the writer runs
 	finished   bool          // the close frame was written or writing failed: nothing more is
 	written    chan struct{} // closed when finished
+	pings      *time.Timer   // asks for the next keepalive ping; set after hello
 
 	closeOnce sync.Once
 	slowOnce  sync.Once
@@ -141,7 +144,6 @@ func (c *conn) serve() {
 		}
 		return nil
 	})
-	var events sync.WaitGroup
 	defer func() {
 		// Let the writer send what closeWith asked for before the connection ends.
 		select {
@@ -163,23 +165,21 @@ func (c *conn) serve() {
 			s.limits.scopes.leave(scope, c)
 		}
 		c.scopeMu.Unlock()
-		events.Wait()
 		<-c.written // the socket is closed: a write in progress fails at once
+		c.qmu.Lock()
+		if c.pings != nil {
+			c.pings.Stop()
+		}
+		c.qmu.Unlock()
 		c.log().Debug("sync socket closed")
 	}()
 
 	defer c.recover("reader")
 
-	// Until events runs, a shutdown closes the socket from here.
-	stop := context.AfterFunc(c.ctx, func() {
-		if s.ctx.Err() != nil {
-			c.closeWith(websocket.CloseGoingAway, ShutdownReason, true)
-		}
-	})
+	// A shutdown closes the session from Server.Shutdown (see shutdown).
 	_ = c.ws.SetReadDeadline(time.Now().Add(s.HelloTimeout))
 	data, err := c.read()
 	if err != nil {
-		stop()
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
 			c.log().Info("sync hello timeout")
@@ -191,13 +191,10 @@ func (c *conn) serve() {
 		return
 	}
 	ok := onFreshStack(c, func() bool { return c.hello(data) })
-	stop()
 	if !ok {
 		c.drain()
 		return
 	}
-	events.Add(1)
-	go func() { defer events.Done(); defer c.recover("events"); c.events() }()
 	for {
 		if !c.draining.Load() {
 			_ = c.ws.SetReadDeadline(time.Now().Add(s.PongWait))
@@ -346,14 +343,20 @@ func (c *conn) hello(data []byte) bool {
 	if err != nil {
 		return c.fail(c.internalError("hello", err))
 	}
-	scope := s.limits.scopes.join(s, c, actor, tokens)
 	c.mu.Lock()
 	c.actor, c.token, c.authAt, c.schema, c.cursor, c.tokens = actor, token, s.Now(), h.SchemaVersion, h.Cursor, tokens
-	c.sub = s.hub.Subscribe(actor.UserID, actor.DeviceID, tokens)
-	c.scope = scope
 	c.mu.Unlock()
 	c.reply(&wire.Welcome{ServerTime: s.Now().UnixMilli(), SchemaVersion: s.Schema.Version, MinSchemaVersion: s.Schema.MinVersion,
 		MaxBatch: s.MaxBatch, MaxMessageBytes: s.MaxMessageBytes})
+	// Subscribed only now: the hub calls the session at once, and a poke must not go
+	// out before the welcome. A change committed before is found by the cursor check
+	// below (or the device pulls from the start).
+	sub := s.hub.SubscribeFunc(actor.UserID, actor.DeviceID, tokens, c.notified)
+	scope := s.limits.scopes.join(s, c, actor, tokens)
+	c.mu.Lock()
+	c.sub, c.scope = sub, scope
+	c.mu.Unlock()
+	c.startPings()
 	c.log().Info("sync session", "schema", h.SchemaVersion)
 	if h.Cursor != "" {
 		pending, err := s.store.Pending(ctx, h.Cursor)
@@ -596,14 +599,6 @@ func sameTokens(a, b []string) bool {
 	return slices.Equal(slices.Compact(a), slices.Compact(b))
 }
 
-// subscriptions returns the session's subscription and scope group; nil before
-// hello.
-func (c *conn) subscriptions() (*hub.Subscription, *scopeUser) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.sub, c.scope
-}
-
 // poke queues a poke unless one is already waiting. The poke is encoded when it is
 // written, with the session's last cursor then.
 func (c *conn) poke() { c.enqueue(outMsg{poke: true}) }
@@ -630,24 +625,30 @@ func (c *conn) internalError(what string, err error) *wire.Error {
 // enqueue adds a message to the send queue, or disconnects a device that lets the
 // queue fill up.
 func (c *conn) enqueue(m outMsg) {
+	if waiting, bytes, full := c.queueMsg(m); full {
+		c.slowReader(waiting, bytes)
+	}
+}
+
+// queueMsg adds a message to the send queue and starts the writer, or reports that the
+// queue is full (with what waits in it). It takes only c.qmu, so the hub may call it
+// (see notified).
+func (c *conn) queueMsg(m outMsg) (waiting int, bytes int64, full bool) {
 	n := int64(len(m.data))
 	c.qmu.Lock()
+	defer c.qmu.Unlock()
 	if c.finished || (c.closeDue && !c.closeReq.flush) || (m.poke && c.pokeQueued) {
-		c.qmu.Unlock()
-		return
+		return 0, 0, false
 	}
 	// One message may always wait, however large; more only within the bounds.
 	if len(c.queue) > 0 && (len(c.queue) >= max(1, c.srv.SendQueue) || c.queueBytes+n > int64(c.srv.SendQueueBytes)) {
-		waiting, bytes := len(c.queue), c.queueBytes
-		c.qmu.Unlock()
-		c.slowReader(waiting, bytes)
-		return
+		return len(c.queue), c.queueBytes, true
 	}
 	c.queue = append(c.queue, m)
 	c.queueBytes += n
 	c.pokeQueued = c.pokeQueued || m.poke
 	c.startWriter()
-	c.qmu.Unlock()
+	return 0, 0, false
 }
 
 // startWriter starts the writer unless it runs or writing is over; c.qmu must be held.
@@ -761,57 +762,61 @@ func (c *conn) closeWith(code int, reason string, flush bool) {
 	})
 }
 
-// events serves the session's hub subscriptions and its keepalive until the session
-// ends: a poke queues a poke; for a teacher's session, a change that may have changed
-// the scope has it recomputed (see scopeRefresher); a revocation has the token checked
-// at once; every PingInterval a ping is written. It only queues and starts work
-// elsewhere, so that its goroutine, the one an idle session keeps besides the reader,
-// stays on a small stack.
-func (c *conn) events() {
-	s := c.srv
-	ping := time.NewTicker(s.PingInterval)
-	defer ping.Stop()
-	for {
-		sub, scope := c.subscriptions()
-		var scopePokes <-chan struct{}
-		if scope != nil {
-			scopePokes = scope.sub.Pokes()
-		}
-		select {
-		case <-sub.Pokes():
-			c.poke()
-		case <-scopePokes:
-			s.limits.scopes.request(s, scope)
-		case <-sub.Checks():
-			c.checks.run(c, func() { c.reauthenticate(true) })
-		case <-ping.C:
-			c.qmu.Lock()
-			c.pingDue = true
-			c.startWriter()
-			c.qmu.Unlock()
-		case <-c.closing:
-			return
-		case <-c.ctx.Done():
-			if s.ctx.Err() != nil {
-				go c.shutdown()
-			}
-			return
-		}
+// notified is called by the hub (with its lock held: it only queues and starts work
+// elsewhere, and takes no lock but c.qmu and the rerun's) when changes the session
+// reads were committed — it queues a poke, coalesced with one already waiting — or
+// when the session's token must be checked at once (a revocation).
+func (c *conn) notified(check bool) {
+	if check {
+		c.checks.run(c, func() { c.reauthenticate(true) })
+		return
+	}
+	if waiting, bytes, full := c.queueMsg(outMsg{poke: true}); full {
+		go c.slowReader(waiting, bytes) // it logs, which takes c.mu
 	}
 }
 
-// shutdown closes the session when the server shuts down: the message being handled
-// is finished and its answer sent (a push is acknowledged, not cut in half), then what
-// is queued, then the close frame.
-func (c *conn) shutdown() {
-	defer c.recover("shutdown")
-	idle := make(chan struct{})
-	go func() { c.handling.Lock(); c.handling.Unlock(); close(idle) }()
-	select {
-	case <-idle:
-	case <-c.srv.hardCtx.Done():
+// startPings starts the keepalive: every PingInterval a ping is written.
+func (c *conn) startPings() {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	if !c.finished && c.pings == nil {
+		c.pings = time.AfterFunc(c.srv.PingInterval, c.ping)
 	}
-	c.closeWith(websocket.CloseGoingAway, ShutdownReason, true)
+}
+
+// ping asks the writer for a ping and sets the timer for the next.
+func (c *conn) ping() {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	if c.finished {
+		return
+	}
+	c.pingDue = true
+	c.startWriter()
+	c.pings.Reset(c.srv.PingInterval)
+}
+
+// shutdown closes the session when the server shuts down (Server.Shutdown calls it
+// after canceling the server's context, so no new message is taken): the message
+// being handled is finished and its answer sent (a push is acknowledged, not cut in
+// half), then what is queued, then the close frame.
+func (c *conn) shutdown() {
+	if c.handling.TryLock() { // no message is being handled, and none will be
+		c.handling.Unlock()
+		c.closeWith(websocket.CloseGoingAway, ShutdownReason, true)
+		return
+	}
+	go func() {
+		defer c.recover("shutdown")
+		idle := make(chan struct{})
+		go func() { c.handling.Lock(); c.handling.Unlock(); close(idle) }()
+		select {
+		case <-idle:
+		case <-c.srv.hardCtx.Done():
+		}
+		c.closeWith(websocket.CloseGoingAway, ShutdownReason, true)
+	}()
 }
 
 // rerun runs a function on a goroutine of its own, once at a time: asked again while it
@@ -830,7 +835,7 @@ func (r *rerun) run(c *conn, fn func()) {
 	}
 	r.running = true
 	go func() {
-		defer c.recover("events")
+		defer c.recover("recheck")
 		for {
 			fn()
 			r.mu.Lock()

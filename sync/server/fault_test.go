@@ -201,6 +201,55 @@ func TestHelloTimeout(t *testing.T) {
 	}
 }
 
+// TestKeepalive: a session past hello is pinged every PingInterval, and one that answers
+// no ping is given up after PongWait.
+func TestKeepalive(t *testing.T) {
+	_, url := faultServer(t, &fakeStore{}, func(s *Server) { s.PingInterval, s.PongWait = 40*time.Millisecond, 400*time.Millisecond })
+	dial := func(answer bool) (*websocket.Conn, *atomic.Int32) {
+		ws, _, err := websocket.DefaultDialer.Dial(url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ws.Close() })
+		pings := &atomic.Int32{}
+		ws.SetPingHandler(func(data string) error {
+			pings.Add(1)
+			if !answer {
+				return nil
+			}
+			return ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+		})
+		ws.WriteJSON(map[string]any{"type": "hello", "protocol": 1, "deviceId": "dev-1", "token": "tok", "schemaVersion": 1})
+		if m := readMsg(t, ws); m.MessageType() != wire.TypeWelcome {
+			t.Fatalf("got %+v, want welcome", m)
+		}
+		return ws, pings
+	}
+	live, livePings := dial(true)
+	dead, deadPings := dial(false)
+	read := func(ws *websocket.Conn, d time.Duration) error {
+		ws.SetReadDeadline(time.Now().Add(d))
+		_, _, err := ws.ReadMessage()
+		return err
+	}
+	start := time.Now()
+	liveErr := make(chan error, 1)
+	go func() { liveErr <- read(live, time.Second) }() // answers the pings meanwhile
+	if err := read(dead, 5*time.Second); err == nil || time.Since(start) < 300*time.Millisecond {
+		t.Fatalf("silent socket: err %v after %v, want closed after PongWait", err, time.Since(start))
+	}
+	if n := deadPings.Load(); n < 3 {
+		t.Fatalf("silent socket got %d pings before it was given up", n)
+	}
+	var ne net.Error
+	if err := <-liveErr; !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("answering socket: %v, want a read timeout (still open)", err)
+	}
+	if n := livePings.Load(); n < 15 {
+		t.Fatalf("answering socket got %d pings in %v", n, time.Since(start))
+	}
+}
+
 func TestLimiter(t *testing.T) {
 	now := time.Unix(0, 0)
 	l := newLimiter(1, 2, func() time.Time { return now })
@@ -249,7 +298,7 @@ func measureFootprint() footprint {
 // devices of n/2 teachers (SYNC_IDLE_CONNS, default 200) say hello from a child process,
 // so that only the server's side is counted, and then do nothing. It checks that an
 // idle session keeps at most two goroutines, and logs the bytes per session
-// (SYNC_IDLE_HEAPPROFILE=file also writes a heap profile):
+// (SYNC_IDLE_HEAPPROFILE=file also writes a heap profile of all allocations):
 //
 //	SYNC_IDLE_CONNS=10000 go test -run TestIdleConnectionFootprint -v ./sync/server
 func TestIdleConnectionFootprint(t *testing.T) {
@@ -278,6 +327,10 @@ func TestIdleConnectionFootprint(t *testing.T) {
 		_ = s.Shutdown(ctx)
 	}()
 
+	if os.Getenv("SYNC_IDLE_HEAPPROFILE") != "" {
+		runtime.MemProfileRate = 64 // every site of a session's allocations, not a sample
+		defer func() { runtime.MemProfileRate = 512 * 1024 }()
+	}
 	before := measureFootprint()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), HoldConnsEnv+"=ws"+strings.TrimPrefix(ts.URL, "http")+"/sync", HoldConnsEnv+"_N="+strconv.Itoa(n))

@@ -94,8 +94,7 @@ var (
 // may have changed them (see scopeTriggers), instead of one query per socket per
 // change. The sessions of one user form a group (their tokens depend only on the
 // user's role, district, school and teacher: scopeKey) with one hub subscription to
-// those changes, which the group's sessions listen to together: each notification is
-// taken by one of them and makes one query for all. A group is queried at most once
+// those changes, whose notifications make one query for all. A group is queried at most once
 // per scopeRefreshInterval, and a change that arrives during the interval or while
 // the query runs gets one more query at its end, so no change is missed. At most
 // scopeRefreshWorkers queries run at once, so a change that pokes every teacher (a
@@ -108,6 +107,13 @@ type scopeRefresher struct {
 	users   map[string]*scopeUser
 	queue   []*scopeUser
 	workers int
+
+	// The hub's calls (with the hub's lock held) only note the group here, for one
+	// goroutine to request its query: r.mu is held while the hub is called (join,
+	// drop), so the hub must not wait for it. kmu is taken last.
+	kmu     sync.Mutex
+	kicked  []*scopeUser
+	kicking bool // the goroutine runs
 }
 
 // scopeUser is the sessions of one user, sharing their scope queries.
@@ -115,6 +121,7 @@ type scopeUser struct {
 	key    string
 	sub    *hub.Subscription // poked by the changes that may change the scope
 	conns  []*conn
+	kicked bool        // in scopeRefresher.kicked; guarded by kmu
 	queued bool        // in the queue: its query has not started
 	busy   bool        // its query runs
 	again  bool        // a change arrived while the query ran
@@ -143,7 +150,8 @@ func (r *scopeRefresher) join(s *Server, c *conn, actor *jiaoliu.Actor, tokens [
 			r.users = map[string]*scopeUser{}
 		}
 		// Without user and device: revocations concern the sessions' own subscriptions.
-		u = &scopeUser{key: key, sub: s.hub.Subscribe("", "", triggers)}
+		u = &scopeUser{key: key}
+		u.sub = s.hub.SubscribeFunc("", "", triggers, func(bool) { r.kick(s, u) })
 		r.users[key] = u
 	}
 	u.conns = append(u.conns, c)
@@ -170,6 +178,51 @@ func (r *scopeRefresher) drop(u *scopeUser) {
 	}
 	u.sub.Close()
 	delete(r.users, u.key)
+}
+
+// kick notes that a change that may have changed u's scope was committed; it is
+// called by the hub, so it only queues u for takeKicks.
+func (r *scopeRefresher) kick(s *Server, u *scopeUser) {
+	r.kmu.Lock()
+	defer r.kmu.Unlock()
+	if u.kicked {
+		return
+	}
+	u.kicked = true
+	r.kicked = append(r.kicked, u)
+	if !r.kicking {
+		r.kicking = true
+		go r.takeKicks(s)
+	}
+}
+
+// takeKicks requests the queries of the groups kick queued, until none is left.
+func (r *scopeRefresher) takeKicks(s *Server) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("sync scope refresh panic", "panic", p)
+			r.kmu.Lock()
+			r.kicking = false
+			r.kmu.Unlock()
+		}
+	}()
+	for {
+		r.kmu.Lock()
+		us := r.kicked
+		r.kicked = nil
+		if len(us) == 0 {
+			r.kicking = false
+			r.kmu.Unlock()
+			return
+		}
+		for _, u := range us {
+			u.kicked = false
+		}
+		r.kmu.Unlock()
+		for _, u := range us {
+			r.request(s, u)
+		}
+	}
 }
 
 // request asks for u's scope to be recomputed: a change that may have changed it was

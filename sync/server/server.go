@@ -216,7 +216,12 @@ func (s *Server) Routes(mux *http.ServeMux) {
 // back) and drops the sockets that remain. http.Server.Shutdown does not close
 // hijacked connections, so call both.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.cancel()
+	s.cancel() // from here on no session is added, and none takes a new message
+	s.mu.Lock()
+	for c := range s.conns {
+		c.shutdown()
+	}
+	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
