@@ -465,7 +465,10 @@ func (d *device) quiet(t *testing.T, dur time.Duration) {
 // everyone, and at most two per user for a burst of changes. A scope that did change
 // still answers a reset on every socket of the user.
 func TestScopeRefreshIsCheap(t *testing.T) {
-	defer func(d time.Duration) { scopeRefreshInterval = d }(scopeRefreshInterval)
+	// Restored after the server's shutdown (cleanups run last first): a query requested
+	// by the last change may read it until then.
+	restore := scopeRefreshInterval
+	t.Cleanup(func() { scopeRefreshInterval = restore })
 	scopeRefreshInterval = 300 * time.Millisecond
 	const n = 40 // devices of 20 teachers
 	st := &fakeStore{tokenDelay: 5 * time.Millisecond}
