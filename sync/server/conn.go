@@ -26,8 +26,8 @@ import (
 // conn is one WebSocket session. The reader (serve) reads the device's messages and
 // handles each on a short-lived goroutine of its own; the writer, which alone writes
 // frames from a bounded queue, runs only while something is to be written. The hub
-// calls the session (notified) to queue a poke or start a re-authentication, a timer
-// asks for the keepalive ping, and Server.Shutdown starts the session's shutdown: none
+// calls the session (notified) to queue a poke or start a re-authentication, the
+// server's keepalive wheel asks for pings, and Server.Shutdown starts the session's shutdown: none
 // of them needs a goroutine of the session while it waits. A device that does not
 // read fills the queue and is disconnected. An idle session thus holds one goroutine
 // on a small stack, and its queue is allocated only while messages wait.
@@ -38,13 +38,13 @@ type conn struct {
 	remoteAddr string // the client's address, for logs
 	remote     string // the client's host, for rate limiting hellos
 
-	ctx    context.Context // ends with the session or when shutdown starts; a child of the server's
-	cancel context.CancelFunc
-	// work carries the handling of messages: it ends with the session, or when a
-	// shutdown gives up waiting, so a shutdown lets the message in flight finish.
-	work       context.Context
-	cancelWork context.CancelFunc
-	handling   sync.Mutex // held while a message is handled
+	// The session holds no context of its own (thousands of idle tablets): its
+	// messages are handled with the server's hardCtx, which a shutdown cancels only
+	// when it gives up waiting, so the message in flight is finished (the reader waits
+	// for it: the session cannot end under it); over reports the end of the session or
+	// the start of a shutdown.
+	ended    atomic.Bool // the session is over
+	handling sync.Mutex  // held while a message is handled
 
 	// The writer: a goroutine that exists only while something is to be written.
 	qmu        sync.Mutex    // guards the fields below
@@ -54,15 +54,19 @@ type conn struct {
 	pingDue    bool          // a ping is to be written
 	closeDue   bool          // closeWith was called: the close frame is to be written
 	writing    bool          // the writer runs
+	welcomed   bool          // the welcome is queued: the hub's calls are acted on (see notified)
+	pokeHeld   bool          // the hub poked before the welcome
+	checkHeld  bool          // the hub asked for a check before the welcome
 	finished   bool          // the close frame was written or writing failed: nothing more is
-	written    chan struct{} // closed when finished
-	pings      *time.Timer   // asks for the next keepalive ping; set after hello
+	written    chan struct{} // closed when finished; made by whoever waits for it (see done)
+
+	pinged   bool  // in the keepalive's wheel; guarded by Server.keepalive.mu
+	pingSlot uint8 // its slot there
 
 	closeOnce sync.Once
 	slowOnce  sync.Once
-	closing   chan struct{} // closed by closeWith
-	closeReq  closeReq      // set before closing is closed
-	draining  atomic.Bool   // no more messages are handled
+	closeReq  closeReq    // set by closeWith
+	draining  atomic.Bool // no more messages are handled (closeWith was called)
 
 	headerToken string // from the upgrade request's Authorization header
 	device      string // the device it counts for in Server.devConns; guarded by Server.mu
@@ -98,8 +102,6 @@ type closeReq struct {
 var errTooLarge = errors.New("message too large")
 
 func newConn(s *Server, ws *websocket.Conn, r *http.Request) *conn {
-	ctx, cancel := context.WithCancel(s.ctx)
-	work, cancelWork := context.WithCancel(s.hardCtx)
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
@@ -110,14 +112,27 @@ func newConn(s *Server, ws *websocket.Conn, r *http.Request) *conn {
 		id:          s.nextID.Add(1),
 		remoteAddr:  r.RemoteAddr,
 		remote:      host,
-		ctx:         ctx,
-		cancel:      cancel,
-		work:        work,
-		cancelWork:  cancelWork,
-		written:     make(chan struct{}),
-		closing:     make(chan struct{}),
 		headerToken: bearer(r),
 	}
+}
+
+// over reports whether the session ended or the server started shutting down.
+func (c *conn) over() bool { return c.ended.Load() || c.srv.ctx.Err() != nil }
+
+// closedChan is a closed channel.
+var closedChan = func() chan struct{} { ch := make(chan struct{}); close(ch); return ch }()
+
+// done returns a channel closed once writing is finished (see finish).
+func (c *conn) done() <-chan struct{} {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	if c.finished {
+		return closedChan
+	}
+	if c.written == nil {
+		c.written = make(chan struct{})
+	}
+	return c.written
 }
 
 // log returns the session's logger. It is made when needed rather than kept: a logger
@@ -146,14 +161,14 @@ func (c *conn) serve() {
 	})
 	defer func() {
 		// Let the writer send what closeWith asked for before the connection ends.
+		written := c.done()
 		select {
-		case <-c.written:
+		case <-written:
 		case <-time.After(s.WriteWait):
 		}
-		c.cancel()
-		c.cancelWork()
+		c.ended.Store(true)
 		c.ws.Close()
-		c.scopeMu.Lock() // a scope refresh that ends now finds the context canceled
+		c.scopeMu.Lock() // a scope refresh that ends now finds the session over
 		c.mu.Lock()
 		sub, scope := c.sub, c.scope
 		c.scope = nil
@@ -165,12 +180,8 @@ func (c *conn) serve() {
 			s.limits.scopes.leave(scope, c)
 		}
 		c.scopeMu.Unlock()
-		<-c.written // the socket is closed: a write in progress fails at once
-		c.qmu.Lock()
-		if c.pings != nil {
-			c.pings.Stop()
-		}
-		c.qmu.Unlock()
+		<-written // the socket is closed: a write in progress fails at once
+		s.keepalive.remove(c)
 		c.log().Debug("sync socket closed")
 	}()
 
@@ -207,7 +218,7 @@ func (c *conn) serve() {
 		// A shutdown waits for the message being handled (see shutdown); once it has
 		// started, no new message is taken.
 		c.handling.Lock()
-		if c.draining.Load() || c.ctx.Err() != nil {
+		if c.draining.Load() || c.over() {
 			c.handling.Unlock()
 			continue
 		}
@@ -269,7 +280,7 @@ func (c *conn) readFailed(err error) {
 	case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
 		c.closeWith(websocket.CloseNormalClosure, "", false)
 	default:
-		if !c.draining.Load() && c.ctx.Err() == nil {
+		if !c.draining.Load() && !c.over() {
 			c.log().Info("sync socket read", "err", err)
 		}
 		c.closeWith(websocket.CloseNormalClosure, "", false)
@@ -280,10 +291,8 @@ func (c *conn) readFailed(err error) {
 // that the device reads the server's close frame before the TCP connection ends.
 func (c *conn) drain() {
 	c.draining.Store(true)
-	select {
-	case <-c.closing:
-	case <-c.ctx.Done():
-	}
+	// Every path here has closed the session (closeWith); this only makes sure of it.
+	c.closeWith(websocket.CloseNormalClosure, "", false)
 	deadline := time.Now().Add(c.srv.CloseGrace)
 	_ = c.ws.SetReadDeadline(deadline)
 	for time.Now().Before(deadline) {
@@ -296,6 +305,9 @@ func (c *conn) drain() {
 // hello handles the first message; it reports whether the session goes on.
 func (c *conn) hello(data []byte) bool {
 	s := c.srv
+	// The hello's queries end when a shutdown starts, as the session has not begun.
+	helloCtx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
 	m, err := wire.Decode(data)
 	if err != nil {
 		return c.fail(err.(*wire.Error))
@@ -314,7 +326,7 @@ func (c *conn) hello(data []byte) bool {
 	if !s.limits.allow("host:" + c.remote) {
 		return c.fail(&wire.Error{Code: wire.CodeRateLimited, Message: "too many attempts; slow down"})
 	}
-	actor, werr := s.authenticate(c.ctx, token)
+	actor, werr := s.authenticate(helloCtx, token)
 	if werr != nil {
 		c.log().Info("sync hello refused", "code", werr.Code, "device", h.DeviceID)
 		return c.fail(werr)
@@ -338,7 +350,7 @@ func (c *conn) hello(data []byte) bool {
 		oldest.reply(&wire.Error{Code: wire.CodeRateLimited, Message: "this device opened too many connections; closing the oldest"})
 		oldest.closeWith(websocket.ClosePolicyViolation, "too many connections", true)
 	}
-	ctx := jiaoliu.NewContextWithActor(c.ctx, actor)
+	ctx := jiaoliu.NewContextWithActor(helloCtx, actor)
 	tokens, err := c.scopeTokens(ctx, actor)
 	if err != nil {
 		return c.fail(c.internalError("hello", err))
@@ -346,17 +358,29 @@ func (c *conn) hello(data []byte) bool {
 	c.mu.Lock()
 	c.actor, c.token, c.authAt, c.schema, c.cursor, c.tokens = actor, token, s.Now(), h.SchemaVersion, h.Cursor, tokens
 	c.mu.Unlock()
-	c.reply(&wire.Welcome{ServerTime: s.Now().UnixMilli(), SchemaVersion: s.Schema.Version, MinSchemaVersion: s.Schema.MinVersion,
-		MaxBatch: s.MaxBatch, MaxMessageBytes: s.MaxMessageBytes})
-	// Subscribed only now: the hub calls the session at once, and a poke must not go
-	// out before the welcome. A change committed before is found by the cursor check
-	// below (or the device pulls from the start).
+	// Subscribed before the welcome, so a device that has its welcome is poked for
+	// every later change; what the hub delivers before the welcome is queued is held
+	// until then (see notified).
 	sub := s.hub.SubscribeFunc(actor.UserID, actor.DeviceID, tokens, c.notified)
 	scope := s.limits.scopes.join(s, c, actor, tokens)
 	c.mu.Lock()
 	c.sub, c.scope = sub, scope
+	c.headerToken = ""
 	c.mu.Unlock()
-	c.startPings()
+	c.reply(&wire.Welcome{ServerTime: s.Now().UnixMilli(), SchemaVersion: s.Schema.Version, MinSchemaVersion: s.Schema.MinVersion,
+		MaxBatch: s.MaxBatch, MaxMessageBytes: s.MaxMessageBytes})
+	c.qmu.Lock()
+	c.welcomed = true
+	poke, check := c.pokeHeld, c.checkHeld
+	c.pokeHeld, c.checkHeld = false, false
+	c.qmu.Unlock()
+	if poke {
+		c.notified(false)
+	}
+	if check {
+		c.notified(true)
+	}
+	s.keepalive.add(s, c)
 	c.log().Info("sync session", "schema", h.SchemaVersion)
 	if h.Cursor != "" {
 		pending, err := s.store.Pending(ctx, h.Cursor)
@@ -385,7 +409,7 @@ func (c *conn) fail(e *wire.Error) bool {
 func (c *conn) session() (*jiaoliu.Actor, context.Context) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.actor, jiaoliu.NewContextWithActor(c.work, c.actor)
+	return c.actor, jiaoliu.NewContextWithActor(c.srv.hardCtx, c.actor)
 }
 
 // recover ends the session after a panic in one of its goroutines, so that a bug
@@ -468,7 +492,7 @@ func (c *conn) reauthenticate(now bool) bool {
 	if !due {
 		return true
 	}
-	actor, werr := s.authenticate(c.work, token)
+	actor, werr := s.authenticate(s.hardCtx, token)
 	if werr == nil && !strings.EqualFold(actor.DeviceID, old.DeviceID) {
 		werr = &wire.Error{Code: wire.CodeUnauthorized, Message: "the token now belongs to another device"}
 	}
@@ -497,7 +521,7 @@ func (c *conn) refreshScope(sendReset bool) {
 	actor, ctx := c.session()
 	tokens, err := c.scopeTokens(ctx, actor)
 	if err != nil {
-		if c.ctx.Err() == nil {
+		if !c.over() {
 			c.srv.logInfra(c.log(), slog.LevelWarn, "sync scope refresh", err)
 		}
 		return
@@ -511,7 +535,7 @@ func (c *conn) refreshScope(sendReset bool) {
 func (c *conn) setTokens(actor *jiaoliu.Actor, tokens []string, sendReset bool) {
 	c.scopeMu.Lock()
 	defer c.scopeMu.Unlock()
-	if c.ctx.Err() != nil {
+	if c.over() {
 		return // the session is over (or shutting down)
 	}
 	key := scopeKey(actor)
@@ -616,7 +640,7 @@ func (c *conn) reply(m wire.Message) {
 // internalError logs err (rate-limited when the database is away) and returns the
 // internal error message for the device.
 func (c *conn) internalError(what string, err error) *wire.Error {
-	if c.ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+	if !c.over() && !errors.Is(err, context.Canceled) {
 		c.srv.logInfra(c.log(), slog.LevelError, "sync "+what, err)
 	}
 	return &wire.Error{Code: wire.CodeInternal, Message: what + " failed; try again"}
@@ -706,7 +730,7 @@ func (c *conn) writer() {
 				m.data = wire.MustEncode(&wire.Poke{Cursor: cursor})
 			}
 			_ = c.ws.SetWriteDeadline(time.Now().Add(s.WriteWait))
-			if err = c.ws.WriteMessage(websocket.TextMessage, m.data); err != nil && c.ctx.Err() == nil {
+			if err = c.ws.WriteMessage(websocket.TextMessage, m.data); err != nil && !c.over() {
 				c.log().Info("sync socket write", "err", err)
 			}
 		case "ping":
@@ -731,7 +755,9 @@ func (c *conn) finish() {
 	if !c.finished {
 		c.finished, c.writing = true, false
 		c.queue, c.queueBytes = nil, 0
-		close(c.written)
+		if c.written != nil {
+			close(c.written)
+		}
 	}
 }
 
@@ -758,7 +784,6 @@ func (c *conn) closeWith(code int, reason string, flush bool) {
 		c.startWriter()
 		c.qmu.Unlock()
 		c.draining.Store(true)
-		close(c.closing)
 	})
 }
 
@@ -767,6 +792,14 @@ func (c *conn) closeWith(code int, reason string, flush bool) {
 // reads were committed — it queues a poke, coalesced with one already waiting — or
 // when the session's token must be checked at once (a revocation).
 func (c *conn) notified(check bool) {
+	c.qmu.Lock()
+	if !c.welcomed { // hello has not queued the welcome yet: it acts on these then
+		c.pokeHeld = c.pokeHeld || !check
+		c.checkHeld = c.checkHeld || check
+		c.qmu.Unlock()
+		return
+	}
+	c.qmu.Unlock()
 	if check {
 		c.checks.run(c, func() { c.reauthenticate(true) })
 		return
@@ -776,25 +809,14 @@ func (c *conn) notified(check bool) {
 	}
 }
 
-// startPings starts the keepalive: every PingInterval a ping is written.
-func (c *conn) startPings() {
-	c.qmu.Lock()
-	defer c.qmu.Unlock()
-	if !c.finished && c.pings == nil {
-		c.pings = time.AfterFunc(c.srv.PingInterval, c.ping)
-	}
-}
-
-// ping asks the writer for a ping and sets the timer for the next.
+// ping asks the writer for a keepalive ping (see keepalive).
 func (c *conn) ping() {
 	c.qmu.Lock()
 	defer c.qmu.Unlock()
-	if c.finished {
-		return
+	if !c.finished {
+		c.pingDue = true
+		c.startWriter()
 	}
-	c.pingDue = true
-	c.startWriter()
-	c.pings.Reset(c.srv.PingInterval)
 }
 
 // shutdown closes the session when the server shuts down (Server.Shutdown calls it

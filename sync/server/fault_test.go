@@ -250,6 +250,37 @@ func TestKeepalive(t *testing.T) {
 	}
 }
 
+// TestPokedFromWelcome: a device that has its welcome is poked for a change committed
+// right after it (the session subscribes before the welcome), and changes committed
+// while hellos are being handled never put a poke before the welcome.
+func TestPokedFromWelcome(t *testing.T) {
+	const n = 40
+	s, url := faultServer(t, &fakeStore{}, func(s *Server) { s.auth, s.RateLimit = teachers(n), 0 })
+	stop := make(chan struct{})
+	storm := make(chan struct{})
+	go func() {
+		defer close(storm)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Microsecond):
+				s.hub.Changed("pd:d1") // every device reads it
+			}
+		}
+	}()
+	for i := range n / 2 {
+		dialDevice(t, url, i).expect(t, wire.TypePoke) // dialDevice wants the welcome first
+	}
+	close(stop)
+	<-storm
+	for i := n / 2; i < n; i++ {
+		d := dialDevice(t, url, i)
+		s.hub.Changed("t:t" + strconv.Itoa(i/2))
+		d.expect(t, wire.TypePoke)
+	}
+}
+
 func TestLimiter(t *testing.T) {
 	now := time.Unix(0, 0)
 	l := newLimiter(1, 2, func() time.Time { return now })

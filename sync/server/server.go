@@ -103,11 +103,12 @@ type Server struct {
 	// live sync activity of administrators).
 	Observer Observer
 
-	store  store
-	auth   jiaoliu.Authenticator
-	hub    *hub.Hub
-	log    *slog.Logger
-	limits *limiter
+	store     store
+	auth      jiaoliu.Authenticator
+	hub       *hub.Hub
+	log       *slog.Logger
+	limits    *limiter
+	keepalive keepalive
 
 	ctx    context.Context // canceled when Shutdown starts: no new messages are handled
 	cancel context.CancelFunc
@@ -312,8 +313,9 @@ func (s *Server) upgrader() *websocket.Upgrader {
 	return &websocket.Upgrader{
 		// A small reader of the socket's own (frame headers and small messages go
 		// through it; larger reads bypass it) rather than the HTTP server's 4 KiB one,
-		// which is freed with the HTTP server's goroutine (see ServeWebSocket).
-		ReadBufferSize:  512,
+		// which is freed with the HTTP server's goroutine (see ServeWebSocket). Every
+		// idle tablet keeps it: 256 bytes hold a frame header and a control frame.
+		ReadBufferSize:  256,
 		WriteBufferSize: 4096,
 		WriteBufferPool: writeBuffers,
 		CheckOrigin:     s.CheckOrigin,
