@@ -11,9 +11,9 @@
 // administrators who may see it.
 //
 // The hub never blocks and never buffers without bound: a subscription has at most one
-// pending poke (pokes are coalesced) and one pending re-authentication request; an
-// activity subscription has a bounded buffer and misses (and counts) what does not
-// fit. What a connection then sends to its device, and how it treats a slow device, is
+// pending poke (pokes are coalesced) and one pending re-authentication request, or,
+// made by SubscribeFunc, is called and keeps nothing pending in the hub; an activity
+// subscription has a bounded buffer and misses (and counts) what does not fit. What a connection then sends to its device, and how it treats a slow device, is
 // the connection's business (see sync/server).
 package hub
 
