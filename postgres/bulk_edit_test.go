@@ -133,21 +133,7 @@ func TestBulkEditsAreThePerOpPath(t *testing.T) {
 		if _, err := s.Apply(ctx, jiaoliu.Batch{Ops: bulkBatches()[0]}); err != nil {
 			t.Fatal(err)
 		}
-		var all [][]jiaoliu.OpResult
-		for _, b := range editBatches() {
-			res, err := s.Apply(ctx, jiaoliu.Batch{Ops: b})
-			if err != nil {
-				t.Fatalf("bulk=%v: %v", bulk, err)
-			}
-			for i := range res {
-				res[i].Version = ""
-				if res[i].Restamped {
-					res[i].HLC = "restamped"
-				}
-			}
-			all = append(all, res)
-		}
-		return all, editState(t, db)
+		return applyComparable(t, ctx, s, editBatches()), editState(t, db)
 	}
 	slowRes, slowState := run(false)
 	applied0, refused0 := postgres.BulkCounts()

@@ -57,43 +57,13 @@ func TestBroadListsAreTheJoinedLists(t *testing.T) {
 	from, to := jiaoliu.MustDate("2026-10-02"), jiaoliu.MustDate("2026-10-05")
 
 	pages := func(ctx context.Context, def *jiaoliu.Entity, filter jiaoliu.Filter) []string {
-		var ids []string
-		after := ""
-		for {
-			var page jiaoliu.Page[struct {
-				ID string `db:"id"`
-			}]
-			var err error
-			switch def {
-			case jiaoliu.LessonEntity:
-				var p jiaoliu.Page[jiaoliu.Lesson]
-				p, err = postgres.List[jiaoliu.Lesson](ctx, f.store, def, jiaoliu.ListQuery{First: 4, After: after, Filter: filter, WithTotal: true})
-				for _, v := range p.Items {
-					ids = append(ids, v.ID)
-				}
-				page.HasNext, page.Cursors = p.HasNext, p.Cursors
-			case jiaoliu.ExchangeEntity:
-				var p jiaoliu.Page[jiaoliu.Exchange]
-				p, err = postgres.List[jiaoliu.Exchange](ctx, f.store, def, jiaoliu.ListQuery{First: 1, After: after, Filter: filter})
-				for _, v := range p.Items {
-					ids = append(ids, v.ID)
-				}
-				page.HasNext, page.Cursors = p.HasNext, p.Cursors
-			case jiaoliu.TeacherEntity:
-				var p jiaoliu.Page[jiaoliu.Teacher]
-				p, err = postgres.List[jiaoliu.Teacher](ctx, f.store, def, jiaoliu.ListQuery{First: 1, After: after, Filter: filter})
-				for _, v := range p.Items {
-					ids = append(ids, v.ID)
-				}
-				page.HasNext, page.Cursors = p.HasNext, p.Cursors
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !page.HasNext {
-				return ids
-			}
-			after = page.Cursors[len(page.Cursors)-1]
+		switch def {
+		case jiaoliu.LessonEntity:
+			return listIDs(t, ctx, f.store, def, filter, func(x *jiaoliu.Lesson) string { return x.ID })
+		case jiaoliu.ExchangeEntity:
+			return listIDs(t, ctx, f.store, def, filter, func(x *jiaoliu.Exchange) string { return x.ID })
+		default:
+			return listIDs(t, ctx, f.store, def, filter, func(x *jiaoliu.Teacher) string { return x.ID })
 		}
 	}
 	cases := []struct {
@@ -129,5 +99,26 @@ func TestBroadListsAreTheJoinedLists(t *testing.T) {
 				t.Errorf("deleted lesson listed")
 			}
 		})
+	}
+}
+
+// listIDs pages through a list, 3 records a page, with the total asked, and returns the
+// ids in order.
+func listIDs[T any](t *testing.T, ctx context.Context, s *postgres.Store, def *jiaoliu.Entity, filter jiaoliu.Filter, id func(*T) string) []string {
+	t.Helper()
+	var ids []string
+	after := ""
+	for {
+		page, err := postgres.List[T](ctx, s, def, jiaoliu.ListQuery{First: 3, After: after, Filter: filter, WithTotal: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range page.Items {
+			ids = append(ids, id(v))
+		}
+		if !page.HasNext {
+			return ids
+		}
+		after = page.Cursors[len(page.Cursors)-1]
 	}
 }
