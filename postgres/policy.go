@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -148,6 +149,13 @@ type districtData struct {
 	// exchanges are those from or to the schools in scope of the academic year, and the
 	// earlier ones still under way in it.
 	exchanges []*jiaoliu.Exchange
+	groupList []*jiaoliu.SchoolGroup
+
+	// teacherFP is the fingerprint of the rows of teachers (see scopeTeachers); fp, of
+	// every input of the rules (see inputsFingerprint).
+	teacherFP string
+	fpOnce    sync.Once
+	fp        string
 }
 
 // policyNotFound is the error of a district without a policy for the year.
@@ -160,7 +168,7 @@ func policyNotFound(district string, y jiaoliu.AcademicYear) error {
 var epoch = jiaoliu.NewDate(2000, 1, 1)
 
 const teacherCols = `t.id, t.name, t.gender, t.birth_date - date '2000-01-01', t.employed, t.position, t.title,
-	t.backbone_level, t.school_id, t.joined_school_on - date '2000-01-01', t.leadership_since - date '2000-01-01'`
+	t.backbone_level, t.school_id, t.joined_school_on - date '2000-01-01', t.leadership_since - date '2000-01-01', t.version`
 
 // scanTeachers reads rows of teacherCols into plain values, without reflection: the
 // district views read thousands of teachers.
@@ -172,14 +180,16 @@ func scanTeachers(rows *sql.Rows) ([]*jiaoliu.Teacher, error) {
 		birth, joined                                       int
 		lead                                                sql.NullInt64
 		employed                                            bool
+		version                                             int64
 	)
 	for rows.Next() {
-		if err := rows.Scan(&id, &name, &gender, &birth, &employed, &position, &title, &backbone, &school, &joined, &lead); err != nil {
+		if err := rows.Scan(&id, &name, &gender, &birth, &employed, &position, &title, &backbone, &school, &joined, &lead, &version); err != nil {
 			return nil, err
 		}
 		t := &jiaoliu.Teacher{ID: string(id), Name: string(name), Gender: jiaoliu.Gender(gender), BirthDate: epoch.AddDays(birth),
 			Employed: employed, Position: jiaoliu.Position(position), Title: jiaoliu.Title(title), BackboneLevel: jiaoliu.BackboneLevel(backbone),
 			SchoolID: string(school), JoinedSchoolOn: epoch.AddDays(joined)}
+		t.Version = version
 		if lead.Valid {
 			d := epoch.AddDays(int(lead.Int64))
 			t.LeadershipSince = &d
@@ -191,7 +201,7 @@ func scanTeachers(rows *sql.Rows) ([]*jiaoliu.Teacher, error) {
 
 const exchangeCols = `t.id, t.teacher_id, t.sending_school_id, t.receiving_school_id, t.mode, t.academic_year,
 	t.planned_start - date '2000-01-01', t.planned_end - date '2000-01-01', t.reported_on - date '2000-01-01',
-	t.status, t.volunteer, t.relation_moves`
+	t.status, t.volunteer, t.relation_moves, t.version`
 
 // scanExchanges reads rows of exchangeCols: the fields the rules use.
 func scanExchanges(rows *sql.Rows) ([]*jiaoliu.Exchange, error) {
@@ -202,14 +212,16 @@ func scanExchanges(rows *sql.Rows) ([]*jiaoliu.Exchange, error) {
 		start, end                                          int
 		reported                                            sql.NullInt64
 		volunteer, moves                                    bool
+		version                                             int64
 	)
 	for rows.Next() {
-		if err := rows.Scan(&id, &teacher, &sending, &receiving, &mode, &year, &start, &end, &reported, &status, &volunteer, &moves); err != nil {
+		if err := rows.Scan(&id, &teacher, &sending, &receiving, &mode, &year, &start, &end, &reported, &status, &volunteer, &moves, &version); err != nil {
 			return nil, err
 		}
 		x := &jiaoliu.Exchange{ID: string(id), TeacherID: string(teacher), SendingSchoolID: string(sending), ReceivingSchoolID: string(receiving),
 			Mode: jiaoliu.ExchangeMode(mode), AcademicYear: string(year), PlannedStart: epoch.AddDays(start), PlannedEnd: epoch.AddDays(end),
 			Status: jiaoliu.ExchangeStatus(status), Volunteer: volunteer, RelationMoves: moves}
+		x.Version = version
 		if reported.Valid {
 			d := epoch.AddDays(int(reported.Int64))
 			x.ReportedOn = &d
@@ -259,6 +271,7 @@ func (s *Store) loadDistrict(ctx context.Context, sc *districtScope, y jiaoliu.A
 			if err := s.db.SelectContext(ctx, &groups, `SELECT `+columns(jiaoliu.SchoolGroupEntity)+` FROM school_groups t WHERE t.district_id = $1 AND NOT t.deleted`, district); err != nil {
 				return fmt.Errorf("load groups: %w", err)
 			}
+			dd.groupList = groups
 			for _, g := range groups {
 				dd.groups[g.ID] = g
 			}
@@ -266,7 +279,7 @@ func (s *Store) loadDistrict(ctx context.Context, sc *districtScope, y jiaoliu.A
 		}),
 		s.step(ctx, "teachers", func(ctx context.Context) error {
 			var err error
-			dd.teachers, err = s.scopeTeachers(ctx, teacherFilter, args)
+			dd.teachers, dd.teacherFP, err = s.scopeTeachers(ctx, teacherFilter, args)
 			return err
 		}),
 		s.step(ctx, "deferrals", func(ctx context.Context) error {
@@ -287,19 +300,13 @@ func (s *Store) loadDistrict(ctx context.Context, sc *districtScope, y jiaoliu.A
 			if sc.school != "" {
 				xargs = append(xargs, sc.school)
 			}
-			rows, err := s.db.QueryContext(ctx, `SELECT `+exchangeCols+` FROM exchanges t
+			var err error
+			dd.exchanges, err = s.scopeExchanges(ctx, `FROM exchanges t
 				WHERE NOT t.deleted
 				AND (t.academic_year = $2 OR (t.academic_year < $2 AND t.status IN ('APPROVED', 'PUBLISHED', 'ACTIVE', 'COMPLETED') AND t.planned_end >= $3))
 				AND (t.sending_school_id IN `+exchangeSchools+` OR t.receiving_school_id IN `+exchangeSchools+`)
-				AND $1::uuid IS NOT NULL
-				ORDER BY t.planned_start, t.id`, xargs...)
-			if err != nil {
-				return fmt.Errorf("load exchanges: %w", err)
-			}
-			if dd.exchanges, err = scanExchanges(rows); err != nil {
-				return fmt.Errorf("load exchanges: %w", err)
-			}
-			return nil
+				AND $1::uuid IS NOT NULL`, xargs)
+			return err
 		}),
 	)
 	if err != nil {
@@ -340,34 +347,64 @@ type teacherCache struct {
 }
 
 // scopeTeachers returns the live teachers of the schools of a district view (filter
-// and args as in loadDistrict). Decoding a district's teachers is the largest cost of
-// its views, so they are cached per scope and reused while the fingerprint of their
-// rows is unchanged: the count, and the sum of a 64-bit hash of each row's id and
-// version. Every write gives a record a new version from change_seq, so any change,
-// whatever the order in which transactions commit, changes a row's hash (a plain sum
-// of versions could be matched by another set of rows: a school leaving the district
-// while another joins). The cached teachers are never modified.
-func (s *Store) scopeTeachers(ctx context.Context, filter string, args []any) ([]*jiaoliu.Teacher, error) {
+// and args as in loadDistrict) and the fingerprint of their rows. Decoding a district's
+// teachers is the largest cost of its views, so they are cached per scope and reused
+// while the fingerprint of their rows is unchanged: the count, and the sum of a 64-bit
+// hash of each row's id and version (uuid_hash_extended, seeded with the version: as
+// cheap as reading the row, where an md5 of its text cost as much as decoding it).
+// Every write gives a record a new version from change_seq, so any change, whatever
+// the order in which transactions commit, changes a row's hash (a plain sum of versions
+// could be matched by another set of rows: a school leaving the district while another
+// joins). The cached teachers are never modified.
+func (s *Store) scopeTeachers(ctx context.Context, filter string, args []any) ([]*jiaoliu.Teacher, string, error) {
 	from := ` FROM teachers t JOIN schools s ON s.id = t.school_id WHERE ` + filter + ` AND NOT t.deleted AND NOT s.deleted`
 	var fp string
-	if err := s.db.GetContext(ctx, &fp, `SELECT count(*) || '/' || coalesce(sum(('x' || substr(md5(t.id::text || ':' || t.version), 1, 16))::bit(64)::bigint), 0)`+from, args...); err != nil {
-		return nil, fmt.Errorf("load teachers: %w", err)
+	if err := s.db.GetContext(ctx, &fp, `SELECT count(*) || '/' || coalesce(sum(uuid_hash_extended(t.id, t.version)), 0)`+from, args...); err != nil {
+		return nil, "", fmt.Errorf("load teachers: %w", err)
 	}
 	key := fmt.Sprint(args...)
 	if c, ok := s.teachers.Load(key); ok && c.(*teacherCache).fingerprint == fp {
-		return c.(*teacherCache).teachers, nil
+		return c.(*teacherCache).teachers, fp, nil
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT `+teacherCols+from+` ORDER BY t.school_id, t.name, t.id`, args...)
 	if err != nil {
-		return nil, fmt.Errorf("load teachers: %w", err)
+		return nil, "", fmt.Errorf("load teachers: %w", err)
 	}
 	list, err := scanTeachers(rows)
 	if err != nil {
-		return nil, fmt.Errorf("load teachers: %w", err)
+		return nil, "", fmt.Errorf("load teachers: %w", err)
 	}
 	// The fingerprint read before the rows: a change between the two reads leaves an
 	// entry that the next fingerprint does not match.
 	s.teachers.Store(key, &teacherCache{fingerprint: fp, teachers: list})
+	return list, fp, nil
+}
+
+// scopeExchanges returns the exchanges of a district view (from: the FROM and WHERE
+// clauses, with args), cached as the teachers are (see scopeTeachers).
+func (s *Store) scopeExchanges(ctx context.Context, from string, args []any) ([]*jiaoliu.Exchange, error) {
+	var fp string
+	if err := s.db.GetContext(ctx, &fp, `SELECT count(*) || '/' || coalesce(sum(uuid_hash_extended(t.id, t.version)), 0) `+from, args...); err != nil {
+		return nil, fmt.Errorf("load exchanges: %w", err)
+	}
+	key := fmt.Sprint(args...)
+	s.views.mu.Lock()
+	c := s.views.exchanges[key]
+	s.views.mu.Unlock()
+	if c != nil && c.fingerprint == fp {
+		return c.exchanges, nil
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT `+exchangeCols+` `+from+` ORDER BY t.planned_start, t.id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("load exchanges: %w", err)
+	}
+	list, err := scanExchanges(rows)
+	if err != nil {
+		return nil, fmt.Errorf("load exchanges: %w", err)
+	}
+	s.views.mu.Lock()
+	putBounded(&s.views.exchanges, key, &exchangeCache{fingerprint: fp, exchanges: list})
+	s.views.mu.Unlock()
 	return list, nil
 }
 
@@ -481,7 +518,7 @@ func (s *Store) Eligibility(ctx context.Context, districtID string, y jiaoliu.Ac
 	if err != nil {
 		return nil, fmt.Errorf("eligibility: %w", err)
 	}
-	list := dd.eligibility()
+	list, _ := s.rules(dd)
 	out := &jiaoliu.EligibilityList{DistrictID: districtID, AcademicYear: string(y), ReferenceDate: y.ReferenceDate(),
 		Policy: dd.policy, Summary: jiaoliu.Summarize(list), Teachers: list}
 	if sc.school != "" {
@@ -501,7 +538,7 @@ func (s *Store) Quotas(ctx context.Context, districtID string, y jiaoliu.Academi
 	if err != nil {
 		return nil, fmt.Errorf("quotas: %w", err)
 	}
-	rep := dd.quotas(dd.eligibility())
+	_, rep := s.rules(dd)
 	if sc.school != "" {
 		// A school administrator sees their school's line; the district's balance is
 		// not theirs to see.
@@ -516,14 +553,13 @@ func (s *Store) dashboardParts(ctx context.Context, dd *districtData, y jiaoliu.
 	elig []*jiaoliu.Eligibility, rep *jiaoliu.QuotaReport, progress []*jiaoliu.ExchangeProgress, pairs []*jiaoliu.PairProgress, err error) {
 	err = parallel(ctx,
 		s.step(ctx, "rules", func(ctx context.Context) error {
-			elig = dd.eligibility()
-			rep = dd.quotas(elig)
+			elig, rep = s.rules(dd)
 			return nil
 		}),
 		s.step(ctx, "progress", func(ctx context.Context) error {
 			var err error
 			progress, err = s.progressOf(ctx, dd.exchanges, y, asOf, dd.byID, dd.teacherByID,
-				map[string]*jiaoliu.Policy{policyKey(dd.scope.district.ID, y): dd.policy})
+				map[string]*jiaoliu.Policy{policyKey(dd.scope.district.ID, y): dd.policy}, dd.scopeKey())
 			return err
 		}),
 		s.step(ctx, "pairs", func(ctx context.Context) error {
@@ -626,7 +662,7 @@ func (s *Store) ExchangeProgressOfYear(ctx context.Context, districtID, schoolID
 	if err != nil {
 		return nil, fmt.Errorf("exchange progress: %w", err)
 	}
-	return s.progressOf(ctx, dd.exchanges, y, asOf, dd.byID, dd.teacherByID, map[string]*jiaoliu.Policy{policyKey(districtID, y): dd.policy})
+	return s.progressOf(ctx, dd.exchanges, y, asOf, dd.byID, dd.teacherByID, map[string]*jiaoliu.Policy{policyKey(districtID, y): dd.policy}, dd.scopeKey())
 }
 
 func policyKey(district string, y jiaoliu.AcademicYear) string { return district + "/" + string(y) }
@@ -658,7 +694,7 @@ func (s *Store) ExchangeProgress(ctx context.Context, ids []string, asOf jiaoliu
 	if err != nil {
 		return nil, fmt.Errorf("exchange progress: %w", err)
 	}
-	list, err := s.progressOf(ctx, exchanges, "", asOf, schools, teachers, policies)
+	list, err := s.progressOf(ctx, exchanges, "", asOf, schools, teachers, policies, "")
 	if err != nil {
 		return nil, fmt.Errorf("exchange progress: %w", err)
 	}
@@ -737,14 +773,16 @@ func policyOf(x *jiaoliu.Exchange, duty jiaoliu.AcademicYear, schools map[string
 
 // progressOf applies the progress rules to exchanges. With year set (a dashboard), the
 // duties are counted over that academic year; otherwise over each exchange's duty
-// window as of asOf.
+// window as of asOf. With cacheKey set (a district view: year set), the activity is
+// taken from the cache of each exchange's counts, and the whole list is reused when
+// nothing it is computed from changed since the last call with that key and day.
 func (s *Store) progressOf(ctx context.Context, exchanges []*jiaoliu.Exchange, year jiaoliu.AcademicYear, asOf jiaoliu.Date,
-	schools map[string]*jiaoliu.School, teachers map[string]*jiaoliu.Teacher, policies map[string]*jiaoliu.Policy) ([]*jiaoliu.ExchangeProgress, error) {
+	schools map[string]*jiaoliu.School, teachers map[string]*jiaoliu.Teacher, policies map[string]*jiaoliu.Policy, cacheKey string) ([]*jiaoliu.ExchangeProgress, error) {
 	if len(exchanges) == 0 {
 		return nil, nil
 	}
 	type window struct{ from, to jiaoliu.Date }
-	windows := map[window][]string{}
+	windows := map[window][]*jiaoliu.Exchange{}
 	windowOf := map[string]window{}
 	var ids, teacherIDs []string
 	for _, x := range exchanges {
@@ -755,17 +793,18 @@ func (s *Store) progressOf(ctx context.Context, exchanges []*jiaoliu.Exchange, y
 			_, from, to = jiaoliu.DutyWindow(x, asOf)
 		}
 		w := window{from, to}
-		windows[w] = append(windows[w], x.ID)
+		windows[w] = append(windows[w], x)
 		windowOf[x.ID] = w
 		ids = append(ids, x.ID)
 		teacherIDs = append(teacherIDs, x.TeacherID)
 	}
+	teacherIDs = dedupe(teacherIDs)
 	activity := map[string]*jiaoliu.ExchangeActivity{}
 	var mu sync.Mutex
 	var evals []*jiaoliu.Evaluation
 	var unqualified []*jiaoliu.Evaluation
 	history := map[string]*jiaoliu.Exchange{}
-	fns := []func(context.Context) error{
+	grades := []func(context.Context) error{
 		s.step(ctx, "evaluations", func(ctx context.Context) error {
 			if err := s.db.SelectContext(ctx, &evals, `SELECT `+columns(jiaoliu.EvaluationEntity)+` FROM evaluations t
 				WHERE t.exchange_id = ANY($1::uuid[]) AND NOT t.deleted ORDER BY t.exchange_id, t.term`, pq.Array(ids)); err != nil {
@@ -777,7 +816,7 @@ func (s *Store) progressOf(ctx context.Context, exchanges []*jiaoliu.Exchange, y
 			// The teachers' UNQUALIFIED grades of every exchange, for the two-year rule.
 			if err := s.db.SelectContext(ctx, &unqualified, `SELECT `+columns(jiaoliu.EvaluationEntity)+` FROM evaluations t
 				JOIN exchanges x ON x.id = t.exchange_id
-				WHERE x.teacher_id = ANY($1::uuid[]) AND t.finalized AND t.grade = 'UNQUALIFIED' AND NOT t.deleted`, pq.Array(dedupe(teacherIDs))); err != nil {
+				WHERE x.teacher_id = ANY($1::uuid[]) AND t.finalized AND t.grade = 'UNQUALIFIED' AND NOT t.deleted`, pq.Array(teacherIDs)); err != nil {
 				return fmt.Errorf("load grades: %w", err)
 			}
 			var xs []*jiaoliu.Exchange
@@ -796,9 +835,31 @@ func (s *Store) progressOf(ctx context.Context, exchanges []*jiaoliu.Exchange, y
 			return nil
 		}),
 	}
-	for w, wids := range windows {
+	var fns []func(context.Context) error
+	var gradesFP string
+	if cacheKey == "" {
+		fns = append(fns, grades...)
+	} else {
+		fns = append(fns, s.step(ctx, "progress fingerprint", func(ctx context.Context) error {
+			if err := s.db.GetContext(ctx, &gradesFP, progressFingerprintQuery, pq.Array(ids), pq.Array(teacherIDs)); err != nil {
+				return fmt.Errorf("fingerprint evaluations: %w", err)
+			}
+			return nil
+		}))
+	}
+	for w, xs := range windows {
 		fns = append(fns, func(ctx context.Context) error {
-			acts, err := s.activity(ctx, wids, w.from, w.to)
+			var acts map[string]*jiaoliu.ExchangeActivity
+			var err error
+			if cacheKey != "" {
+				acts, err = s.cachedActivity(ctx, xs, w.from, w.to)
+			} else {
+				wids := make([]string, len(xs))
+				for i, x := range xs {
+					wids[i] = x.ID
+				}
+				acts, err = s.activity(ctx, wids, w.from, w.to)
+			}
 			if err != nil {
 				return err
 			}
@@ -812,6 +873,44 @@ func (s *Store) progressOf(ctx context.Context, exchanges []*jiaoliu.Exchange, y
 	}
 	if err := parallel(ctx, fns...); err != nil {
 		return nil, err
+	}
+	var fp string
+	var used []*jiaoliu.ExchangeActivity
+	if cacheKey != "" {
+		f := newFingerprint().str(cacheKey).str(string(year)).str(asOf.String()).str(gradesFP)
+		keys := make([]string, 0, len(policies))
+		for k := range policies {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			f.str(k).add(policies[k].ID, policies[k].Version)
+		}
+		used = make([]*jiaoliu.ExchangeActivity, len(exchanges))
+		for i, x := range exchanges {
+			f.add(x.ID, x.Version)
+			for _, id := range []string{x.SendingSchoolID, x.ReceivingSchoolID} {
+				if sc := schools[id]; sc != nil {
+					f.add(sc.ID, sc.Version)
+				} else {
+					f.str(id)
+				}
+			}
+			if t := teachers[x.TeacherID]; t != nil {
+				f.add(t.ID, t.Version)
+			}
+			used[i] = activity[x.ID]
+		}
+		fp = f.sum()
+		s.views.mu.Lock()
+		e := s.views.progress[cacheKey+"@"+asOf.String()]
+		s.views.mu.Unlock()
+		if e != nil && e.fingerprint == fp && slices.Equal(e.activity, used) {
+			return e.list, nil
+		}
+		if err := parallel(ctx, grades...); err != nil {
+			return nil, err
+		}
 	}
 	evalsOf := map[string][]*jiaoliu.Evaluation{}
 	for _, e := range evals {
@@ -848,6 +947,11 @@ func (s *Store) progressOf(ctx context.Context, exchanges []*jiaoliu.Exchange, y
 			Sending: schools[x.SendingSchoolID], Receiving: schools[x.ReceivingSchoolID], Activity: *a,
 			Evaluations: evalsOf[x.ID], UnqualifiedYears: jiaoliu.UnqualifiedYears(history, unqualifiedOf[x.TeacherID]), AsOf: asOf,
 			Year: year, Position: position}))
+	}
+	if cacheKey != "" {
+		s.views.mu.Lock()
+		putBounded(&s.views.progress, cacheKey+"@"+asOf.String(), &progressEntry{fingerprint: fp, activity: used, list: out})
+		s.views.mu.Unlock()
 	}
 	return out, nil
 }
@@ -1036,6 +1140,20 @@ func (s *Store) districtPairs(ctx context.Context, dd *districtData, asOf jiaoli
 		schools = `(SELECT $3::uuid)`
 		args = append(args, dd.scope.school)
 	}
+	// The pairs, their activities and teachers are fingerprinted in SQL; the scope's
+	// teachers and schools and the policy by the view's own fingerprint.
+	var sqlFP string
+	if err := s.db.GetContext(ctx, &sqlFP, fmt.Sprintf(pairsFingerprintQuery, schools), args...); err != nil {
+		return nil, fmt.Errorf("fingerprint pairs: %w", err)
+	}
+	key := dd.scopeKey() + "@" + asOf.String()
+	fp := newFingerprint().str(sqlFP).str(dd.fingerprint()).sum()
+	s.views.mu.Lock()
+	e := s.views.pairs[key]
+	s.views.mu.Unlock()
+	if e != nil && e.fingerprint == fp {
+		return e.list, nil
+	}
 	var pairs []*jiaoliu.MentoringPair
 	if err := s.db.SelectContext(ctx, &pairs, `SELECT `+columns(jiaoliu.MentoringPairEntity)+` FROM mentoring_pairs t
 		WHERE t.academic_year = $2 AND NOT t.deleted AND $1::uuid IS NOT NULL AND (t.school_id IN `+schools+`
@@ -1043,7 +1161,14 @@ func (s *Store) districtPairs(ctx context.Context, dd *districtData, asOf jiaoli
 		ORDER BY t.id`, args...); err != nil {
 		return nil, fmt.Errorf("load pairs: %w", err)
 	}
-	return s.pairProgress(ctx, pairs, asOf, map[string]*jiaoliu.Policy{policyKey(dd.scope.district.ID, dd.year): dd.policy}, dd.teacherByID, dd.byID)
+	list, err := s.pairProgress(ctx, pairs, asOf, map[string]*jiaoliu.Policy{policyKey(dd.scope.district.ID, dd.year): dd.policy}, dd.teacherByID, dd.byID)
+	if err != nil {
+		return nil, err
+	}
+	s.views.mu.Lock()
+	putBounded(&s.views.pairs, key, &pairsEntry{fingerprint: fp, list: list})
+	s.views.mu.Unlock()
+	return list, nil
 }
 
 // pairProgress counts the activities of pairs over their academic years up to asOf.

@@ -82,6 +82,8 @@ type Store struct {
 	// teachers caches the teachers of the district views, checked against a
 	// fingerprint on every use (see policy.go).
 	teachers sync.Map
+	// views caches the parts of the district views (see policy_cache.go).
+	views viewCache
 }
 
 // ConcurrentWrites is how many Apply transactions a Store runs at once (the others wait

@@ -1,0 +1,290 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"hash"
+	"hash/fnv"
+	"sort"
+	"strconv"
+	"sync"
+
+	"github.com/lib/pq"
+
+	"github.com/jiaoliu/jiaoliu"
+)
+
+// The district views keep what they computed between calls and recompute only what
+// changed since (docs/policy.md, "How the dashboards stay fast"). Every cached part is
+// checked on every call against what it was computed from, read afresh:
+//
+//   - the activity of each exchange over a window (its counts and longest absence run)
+//     is recounted when the exchange has delta rows in exchange_week_stats (a write not
+//     yet folded), when a fold or rebuild logged it since the cache's generation
+//     (exchange_stats_log, migration 00011), or when the exchange itself changed;
+//   - the eligibility and quotas of a scope and year, the progress of its exchanges as
+//     of a day and its mentoring pairs are reused only when a fingerprint of every row
+//     they read is unchanged: ids and versions (each write gives a record a new version
+//     from change_seq), hashed in Go for the rows the view reads anyway, or in SQL
+//     (uuid_hash_extended(id, version), summed, with the count) for the rows it would
+//     read only to compute the part.
+//
+// A fingerprint is always read before (or with) the data it guards: a write committed
+// between the two leaves an entry that the next fingerprint does not match, so a cache
+// can only be recomputed too often, never serve what a committed write changed. Cached
+// values are shared between calls and never modified.
+
+// viewCache is the Store's cache of district views; the zero value is ready.
+type viewCache struct {
+	mu       sync.Mutex
+	activity map[activityWindow]*activityEntry
+	rules    map[string]*rulesEntry
+	progress map[string]*progressEntry
+	pairs    map[string]*pairsEntry
+	// exchanges holds the exchanges of a district view as last read, with the
+	// fingerprint of their rows (as Store.teachers holds the teachers).
+	exchanges map[string]*exchangeCache
+}
+
+type exchangeCache struct {
+	fingerprint string
+	exchanges   []*jiaoliu.Exchange
+}
+
+// maxEntries bounds each map of the cache: views of other days and scopes push the
+// oldest out (the whole map is dropped, which is simple and rare).
+const maxEntries = 64
+
+func putBounded[K comparable, V any](m *map[K]V, k K, v V) {
+	if *m == nil || len(*m) >= maxEntries {
+		*m = map[K]V{}
+	}
+	(*m)[k] = v
+}
+
+type activityWindow struct{ from, to jiaoliu.Date }
+
+// activityEntry holds the activity of exchanges over one window, valid as of a
+// generation of exchange_stats_log.
+type activityEntry struct {
+	generation int64
+	byID       map[string]cachedActivity
+}
+
+type cachedActivity struct {
+	version int64 // of the exchange counted (its teacher decides which observations count)
+	a       *jiaoliu.ExchangeActivity
+}
+
+// statsStateQuery reads, in one snapshot, the latest and oldest generations of the
+// log, the exchanges folded or rebuilt after generation $2 (all_touched: a rebuild), and
+// which of the exchanges $1 have delta rows (of any week: an absence run reads every
+// attendance record up to the day judged).
+const statsStateQuery = `
+SELECT (SELECT max(generation) FROM exchange_stats_log) AS generation,
+	(SELECT min(generation) FROM exchange_stats_log) AS oldest,
+	(SELECT coalesce(bool_or(touched IS NULL), false) FROM exchange_stats_log WHERE generation > $2) AS all_touched,
+	(SELECT coalesce(array_agg(DISTINCT u), '{}')::text[] FROM exchange_stats_log l, unnest(l.touched) u WHERE l.generation > $2) AS touched,
+	(SELECT coalesce(array_agg(DISTINCT exchange_id), '{}')::text[] FROM exchange_week_stats WHERE delta AND exchange_id = ANY($1::uuid[])) AS dirty`
+
+// cachedActivity returns the activity of the exchanges over from..to, recounting only
+// the exchanges whose counters changed since the cached entry of that window.
+func (s *Store) cachedActivity(ctx context.Context, exchanges []*jiaoliu.Exchange, from, to jiaoliu.Date) (map[string]*jiaoliu.ExchangeActivity, error) {
+	w := activityWindow{from, to}
+	s.views.mu.Lock()
+	entry := s.views.activity[w]
+	s.views.mu.Unlock()
+	since := int64(-1)
+	if entry != nil {
+		since = entry.generation
+	}
+	ids := make([]string, len(exchanges))
+	for i, x := range exchanges {
+		ids[i] = x.ID
+	}
+	var st struct {
+		Generation int64          `db:"generation"`
+		Oldest     int64          `db:"oldest"`
+		AllTouched bool           `db:"all_touched"`
+		Touched    pq.StringArray `db:"touched"`
+		Dirty      pq.StringArray `db:"dirty"`
+	}
+	if err := s.db.GetContext(ctx, &st, statsStateQuery, pq.Array(ids), since); err != nil {
+		return nil, fmt.Errorf("count activity: read stats state: %w", err)
+	}
+	// Without an entry, or when the log no longer reaches back to it, everything is
+	// recounted.
+	valid := entry != nil && !st.AllTouched && st.Oldest <= entry.generation+1 && entry.generation <= st.Generation
+	stale := make(map[string]bool, len(st.Touched)+len(st.Dirty))
+	for _, id := range st.Touched {
+		stale[id] = true
+	}
+	for _, id := range st.Dirty {
+		stale[id] = true
+	}
+	out := make(map[string]*jiaoliu.ExchangeActivity, len(exchanges))
+	var recount []string
+	for _, x := range exchanges {
+		if valid && !stale[x.ID] {
+			if c, ok := entry.byID[x.ID]; ok && c.version == x.Version {
+				out[x.ID] = c.a
+				continue
+			}
+		}
+		recount = append(recount, x.ID)
+	}
+	if len(recount) > 0 {
+		fresh, err := s.activity(ctx, recount, from, to)
+		if err != nil {
+			return nil, err
+		}
+		for id, a := range fresh {
+			out[id] = a
+		}
+	}
+	// The new entry: the old one without what the log or the delta rows say changed
+	// (for every exchange, not only these), with what was just counted.
+	s.views.mu.Lock()
+	defer s.views.mu.Unlock()
+	cur := s.views.activity[w]
+	if cur != nil && cur.generation > st.Generation {
+		return out, nil // a newer entry is in place
+	}
+	next := &activityEntry{generation: st.Generation, byID: make(map[string]cachedActivity, len(exchanges))}
+	if valid && cur != nil {
+		for id, c := range cur.byID {
+			if !stale[id] {
+				next.byID[id] = c
+			}
+		}
+	}
+	for _, x := range exchanges {
+		next.byID[x.ID] = cachedActivity{version: x.Version, a: out[x.ID]}
+	}
+	putBounded(&s.views.activity, w, next)
+	return out, nil
+}
+
+// fingerprintHash hashes ids and versions (and other strings) in order.
+type fingerprintHash struct {
+	h   hash.Hash
+	buf []byte
+}
+
+func newFingerprint() *fingerprintHash { return &fingerprintHash{h: fnv.New128a()} }
+
+func (f *fingerprintHash) add(id string, version int64) *fingerprintHash {
+	f.buf = append(f.buf[:0], id...)
+	f.buf = append(f.buf, ':')
+	f.buf = strconv.AppendInt(f.buf, version, 10)
+	f.buf = append(f.buf, ';')
+	f.h.Write(f.buf)
+	return f
+}
+
+func (f *fingerprintHash) str(v string) *fingerprintHash { return f.add(v, 0) }
+
+func (f *fingerprintHash) sum() string { return string(f.h.Sum(nil)) }
+
+// inputsFingerprint hashes what the rules of a district view read besides the scope's
+// teachers: the policy, the schools, the deferrals and the exchanges.
+func (dd *districtData) inputsFingerprint() string {
+	f := newFingerprint().str(dd.scope.district.ID).str(dd.scope.school).str(string(dd.year)).add(dd.policy.ID, dd.policy.Version)
+	f.str(dd.teacherFP)
+	for _, sc := range dd.schools {
+		f.add(sc.ID, sc.Version)
+	}
+	f.str("byID")
+	for _, x := range dd.exchanges {
+		for _, id := range []string{x.SendingSchoolID, x.ReceivingSchoolID} {
+			if sc := dd.byID[id]; sc != nil {
+				f.add(sc.ID, sc.Version)
+			}
+		}
+		if t := dd.teacherByID[x.TeacherID]; t != nil {
+			f.add(t.ID, t.Version)
+		}
+		f.add(x.ID, x.Version)
+	}
+	f.str("deferrals")
+	var deferrals []*jiaoliu.Deferral
+	for _, ds := range dd.deferrals {
+		deferrals = append(deferrals, ds...)
+	}
+	sort.Slice(deferrals, func(i, j int) bool { return deferrals[i].ID < deferrals[j].ID })
+	for _, d := range deferrals {
+		f.add(d.ID, d.Version)
+	}
+	for _, g := range dd.groupList {
+		f.add(g.ID, g.Version)
+	}
+	return f.sum()
+}
+
+func (dd *districtData) scopeKey() string {
+	return dd.scope.district.ID + "/" + dd.scope.school + "/" + string(dd.year)
+}
+
+type rulesEntry struct {
+	fingerprint string
+	elig        []*jiaoliu.Eligibility
+	rep         *jiaoliu.QuotaReport
+}
+
+// rules returns the eligibility of the teachers in scope and the quotas, from the
+// cache when nothing they are computed from changed. The report is a copy: callers
+// may clear its district-wide parts.
+func (s *Store) rules(dd *districtData) ([]*jiaoliu.Eligibility, *jiaoliu.QuotaReport) {
+	key, fp := dd.scopeKey(), dd.fingerprint()
+	s.views.mu.Lock()
+	e := s.views.rules[key]
+	s.views.mu.Unlock()
+	if e == nil || e.fingerprint != fp {
+		elig := dd.eligibility()
+		e = &rulesEntry{fingerprint: fp, elig: elig, rep: dd.quotas(elig)}
+		s.views.mu.Lock()
+		putBounded(&s.views.rules, key, e)
+		s.views.mu.Unlock()
+	}
+	rep := *e.rep
+	return e.elig, &rep
+}
+
+// fingerprint is inputsFingerprint, computed once per districtData.
+func (dd *districtData) fingerprint() string {
+	dd.fpOnce.Do(func() { dd.fp = dd.inputsFingerprint() })
+	return dd.fp
+}
+
+type progressEntry struct {
+	fingerprint string
+	activity    []*jiaoliu.ExchangeActivity // by exchange, as used
+	list        []*jiaoliu.ExchangeProgress
+}
+
+// progressFingerprintQuery fingerprints the evaluations of the exchanges $1 and the
+// finalized UNQUALIFIED grades of their teachers $2 with those grades' exchanges: what
+// the progress rules read besides the activity.
+const progressFingerprintQuery = `
+SELECT (SELECT count(*) || '/' || coalesce(sum(uuid_hash_extended(t.id, t.version)), 0) FROM evaluations t WHERE t.exchange_id = ANY($1::uuid[]))
+	|| ':' || (SELECT count(*) || '/' || coalesce(sum(uuid_hash_extended(t.id, t.version) # uuid_hash_extended(x.id, x.version)), 0)
+		FROM evaluations t JOIN exchanges x ON x.id = t.exchange_id
+		WHERE x.teacher_id = ANY($2::uuid[]) AND t.finalized AND t.grade = 'UNQUALIFIED' AND NOT t.deleted)`
+
+// pairsFingerprintQuery fingerprints the mentoring pairs of a district view (the
+// filter of districtPairs), their activities, their teachers and those teachers'
+// schools.
+const pairsFingerprintQuery = `
+WITH p AS (SELECT t.id, t.version, t.mentor_id, t.mentee_id FROM mentoring_pairs t
+	WHERE t.academic_year = $2 AND NOT t.deleted AND $1::uuid IS NOT NULL AND (t.school_id IN %[1]s
+		OR EXISTS (SELECT 1 FROM teachers tt WHERE tt.id IN (t.mentor_id, t.mentee_id) AND tt.school_id IN %[1]s)))
+SELECT (SELECT count(*) || '/' || coalesce(sum(uuid_hash_extended(id, version)), 0) FROM p)
+	|| ':' || (SELECT count(*) || '/' || coalesce(sum(uuid_hash_extended(a.id, a.version)), 0) FROM mentoring_activities a WHERE a.pair_id IN (SELECT id FROM p))
+	|| ':' || (SELECT count(*) || '/' || coalesce(sum(uuid_hash_extended(tt.id, tt.version) # uuid_hash_extended(sc.id, sc.version)), 0)
+		FROM teachers tt JOIN schools sc ON sc.id = tt.school_id
+		WHERE tt.id IN (SELECT mentor_id FROM p UNION SELECT mentee_id FROM p))`
+
+type pairsEntry struct {
+	fingerprint string
+	list        []*jiaoliu.PairProgress
+}
