@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -804,41 +803,45 @@ func (s *Store) progressOf(ctx context.Context, exchanges []*jiaoliu.Exchange, y
 	var evals []*jiaoliu.Evaluation
 	var unqualified []*jiaoliu.Evaluation
 	history := map[string]*jiaoliu.Exchange{}
-	grades := []func(context.Context) error{
-		s.step(ctx, "evaluations", func(ctx context.Context) error {
-			if err := s.db.SelectContext(ctx, &evals, `SELECT `+columns(jiaoliu.EvaluationEntity)+` FROM evaluations t
-				WHERE t.exchange_id = ANY($1::uuid[]) AND NOT t.deleted ORDER BY t.exchange_id, t.term`, pq.Array(ids)); err != nil {
-				return fmt.Errorf("load evaluations: %w", err)
-			}
-			return nil
-		}),
-		s.step(ctx, "unqualified", func(ctx context.Context) error {
-			// The teachers' UNQUALIFIED grades of every exchange, for the two-year rule.
-			if err := s.db.SelectContext(ctx, &unqualified, `SELECT `+columns(jiaoliu.EvaluationEntity)+` FROM evaluations t
-				JOIN exchanges x ON x.id = t.exchange_id
-				WHERE x.teacher_id = ANY($1::uuid[]) AND t.finalized AND t.grade = 'UNQUALIFIED' AND NOT t.deleted`, pq.Array(teacherIDs)); err != nil {
-				return fmt.Errorf("load grades: %w", err)
-			}
-			var xs []*jiaoliu.Exchange
-			var xids []string
-			for _, e := range unqualified {
-				xids = append(xids, e.ExchangeID)
-			}
-			if len(xids) > 0 {
-				if err := s.db.SelectContext(ctx, &xs, `SELECT `+columns(jiaoliu.ExchangeEntity)+` FROM exchanges t WHERE t.id = ANY($1::uuid[])`, pq.Array(dedupe(xids))); err != nil {
-					return fmt.Errorf("load graded exchanges: %w", err)
+	// grades reads the evaluations of the exchanges xids and the UNQUALIFIED grades of
+	// the teachers tids.
+	grades := func(xids, tids []string) []func(context.Context) error {
+		return []func(context.Context) error{
+			s.step(ctx, "evaluations", func(ctx context.Context) error {
+				if err := s.db.SelectContext(ctx, &evals, `SELECT `+columns(jiaoliu.EvaluationEntity)+` FROM evaluations t
+				WHERE t.exchange_id = ANY($1::uuid[]) AND NOT t.deleted ORDER BY t.exchange_id, t.term`, pq.Array(xids)); err != nil {
+					return fmt.Errorf("load evaluations: %w", err)
 				}
-			}
-			for _, x := range xs {
-				history[x.ID] = x
-			}
-			return nil
-		}),
+				return nil
+			}),
+			s.step(ctx, "unqualified", func(ctx context.Context) error {
+				// The teachers' UNQUALIFIED grades of every exchange, for the two-year rule.
+				if err := s.db.SelectContext(ctx, &unqualified, `SELECT `+columns(jiaoliu.EvaluationEntity)+` FROM evaluations t
+				JOIN exchanges x ON x.id = t.exchange_id
+				WHERE x.teacher_id = ANY($1::uuid[]) AND t.finalized AND t.grade = 'UNQUALIFIED' AND NOT t.deleted`, pq.Array(tids)); err != nil {
+					return fmt.Errorf("load grades: %w", err)
+				}
+				var xs []*jiaoliu.Exchange
+				var hids []string
+				for _, e := range unqualified {
+					hids = append(hids, e.ExchangeID)
+				}
+				if len(hids) > 0 {
+					if err := s.db.SelectContext(ctx, &xs, `SELECT `+columns(jiaoliu.ExchangeEntity)+` FROM exchanges t WHERE t.id = ANY($1::uuid[])`, pq.Array(dedupe(hids))); err != nil {
+						return fmt.Errorf("load graded exchanges: %w", err)
+					}
+				}
+				for _, x := range xs {
+					history[x.ID] = x
+				}
+				return nil
+			}),
+		}
 	}
 	var fns []func(context.Context) error
 	var gradesFP string
 	if cacheKey == "" {
-		fns = append(fns, grades...)
+		fns = append(fns, grades(ids, teacherIDs)...)
 	} else {
 		fns = append(fns, s.step(ctx, "progress fingerprint", func(ctx context.Context) error {
 			if err := s.db.GetContext(ctx, &gradesFP, progressFingerprintQuery, pq.Array(ids), pq.Array(teacherIDs)); err != nil {
@@ -874,42 +877,70 @@ func (s *Store) progressOf(ctx context.Context, exchanges []*jiaoliu.Exchange, y
 	if err := parallel(ctx, fns...); err != nil {
 		return nil, err
 	}
-	var fp string
-	var used []*jiaoliu.ExchangeActivity
+	// With a cache, the progress of an exchange is reused when nothing it is computed
+	// from changed: the grades of every exchange of the list and the policies (shared),
+	// and its own exchange, schools, teacher and activity. Only the others are
+	// computed, with their grades.
+	var shared string
+	var prev *progressEntry
+	keys := make([]progressKey, len(exchanges))
+	reused := make([]*jiaoliu.ExchangeProgress, len(exchanges))
+	compute := exchanges
 	if cacheKey != "" {
 		f := newFingerprint().str(cacheKey).str(string(year)).str(asOf.String()).str(gradesFP)
-		keys := make([]string, 0, len(policies))
+		pkeys := make([]string, 0, len(policies))
 		for k := range policies {
-			keys = append(keys, k)
+			pkeys = append(pkeys, k)
 		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		sort.Strings(pkeys)
+		for _, k := range pkeys {
 			f.str(k).add(policies[k].ID, policies[k].Version)
 		}
-		used = make([]*jiaoliu.ExchangeActivity, len(exchanges))
+		shared = f.sum()
+		version := func(sc *jiaoliu.School) int64 {
+			if sc == nil {
+				return -1
+			}
+			return sc.Version
+		}
 		for i, x := range exchanges {
-			f.add(x.ID, x.Version)
-			for _, id := range []string{x.SendingSchoolID, x.ReceivingSchoolID} {
-				if sc := schools[id]; sc != nil {
-					f.add(sc.ID, sc.Version)
-				} else {
-					f.str(id)
+			k := progressKey{exchange: x.Version, sending: version(schools[x.SendingSchoolID]), receiving: version(schools[x.ReceivingSchoolID]),
+				teacher: -1, activity: activity[x.ID]}
+			if t := teachers[x.TeacherID]; t != nil {
+				k.teacher = t.Version
+			}
+			keys[i] = k
+		}
+		s.views.mu.Lock()
+		prev = s.views.progress[cacheKey+"@"+asOf.String()]
+		s.views.mu.Unlock()
+		compute = nil
+		all := true
+		for i, x := range exchanges {
+			if prev != nil && prev.shared == shared {
+				if it, ok := prev.items[x.ID]; ok && it.key == keys[i] {
+					reused[i] = it.progress
+					if i >= len(prev.list) || prev.list[i] != it.progress {
+						all = false
+					}
+					continue
 				}
 			}
-			if t := teachers[x.TeacherID]; t != nil {
-				f.add(t.ID, t.Version)
+			all = false
+			compute = append(compute, x)
+		}
+		if all && len(prev.list) == len(exchanges) {
+			return prev.list, nil
+		}
+		if len(compute) > 0 {
+			var xids, tids []string
+			for _, x := range compute {
+				xids = append(xids, x.ID)
+				tids = append(tids, x.TeacherID)
 			}
-			used[i] = activity[x.ID]
-		}
-		fp = f.sum()
-		s.views.mu.Lock()
-		e := s.views.progress[cacheKey+"@"+asOf.String()]
-		s.views.mu.Unlock()
-		if e != nil && e.fingerprint == fp && slices.Equal(e.activity, used) {
-			return e.list, nil
-		}
-		if err := parallel(ctx, grades...); err != nil {
-			return nil, err
+			if err := parallel(ctx, grades(xids, dedupe(tids))...); err != nil {
+				return nil, err
+			}
 		}
 	}
 	evalsOf := map[string][]*jiaoliu.Evaluation{}
@@ -922,8 +953,8 @@ func (s *Store) progressOf(ctx context.Context, exchanges []*jiaoliu.Exchange, y
 			unqualifiedOf[x.TeacherID] = append(unqualifiedOf[x.TeacherID], e)
 		}
 	}
-	out := make([]*jiaoliu.ExchangeProgress, 0, len(exchanges))
-	for _, x := range exchanges {
+	computed := make(map[string]*jiaoliu.ExchangeProgress, len(compute))
+	for _, x := range compute {
 		duty, _, _ := jiaoliu.DutyWindow(x, asOf)
 		if year != "" {
 			duty = year
@@ -943,14 +974,24 @@ func (s *Store) progressOf(ctx context.Context, exchanges []*jiaoliu.Exchange, y
 		}
 		// With a year (a dashboard, the progress report) the duties are judged on that
 		// year, over the window the activity was counted in.
-		out = append(out, jiaoliu.ComputeProgress(jiaoliu.ProgressInput{Policy: p.PolicyParams, Exchange: x, TeacherName: name,
+		computed[x.ID] = jiaoliu.ComputeProgress(jiaoliu.ProgressInput{Policy: p.PolicyParams, Exchange: x, TeacherName: name,
 			Sending: schools[x.SendingSchoolID], Receiving: schools[x.ReceivingSchoolID], Activity: *a,
 			Evaluations: evalsOf[x.ID], UnqualifiedYears: jiaoliu.UnqualifiedYears(history, unqualifiedOf[x.TeacherID]), AsOf: asOf,
-			Year: year, Position: position}))
+			Year: year, Position: position})
+	}
+	out := make([]*jiaoliu.ExchangeProgress, len(exchanges))
+	for i, x := range exchanges {
+		if out[i] = reused[i]; out[i] == nil {
+			out[i] = computed[x.ID]
+		}
 	}
 	if cacheKey != "" {
+		e := &progressEntry{shared: shared, items: make(map[string]progressItem, len(exchanges)), list: out}
+		for i, x := range exchanges {
+			e.items[x.ID] = progressItem{key: keys[i], progress: out[i]}
+		}
 		s.views.mu.Lock()
-		putBounded(&s.views.progress, cacheKey+"@"+asOf.String(), &progressEntry{fingerprint: fp, activity: used, list: out})
+		putBounded(&s.views.progress, cacheKey+"@"+asOf.String(), e)
 		s.views.mu.Unlock()
 	}
 	return out, nil

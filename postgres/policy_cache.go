@@ -256,10 +256,24 @@ func (dd *districtData) fingerprint() string {
 	return dd.fp
 }
 
+// progressEntry is the progress of the exchanges of a district view as of a day.
 type progressEntry struct {
-	fingerprint string
-	activity    []*jiaoliu.ExchangeActivity // by exchange, as used
-	list        []*jiaoliu.ExchangeProgress
+	shared string // the fingerprint of the grades of the list's exchanges and of the policies
+	items  map[string]progressItem
+	list   []*jiaoliu.ExchangeProgress
+}
+
+type progressItem struct {
+	key      progressKey
+	progress *jiaoliu.ExchangeProgress
+}
+
+// progressKey is what the progress of one exchange is computed from besides the shared
+// part: the versions of the exchange, its schools and teacher (-1: none), and its
+// activity (an entry of the activity cache, replaced when recounted).
+type progressKey struct {
+	exchange, sending, receiving, teacher int64
+	activity                              *jiaoliu.ExchangeActivity
 }
 
 // progressFingerprintQuery fingerprints the evaluations of the exchanges $1 and the
