@@ -317,6 +317,18 @@ func BenchmarkDistrictDashboard(b *testing.B) {
 		d.Progress.AbsenceRunExceeded, d.Progress.AbsenceYearExceed, len(d.Alerts))
 }
 
+// BenchmarkDistrictDashboardCold is the district dashboard from a store that has
+// cached nothing (a new Store each call): a server's first dashboard of a district, or
+// the first of a new as-of day for what depends on it (activity and progress).
+func BenchmarkDistrictDashboardCold(b *testing.B) {
+	w := benchDistrict(b)
+	ctx := districtAdmin(w.district)
+	timed(b, func() error {
+		_, err := postgres.NewStore(w.store.DB(), hlc.NewClock("cold"), nil).DistrictDashboard(ctx, w.district, "2026-2027", benchAsOf)
+		return err
+	})
+}
+
 // BenchmarkDistrictDashboardAfterWrite is the district dashboard when a lesson of the
 // week of as-of changed since the previous call (its kind, through Store.Apply, left
 // unfolded): the parts of the dashboard are cached between calls, and this is the cost
