@@ -773,8 +773,9 @@ func policyOf(x *jiaoliu.Exchange, duty jiaoliu.AcademicYear, schools map[string
 // progressOf applies the progress rules to exchanges. With year set (a dashboard), the
 // duties are counted over that academic year; otherwise over each exchange's duty
 // window as of asOf. With cacheKey set (a district view: year set), the activity is
-// taken from the cache of each exchange's counts, and the whole list is reused when
-// nothing it is computed from changed since the last call with that key and day.
+// taken from the cache of each exchange's counts, and the progress of an exchange is
+// reused when nothing it is computed from changed since the last call with that key
+// and day (policy_cache.go).
 func (s *Store) progressOf(ctx context.Context, exchanges []*jiaoliu.Exchange, year jiaoliu.AcademicYear, asOf jiaoliu.Date,
 	schools map[string]*jiaoliu.School, teachers map[string]*jiaoliu.Teacher, policies map[string]*jiaoliu.Policy, cacheKey string) ([]*jiaoliu.ExchangeProgress, error) {
 	if len(exchanges) == 0 {

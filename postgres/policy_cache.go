@@ -150,8 +150,13 @@ func (s *Store) cachedActivity(ctx context.Context, exchanges []*jiaoliu.Exchang
 	if cur != nil && cur.generation > st.Generation {
 		return out, nil // a newer entry is in place
 	}
+	if cur != nil && cur == entry && cur.generation == st.Generation && len(recount) == 0 && len(stale) == 0 {
+		return out, nil // nothing changed
+	}
 	next := &activityEntry{generation: st.Generation, byID: make(map[string]cachedActivity, len(exchanges))}
-	if valid && cur != nil {
+	// The entries kept are those of an entry at least as recent as the one the log was
+	// read from: what changed after it is in stale.
+	if valid && cur != nil && cur.generation >= since {
 		for id, c := range cur.byID {
 			if !stale[id] {
 				next.byID[id] = c
