@@ -125,3 +125,58 @@ func TestDashboardCachesSeeEveryWrite(t *testing.T) {
 	}
 	check("rebuilt", false, v)
 }
+
+// TestDashboardCachesConcurrently serves the views from several goroutines while
+// lessons and absences are written and folded (run it with -race), then checks that
+// once the writes are done the caching store answers what a new store answers.
+func TestDashboardCachesConcurrently(t *testing.T) {
+	w := newPolicyWorld(t)
+	asOf := weekdays[42]
+	ctx := districtAdmin(w.district)
+	y := jiaoliu.AcademicYear("2026-2027")
+	done := make(chan struct{})
+	errs := make(chan error, 8)
+	for g := range 4 {
+		go func() {
+			for {
+				select {
+				case <-done:
+					errs <- nil
+					return
+				default:
+				}
+				var err error
+				if g%2 == 0 {
+					_, err = w.store.DistrictDashboard(ctx, w.district, y, asOf)
+				} else {
+					_, err = w.store.SchoolDashboard(ctx, w.weak, y, asOf)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for i := range 12 {
+		MustApply(t, sys(), w.store,
+			upsert("lesson", newID(), map[string]any{"exchangeId": w.up, "date": weekdays[30+i].String(), "period": 5.0, "subject": "数学", "kind": "DEMONSTRATION"}),
+			upsert("attendance", newID(), map[string]any{"exchangeId": w.up, "date": weekdays[30+i].String(), "status": "ABSENT"}))
+		if i%3 == 2 {
+			if _, err := w.store.CompactExchangeStats(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	close(done)
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	cached := readViews(t, w.store, w, asOf)
+	fresh := readViews(t, postgres.NewStore(w.store.DB(), hlc.NewClock("fresh"), nil), w, asOf)
+	if !reflect.DeepEqual(cached, fresh) {
+		t.Fatal("after concurrent writes, the views of the caching store differ from a new store's")
+	}
+}
