@@ -10,10 +10,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 
 	"github.com/jiaoliu/jiaoliu"
 	"github.com/jiaoliu/jiaoliu/graph"
+	"github.com/jiaoliu/jiaoliu/internal/cpustat"
 	"github.com/jiaoliu/jiaoliu/internal/pgtest"
 	"github.com/jiaoliu/jiaoliu/postgres"
 	"github.com/jiaoliu/jiaoliu/sync/hlc"
@@ -251,26 +250,14 @@ var benchSQL = []string{
 // that, unlike its latency, does not grow when other processes load the machine.
 func cpuTime(b *testing.B) time.Duration {
 	b.Helper()
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	total := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	total := cpustat.Self()
 	var pids []int
 	if err := benchW.store.DB().Select(&pids, `SELECT pid FROM pg_stat_activity WHERE datname = current_database()`); err != nil {
 		b.Fatal(err)
 	}
 	for _, pid := range pids {
-		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		// Fields after the command (in parentheses): utime and stime are the 14th and 15th.
-		f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+1:]))
-		if len(f) > 12 {
-			u, _ := strconv.Atoi(f[11])
-			s, _ := strconv.Atoi(f[12])
-			total += time.Duration(u+s) * time.Second / 100 // clock ticks of 10 ms
+		if p, err := cpustat.Of(pid); err == nil {
+			total += p.CPU
 		}
 	}
 	return total
