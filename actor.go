@@ -52,3 +52,12 @@ func ActorFromContext(ctx context.Context) *Actor {
 func (a *Actor) IsAdmin() bool {
 	return a.System || a.Role == RoleSchoolAdmin || a.Role == RoleDistrictAdmin
 }
+
+// WatchedDevice is what live sync activity says of a device, and who may watch it: the
+// district and school scope tokens of its user.
+type WatchedDevice struct {
+	Name     string
+	UserID   string
+	Username string
+	Scopes   []string
+}

@@ -43,7 +43,7 @@ func (m *Main) syncRoutes(ctx context.Context, mux *http.ServeMux) error {
 	case <-time.After(15 * time.Second):
 		return fmt.Errorf("sync hub: not listening after 15 s")
 	}
-	pub := hub.NewPublisher(m.db.DB, m.node, m.Log)
+	pub := hub.NewPublisher(m.Store, m.node, m.Log)
 	go pub.Run(ctx)
 	m.Activity = pub
 	srv := syncserver.New(m.Store, m.Store, h, m.Log)

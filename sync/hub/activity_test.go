@@ -231,7 +231,7 @@ func TestPublisherReachesEveryHub(t *testing.T) {
 	defer onB.Close()
 	defer elsewhere.Close()
 
-	pub := hub.NewPublisher(w.store.DB().DB, "replica-a", nil)
+	pub := hub.NewPublisher(w.store, "replica-a", nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go pub.Run(ctx)

@@ -2,7 +2,6 @@ package hub
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/lib/pq"
 
 	"github.com/jiaoliu/jiaoliu"
 )
@@ -38,7 +36,7 @@ const publishBatch = 64
 // Publisher sends sync activity to the hubs of every replica (pg_notify on
 // ChannelActivity). Its methods are called on the paths of sync sessions and messages,
 // after the fact (a push after its commit): they only queue and return at once, never
-// block and never fail. A worker (Run) reads what the events need from the database —
+// block and never fail. A worker (Run) reads what the events need from the store —
 // the device's name, its user and the user's district and school tokens, the ids of
 // the stored rejections and conflicts — once per batch of queued activities, and sends
 // the events in one statement. When the queue is full, activity is dropped, counted and
@@ -53,7 +51,7 @@ type Publisher struct {
 	// Now returns the time; tests may replace it.
 	Now func() time.Time
 
-	db    *sql.DB
+	store Store
 	node  string
 	log   *slog.Logger
 	queue chan activity
@@ -87,14 +85,28 @@ type deviceInfo struct {
 	at                     time.Time
 }
 
-// NewPublisher returns a publisher sending through db as replica node. Start its
+// Store is what the publisher reads from the database and sends through it
+// (postgres.Store implements it).
+type Store interface {
+	// WatchedDevices returns, by device id, each device and who may watch it.
+	WatchedDevices(ctx context.Context, ids []string) (map[string]jiaoliu.WatchedDevice, error)
+	// RejectionIDs returns the id of the latest stored rejection of each opId.
+	RejectionIDs(ctx context.Context, opIDs []string) (map[string][]string, error)
+	// ConflictIDs returns, by the losing opId, the ids of the conflicts recorded for
+	// the ops (entities[i], records[i], lostOps[i]).
+	ConflictIDs(ctx context.Context, entities, records, lostOps []string) (map[string][]string, error)
+	// Notify sends the payloads on a notification channel, in order.
+	Notify(ctx context.Context, channel string, payloads []string) error
+}
+
+// NewPublisher returns a publisher sending through store as replica node. Start its
 // worker with Run.
-func NewPublisher(db *sql.DB, node string, log *slog.Logger) *Publisher {
+func NewPublisher(store Store, node string, log *slog.Logger) *Publisher {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Publisher{MaxDetails: DefaultMaxDetails, DeviceTTL: DefaultDeviceTTL, Now: time.Now,
-		db: db, node: node, log: log, queue: make(chan activity, DefaultPublishQueue),
+		store: store, node: node, log: log, queue: make(chan activity, DefaultPublishQueue),
 		stop: make(chan struct{}), done: make(chan struct{}), devices: map[string]deviceInfo{}}
 }
 
@@ -284,8 +296,7 @@ func (p *Publisher) flush(ctx context.Context, batch []activity) {
 			payloads = append(payloads, p.encode(&dev))
 		}
 	}
-	if _, err := p.db.ExecContext(ctx, `SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS x(p, n) ORDER BY n`,
-		ChannelActivity, pq.Array(payloads)); err != nil {
+	if err := p.store.Notify(ctx, ChannelActivity, payloads); err != nil {
 		p.log.Warn("sync activity: notify", "err", err, "events", len(payloads))
 	}
 }
@@ -350,30 +361,12 @@ func (p *Publisher) lookupDevices(ctx context.Context, batch []activity) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	rows, err := p.db.QueryContext(ctx, `SELECT d.id::text, d.name, u.id::text, u.username,
-			ARRAY(SELECT DISTINCT t FROM unnest(CASE u.role
-				WHEN 'TEACHER' THEN teacher_tokens(u.teacher_id)
-				WHEN 'SCHOOL_ADMIN' THEN school_tokens(u.school_id)
-				WHEN 'DISTRICT_ADMIN' THEN ARRAY['d:' || u.district_id]
-				WHEN 'AUDITOR' THEN ARRAY['d:' || u.district_id]
-				ELSE '{}'::text[] END) AS t
-				WHERE t LIKE 'd:%' OR t LIKE 's:%' ORDER BY t)
-		FROM devices d JOIN users u ON u.id = d.user_id WHERE d.id = ANY($1::uuid[])`, pq.Array(ids))
+	found, err := p.store.WatchedDevices(ctx, ids)
 	if err != nil {
-		return fmt.Errorf("devices: %w", err)
+		return err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var id string
-		var info deviceInfo
-		if err := rows.Scan(&id, &info.name, &info.userID, &info.username, pq.Array(&info.scopes)); err != nil {
-			return fmt.Errorf("devices: %w", err)
-		}
-		info.at = now
-		p.devices[id] = info
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("devices: %w", err)
+	for id, d := range found {
+		p.devices[id] = deviceInfo{name: d.Name, userID: d.UserID, username: d.Username, scopes: d.Scopes, at: now}
 	}
 	return nil
 }
@@ -393,34 +386,24 @@ func (p *Publisher) lookupDetails(ctx context.Context, batch []activity) (map[st
 		}
 	}
 	out := map[string][]string{}
-	scan := func(kind, q string, args ...any) error {
-		rows, err := p.db.QueryContext(ctx, q, args...)
-		if err != nil {
-			return err
+	add := func(kind string, ids map[string][]string) {
+		for opID, v := range ids {
+			out[kind+"/"+opID] = v
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var opID, id string
-			if err := rows.Scan(&opID, &id); err != nil {
-				return err
-			}
-			out[kind+"/"+opID] = append(out[kind+"/"+opID], id)
-		}
-		return rows.Err()
 	}
 	if len(rejected) > 0 {
-		if err := scan(KindRejection, `SELECT op_id, max(id)::text FROM sync_rejections WHERE op_id = ANY($1) GROUP BY op_id`,
-			pq.Array(rejected)); err != nil {
-			return out, fmt.Errorf("rejections: %w", err)
+		ids, err := p.store.RejectionIDs(ctx, rejected)
+		if err != nil {
+			return out, err
 		}
+		add(KindRejection, ids)
 	}
 	if len(lost) > 0 {
-		if err := scan(KindConflict, `SELECT c.lost_op_id, c.id::text FROM sync_conflicts c
-			JOIN unnest($1::text[], $2::uuid[], $3::text[]) AS k(entity, record_id, op_id)
-				ON c.entity = k.entity AND c.record_id = k.record_id AND c.lost_op_id = k.op_id
-			ORDER BY c.id`, pq.Array(entities), pq.Array(records), pq.Array(lost)); err != nil {
-			return out, fmt.Errorf("conflicts: %w", err)
+		ids, err := p.store.ConflictIDs(ctx, entities, records, lost)
+		if err != nil {
+			return out, err
 		}
+		add(KindConflict, ids)
 	}
 	return out, nil
 }
