@@ -26,120 +26,19 @@ CREATE FUNCTION stats_log(ids uuid[]) RETURNS void LANGUAGE sql AS $$
 $$;
 -- +goose StatementEnd
 
+-- The folds (stats_compact) and the rebuild (stats_rebuild) both end by cumulating the
+-- exchanges they touched (NULL: all of them), and nothing else cumulates: cumulating is
+-- where a fold is logged.
+ALTER FUNCTION stats_cumulate(uuid[]) RENAME TO stats_cumulate_weeks;
 -- +goose StatementBegin
-CREATE OR REPLACE FUNCTION stats_compact() RETURNS integer LANGUAGE plpgsql AS $$
-DECLARE
-    touched uuid[];
-    n integer;
-BEGIN
-    PERFORM pg_advisory_xact_lock(4004);
-    WITH k AS (
-        SELECT DISTINCT exchange_id, week FROM exchange_week_stats WHERE delta
-    ), d AS (
-        DELETE FROM exchange_week_stats s USING k WHERE s.exchange_id = k.exchange_id AND s.week = k.week RETURNING s.*
-    ), ins AS (
-        INSERT INTO exchange_week_stats (exchange_id, week, lessons, demonstration, guidance, delivered, research, surveys,
-                observations, critiques, present, leave, sick, absent, max_date, delta)
-        SELECT exchange_id, week, sum(lessons), sum(demonstration), sum(guidance), sum(delivered), sum(research), sum(surveys),
-            sum(observations), sum(critiques), sum(present), sum(leave), sum(sick), sum(absent), max(max_date), false
-        FROM d GROUP BY exchange_id, week
-        RETURNING exchange_id
-    )
-    SELECT array_agg(DISTINCT exchange_id), count(*) INTO touched, n FROM ins;
-    IF touched IS NOT NULL THEN
-        PERFORM stats_cumulate(touched);
-        PERFORM stats_log(touched);
-    END IF;
-    RETURN coalesce(n, 0);
-END $$;
--- +goose StatementEnd
-
--- +goose StatementBegin
-CREATE OR REPLACE FUNCTION stats_rebuild() RETURNS void LANGUAGE sql AS $$
-    SELECT pg_advisory_xact_lock(4004);
-    DELETE FROM exchange_week_stats;
-    INSERT INTO exchange_week_stats (exchange_id, week, lessons, demonstration, guidance, delivered, research, surveys,
-            observations, critiques, present, leave, sick, absent, max_date, delta)
-    SELECT exchange_id, stats_bucket(date), sum(lessons), sum(demonstration), sum(guidance), sum(delivered), sum(research),
-        sum(surveys), sum(observations), sum(critiques), sum(present), sum(leave), sum(sick), sum(absent), max(date), false
-    FROM (
-        SELECT exchange_id, date, 1 AS lessons, (kind = 'DEMONSTRATION')::int AS demonstration, (kind = 'GUIDANCE')::int AS guidance,
-            (kind = 'DELIVERED')::int AS delivered, 0 AS research, 0 AS surveys, 0 AS observations, 0 AS critiques,
-            0 AS present, 0 AS leave, 0 AS sick, 0 AS absent
-        FROM lessons WHERE NOT deleted
-        UNION ALL
-        SELECT exchange_id, date, 0, 0, 0, 0, 0, 0, 0, 0, (status = 'PRESENT')::int, (status = 'LEAVE')::int,
-            (status = 'SICK')::int, (status = 'ABSENT')::int
-        FROM attendance WHERE NOT deleted
-        UNION ALL
-        SELECT exchange_id, date, 0, 0, 0, 0, 1, (kind = 'SURVEY')::int, 0, 0, 0, 0, 0, 0
-        FROM research_activities WHERE NOT deleted
-        UNION ALL
-        SELECT o.exchange_id, o.date, 0, 0, 0, 0, 0, 0, 1, o.critique::int, 0, 0, 0, 0
-        FROM observations o JOIN exchanges x ON x.id = o.exchange_id AND x.teacher_id = o.observer_id
-        WHERE NOT o.deleted
-    ) u
-    GROUP BY exchange_id, stats_bucket(date);
-    SELECT stats_cumulate(NULL);
-    SELECT stats_log(NULL);
+CREATE FUNCTION stats_cumulate(ids uuid[]) RETURNS void LANGUAGE sql AS $$
+    SELECT stats_cumulate_weeks(ids);
+    SELECT stats_log(ids);
 $$;
 -- +goose StatementEnd
 
 -- +goose Down
--- +goose StatementBegin
-CREATE OR REPLACE FUNCTION stats_compact() RETURNS integer LANGUAGE plpgsql AS $$
-DECLARE
-    touched uuid[];
-    n integer;
-BEGIN
-    PERFORM pg_advisory_xact_lock(4004);
-    WITH k AS (
-        SELECT DISTINCT exchange_id, week FROM exchange_week_stats WHERE delta
-    ), d AS (
-        DELETE FROM exchange_week_stats s USING k WHERE s.exchange_id = k.exchange_id AND s.week = k.week RETURNING s.*
-    ), ins AS (
-        INSERT INTO exchange_week_stats (exchange_id, week, lessons, demonstration, guidance, delivered, research, surveys,
-                observations, critiques, present, leave, sick, absent, max_date, delta)
-        SELECT exchange_id, week, sum(lessons), sum(demonstration), sum(guidance), sum(delivered), sum(research), sum(surveys),
-            sum(observations), sum(critiques), sum(present), sum(leave), sum(sick), sum(absent), max(max_date), false
-        FROM d GROUP BY exchange_id, week
-        RETURNING exchange_id
-    )
-    SELECT array_agg(DISTINCT exchange_id), count(*) INTO touched, n FROM ins;
-    IF touched IS NOT NULL THEN
-        PERFORM stats_cumulate(touched);
-    END IF;
-    RETURN coalesce(n, 0);
-END $$;
--- +goose StatementEnd
--- +goose StatementBegin
-CREATE OR REPLACE FUNCTION stats_rebuild() RETURNS void LANGUAGE sql AS $$
-    SELECT pg_advisory_xact_lock(4004);
-    DELETE FROM exchange_week_stats;
-    INSERT INTO exchange_week_stats (exchange_id, week, lessons, demonstration, guidance, delivered, research, surveys,
-            observations, critiques, present, leave, sick, absent, max_date, delta)
-    SELECT exchange_id, stats_bucket(date), sum(lessons), sum(demonstration), sum(guidance), sum(delivered), sum(research),
-        sum(surveys), sum(observations), sum(critiques), sum(present), sum(leave), sum(sick), sum(absent), max(date), false
-    FROM (
-        SELECT exchange_id, date, 1 AS lessons, (kind = 'DEMONSTRATION')::int AS demonstration, (kind = 'GUIDANCE')::int AS guidance,
-            (kind = 'DELIVERED')::int AS delivered, 0 AS research, 0 AS surveys, 0 AS observations, 0 AS critiques,
-            0 AS present, 0 AS leave, 0 AS sick, 0 AS absent
-        FROM lessons WHERE NOT deleted
-        UNION ALL
-        SELECT exchange_id, date, 0, 0, 0, 0, 0, 0, 0, 0, (status = 'PRESENT')::int, (status = 'LEAVE')::int,
-            (status = 'SICK')::int, (status = 'ABSENT')::int
-        FROM attendance WHERE NOT deleted
-        UNION ALL
-        SELECT exchange_id, date, 0, 0, 0, 0, 1, (kind = 'SURVEY')::int, 0, 0, 0, 0, 0, 0
-        FROM research_activities WHERE NOT deleted
-        UNION ALL
-        SELECT o.exchange_id, o.date, 0, 0, 0, 0, 0, 0, 1, o.critique::int, 0, 0, 0, 0
-        FROM observations o JOIN exchanges x ON x.id = o.exchange_id AND x.teacher_id = o.observer_id
-        WHERE NOT o.deleted
-    ) u
-    GROUP BY exchange_id, stats_bucket(date);
-    SELECT stats_cumulate(NULL);
-$$;
--- +goose StatementEnd
+DROP FUNCTION stats_cumulate(uuid[]);
+ALTER FUNCTION stats_cumulate_weeks(uuid[]) RENAME TO stats_cumulate;
 DROP FUNCTION stats_log(uuid[]);
 DROP TABLE exchange_stats_log;
