@@ -219,6 +219,20 @@ func (w *oracleWorld) flush(tb testing.TB) {
 
 func (w *oracleWorld) pick(n int) int { return w.rng.IntN(n) }
 
+// nudge moves day, one time in n each, a day later, a day earlier, or up to spread days
+// either way; otherwise it leaves it: the days around a limit, and some further off.
+func (w *oracleWorld) nudge(day time.Time, n, spread int) time.Time {
+	switch w.pick(n) {
+	case 0:
+		return day.AddDate(0, 0, 1)
+	case 1:
+		return day.AddDate(0, 0, -1)
+	case 2:
+		return day.AddDate(0, 0, w.pick(2*spread)-spread)
+	}
+	return day
+}
+
 func (w *oracleWorld) chance(p float64) bool { return w.rng.Float64() < p }
 
 // ageLimit is the oracle's reading of the age limits: principals have their own.
@@ -314,15 +328,7 @@ func newOracleWorld(tb testing.TB, seed uint64, preset string, firstYear, lastYe
 			if w.chance(0.55) {
 				age = limit - 1 + w.pick(3)
 			}
-			t.birth = oDay(2026-age, 9, 1)
-			switch w.pick(4) {
-			case 0:
-				t.birth = t.birth.AddDate(0, 0, 1)
-			case 1:
-				t.birth = t.birth.AddDate(0, 0, -1)
-			case 2:
-				t.birth = t.birth.AddDate(0, 0, w.pick(300)-150)
-			}
+			t.birth = w.nudge(oDay(2026-age, 9, 1), 4, 150)
 			tenure := w.p.TenureYears
 			if t.position != "TEACHER" {
 				tenure = w.p.CadreTenureYears
@@ -331,15 +337,7 @@ func newOracleWorld(tb testing.TB, seed uint64, preset string, firstYear, lastYe
 			if w.chance(0.6) {
 				k = tenure - 1 + w.pick(3)
 			}
-			t.joined = oDay(2026-k, 9, 1)
-			switch w.pick(5) {
-			case 0:
-				t.joined = t.joined.AddDate(0, 0, 1)
-			case 1:
-				t.joined = t.joined.AddDate(0, 0, -1)
-			case 2:
-				t.joined = t.joined.AddDate(0, 0, w.pick(200)-100)
-			}
+			t.joined = w.nudge(oDay(2026-k, 9, 1), 5, 100)
 			if oAge(t.birth, t.joined) < 16 {
 				t.joined = t.birth.AddDate(22, 0, w.pick(30))
 			}
