@@ -9,26 +9,10 @@ const path = require('path');
 const fs = require('fs');
 const os = require('os');
 const PouchDB = require('pouchdb').plugin(require('pouchdb-adapter-memory'));
+const { backlog } = require('./documents');
 
 const clients = +(process.argv[2] || 10), docs = +(process.argv[3] || 2000), batch = +(process.argv[4] || 500);
 const port = 15984, url = `http://127.0.0.1:${port}/`;
-
-function backlog(c, n) {
-  const out = [];
-  const start = Date.UTC(2026, 8, 1);
-  for (let day = 0, slot = 0; out.length < n; ) {
-    const date = new Date(start + day * 86400000).toISOString().slice(0, 10);
-    const id = `${c}-${out.length}`;
-    if (slot === 0) out.push({ _id: 'attendance:' + id, entity: 'attendance', exchangeId: 'x' + c, date, status: 'PRESENT' });
-    else if (slot <= 4) out.push({ _id: 'lesson:' + id, entity: 'lesson', exchangeId: 'x' + c, date, period: slot, subject: '数学',
-      kind: ['REGULAR', 'DEMONSTRATION', 'GUIDANCE'][slot % 3], topic: '分数的初步认识（第' + slot + '课时）', gradeLevel: '三年级', className: '三（2）班', minutes: 40 });
-    else out.push({ _id: 'research:' + id, entity: 'researchActivity', exchangeId: 'x' + c, date, kind: 'JOINT_PREPARATION', topic: '集体备课：分数' });
-    slot++;
-    const perDay = day % 5 === 0 ? 6 : 5;
-    if (slot === perDay) { slot = 0; day++; }
-  }
-  return out;
-}
 
 async function waitUp() {
   for (let i = 0; i < 120; i++) {
@@ -47,7 +31,7 @@ async function waitUp() {
     const locals = [];
     for (let c = 0; c < clients; c++) {
       const db = new PouchDB('client' + c, { adapter: 'memory' });
-      await db.bulkDocs(backlog(c, docs));
+      await db.bulkDocs(backlog(c, docs, '_id'));
       locals.push(db);
     }
     let t0 = Date.now();

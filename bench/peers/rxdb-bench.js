@@ -39,7 +39,8 @@ const { replicateWithWebsocketServer, createWebSocketClient } = require('rxdb/pl
 const { replicateRxCollection } = require('rxdb/plugins/replication');
 const { randomToken } = require('rxdb/plugins/utils');
 const { firstValueFrom, filter, map } = require('rxjs');
-const { recordSchema, backlog } = require('./rxdb-schema');
+const { recordSchema } = require('./rxdb-schema');
+const { backlog } = require('./documents');
 
 const CLIENTS_PER_WORKER = 10;
 const TIME_LIMIT_MS = 10 * 60 * 1000;
