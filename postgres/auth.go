@@ -562,16 +562,9 @@ func (s *Store) ChangePassword(ctx context.Context, current, next string) (strin
 // a user outside the caller's scope, and INVALID (field newPassword) for a password
 // that breaks the rules of CreateUser.
 func (s *Store) ResetPassword(ctx context.Context, userID, password string) (*jiaoliu.User, error) {
-	actor := jiaoliu.ActorFromContext(ctx)
-	if actor == nil {
-		return nil, jiaoliu.Errorf(jiaoliu.EUNAUTHENTICATED, "sign in to reset passwords")
-	}
-	target, err := s.managedUser(ctx, actor, userID, "reset passwords")
+	actor, target, err := s.managedUser(ctx, userID, "reset passwords", "change your own password with changePassword")
 	if err != nil {
 		return nil, err
-	}
-	if target.ID == actor.UserID {
-		return nil, jiaoliu.Errorf(jiaoliu.EFORBIDDEN, "change your own password with changePassword")
 	}
 	fe := jiaoliu.FieldErrors{}
 	checkPassword(fe, "newPassword", password)
@@ -642,16 +635,9 @@ func (s *Store) setPassword(ctx context.Context, actor *jiaoliu.Actor, userID, o
 // themself and for a user the caller sees but may not manage, NOT_FOUND for a user
 // outside the caller's scope.
 func (s *Store) SetUserDisabled(ctx context.Context, userID string, disabled bool) (*jiaoliu.User, error) {
-	actor := jiaoliu.ActorFromContext(ctx)
-	if actor == nil {
-		return nil, jiaoliu.Errorf(jiaoliu.EUNAUTHENTICATED, "sign in to disable users")
-	}
-	target, err := s.managedUser(ctx, actor, userID, "disable users")
+	actor, target, err := s.managedUser(ctx, userID, "disable users", "you cannot disable or re-enable yourself")
 	if err != nil {
 		return nil, err
-	}
-	if target.ID == actor.UserID {
-		return nil, jiaoliu.Errorf(jiaoliu.EFORBIDDEN, "you cannot disable or re-enable yourself")
 	}
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
@@ -687,40 +673,45 @@ func (s *Store) SetUserDisabled(ctx context.Context, userID string, disabled boo
 	return &u, nil
 }
 
-// managedUser returns the user with the given id for an administrator to act on (reset
-// a password, disable). Teachers and auditors manage no one: FORBIDDEN. A user outside
-// the users the actor sees (Users) answers NOT_FOUND, exactly like an unknown id; a
-// user the actor sees but may not manage (mayManageUser refuses it: an ADMIN listed in
-// a district admin's district) answers FORBIDDEN. The actor themself is returned:
-// callers decide.
-func (s *Store) managedUser(ctx context.Context, actor *jiaoliu.Actor, userID, what string) (*jiaoliu.User, error) {
+// managedUser returns the actor of ctx and the user with the given id for the actor to
+// act on (what: "reset passwords", "disable users"). No actor: UNAUTHENTICATED.
+// Teachers and auditors manage no one: FORBIDDEN. A user outside the users the actor
+// sees (Users) answers NOT_FOUND, exactly like an unknown id; the actor themself,
+// FORBIDDEN with selfRefused; a user the actor sees but may not manage (mayManageUser
+// refuses it: an ADMIN listed in a district admin's district), FORBIDDEN.
+func (s *Store) managedUser(ctx context.Context, userID, what, selfRefused string) (*jiaoliu.Actor, *jiaoliu.User, error) {
+	actor := jiaoliu.ActorFromContext(ctx)
+	if actor == nil {
+		return nil, nil, jiaoliu.Errorf(jiaoliu.EUNAUTHENTICATED, "sign in to %s", what)
+	}
 	switch {
 	case actor.System, actor.Role == jiaoliu.RoleDistrictAdmin, actor.Role == jiaoliu.RoleSchoolAdmin:
 	default:
-		return nil, jiaoliu.Errorf(jiaoliu.EFORBIDDEN, "only administrators may %s", what)
+		return nil, nil, jiaoliu.Errorf(jiaoliu.EFORBIDDEN, "only administrators may %s", what)
 	}
 	notFound := jiaoliu.Errorf(jiaoliu.ENOTFOUND, "user not found")
 	if !isUUID(userID) {
-		return nil, notFound
+		return nil, nil, notFound
 	}
 	where, args, err := accountScope(ctx, "u")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	args = append(args, userID)
 	var u jiaoliu.User
 	err = s.db.GetContext(ctx, &u, `SELECT `+prefixed("u", userColumns)+` FROM users u WHERE `+where+fmt.Sprintf(` AND u.id = $%d`, len(args)), args...)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, notFound
+		return nil, nil, notFound
 	} else if err != nil {
-		return nil, fmt.Errorf("load user: %w", err)
+		return nil, nil, fmt.Errorf("load user: %w", err)
 	}
-	if u.ID != actor.UserID {
-		if err := mayManageUser(actor, u.Role, deref(u.DistrictID), deref(u.SchoolID)); err != nil {
-			return nil, err
-		}
+	if u.ID == actor.UserID {
+		return nil, nil, jiaoliu.Errorf(jiaoliu.EFORBIDDEN, "%s", selfRefused)
 	}
-	return &u, nil
+	if err := mayManageUser(actor, u.Role, deref(u.DistrictID), deref(u.SchoolID)); err != nil {
+		return nil, nil, err
+	}
+	return actor, &u, nil
 }
 
 // Users lists the users the actor may manage (admins) or themself (others).
