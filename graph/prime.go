@@ -27,17 +27,14 @@ import (
 // those found.
 type primer func(ctx context.Context, ids []string) []any
 
-var primers = map[string]primer{}
-
-func init() {
-	register := func(def *jiaoliu.Entity, p primer) { primers[def.Name] = p }
-	register(jiaoliu.DistrictEntity, primeOf[jiaoliu.District](jiaoliu.DistrictEntity))
-	register(jiaoliu.ZoneEntity, primeOf[jiaoliu.Zone](jiaoliu.ZoneEntity))
-	register(jiaoliu.SchoolGroupEntity, primeOf[jiaoliu.SchoolGroup](jiaoliu.SchoolGroupEntity))
-	register(jiaoliu.SchoolEntity, primeOf[jiaoliu.School](jiaoliu.SchoolEntity))
-	register(jiaoliu.TeacherEntity, primeOf[jiaoliu.Teacher](jiaoliu.TeacherEntity))
-	register(jiaoliu.ExchangeEntity, primeOf[jiaoliu.Exchange](jiaoliu.ExchangeEntity))
-	register(jiaoliu.MentoringPairEntity, primeOf[jiaoliu.MentoringPair](jiaoliu.MentoringPairEntity))
+var primers = map[string]primer{
+	jiaoliu.DistrictEntity.Name:      primeOf[jiaoliu.District](jiaoliu.DistrictEntity),
+	jiaoliu.ZoneEntity.Name:          primeOf[jiaoliu.Zone](jiaoliu.ZoneEntity),
+	jiaoliu.SchoolGroupEntity.Name:   primeOf[jiaoliu.SchoolGroup](jiaoliu.SchoolGroupEntity),
+	jiaoliu.SchoolEntity.Name:        primeOf[jiaoliu.School](jiaoliu.SchoolEntity),
+	jiaoliu.TeacherEntity.Name:       primeOf[jiaoliu.Teacher](jiaoliu.TeacherEntity),
+	jiaoliu.ExchangeEntity.Name:      primeOf[jiaoliu.Exchange](jiaoliu.ExchangeEntity),
+	jiaoliu.MentoringPairEntity.Name: primeOf[jiaoliu.MentoringPair](jiaoliu.MentoringPairEntity),
 }
 
 func primeOf[T any](def *jiaoliu.Entity) primer {

@@ -116,23 +116,17 @@ func GetMany[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, ids []st
 		if err := rows.StructScan(v); err != nil {
 			return nil, fmt.Errorf("get %s: %w", def.Name, err)
 		}
-		out[s.fieldText(v, "id")] = v
+		out[FieldText(v, "id")] = v
 	}
 	return out, rows.Err()
 }
 
-// FieldText returns the value of the column col of a scanned domain struct (a pointer)
-// as text: an id, a reference, a sort key; "" for NULL.
-func FieldText(v any, col string) string { return fieldText(v, col) }
-
-// fieldText returns the value of the column col of a scanned domain struct as text,
-// as PostgreSQL would compare it: the id for maps, the sort key for cursors.
-func (s *Store) fieldText(v any, col string) string { return fieldText(v, col) }
-
 // mapper finds struct fields by column as sqlx's default mapper does.
 var mapper = reflectx.NewMapperFunc("db", sqlx.NameMapper)
 
-func fieldText(v any, col string) string {
+// FieldText returns the value of the column col of a scanned domain struct (a pointer)
+// as text, as PostgreSQL would compare it: an id, a reference, a sort key; "" for NULL.
+func FieldText(v any, col string) string {
 	fv := mapper.FieldByName(reflect.ValueOf(v).Elem(), col)
 	if fv.Kind() == reflect.Pointer {
 		if fv.IsNil() {
@@ -242,7 +236,7 @@ func List[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, q jiaoliu.L
 			break
 		}
 		page.Items = append(page.Items, v)
-		page.Cursors = append(page.Cursors, encodeCursor(s.fieldText(v, of.Column()), s.fieldText(v, "id")))
+		page.Cursors = append(page.Cursors, encodeCursor(FieldText(v, of.Column()), FieldText(v, "id")))
 	}
 	return page, rows.Err()
 }
@@ -364,7 +358,7 @@ func ChildrenOf[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, field
 		if err := rows.StructScan(v); err != nil {
 			return nil, fmt.Errorf("children of %s: %w", def.Name, err)
 		}
-		p := s.fieldText(v, fd.Column())
+		p := FieldText(v, fd.Column())
 		out[p] = append(out[p], v)
 	}
 	return out, rows.Err()
