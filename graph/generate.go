@@ -3,4 +3,4 @@
 package graph
 
 //go:generate go run ../internal/gen/inputs inputs.graphql
-//go:generate sh -c "cd .. && go run github.com/99designs/gqlgen generate"
+//go:generate sh -c "cd .. && go run ./internal/gen/gqlgen"
