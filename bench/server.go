@@ -7,12 +7,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
 
 	"github.com/jiaoliu/jiaoliu/graph"
+	"github.com/jiaoliu/jiaoliu/internal/gcfloor"
 	"github.com/jiaoliu/jiaoliu/postgres"
 	"github.com/jiaoliu/jiaoliu/sync/hlc"
 	"github.com/jiaoliu/jiaoliu/sync/hub"
@@ -30,11 +32,14 @@ type Server struct {
 	Hub   *hub.Hub
 	ts    *httptest.Server
 	stop  context.CancelFunc
+	floor func()
 }
 
 // StartServer serves the product on a loopback port against the database at dsn. The
 // sync server's per-device rate limit is lifted, since a benchmark device pushes far
-// faster than a tablet is allowed to.
+// faster than a tablet is allowed to. Like the server program, it keeps the garbage
+// collector's heap goal at least 64 MiB (internal/gcfloor; GC_FLOOR_MIB=0 turns it off
+// here too) until Close.
 func StartServer(ctx context.Context, dsn string) (*Server, error) {
 	log := slog.New(slog.DiscardHandler)
 	if os.Getenv("BENCH_LOG") != "" {
@@ -68,8 +73,12 @@ func StartServer(ctx context.Context, dsn string) (*Server, error) {
 	ts := httptest.NewUnstartedServer(mux)
 	ts.Config.BaseContext = nil
 	ts.Start()
+	floor := uint64(64)
+	if v, err := strconv.ParseUint(os.Getenv("GC_FLOOR_MIB"), 10, 64); err == nil {
+		floor = v
+	}
 	return &Server{URL: ts.URL, WSURL: "ws" + strings.TrimPrefix(ts.URL, "http") + "/sync", DB: db, Store: store,
-		Sync: srv, Hub: h, ts: ts, stop: cancel}, nil
+		Sync: srv, Hub: h, ts: ts, stop: cancel, floor: gcfloor.Start(floor << 20)}, nil
 }
 
 // Close stops serving and closes the database pool.
@@ -81,4 +90,5 @@ func (s *Server) Close() {
 	s.ts.Close()
 	s.stop()
 	s.DB.Close()
+	s.floor()
 }

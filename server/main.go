@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/jiaoliu/jiaoliu/internal/gcfloor"
 )
 
 func main() {
@@ -25,6 +27,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	// For the whole process, so not in Run (tests run several servers in one process).
+	defer gcfloor.Start(uint64(m.Config.GCFloorMiB) << 20)()
 	if err := m.Run(ctx); err != nil {
 		m.Log.Error("start failed", "error", err.Error())
 		_ = m.Close()

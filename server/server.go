@@ -10,8 +10,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -37,10 +39,16 @@ type Config struct {
 	Demo          string // DEMO, -demo: load demo data: auto (embedded database only), true, false
 	LogLevel      string // LOG_LEVEL, -log-level: debug, info, warn, error
 	NodeID        string // NODE_ID: this replica's HLC node id
+	// DebugAddr (DEBUG_ADDR, -debug-addr): when set, serve Go's profiles
+	// (/debug/pprof/) on this address, a separate listener that should stay on loopback.
+	DebugAddr string
 	// AllowedOrigins (ALLOWED_ORIGINS, -allowed-origins): comma-separated origin
 	// patterns of browser pages, besides the server's own, that may open the websockets
 	// (/graphql, /sync): "admin.example.org", "*.example.org", "https://admin.example.org".
 	AllowedOrigins string
+	// GCFloorMiB (GC_FLOOR_MIB, -gc-floor-mib): the garbage collector's heap goal is
+	// never below this many MiB (internal/gcfloor); 0 leaves GOGC alone. Default 64.
+	GCFloorMiB int
 }
 
 // Main is the whole program, so that tests can run it in-process.
@@ -55,18 +63,19 @@ type Main struct {
 	Store   *postgres.Store
 	// Hub fans out this replica's notifications: pokes to devices, sync activity to
 	// GraphQL subscribers. Activity publishes this replica's sync activity to all.
-	Hub      *hub.Hub
-	Activity *hub.Publisher
-	http     *http.Server
-	ln       net.Listener
-	cancel   context.CancelFunc // cancels the root context of long-lived connections
-	closers  []func(context.Context) error
+	Hub       *hub.Hub
+	Activity  *hub.Publisher
+	http      *http.Server
+	ln        net.Listener
+	cancel    context.CancelFunc // cancels the root context of long-lived connections
+	debugAddr string             // where the profiles are served (DEBUG_ADDR), once listening
+	closers   []func(context.Context) error
 }
 
 // NewMain returns a Main with the default configuration.
 func NewMain() *Main {
 	return &Main{
-		Config: Config{Addr: "127.0.0.1:8080", DataDir: "./data", Demo: "auto", LogLevel: "info"},
+		Config: Config{Addr: "127.0.0.1:8080", DataDir: "./data", Demo: "auto", LogLevel: "info", GCFloorMiB: 64},
 		Log:    slog.New(slog.NewTextHandler(os.Stderr, nil)),
 	}
 }
@@ -76,10 +85,17 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	c := &m.Config
 	for key, dst := range map[string]*string{"ADDR": &c.Addr, "DATABASE_URL": &c.DatabaseURL, "DATA_DIR": &c.DataDir,
 		"ADMIN_PASSWORD": &c.AdminPassword, "DEMO": &c.Demo, "LOG_LEVEL": &c.LogLevel, "NODE_ID": &c.NodeID,
-		"ALLOWED_ORIGINS": &c.AllowedOrigins} {
+		"ALLOWED_ORIGINS": &c.AllowedOrigins, "DEBUG_ADDR": &c.DebugAddr} {
 		if v := getenv(key); v != "" {
 			*dst = v
 		}
+	}
+	if v := getenv("GC_FLOOR_MIB"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("GC_FLOOR_MIB %q: want a number of MiB, 0 or more", v)
+		}
+		c.GCFloorMiB = n
 	}
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.StringVar(&c.Addr, "addr", c.Addr, "listen address (ADDR)")
@@ -87,9 +103,14 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "data directory of the embedded PostgreSQL (DATA_DIR)")
 	fs.StringVar(&c.Demo, "demo", c.Demo, "load demo data: auto, true or false (DEMO)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (LOG_LEVEL)")
+	fs.StringVar(&c.DebugAddr, "debug-addr", c.DebugAddr, "serve /debug/pprof/ on this address, e.g. 127.0.0.1:6060 (DEBUG_ADDR)")
+	fs.IntVar(&c.GCFloorMiB, "gc-floor-mib", c.GCFloorMiB, "the garbage collector's heap goal is never below this many MiB; 0 leaves GOGC alone (GC_FLOOR_MIB)")
 	fs.StringVar(&c.AllowedOrigins, "allowed-origins", c.AllowedOrigins, "comma-separated origin patterns that may open websockets besides the server's own (ALLOWED_ORIGINS)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if c.GCFloorMiB < 0 {
+		return fmt.Errorf("-gc-floor-mib %d: want 0 or more", c.GCFloorMiB)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
@@ -165,7 +186,33 @@ func (m *Main) Run(ctx context.Context) error {
 			m.Log.Error("serve", "error", err.Error())
 		}
 	}()
+	if m.Config.DebugAddr != "" {
+		if err := m.serveDebug(); err != nil {
+			return err
+		}
+	}
 	m.Log.Info("listening", "addr", "http://"+ln.Addr().String(), "playground", "http://"+ln.Addr().String()+"/", "graphql", "http://"+ln.Addr().String()+"/graphql")
+	return nil
+}
+
+// serveDebug serves net/http/pprof's handlers on their own listener, so that they are
+// never reachable through the public address.
+func (m *Main) serveDebug() error {
+	ln, err := net.Listen("tcp", m.Config.DebugAddr)
+	if err != nil {
+		return fmt.Errorf("listen on DEBUG_ADDR %s: %w", m.Config.DebugAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	m.closers = append(m.closers, srv.Shutdown)
+	m.debugAddr = ln.Addr().String()
+	m.Log.Info("profiles", "addr", "http://"+ln.Addr().String()+"/debug/pprof/")
 	return nil
 }
 
