@@ -104,9 +104,16 @@ func GetMany[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, ids []st
 	if err != nil {
 		return nil, err
 	}
-	q := fmt.Sprintf(`SELECT %s FROM %s t JOIN sync_log l ON l.entity = '%s' AND l.id = t.id WHERE t.id = ANY($1::uuid[]) AND %s`,
-		columns(def), def.Table, def.Name, cond)
-	rows, err := s.queryx(ctx, q, append([]any{pq.Array(valid)}, args...)...)
+	// One id is compared as one: PostgreSQL keeps a custom plan for "= ANY($1)" when its
+	// first plans were for one id (a custom plan looks cheaper than the generic one's
+	// guess of ten), and plans every call again: 0.23 ms of planning for a 0.05 ms read.
+	match, key := `t.id = ANY($1::uuid[])`, any(pq.Array(valid))
+	if len(valid) == 1 {
+		match, key = `t.id = $1::uuid`, valid[0]
+	}
+	q := fmt.Sprintf(`SELECT %s FROM %s t JOIN sync_log l ON l.entity = '%s' AND l.id = t.id WHERE %s AND %s`,
+		columns(def), def.Table, def.Name, match, cond)
+	rows, err := s.queryx(ctx, q, append([]any{key}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", def.Name, err)
 	}
