@@ -4,10 +4,14 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/graph-gophers/dataloader/v7"
+	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/jiaoliu/jiaoliu"
 	"github.com/jiaoliu/jiaoliu/postgres"
@@ -68,22 +72,80 @@ func loaderFor[K comparable, V any](ctx context.Context, key string, batch func(
 	return ld
 }
 
-// byID loads one record by id through the request's batch loader for its entity. A
-// record the caller may not read loads as nil (null in the response).
+// byID loads the record of def with that id as the value of the field being resolved,
+// through the request's batch loader for its entity and the columns the field's
+// selection reads (fieldColumns). A record the caller may not read loads as nil (null
+// in the response).
 func byID[T any](ctx context.Context, def *jiaoliu.Entity, id string) (*T, error) {
-	v, err := idLoader[T](ctx, def).Load(ctx, id)()
+	v, err := idLoader[T](ctx, def, fieldColumns(ctx, def)).Load(ctx, id)()
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", def.Name, err)
 	}
 	return v, nil
 }
 
-// idLoader is the request's batch loader of records of def by id.
-func idLoader[T any](ctx context.Context, def *jiaoliu.Entity) *dataloader.Loader[string, *T] {
+// idLoader is the request's batch loader of records of def by id, reading the columns
+// cols (every column when nil; see postgres.GetManyColumns). Records read with
+// different columns are kept apart.
+func idLoader[T any](ctx context.Context, def *jiaoliu.Entity, cols []string) *dataloader.Loader[string, *T] {
 	store := loadersFrom(ctx).store
-	return loaderFor(ctx, "id:"+def.Name, func(ctx context.Context, ids []string) (map[string]*T, error) {
-		return postgres.GetMany[T](ctx, store, def, ids)
+	key := "id:" + def.Name
+	if cols != nil {
+		key += ":" + strings.Join(cols, ",")
+	}
+	return loaderFor(ctx, key, func(ctx context.Context, ids []string) (map[string]*T, error) {
+		return postgres.GetManyColumns[T](ctx, store, def, ids, cols)
 	})
+}
+
+// pruneColumns turns on reading only the selected columns (tests turn it off to compare).
+var pruneColumns = true
+
+// fieldColumns returns the columns of def that the selection of the field being
+// resolved reads, or nil (every column).
+func fieldColumns(ctx context.Context, def *jiaoliu.Entity) []string {
+	if !pruneColumns || !graphql.HasOperationContext(ctx) {
+		return nil
+	}
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil || fc.Field.Field == nil {
+		return nil
+	}
+	return selectedColumns(graphql.GetOperationContext(ctx), def, fc.Field.Selections)
+}
+
+// selectedColumns returns the columns of def that the selection sel on a record of def
+// reads, in order and without the id (always read), or nil when sel reads any field
+// that is not a column of the record itself: a field computed by a resolver or a
+// method may read any column, so the record is read whole. A reference (school for
+// schoolId) reads its id column; what is selected inside it is another record's.
+func selectedColumns(op *graphql.OperationContext, def *jiaoliu.Entity, sel ast.SelectionSet) []string {
+	if len(sel) == 0 {
+		return nil
+	}
+	cols := []string{}
+	for _, f := range graphql.CollectFields(op, sel, []string{def.Type}) {
+		switch f.Name {
+		case "id", "__typename":
+			continue
+		case "version", "deleted", "createdAt", "updatedAt":
+			cols = append(cols, jiaoliu.SnakeCase(f.Name))
+			continue
+		}
+		fd, ok := def.Field(f.Name)
+		if ok && len(f.Selections) > 0 {
+			return nil // a field of the same name that is an object: not this column
+		}
+		if !ok {
+			fd, ok = def.Field(f.Name + "Id")
+			if !ok || fd.Ref == "" || len(f.Selections) == 0 {
+				return nil
+			}
+		}
+		cols = append(cols, fd.Column())
+	}
+	slices.Sort(cols)
+	return slices.Compact(cols)
 }
 
 // byOptID is byID for an optional reference.

@@ -3,6 +3,7 @@ package graph
 import (
 	"context"
 	"slices"
+	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -23,9 +24,9 @@ import (
 // caches; what priming does not cover (a reference inside a nested list, a failed
 // read) they load as before.
 
-// primer loads the records of one entity by id into the request's loader, and returns
-// those found.
-type primer func(ctx context.Context, ids []string) []any
+// primer loads the records of one entity by id, reading the columns cols (nil: all),
+// into the request's loader, and returns those found.
+type primer func(ctx context.Context, ids []string, cols []string) []any
 
 var primers = map[string]primer{
 	jiaoliu.DistrictEntity.Name:      primeOf[jiaoliu.District](jiaoliu.DistrictEntity),
@@ -42,12 +43,12 @@ var primers = map[string]primer{
 // through a batch: a batch waits batchWait for more keys, which a primer never has.
 // On an error nothing is primed, and the nested fields load (and report) as before.
 func primeOf[T any](def *jiaoliu.Entity) primer {
-	return func(ctx context.Context, ids []string) []any {
-		found, err := postgres.GetMany[T](ctx, loadersFrom(ctx).store, def, ids)
+	return func(ctx context.Context, ids []string, cols []string) []any {
+		found, err := postgres.GetManyColumns[T](ctx, loadersFrom(ctx).store, def, ids, cols)
 		if err != nil {
 			return nil
 		}
-		l := idLoader[T](ctx, def)
+		l := idLoader[T](ctx, def, cols)
 		out := make([]any, 0, len(found))
 		for _, id := range ids {
 			v := found[id]
@@ -89,56 +90,74 @@ func primePage[T any](ctx context.Context, def *jiaoliu.Entity, items []*T) {
 // to (a field "teacher" for the reference "teacherId"), one query per entity, and then
 // what their own selections refer to.
 func prime(ctx context.Context, op *graphql.OperationContext, def *jiaoliu.Entity, recs []any, sel ast.SelectionSet) {
+	// A read is an entity and the columns its selection reads: the sending and receiving
+	// schools of exchanges are one query when both ask for the same fields.
+	type read struct {
+		to   string
+		cols []string
+		ids  []string
+	}
 	type ref struct {
 		field *graphql.CollectedField
-		to    string
+		read  string
 		ids   []string
 	}
 	var refs []ref
-	want := map[string][]string{} // ids by entity
+	reads := map[string]*read{}
 	for _, f := range graphql.CollectFields(op, sel, []string{def.Type}) {
 		fd, ok := def.Field(f.Name + "Id")
 		if !ok || fd.Ref == "" || primers[fd.Ref] == nil || len(f.Selections) == 0 {
 			continue
 		}
-		r := ref{field: &f, to: fd.Ref}
+		var cols []string
+		if pruneColumns {
+			cols = selectedColumns(op, jiaoliu.Entities[fd.Ref], f.Selections)
+		}
+		key := fd.Ref
+		if cols != nil {
+			key += ":" + strings.Join(cols, ",")
+		}
+		r := ref{field: &f, read: key}
 		for _, v := range recs {
 			if id := postgres.FieldText(v, fd.Column()); id != "" {
 				r.ids = append(r.ids, id)
 			}
 		}
 		refs = append(refs, r)
-		want[fd.Ref] = append(want[fd.Ref], r.ids...)
+		if reads[key] == nil {
+			reads[key] = &read{to: fd.Ref, cols: cols}
+		}
+		reads[key].ids = append(reads[key].ids, r.ids...)
 	}
 	if len(refs) == 0 {
 		return
 	}
 	type loaded struct {
-		to   string
+		key  string
 		recs []any
 	}
-	done := make(chan loaded, len(want))
-	for to, ids := range want {
-		slices.Sort(ids)
-		ids = slices.Compact(ids)
-		go func() { done <- loaded{to, primers[to](ctx, ids)} }()
+	done := make(chan loaded, len(reads))
+	for key, rd := range reads {
+		slices.Sort(rd.ids)
+		ids := slices.Compact(rd.ids)
+		go func() { done <- loaded{key, primers[rd.to](ctx, ids, rd.cols)} }()
 	}
 	byID := map[string]any{}
-	for range want {
+	for range reads {
 		l := <-done
 		for _, v := range l.recs {
-			byID[l.to+"/"+postgres.FieldText(v, "id")] = v
+			byID[l.key+"/"+postgres.FieldText(v, "id")] = v
 		}
 	}
 	for _, r := range refs {
 		next := make([]any, 0, len(r.ids))
 		for _, id := range r.ids {
-			if v := byID[r.to+"/"+id]; v != nil {
+			if v := byID[r.read+"/"+id]; v != nil {
 				next = append(next, v)
 			}
 		}
 		if len(next) > 0 {
-			prime(ctx, op, jiaoliu.Entities[r.to], next, r.field.Selections)
+			prime(ctx, op, jiaoliu.Entities[reads[r.read].to], next, r.field.Selections)
 		}
 	}
 }

@@ -73,6 +73,25 @@ func columns(def *jiaoliu.Entity) string {
 	return strings.Join(cols, ", ")
 }
 
+// someColumns is the select list of the columns cols of def, with the id first; a name
+// that is not a column of def is an error (the list is built into SQL).
+func someColumns(def *jiaoliu.Entity, cols []string) (string, error) {
+	out := []string{"t.id"}
+	for _, c := range cols {
+		switch c {
+		case "id":
+			continue
+		case "version", "deleted", "created_at", "updated_at":
+		default:
+			if !slices.ContainsFunc(def.Fields, func(f jiaoliu.FieldDef) bool { return f.Column() == c }) {
+				return "", fmt.Errorf("get %s: no column %q", def.Name, c)
+			}
+		}
+		out = append(out, "t."+c)
+	}
+	return strings.Join(out, ", "), nil
+}
+
 // Get returns the record of def with the given id if the actor of ctx may read it, or
 // NOT_FOUND — also when it exists outside the actor's scope, which reveals nothing.
 func Get[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, id string) (*T, error) {
@@ -90,6 +109,14 @@ func Get[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, id string) (
 // dataloaders' batch function). Tombstones are included: a child may refer to a
 // deleted parent, and the tombstone still names it.
 func GetMany[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, ids []string) (map[string]*T, error) {
+	return GetManyColumns[T](ctx, s, def, ids, nil)
+}
+
+// GetManyColumns is GetMany reading only the columns cols of def (its field columns or
+// "id", "version", "deleted", "created_at", "updated_at"; the id is always read): the
+// other fields of the records returned are zero. nil cols reads every column. It is for
+// a caller that knows which fields will be read, such as a GraphQL selection.
+func GetManyColumns[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, ids []string, cols []string) (map[string]*T, error) {
 	valid := make([]string, 0, len(ids))
 	for _, id := range ids {
 		if isUUID(id) {
@@ -111,8 +138,15 @@ func GetMany[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, ids []st
 	if len(valid) == 1 {
 		match, key = `t.id = $1::uuid`, valid[0]
 	}
+	sel := columns(def)
+	if cols != nil {
+		var err error
+		if sel, err = someColumns(def, cols); err != nil {
+			return nil, err
+		}
+	}
 	q := fmt.Sprintf(`SELECT %s FROM %s t JOIN sync_log l ON l.entity = '%s' AND l.id = t.id WHERE %s AND %s`,
-		columns(def), def.Table, def.Name, match, cond)
+		sel, def.Table, def.Name, match, cond)
 	rows, err := s.queryx(ctx, q, append([]any{key}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", def.Name, err)
