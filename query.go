@@ -22,6 +22,10 @@ type ListQuery struct {
 	After  string // an opaque cursor from a previous page
 	// WithTotal asks for the total count of matching records (an extra query).
 	WithTotal bool
+	// Columns, when not nil, are the only columns of the records to read besides the id
+	// and the list's order (the other fields of the items are zero): a caller that knows
+	// which fields it will read, such as a GraphQL selection.
+	Columns []string
 }
 
 // Page sizes of list queries.

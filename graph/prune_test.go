@@ -76,6 +76,10 @@ func TestSelectedColumnsAnswerAsWholeRecords(t *testing.T) {
 		 fragment T on Teacher { title honors createdAt updatedAt version deleted }`,
 		`{ exchanges(first: 100) { edges { node { teacher { __typename id } sendingSchool { ... on School { name staffingCap } } } } } }`,
 		`{ exchange(id: "` + exchangeID + `") { teacher { name gender } sendingSchool { name tierAssessedOn } receivingSchool { name } } }`,
+		`{ lessons(first: 100) { totalCount pageInfo { endCursor hasNextPage } edges { cursor node { date period } } nodes { topic } } }`,
+		`{ schools(first: 100) { nodes { name tier } pageInfo { endCursor } } teachers(first: 100) { nodes { name history { startDate } } } }`,
+		`{ attendances(first: 100) { edges { cursor } pageInfo { endCursor } } observations(first: 100) { nodes { __typename } } }`,
+		`{ exchanges(first: 100) { nodes { plannedStart allowedTransitions } } mentoringPairs(first: 100) { nodes { academicYear status } } }`,
 	}
 	for _, q := range queries {
 		graph.SetPruneColumns(true)

@@ -3,10 +3,12 @@ package graph
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/google/uuid"
+	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/jiaoliu/jiaoliu"
 	"github.com/jiaoliu/jiaoliu/graph/model"
@@ -80,11 +82,46 @@ func list[T any](ctx context.Context, r *Resolver, def *jiaoliu.Entity, f *model
 		return jiaoliu.Page[T]{}, err
 	}
 	q.Filter = filter
+	q.Columns = pageColumns(ctx, def)
 	page, err := postgres.List[T](ctx, r.Store, def, q)
 	if err == nil {
 		primePage(ctx, def, page.Items)
 	}
 	return page, err
+}
+
+// pageColumns returns the columns of def that the nodes of the connection field of ctx
+// read (nodes and edges.node together), or nil when they need whole records.
+func pageColumns(ctx context.Context, def *jiaoliu.Entity) []string {
+	if !pruneColumns || !graphql.HasOperationContext(ctx) {
+		return nil
+	}
+	op := graphql.GetOperationContext(ctx)
+	cols := []string{}
+	add := func(sel ast.SelectionSet) bool {
+		c := selectedColumns(op, def, sel)
+		if c == nil {
+			return false
+		}
+		cols = append(cols, c...)
+		return true
+	}
+	for _, f := range graphql.CollectFieldsCtx(ctx, nil) {
+		switch f.Name {
+		case "nodes":
+			if !add(f.Selections) {
+				return nil
+			}
+		case "edges":
+			for _, e := range graphql.CollectFields(op, f.Selections, nil) {
+				if e.Name == "node" && !add(e.Selections) {
+					return nil
+				}
+			}
+		}
+	}
+	slices.Sort(cols)
+	return slices.Compact(cols)
 }
 
 // wantsField reports whether the current field's selection asks for name.

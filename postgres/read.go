@@ -78,10 +78,10 @@ func columns(def *jiaoliu.Entity) string {
 func someColumns(def *jiaoliu.Entity, cols []string) (string, error) {
 	out := []string{"t.id"}
 	for _, c := range cols {
-		switch c {
-		case "id":
+		switch {
+		case c == "id" || slices.Contains(out, "t."+c):
 			continue
-		case "version", "deleted", "created_at", "updated_at":
+		case c == "version" || c == "deleted" || c == "created_at" || c == "updated_at":
 		default:
 			if !slices.ContainsFunc(def.Fields, func(f jiaoliu.FieldDef) bool { return f.Column() == c }) {
 				return "", fmt.Errorf("get %s: no column %q", def.Name, c)
@@ -260,8 +260,14 @@ func List[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, q jiaoliu.L
 		pageWhere = fmt.Sprintf(" AND (%s, t.id) %s ($%d, $%d)", col, cmp, len(args)-1, len(args))
 	}
 	args = append(args, first+1)
+	sel := columns(def)
+	if q.Columns != nil {
+		if sel, err = someColumns(def, append(slices.Clip(q.Columns), of.Column())); err != nil {
+			return page, err
+		}
+	}
 	sqlq := fmt.Sprintf(`SELECT %s %s%s ORDER BY %s %s, t.id %s LIMIT $%d`,
-		columns(def), base, pageWhere, col, dir, dir, len(args))
+		sel, base, pageWhere, col, dir, dir, len(args))
 	rows, err := s.queryx(ctx, sqlq, args...)
 	if err != nil {
 		return page, fmt.Errorf("list %s: %w", def.Name, err)
