@@ -174,6 +174,9 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Today's district dashboards are computed before anyone asks, and again after
+	// each midnight in China (postgres/policy_warm.go).
+	go m.Store.KeepDashboardsWarm(rootCtx)
 	ln, err := net.Listen("tcp", m.Config.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", m.Config.Addr, err)
