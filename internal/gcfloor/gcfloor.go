@@ -7,9 +7,10 @@
 // Raising GOGC for the whole process would fix that but also multiply the memory of a
 // server holding thousands of idle tablet connections, whose live heap is large.
 //
-// Floor does what neither setting does alone: after each collection it sets GOGC so the
-// next goal is the larger of what GOGC would give (live heap × (1 + GOGC/100)) and the
-// floor. A small heap collects when it reaches the floor; a large one exactly as before.
+// Start does what neither setting does alone: after each collection it sets GOGC so the
+// next goal is the larger of what GOGC would give (live heap + (live heap + stacks +
+// globals) × GOGC/100, the runtime's formula) and the floor. A small heap collects when
+// it reaches the floor; a large one exactly as before.
 // This is the "GC tuner" pattern (a finalizer that runs once per collection), with the
 // runtime's own live-heap metric.
 package gcfloor
@@ -21,13 +22,15 @@ import (
 	"sync"
 )
 
-// Percent returns the GOGC that makes the next heap goal at least floor bytes for a
-// live heap of live bytes, and never less than base (the configured GOGC).
-func Percent(live, floor uint64, base int) int {
+// Percent returns the GOGC that makes the next heap goal at least floor bytes, and
+// never less than base (the configured GOGC), for a live heap of live bytes and roots
+// (goroutine stacks and globals) of roots bytes: the runtime's goal is
+// live + (live + roots) × GOGC/100.
+func Percent(live, roots, floor uint64, base int) int {
 	if live == 0 || live >= floor {
 		return base
 	}
-	p := int((floor - live) * 100 / live)
+	p := int((floor - live) * 100 / (live + roots))
 	return max(p, base)
 }
 
@@ -39,7 +42,8 @@ func Start(floor uint64) (stop func()) {
 	if floor == 0 || base < 0 {
 		return func() {}
 	}
-	t := &tuner{floor: floor, base: base, sample: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}}
+	t := &tuner{floor: floor, base: base, sample: []metrics.Sample{
+		{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"}}}
 	t.arm()
 	t.tune() // the first goal, before any collection
 	return func() {
@@ -83,11 +87,13 @@ func (t *tuner) tune() bool {
 		return false
 	}
 	metrics.Read(t.sample)
-	var live uint64
-	if t.sample[0].Value.Kind() == metrics.KindUint64 {
-		live = t.sample[0].Value.Uint64()
+	var v [3]uint64
+	for i, s := range t.sample {
+		if s.Value.Kind() == metrics.KindUint64 {
+			v[i] = s.Value.Uint64()
+		}
 	}
-	p := Percent(live, t.floor, t.base)
+	p := Percent(v[0], v[1]+v[2], t.floor, t.base)
 	if p != t.last {
 		debug.SetGCPercent(p)
 		t.last = p

@@ -10,19 +10,21 @@ import (
 func TestPercent(t *testing.T) {
 	const MiB = 1 << 20
 	for _, c := range []struct {
-		live, floor uint64
-		base, want  int
+		live, roots, floor uint64
+		base, want         int
 	}{
-		{4 * MiB, 64 * MiB, 100, 1500},  // goal 4 + 4×15 = 64 MiB
-		{32 * MiB, 64 * MiB, 100, 100},  // GOGC alone reaches the floor
-		{100 * MiB, 64 * MiB, 100, 100}, // above the floor: as configured
-		{16 * MiB, 64 * MiB, 400, 400},  // a larger GOGC is kept
-		{0, 64 * MiB, 100, 100},         // no measurement yet
-		{63 * MiB, 64 * MiB, 100, 100},  // never below the configured GOGC
-		{1 * MiB, 64 * MiB, 50, 6300},   // goal 1 + 63 = 64 MiB
+		{4 * MiB, 0, 64 * MiB, 100, 1500},        // goal 4 + 4×15 = 64 MiB
+		{4 * MiB, 2 * MiB, 64 * MiB, 100, 1000},  // goal 4 + (4+2)×10 = 64 MiB
+		{32 * MiB, 0, 64 * MiB, 100, 100},        // GOGC alone reaches the floor
+		{30 * MiB, 40 * MiB, 64 * MiB, 100, 100}, // idle sockets: their stacks count too
+		{100 * MiB, 0, 64 * MiB, 100, 100},       // above the floor: as configured
+		{16 * MiB, 0, 64 * MiB, 400, 400},        // a larger GOGC is kept
+		{0, 1 * MiB, 64 * MiB, 100, 100},         // no measurement yet
+		{63 * MiB, 0, 64 * MiB, 100, 100},        // never below the configured GOGC
+		{1 * MiB, 0, 64 * MiB, 50, 6300},         // goal 1 + 63 = 64 MiB
 	} {
-		if got := Percent(c.live, c.floor, c.base); got != c.want {
-			t.Errorf("Percent(%d MiB, %d MiB, %d) = %d, want %d", c.live/MiB, c.floor/MiB, c.base, got, c.want)
+		if got := Percent(c.live, c.roots, c.floor, c.base); got != c.want {
+			t.Errorf("Percent(%d MiB, %d MiB roots, %d MiB, %d) = %d, want %d", c.live/MiB, c.roots/MiB, c.floor/MiB, c.base, got, c.want)
 		}
 	}
 }
