@@ -73,9 +73,14 @@ func columns(def *jiaoliu.Entity) string {
 	return strings.Join(cols, ", ")
 }
 
-// someColumns is the select list of the columns cols of def, with the id first; a name
-// that is not a column of def is an error (the list is built into SQL).
-func someColumns(def *jiaoliu.Entity, cols []string) (string, error) {
+// selectColumns is the select list of the columns cols and plus of def, with the id
+// first, or of every column when cols is nil; a name that is not a column of def is an
+// error (the list is built into SQL).
+func selectColumns(def *jiaoliu.Entity, cols []string, plus ...string) (string, error) {
+	if cols == nil {
+		return columns(def), nil
+	}
+	cols = append(slices.Clip(cols), plus...)
 	out := []string{"t.id"}
 	for _, c := range cols {
 		switch {
@@ -138,12 +143,9 @@ func GetManyColumns[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, i
 	if len(valid) == 1 {
 		match, key = `t.id = $1::uuid`, valid[0]
 	}
-	sel := columns(def)
-	if cols != nil {
-		var err error
-		if sel, err = someColumns(def, cols); err != nil {
-			return nil, err
-		}
+	sel, err := selectColumns(def, cols)
+	if err != nil {
+		return nil, err
 	}
 	q := fmt.Sprintf(`SELECT %s FROM %s t JOIN sync_log l ON l.entity = '%s' AND l.id = t.id WHERE %s AND %s`,
 		sel, def.Table, def.Name, match, cond)
@@ -260,11 +262,9 @@ func List[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, q jiaoliu.L
 		pageWhere = fmt.Sprintf(" AND (%s, t.id) %s ($%d, $%d)", col, cmp, len(args)-1, len(args))
 	}
 	args = append(args, first+1)
-	sel := columns(def)
-	if q.Columns != nil {
-		if sel, err = someColumns(def, append(slices.Clip(q.Columns), of.Column())); err != nil {
-			return page, err
-		}
+	sel, err := selectColumns(def, q.Columns, of.Column())
+	if err != nil {
+		return page, err
 	}
 	sqlq := fmt.Sprintf(`SELECT %s %s%s ORDER BY %s %s, t.id %s LIMIT $%d`,
 		sel, base, pageWhere, col, dir, dir, len(args))
