@@ -24,6 +24,7 @@ type Loaders struct {
 	store *postgres.Store
 	mu    sync.Mutex
 	m     map[string]any
+	cols  map[selectionKey]columnSet // columnsOf, per selection
 }
 
 type loadersKey struct{}
@@ -74,10 +75,14 @@ func loaderFor[K comparable, V any](ctx context.Context, key string, batch func(
 
 // byID loads the record of def with that id as the value of the field being resolved,
 // through the request's batch loader for its entity and the columns the field's
-// selection reads (fieldColumns). A record the caller may not read loads as nil (null
-// in the response).
+// selection reads (columnsOf). A record the caller may not read loads as nil (null in
+// the response).
 func byID[T any](ctx context.Context, def *jiaoliu.Entity, id string) (*T, error) {
-	v, err := idLoader[T](ctx, def, fieldColumns(ctx, def)).Load(ctx, id)()
+	var sel ast.SelectionSet
+	if fc := graphql.GetFieldContext(ctx); fc != nil && fc.Field.Field != nil {
+		sel = fc.Field.Selections
+	}
+	v, err := idLoader[T](ctx, def, columnsOf(ctx, def, sel)).Load(ctx, id)()
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", def.Name, err)
 	}
@@ -85,33 +90,58 @@ func byID[T any](ctx context.Context, def *jiaoliu.Entity, id string) (*T, error
 }
 
 // idLoader is the request's batch loader of records of def by id, reading the columns
-// cols (every column when nil; see postgres.GetManyColumns). Records read with
-// different columns are kept apart.
-func idLoader[T any](ctx context.Context, def *jiaoliu.Entity, cols []string) *dataloader.Loader[string, *T] {
+// of cs (see postgres.GetManyColumns). Records read with different columns are kept
+// apart.
+func idLoader[T any](ctx context.Context, def *jiaoliu.Entity, cs columnSet) *dataloader.Loader[string, *T] {
 	store := loadersFrom(ctx).store
-	key := "id:" + def.Name
-	if cols != nil {
-		key += ":" + strings.Join(cols, ",")
-	}
-	return loaderFor(ctx, key, func(ctx context.Context, ids []string) (map[string]*T, error) {
-		return postgres.GetManyColumns[T](ctx, store, def, ids, cols)
+	return loaderFor(ctx, cs.key, func(ctx context.Context, ids []string) (map[string]*T, error) {
+		return postgres.GetManyColumns[T](ctx, store, def, ids, cs.cols)
 	})
 }
 
 // pruneColumns turns on reading only the selected columns (tests turn it off to compare).
 var pruneColumns = true
 
-// fieldColumns returns the columns of def that the selection of the field being
-// resolved reads, or nil (every column).
-func fieldColumns(ctx context.Context, def *jiaoliu.Entity) []string {
-	if !pruneColumns || !graphql.HasOperationContext(ctx) {
-		return nil
+// columnSet is the columns of an entity's records that a selection reads (nil: every
+// column) and the key of the request's loader of records read with them.
+type columnSet struct {
+	cols []string
+	key  string // "id:<entity>", or "id:<entity>:<column>,<column>…"
+}
+
+// selectionKey names a selection set of one request: gqlgen collects each field's
+// selections into a slice of their own, reused for every element of a list.
+type selectionKey struct {
+	first  *ast.Selection
+	n      int
+	entity string
+}
+
+// columnsOf returns the column set of the selection sel on records of def, worked out
+// once per selection and request (every element of a list asks the same).
+func columnsOf(ctx context.Context, def *jiaoliu.Entity, sel ast.SelectionSet) columnSet {
+	cs := columnSet{key: "id:" + def.Name}
+	if !pruneColumns || len(sel) == 0 || !graphql.HasOperationContext(ctx) {
+		return cs
 	}
-	fc := graphql.GetFieldContext(ctx)
-	if fc == nil || fc.Field.Field == nil {
-		return nil
+	l := loadersFrom(ctx)
+	k := selectionKey{&sel[0], len(sel), def.Name}
+	l.mu.Lock()
+	kept, ok := l.cols[k]
+	l.mu.Unlock()
+	if ok {
+		return kept
 	}
-	return selectedColumns(graphql.GetOperationContext(ctx), def, fc.Field.Selections)
+	if cs.cols = selectedColumns(graphql.GetOperationContext(ctx), def, sel); cs.cols != nil {
+		cs.key += ":" + strings.Join(cs.cols, ",")
+	}
+	l.mu.Lock()
+	if l.cols == nil {
+		l.cols = map[selectionKey]columnSet{}
+	}
+	l.cols[k] = cs
+	l.mu.Unlock()
+	return cs
 }
 
 // selectedColumns returns the columns of def that the selection sel on a record of def

@@ -3,7 +3,6 @@ package graph
 import (
 	"context"
 	"slices"
-	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -24,9 +23,9 @@ import (
 // caches; what priming does not cover (a reference inside a nested list, a failed
 // read) they load as before.
 
-// primer loads the records of one entity by id, reading the columns cols (nil: all),
-// into the request's loader, and returns those found.
-type primer func(ctx context.Context, ids []string, cols []string) []any
+// primer loads the records of one entity by id, reading the columns of cs, into the
+// request's loader, and returns those found.
+type primer func(ctx context.Context, ids []string, cs columnSet) []any
 
 var primers = map[string]primer{
 	jiaoliu.DistrictEntity.Name:      primeOf[jiaoliu.District](jiaoliu.DistrictEntity),
@@ -43,12 +42,12 @@ var primers = map[string]primer{
 // through a batch: a batch waits batchWait for more keys, which a primer never has.
 // On an error nothing is primed, and the nested fields load (and report) as before.
 func primeOf[T any](def *jiaoliu.Entity) primer {
-	return func(ctx context.Context, ids []string, cols []string) []any {
-		found, err := postgres.GetManyColumns[T](ctx, loadersFrom(ctx).store, def, ids, cols)
+	return func(ctx context.Context, ids []string, cs columnSet) []any {
+		found, err := postgres.GetManyColumns[T](ctx, loadersFrom(ctx).store, def, ids, cs.cols)
 		if err != nil {
 			return nil
 		}
-		l := idLoader[T](ctx, def, cols)
+		l := idLoader[T](ctx, def, cs)
 		out := make([]any, 0, len(found))
 		for _, id := range ids {
 			v := found[id]
@@ -61,10 +60,10 @@ func primeOf[T any](def *jiaoliu.Entity) primer {
 	}
 }
 
-// primePage primes the loaders for the nodes of a connection field (the field of ctx)
-// whose items are records of def.
-func primePage[T any](ctx context.Context, def *jiaoliu.Entity, items []*T) {
-	if len(items) == 0 || !graphql.HasOperationContext(ctx) {
+// primePage primes the loaders for the nodes of a connection field whose items are
+// records of def; sels are the nodes' selection sets (nodeSelections).
+func primePage[T any](ctx context.Context, def *jiaoliu.Entity, items []*T, sels []ast.SelectionSet) {
+	if len(items) == 0 || len(sels) == 0 {
 		return
 	}
 	recs := make([]any, len(items))
@@ -72,18 +71,32 @@ func primePage[T any](ctx context.Context, def *jiaoliu.Entity, items []*T) {
 		recs[i] = v
 	}
 	op := graphql.GetOperationContext(ctx)
+	for _, sel := range sels {
+		prime(ctx, op, def, recs, sel)
+	}
+}
+
+// nodeSelections returns the selection sets of the nodes of the connection field of
+// ctx: its nodes' and its edges' node's (none without an operation).
+func nodeSelections(ctx context.Context) []ast.SelectionSet {
+	if !graphql.HasOperationContext(ctx) {
+		return nil
+	}
+	op := graphql.GetOperationContext(ctx)
+	var out []ast.SelectionSet
 	for _, f := range graphql.CollectFieldsCtx(ctx, nil) {
 		switch f.Name {
 		case "nodes":
-			prime(ctx, op, def, recs, f.Selections)
+			out = append(out, f.Selections)
 		case "edges":
 			for _, e := range graphql.CollectFields(op, f.Selections, nil) {
 				if e.Name == "node" {
-					prime(ctx, op, def, recs, e.Selections)
+					out = append(out, e.Selections)
 				}
 			}
 		}
 	}
+	return out
 }
 
 // prime loads, for the records recs of def, the records that the selection sel refers
@@ -93,9 +106,9 @@ func prime(ctx context.Context, op *graphql.OperationContext, def *jiaoliu.Entit
 	// A read is an entity and the columns its selection reads: the sending and receiving
 	// schools of exchanges are one query when both ask for the same fields.
 	type read struct {
-		to   string
-		cols []string
-		ids  []string
+		to  string
+		cs  columnSet
+		ids []string
 	}
 	type ref struct {
 		field *graphql.CollectedField
@@ -109,14 +122,8 @@ func prime(ctx context.Context, op *graphql.OperationContext, def *jiaoliu.Entit
 		if !ok || fd.Ref == "" || primers[fd.Ref] == nil || len(f.Selections) == 0 {
 			continue
 		}
-		var cols []string
-		if pruneColumns {
-			cols = selectedColumns(op, jiaoliu.Entities[fd.Ref], f.Selections)
-		}
-		key := fd.Ref
-		if cols != nil {
-			key += ":" + strings.Join(cols, ",")
-		}
+		cs := columnsOf(ctx, jiaoliu.Entities[fd.Ref], f.Selections)
+		key := cs.key
 		r := ref{field: &f, read: key}
 		for _, v := range recs {
 			if id := postgres.FieldText(v, fd.Column()); id != "" {
@@ -125,7 +132,7 @@ func prime(ctx context.Context, op *graphql.OperationContext, def *jiaoliu.Entit
 		}
 		refs = append(refs, r)
 		if reads[key] == nil {
-			reads[key] = &read{to: fd.Ref, cols: cols}
+			reads[key] = &read{to: fd.Ref, cs: cs}
 		}
 		reads[key].ids = append(reads[key].ids, r.ids...)
 	}
@@ -140,7 +147,7 @@ func prime(ctx context.Context, op *graphql.OperationContext, def *jiaoliu.Entit
 	for key, rd := range reads {
 		slices.Sort(rd.ids)
 		ids := slices.Compact(rd.ids)
-		go func() { done <- loaded{key, primers[rd.to](ctx, ids, rd.cols)} }()
+		go func() { done <- loaded{key, primers[rd.to](ctx, ids, rd.cs)} }()
 	}
 	byID := map[string]any{}
 	for range reads {

@@ -82,43 +82,29 @@ func list[T any](ctx context.Context, r *Resolver, def *jiaoliu.Entity, f *model
 		return jiaoliu.Page[T]{}, err
 	}
 	q.Filter = filter
-	q.Columns = pageColumns(ctx, def)
+	sels := nodeSelections(ctx)
+	q.Columns = pageColumns(ctx, def, sels)
 	page, err := postgres.List[T](ctx, r.Store, def, q)
 	if err == nil {
-		primePage(ctx, def, page.Items)
+		primePage(ctx, def, page.Items, sels)
 	}
 	return page, err
 }
 
-// pageColumns returns the columns of def that the nodes of the connection field of ctx
-// read (nodes and edges.node together), or nil when they need whole records.
-func pageColumns(ctx context.Context, def *jiaoliu.Entity) []string {
+// pageColumns returns the columns of def that the nodes of a connection read (sels:
+// their selection sets), or nil when they need whole records.
+func pageColumns(ctx context.Context, def *jiaoliu.Entity, sels []ast.SelectionSet) []string {
 	if !pruneColumns || !graphql.HasOperationContext(ctx) {
 		return nil
 	}
 	op := graphql.GetOperationContext(ctx)
 	cols := []string{}
-	add := func(sel ast.SelectionSet) bool {
+	for _, sel := range sels {
 		c := selectedColumns(op, def, sel)
 		if c == nil {
-			return false
+			return nil
 		}
 		cols = append(cols, c...)
-		return true
-	}
-	for _, f := range graphql.CollectFieldsCtx(ctx, nil) {
-		switch f.Name {
-		case "nodes":
-			if !add(f.Selections) {
-				return nil
-			}
-		case "edges":
-			for _, e := range graphql.CollectFields(op, f.Selections, nil) {
-				if e.Name == "node" && !add(e.Selections) {
-					return nil
-				}
-			}
-		}
 	}
 	slices.Sort(cols)
 	return slices.Compact(cols)
