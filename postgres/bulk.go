@@ -751,55 +751,49 @@ func appendClock(b []byte, clock map[string]string) []byte {
 // appendChanges appends an audit row's changes ({"field": {"old": …, "new": …}}) as
 // JSON. PostgreSQL stores it as jsonb, which keeps neither key order nor spacing.
 func appendChanges(b []byte, changes map[string]any) ([]byte, error) {
-	b = append(b, '{')
-	first := true
-	for name, ch := range changes {
-		if !first {
-			b = append(b, ',')
-		}
-		first = false
-		b = appendJSONString(b, name)
-		b = append(b, ':', '{')
+	return appendObject(b, changes, func(b []byte, ch any) ([]byte, error) {
 		m, _ := ch.(map[string]any)
-		inner := true
-		for _, k := range []string{"old", "new"} {
-			v, ok := m[k]
-			if !ok {
-				continue
-			}
-			if !inner {
-				b = append(b, ',')
-			}
-			inner = false
-			b = appendJSONString(b, k)
-			b = append(b, ':')
-			var err error
-			if b, err = appendJSONValue(b, v); err != nil {
-				return nil, err
-			}
-		}
-		b = append(b, '}')
-	}
-	return append(b, '}'), nil
+		return appendObject(b, m, appendJSONValue, "old", "new")
+	})
 }
 
 // appendCreated appends a create's audit changes, {"field": {"new": …}} for each field
-// the op set, as JSON.
+// the op set, as JSON, without building the maps appendChanges takes.
 func appendCreated(b []byte, in jiaoliu.Record) ([]byte, error) {
+	return appendObject(b, in, func(b []byte, v any) ([]byte, error) {
+		b, err := appendJSONValue(append(b, `{"new":`...), v)
+		return append(b, '}'), err
+	})
+}
+
+// appendObject appends m as a JSON object, each value by value: all of m's keys, or
+// only keys (in that order) when given.
+func appendObject[V any](b []byte, m map[string]V, value func([]byte, V) ([]byte, error), keys ...string) ([]byte, error) {
 	b = append(b, '{')
 	first := true
-	for name, v := range in {
+	field := func(k string, v V) error {
 		if !first {
 			b = append(b, ',')
 		}
 		first = false
-		b = appendJSONString(b, name)
-		b = append(b, `:{"new":`...)
+		b = append(appendJSONString(b, k), ':')
 		var err error
-		if b, err = appendJSONValue(b, v); err != nil {
-			return nil, err
+		b, err = value(b, v)
+		return err
+	}
+	if keys == nil {
+		for k, v := range m {
+			if err := field(k, v); err != nil {
+				return nil, err
+			}
 		}
-		b = append(b, '}')
+	}
+	for _, k := range keys {
+		if v, ok := m[k]; ok {
+			if err := field(k, v); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return append(b, '}'), nil
 }
