@@ -92,8 +92,7 @@ func editBatches() [][]jiaoliu.Op {
 // editState is what both paths must agree on after the edit batches, beyond bulkState.
 func editState(tb testing.TB, db *sqlx.DB) map[string][]string {
 	tb.Helper()
-	out := bulkState(tb, db)
-	qs := map[string]string{
+	return bulkState(tb, db, map[string]string{
 		"lessons all": `SELECT concat_ws('|', id, school_id, date, period, grade_level, class_name, subject, kind, topic, minutes, notes, deleted, field_hlc)
 			FROM lessons ORDER BY id`,
 		"research all": `SELECT concat_ws('|', id, topic, notes, deleted, field_hlc) FROM research_activities ORDER BY id`,
@@ -102,15 +101,7 @@ func editState(tb testing.TB, db *sqlx.DB) map[string][]string {
 		"audit all":    `SELECT concat_ws('|', entity, record_id, op_id, action, changes, scopes) FROM audit_log ORDER BY id`,
 		"conflicts all": `SELECT concat_ws('|', entity, record_id, field, kept_value, kept_hlc, lost_value, lost_hlc, lost_op_id, lost_device_id)
 			FROM sync_conflicts ORDER BY id`,
-	}
-	for name, q := range qs {
-		var rows []string
-		if err := db.Select(&rows, q); err != nil {
-			tb.Fatalf("%s: %v", name, err)
-		}
-		out[name] = rows
-	}
-	return out
+	})
 }
 
 // TestBulkEditsAreThePerOpPath applies the same edit batches with and without the bulk

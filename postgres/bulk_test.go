@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"reflect"
 	"strings"
@@ -147,8 +148,9 @@ func bulkBatches() [][]jiaoliu.Op {
 	return [][]jiaoliu.Op{b1, b2, b3, b4}
 }
 
-// bulkState is what the two paths must agree on.
-func bulkState(tb testing.TB, db *sqlx.DB) map[string][]string {
+// bulkState is what the two paths must agree on: the rows of its queries, and of the
+// queries of more (name to query), which callers add.
+func bulkState(tb testing.TB, db *sqlx.DB, more map[string]string) map[string][]string {
 	tb.Helper()
 	qs := map[string]string{
 		"lessons":    `SELECT concat_ws('|', id, exchange_id, school_id, date, period, subject, kind, topic, deleted, field_hlc, device_id) FROM lessons ORDER BY id`,
@@ -161,6 +163,7 @@ func bulkState(tb testing.TB, db *sqlx.DB) map[string][]string {
 		"conflicts":  `SELECT concat_ws('|', entity, record_id, field, kept_value, lost_value, lost_op_id) FROM sync_conflicts ORDER BY id`,
 		"scopes ok":  `SELECT entity || '/' || id FROM sync_log WHERE scopes <> scope_tokens(entity, id)`,
 	}
+	maps.Copy(qs, more)
 	out := map[string][]string{}
 	for name, q := range qs {
 		var rows []string
@@ -200,7 +203,7 @@ func TestBulkPathIsThePerOpPath(t *testing.T) {
 	run := func(bulk bool) ([][]jiaoliu.OpResult, map[string][]string) {
 		defer postgres.SetBulk(bulk)()
 		s, db, ctx := setupBulkWorld(t)
-		return applyComparable(t, ctx, s, bulkBatches()), bulkState(t, db)
+		return applyComparable(t, ctx, s, bulkBatches()), bulkState(t, db, nil)
 	}
 	slowRes, slowState := run(false)
 	fastRes, fastState := run(true)
