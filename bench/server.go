@@ -38,7 +38,7 @@ type Server struct {
 // StartServer serves the product on a loopback port against the database at dsn. The
 // sync server's per-device rate limit is lifted, since a benchmark device pushes far
 // faster than a tablet is allowed to. Like the server program, it keeps the garbage
-// collector's heap goal at least 64 MiB (internal/gcfloor; GC_FLOOR_MIB=0 turns it off
+// collector's heap goal at least gcfloor.DefaultMiB (64 MiB; GC_FLOOR_MIB=0 turns it off
 // here too) until Close.
 func StartServer(ctx context.Context, dsn string) (*Server, error) {
 	log := slog.New(slog.DiscardHandler)
@@ -73,7 +73,7 @@ func StartServer(ctx context.Context, dsn string) (*Server, error) {
 	ts := httptest.NewUnstartedServer(mux)
 	ts.Config.BaseContext = nil
 	ts.Start()
-	floor := uint64(64)
+	floor := uint64(gcfloor.DefaultMiB)
 	if v, err := strconv.ParseUint(os.Getenv("GC_FLOOR_MIB"), 10, 64); err == nil {
 		floor = v
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/jiaoliu/jiaoliu/graph"
+	"github.com/jiaoliu/jiaoliu/internal/gcfloor"
 	"github.com/jiaoliu/jiaoliu/internal/pgcluster"
 	"github.com/jiaoliu/jiaoliu/postgres"
 	"github.com/jiaoliu/jiaoliu/sync/hlc"
@@ -75,7 +76,7 @@ type Main struct {
 // NewMain returns a Main with the default configuration.
 func NewMain() *Main {
 	return &Main{
-		Config: Config{Addr: "127.0.0.1:8080", DataDir: "./data", Demo: "auto", LogLevel: "info", GCFloorMiB: 64},
+		Config: Config{Addr: "127.0.0.1:8080", DataDir: "./data", Demo: "auto", LogLevel: "info", GCFloorMiB: gcfloor.DefaultMiB},
 		Log:    slog.New(slog.NewTextHandler(os.Stderr, nil)),
 	}
 }

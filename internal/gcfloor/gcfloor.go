@@ -22,6 +22,10 @@ import (
 	"sync"
 )
 
+// DefaultMiB is the floor the server keeps unless told otherwise (GC_FLOOR_MIB): above a
+// busy API server's live heap, below twice that of 10,000 idle sockets (BENCHMARKS.md).
+const DefaultMiB = 64
+
 // Percent returns the GOGC that makes the next heap goal at least floor bytes, and
 // never less than base (the configured GOGC), for a live heap of live bytes and roots
 // (goroutine stacks and globals) of roots bytes: the runtime's goal is
