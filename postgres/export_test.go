@@ -17,6 +17,17 @@ func SetProbeBroadLists(on bool) func() {
 	return func() { probeBroadLists = old }
 }
 
+// SetNarrowLists switches the by-exchange reading of narrow lists and returns a
+// function that restores it.
+func SetNarrowLists(on bool) func() {
+	old := narrowLists
+	narrowLists = on
+	return func() { narrowLists = old }
+}
+
+// NarrowFallbacks is how many narrow pages were read the general way so far.
+func NarrowFallbacks() int64 { return narrowFallbacks.Load() }
+
 // SessionCheckEvery is how long a session is kept without reading its user again.
 const SessionCheckEvery = sessionCheckEvery
 

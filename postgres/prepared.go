@@ -71,3 +71,16 @@ func (s *Store) get(ctx context.Context, dest any, q string, args ...any) error 
 	}
 	return st.GetContext(ctx, dest, args...)
 }
+
+// selectx runs a read query, prepared, and scans every row into dest (a pointer to a
+// slice).
+func (s *Store) selectx(ctx context.Context, dest any, q string, args ...any) error {
+	st, err := s.prepared(ctx, q)
+	if err != nil {
+		return err
+	}
+	if st == nil {
+		return s.db.SelectContext(ctx, dest, q, args...)
+	}
+	return st.SelectContext(ctx, dest, args...)
+}

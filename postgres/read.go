@@ -266,26 +266,28 @@ func List[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, q jiaoliu.L
 	if err != nil {
 		return page, err
 	}
-	sqlq := fmt.Sprintf(`SELECT %s %s%s ORDER BY %s %s, t.id %s LIMIT $%d`,
-		sel, base, pageWhere, col, dir, dir, len(args))
-	rows, err := s.queryx(ctx, sqlq, args...)
-	if err != nil {
-		return page, fmt.Errorf("list %s: %w", def.Name, err)
+	var items []*T
+	narrow := false
+	if schools, teachers, perRow, ok := narrowTokens(ctx, def, q.Filter); ok {
+		if items, narrow, err = listNarrow[T](ctx, s, def, schools, teachers, perRow, where, logWhere, args, pageWhere, sel, col, dir, len(args)); err != nil {
+			return page, err
+		}
 	}
-	defer rows.Close()
-	for rows.Next() {
-		v := new(T)
-		if err := rows.StructScan(v); err != nil {
+	if !narrow {
+		sqlq := fmt.Sprintf(`SELECT %s %s%s ORDER BY %s %s, t.id %s LIMIT $%d`,
+			sel, base, pageWhere, col, dir, dir, len(args))
+		if err := s.selectx(ctx, &items, sqlq, args...); err != nil {
 			return page, fmt.Errorf("list %s: %w", def.Name, err)
 		}
-		if len(page.Items) == first {
-			page.HasNext = true
-			break
-		}
-		page.Items = append(page.Items, v)
+	}
+	if len(items) > first {
+		items, page.HasNext = items[:first], true
+	}
+	page.Items = items
+	for _, v := range items {
 		page.Cursors = append(page.Cursors, encodeCursor(FieldText(v, of.Column()), FieldText(v, "id")))
 	}
-	return page, rows.Err()
+	return page, nil
 }
 
 // probeBroadLists turns on the per-row log lookup of broad scopes in List (tests turn
