@@ -51,15 +51,23 @@ var narrowFallbacks atomic.Int64
 // compare both forms).
 var narrowLists = true
 
-// narrowTokens returns the schools and teachers whose tokens bound the rows of def that
-// the actor of ctx may read under f, and whether the list is narrow at all: the filter's
-// teacher, else its school, else the actor's own tokens when none is a district's. A
-// token that no exchange child carries (ps:, pd:) bounds nothing. perRow is true when
-// many candidates may fail the change-log condition, which must then be checked on each
-// candidate rather than on the page.
-func narrowTokens(ctx context.Context, def *jiaoliu.Entity, f jiaoliu.Filter) (schools, teachers []string, perRow, ok bool) {
+// narrowScope bounds a narrow list: the schools and teachers whose tokens the rows it
+// may list carry one of.
+type narrowScope struct {
+	schools, teachers []string
+	// perRow is true when many candidates may fail the change-log condition, which is
+	// then checked on each candidate rather than on the page.
+	perRow bool
+}
+
+// narrowOf returns the scope of a narrow list of def for the actor of ctx under f, and
+// whether the list is narrow at all: the filter's teacher, else its school, else the
+// actor's own tokens when none is a district's. A token that no exchange child carries
+// (ps:, pd:) bounds nothing.
+func narrowOf(ctx context.Context, def *jiaoliu.Entity, f jiaoliu.Filter) (narrowScope, bool) {
+	var n narrowScope
 	if _, child := narrowChildren[def.Name]; !child || !narrowLists {
-		return nil, nil, false, false
+		return n, false
 	}
 	var toks []string
 	a := jiaoliu.ActorFromContext(ctx)
@@ -69,59 +77,84 @@ func narrowTokens(ctx context.Context, def *jiaoliu.Entity, f jiaoliu.Filter) (s
 	case f.SchoolID != "":
 		toks = []string{"s:" + f.SchoolID}
 	case a == nil || a.System || a.ReadTokens == nil:
-		return nil, nil, false, false
+		return n, false
 	default:
 		toks = a.ReadTokens
 	}
 	// Narrowed by the filter, an actor who does not read a whole district (a school
 	// administrator's lessons of one teacher) may read only some of the candidates.
-	perRow = (f.TeacherID != "" || f.SchoolID != "") && a != nil && !a.System &&
+	n.perRow = (f.TeacherID != "" || f.SchoolID != "") && a != nil && !a.System &&
 		!slices.ContainsFunc(a.ReadTokens, func(t string) bool { return strings.HasPrefix(t, "d:") })
-	schools, teachers = []string{}, []string{}
+	n.schools, n.teachers = []string{}, []string{}
 	for _, t := range toks {
 		kind, id, _ := strings.Cut(t, ":")
 		switch kind {
 		case "d":
-			return nil, nil, false, false
+			return n, false
 		case "s":
-			schools = append(schools, strings.ToLower(id))
+			n.schools = append(n.schools, strings.ToLower(id))
 		case "t", "w":
-			teachers = append(teachers, strings.ToLower(id))
+			n.teachers = append(n.teachers, strings.ToLower(id))
 		}
 	}
-	return schools, teachers, perRow, true
+	return n, true
 }
 
-// listNarrow reads a page of def by exchange (see above): where, logWhere and args are
-// filter's, pageWhere the keyset condition, sel the select list, order the list's order
-// ("t.date DESC, t.id DESC"), limit the argument number of the page size plus one. It
-// returns false when the change log disagreed with a candidate of the page; the caller
-// then reads the list the general way.
-func listNarrow[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, schools, teachers []string, perRow bool,
-	where, logWhere []string, args []any, pageWhere, sel, orderCol, dir string, limit int) ([]*T, bool, error) {
-	args = append(args, pq.Array(schools), pq.Array(teachers))
-	sArg, tArg := len(args)-1, len(args)
-	readable := "true"
+// readable is the change-log condition logWhere on the row t of def, as a subquery
+// (NULL when the row has no log entry).
+func readable(def *jiaoliu.Entity, logWhere []string) string {
+	cond := "true"
 	if len(logWhere) > 0 {
-		readable = strings.Join(logWhere, " AND ")
+		cond = strings.Join(logWhere, " AND ")
 	}
-	readable = fmt.Sprintf("(SELECT %s FROM sync_log l WHERE l.entity = '%s' AND l.id = t.id)", readable, def.Name)
-	cond := strings.Join(where, " AND ") + pageWhere
-	if perRow {
-		cond += " AND " + readable
-	}
-	order := fmt.Sprintf("%s %s, t.id %s", orderCol, dir, dir)
+	return fmt.Sprintf("(SELECT %s FROM sync_log l WHERE l.entity = '%s' AND l.id = t.id)", cond, def.Name)
+}
+
+// candidates returns the SQL of the candidate rows of def matching cond, each branch
+// followed by tail (its order and limit), selecting sel, as a WITH query ending in the
+// table expression c, and args with its arguments.
+func (n narrowScope) candidates(def *jiaoliu.Entity, args []any, sel, cond, tail string) (string, []any) {
+	args = append(args, pq.Array(n.schools), pq.Array(n.teachers))
+	sArg, tArg := len(args)-1, len(args)
 	q := fmt.Sprintf(`WITH x AS (SELECT id FROM exchanges WHERE sending_school_id = ANY($%[1]d::uuid[])
 			OR receiving_school_id = ANY($%[1]d::uuid[]) OR teacher_id = ANY($%[2]d::uuid[])),
-		c AS (SELECT c.* FROM x, LATERAL (SELECT %[3]s FROM %[4]s t WHERE t.exchange_id = x.id AND %[5]s ORDER BY %[6]s LIMIT $%[7]d) c`,
-		sArg, tArg, sel, def.Table, cond, order, limit)
+		c AS (SELECT c.* FROM x, LATERAL (SELECT %[3]s FROM %[4]s t WHERE t.exchange_id = x.id AND %[5]s %[6]s) c`,
+		sArg, tArg, sel, def.Table, cond, tail)
 	if narrowChildren[def.Name] {
 		q += fmt.Sprintf(`
 			UNION ALL (SELECT %[1]s FROM %[2]s t WHERE t.school_id = ANY($%[3]d::uuid[]) AND t.exchange_id NOT IN (SELECT id FROM x)
-				AND %[4]s ORDER BY %[5]s LIMIT $%[6]d)`, sel, def.Table, sArg, cond, order, limit)
+				AND %[4]s %[5]s)`, sel, def.Table, sArg, cond, tail)
 	}
-	q += fmt.Sprintf(`)
-		SELECT t.*, coalesce(%s, false) AS readable_ FROM c t ORDER BY %s LIMIT $%d`, readable, order, limit)
+	return q + ")", args
+}
+
+// countNarrow counts the rows of def a narrow list has (see listNarrow for the
+// arguments), the change-log condition checked on every candidate.
+func countNarrow(ctx context.Context, s *Store, def *jiaoliu.Entity, n narrowScope, where, logWhere []string, args []any) (int, error) {
+	cond := strings.Join(where, " AND ") + " AND " + readable(def, logWhere)
+	q, args := n.candidates(def, args, "t.id", cond, "")
+	var count int
+	if err := s.get(ctx, &count, q+` SELECT count(*) FROM c`, args...); err != nil {
+		return 0, fmt.Errorf("count %s by exchange: %w", def.Name, err)
+	}
+	return count, nil
+}
+
+// listNarrow reads a page of def by exchange (see above): where, logWhere and args are
+// filter's, pageWhere the keyset condition, sel the select list, orderCol and dir the
+// list's order, limit the argument number of the page size plus one. It returns false
+// when the change log disagreed with a candidate of the page; the caller then reads the
+// list the general way.
+func listNarrow[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, n narrowScope,
+	where, logWhere []string, args []any, pageWhere, sel, orderCol, dir string, limit int) ([]*T, bool, error) {
+	cond := strings.Join(where, " AND ") + pageWhere
+	if n.perRow {
+		cond += " AND " + readable(def, logWhere)
+	}
+	order := fmt.Sprintf("ORDER BY %s %s, t.id %s LIMIT $%d", orderCol, dir, dir, limit)
+	q, args := n.candidates(def, args, sel, cond, order)
+	q += fmt.Sprintf(`
+		SELECT t.*, coalesce(%s, false) AS readable_ FROM c t %s`, readable(def, logWhere), order)
 	rows, err := s.queryx(ctx, q, args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("list %s by exchange: %w", def.Name, err)

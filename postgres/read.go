@@ -233,7 +233,13 @@ func List[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, q jiaoliu.L
 	}
 	join := fmt.Sprintf(`FROM %s t JOIN sync_log l ON l.entity = '%s' AND l.id = t.id WHERE %s`,
 		def.Table, def.Name, strings.Join(append(slices.Clip(where), logWhere...), " AND "))
-	if q.WithTotal {
+	narrow, isNarrow := narrowOf(ctx, def, q.Filter)
+	switch {
+	case q.WithTotal && isNarrow:
+		if page.TotalCount, err = countNarrow(ctx, s, def, narrow, where, logWhere, args); err != nil {
+			return page, err
+		}
+	case q.WithTotal:
 		if err := s.get(ctx, &page.TotalCount, "SELECT count(*) "+join, args...); err != nil {
 			return page, fmt.Errorf("count %s: %w", def.Name, err)
 		}
@@ -267,13 +273,13 @@ func List[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, q jiaoliu.L
 		return page, err
 	}
 	var items []*T
-	narrow := false
-	if schools, teachers, perRow, ok := narrowTokens(ctx, def, q.Filter); ok {
-		if items, narrow, err = listNarrow[T](ctx, s, def, schools, teachers, perRow, where, logWhere, args, pageWhere, sel, col, dir, len(args)); err != nil {
+	done := false
+	if isNarrow {
+		if items, done, err = listNarrow[T](ctx, s, def, narrow, where, logWhere, args, pageWhere, sel, col, dir, len(args)); err != nil {
 			return page, err
 		}
 	}
-	if !narrow {
+	if !done {
 		sqlq := fmt.Sprintf(`SELECT %s %s%s ORDER BY %s %s, t.id %s LIMIT $%d`,
 			sel, base, pageWhere, col, dir, dir, len(args))
 		if err := s.selectx(ctx, &items, sqlq, args...); err != nil {

@@ -102,8 +102,8 @@ func TestBroadListsAreTheJoinedLists(t *testing.T) {
 	}
 }
 
-// listIDs pages through a list, 3 records a page, with the total asked, and returns the
-// ids in order.
+// listIDs pages through a list, 3 records a page, with the total asked (and wanted to be
+// the number of records listed), and returns the ids in order.
 func listIDs[T any](t *testing.T, ctx context.Context, s *postgres.Store, def *jiaoliu.Entity, filter jiaoliu.Filter, id func(*T) string) []string {
 	t.Helper()
 	var ids []string
@@ -117,6 +117,9 @@ func listIDs[T any](t *testing.T, ctx context.Context, s *postgres.Store, def *j
 			ids = append(ids, id(v))
 		}
 		if !page.HasNext {
+			if page.TotalCount != len(ids) {
+				t.Errorf("total count %d, %d records listed", page.TotalCount, len(ids))
+			}
 			return ids
 		}
 		after = page.Cursors[len(page.Cursors)-1]
