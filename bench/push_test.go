@@ -99,6 +99,8 @@ func benchPush(b *testing.B, devices, batch int) {
 		}
 		total += devices * per * batch
 	}
+	// How the server's connection pool held up (waits, connections closed and opened).
+	b.Logf("pool %+v", srv.DB.Stats())
 	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "ops/s")
 	// CPU per op: "go" is this process, the server and the devices' clients together.
 	b.ReportMetric(float64(goCPU.Microseconds())/float64(total), "go-µs/op")

@@ -49,8 +49,8 @@ func Open(ctx context.Context, dsn string) (*sqlx.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
-	db.SetMaxOpenConns(40)
-	db.SetMaxIdleConns(20)
+	db.SetMaxOpenConns(PoolSize)
+	db.SetMaxIdleConns(PoolSize)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -85,6 +85,21 @@ type Store struct {
 	// views caches the parts of the district views (see policy_cache.go).
 	views viewCache
 }
+
+// PoolSize is how many connections to PostgreSQL a process opens at most, all kept
+// while idle (for at most 5 minutes): 5 per core, at least 10 and at most 40. When a
+// burst of devices arrives at once (100 pushing their backlog), every connection of
+// the pool is busy; on 2 cores 40 backends at once spent 25 % more PostgreSQL CPU per
+// pushed op than 10 (148–166 against 118–120 µs, BENCHMARKS.md), and closing the
+// connections above an idle limit after the burst made the next one start backends
+// afresh. The environment variable JIAOLIU_DB_CONNS overrides it (the database may have
+// more cores than this process sees).
+var PoolSize = func() int {
+	if n, err := strconv.Atoi(os.Getenv("JIAOLIU_DB_CONNS")); err == nil && n > 0 {
+		return n
+	}
+	return min(max(5*runtime.NumCPU(), 10), 40)
+}()
 
 // ConcurrentWrites is how many Apply transactions a Store runs at once (the others wait
 // for a slot): one per core, at least 2 and at most 8. More writing backends than cores
