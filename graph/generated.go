@@ -48149,7 +48149,7 @@ func (ec *executionContext) ___Type(ctx context.Context, sel ast.SelectionSet, o
 // region    ***************************** type.gotpl *****************************
 
 func (ec *executionContext) marshalNAlert2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐAlertᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Alert) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNAlert2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐAlert(ctx, sel, v[i])
@@ -48183,7 +48183,7 @@ func (ec *executionContext) marshalNAlertSeverity2githubᚗcomᚋjiaoliuᚋjiaol
 }
 
 func (ec *executionContext) marshalNAttendance2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐAttendanceᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Attendance) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNAttendance2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐAttendance(ctx, sel, v[i])
@@ -48223,7 +48223,7 @@ func (ec *executionContext) marshalNAttendanceConnection2ᚖgithubᚗcomᚋjiaol
 }
 
 func (ec *executionContext) marshalNAttendanceEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐAttendanceEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.AttendanceEdge) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNAttendanceEdge2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐAttendanceEdge(ctx, sel, v[i])
@@ -48275,7 +48275,7 @@ func (ec *executionContext) marshalNAuditConnection2ᚖgithubᚗcomᚋjiaoliuᚋ
 }
 
 func (ec *executionContext) marshalNAuditEntry2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋpostgresᚐAuditEntryᚄ(ctx context.Context, sel ast.SelectionSet, v []*postgres.AuditEntry) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNAuditEntry2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋpostgresᚐAuditEntry(ctx, sel, v[i])
@@ -48323,7 +48323,7 @@ func (ec *executionContext) marshalNBoolean2bool(ctx context.Context, sel ast.Se
 }
 
 func (ec *executionContext) marshalNConsequence2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐConsequenceᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Consequence) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNConsequence2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐConsequence(ctx, sel, v[i])
@@ -48367,7 +48367,7 @@ func (ec *executionContext) marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate
 }
 
 func (ec *executionContext) marshalNDeferral2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDeferralᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Deferral) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNDeferral2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDeferral(ctx, sel, v[i])
@@ -48399,7 +48399,7 @@ func (ec *executionContext) marshalNDeferralConnection2ᚖgithubᚗcomᚋjiaoliu
 }
 
 func (ec *executionContext) marshalNDeferralEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐDeferralEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.DeferralEdge) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNDeferralEdge2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐDeferralEdge(ctx, sel, v[i])
@@ -48443,7 +48443,7 @@ func (ec *executionContext) marshalNDeferralReason2githubᚗcomᚋjiaoliuᚋjiao
 }
 
 func (ec *executionContext) marshalNDevice2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDeviceᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Device) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNDevice2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDevice(ctx, sel, v[i])
@@ -48475,7 +48475,7 @@ func (ec *executionContext) marshalNDeviceRegistration2ᚖgithubᚗcomᚋjiaoliu
 }
 
 func (ec *executionContext) marshalNDistrict2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDistrictᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.District) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNDistrict2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDistrict(ctx, sel, v[i])
@@ -48515,7 +48515,7 @@ func (ec *executionContext) marshalNDistrictDashboard2ᚖgithubᚗcomᚋjiaoliu�
 }
 
 func (ec *executionContext) marshalNDistrictEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐDistrictEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.DistrictEdge) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNDistrictEdge2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐDistrictEdge(ctx, sel, v[i])
@@ -48559,7 +48559,7 @@ func (ec *executionContext) marshalNDuty2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDuty
 }
 
 func (ec *executionContext) marshalNDutyProgress2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDutyProgressᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.DutyProgress) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNDutyProgress2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDutyProgress(ctx, sel, v[i])
@@ -48593,7 +48593,7 @@ func (ec *executionContext) marshalNDutyStatus2githubᚗcomᚋjiaoliuᚋjiaoliu�
 }
 
 func (ec *executionContext) marshalNEligibility2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐEligibilityᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Eligibility) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNEligibility2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐEligibility(ctx, sel, v[i])
@@ -48653,7 +48653,7 @@ func (ec *executionContext) marshalNEligibilitySummary2ᚖgithubᚗcomᚋjiaoliu
 }
 
 func (ec *executionContext) marshalNEvaluation2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐEvaluationᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Evaluation) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNEvaluation2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐEvaluation(ctx, sel, v[i])
@@ -48685,7 +48685,7 @@ func (ec *executionContext) marshalNEvaluationConnection2ᚖgithubᚗcomᚋjiaol
 }
 
 func (ec *executionContext) marshalNEvaluationDue2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐEvaluationDueᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.EvaluationDue) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNEvaluationDue2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐEvaluationDue(ctx, sel, v[i])
@@ -48709,7 +48709,7 @@ func (ec *executionContext) marshalNEvaluationDue2ᚖgithubᚗcomᚋjiaoliuᚋji
 }
 
 func (ec *executionContext) marshalNEvaluationEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐEvaluationEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.EvaluationEdge) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNEvaluationEdge2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐEvaluationEdge(ctx, sel, v[i])
@@ -48763,7 +48763,7 @@ func (ec *executionContext) marshalNEvaluationState2githubᚗcomᚋjiaoliuᚋjia
 }
 
 func (ec *executionContext) marshalNExchange2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐExchangeᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Exchange) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNExchange2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐExchange(ctx, sel, v[i])
@@ -48795,7 +48795,7 @@ func (ec *executionContext) marshalNExchangeConnection2ᚖgithubᚗcomᚋjiaoliu
 }
 
 func (ec *executionContext) marshalNExchangeEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐExchangeEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ExchangeEdge) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNExchangeEdge2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐExchangeEdge(ctx, sel, v[i])
@@ -48839,7 +48839,7 @@ func (ec *executionContext) unmarshalNExchangePatch2map(ctx context.Context, v a
 }
 
 func (ec *executionContext) marshalNExchangeProgress2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐExchangeProgressᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.ExchangeProgress) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNExchangeProgress2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐExchangeProgress(ctx, sel, v[i])
@@ -48887,7 +48887,7 @@ func (ec *executionContext) unmarshalNExchangeStatus2ᚕgithubᚗcomᚋjiaoliu�
 }
 
 func (ec *executionContext) marshalNExchangeStatus2ᚕgithubᚗcomᚋjiaoliuᚋjiaoliuᚐExchangeStatusᚄ(ctx context.Context, sel ast.SelectionSet, v []jiaoliu.ExchangeStatus) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNExchangeStatus2githubᚗcomᚋjiaoliuᚋjiaoliuᚐExchangeStatus(ctx, sel, v[i])
@@ -48995,7 +48995,7 @@ func (ec *executionContext) marshalNJSON2interface(ctx context.Context, sel ast.
 }
 
 func (ec *executionContext) marshalNKindCount2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐKindCountᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.KindCount) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNKindCount2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐKindCount(ctx, sel, v[i])
@@ -49019,7 +49019,7 @@ func (ec *executionContext) marshalNKindCount2ᚖgithubᚗcomᚋjiaoliuᚋjiaoli
 }
 
 func (ec *executionContext) marshalNLesson2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐLessonᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Lesson) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNLesson2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐLesson(ctx, sel, v[i])
@@ -49051,7 +49051,7 @@ func (ec *executionContext) marshalNLessonConnection2ᚖgithubᚗcomᚋjiaoliu�
 }
 
 func (ec *executionContext) marshalNLessonEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐLessonEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.LessonEdge) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNLessonEdge2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐLessonEdge(ctx, sel, v[i])
@@ -49113,7 +49113,7 @@ func (ec *executionContext) marshalNLoginPayload2ᚖgithubᚗcomᚋjiaoliuᚋjia
 }
 
 func (ec *executionContext) marshalNMentoringActivity2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐMentoringActivityᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.MentoringActivity) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNMentoringActivity2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐMentoringActivity(ctx, sel, v[i])
@@ -49145,7 +49145,7 @@ func (ec *executionContext) marshalNMentoringActivityConnection2ᚖgithubᚗcom�
 }
 
 func (ec *executionContext) marshalNMentoringActivityEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐMentoringActivityEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.MentoringActivityEdge) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNMentoringActivityEdge2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐMentoringActivityEdge(ctx, sel, v[i])
@@ -49189,7 +49189,7 @@ func (ec *executionContext) marshalNMentoringKind2githubᚗcomᚋjiaoliuᚋjiaol
 }
 
 func (ec *executionContext) marshalNMentoringPair2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐMentoringPairᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.MentoringPair) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNMentoringPair2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐMentoringPair(ctx, sel, v[i])
@@ -49221,7 +49221,7 @@ func (ec *executionContext) marshalNMentoringPairConnection2ᚖgithubᚗcomᚋji
 }
 
 func (ec *executionContext) marshalNMentoringPairEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐMentoringPairEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.MentoringPairEdge) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNMentoringPairEdge2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐMentoringPairEdge(ctx, sel, v[i])
@@ -49260,7 +49260,7 @@ func (ec *executionContext) unmarshalNNewUserInput2githubᚗcomᚋjiaoliuᚋjiao
 }
 
 func (ec *executionContext) marshalNObservation2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐObservationᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Observation) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNObservation2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐObservation(ctx, sel, v[i])
@@ -49292,7 +49292,7 @@ func (ec *executionContext) marshalNObservationConnection2ᚖgithubᚗcomᚋjiao
 }
 
 func (ec *executionContext) marshalNObservationEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐObservationEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ObservationEdge) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNObservationEdge2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐObservationEdge(ctx, sel, v[i])
@@ -49334,7 +49334,7 @@ func (ec *executionContext) marshalNPageInfo2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliu
 }
 
 func (ec *executionContext) marshalNPairProgress2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐPairProgressᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.PairProgress) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNPairProgress2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐPairProgress(ctx, sel, v[i])
@@ -49376,7 +49376,7 @@ func (ec *executionContext) marshalNPairSummary2ᚖgithubᚗcomᚋjiaoliuᚋjiao
 }
 
 func (ec *executionContext) marshalNPolicy2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐPolicyᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Policy) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNPolicy2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐPolicy(ctx, sel, v[i])
@@ -49408,7 +49408,7 @@ func (ec *executionContext) marshalNPolicyConnection2ᚖgithubᚗcomᚋjiaoliu�
 }
 
 func (ec *executionContext) marshalNPolicyEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐPolicyEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.PolicyEdge) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNPolicyEdge2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐPolicyEdge(ctx, sel, v[i])
@@ -49518,7 +49518,7 @@ func (ec *executionContext) marshalNReportState2githubᚗcomᚋjiaoliuᚋjiaoliu
 }
 
 func (ec *executionContext) marshalNResearchActivity2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐResearchActivityᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.ResearchActivity) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNResearchActivity2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐResearchActivity(ctx, sel, v[i])
@@ -49550,7 +49550,7 @@ func (ec *executionContext) marshalNResearchActivityConnection2ᚖgithubᚗcom�
 }
 
 func (ec *executionContext) marshalNResearchActivityEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐResearchActivityEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ResearchActivityEdge) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNResearchActivityEdge2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐResearchActivityEdge(ctx, sel, v[i])
@@ -49604,7 +49604,7 @@ func (ec *executionContext) marshalNRole2githubᚗcomᚋjiaoliuᚋjiaoliuᚐRole
 }
 
 func (ec *executionContext) marshalNSchool2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐSchoolᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.School) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNSchool2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐSchool(ctx, sel, v[i])
@@ -49644,7 +49644,7 @@ func (ec *executionContext) marshalNSchoolDashboard2ᚖgithubᚗcomᚋjiaoliuᚋ
 }
 
 func (ec *executionContext) marshalNSchoolEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐSchoolEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.SchoolEdge) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNSchoolEdge2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐSchoolEdge(ctx, sel, v[i])
@@ -49668,7 +49668,7 @@ func (ec *executionContext) marshalNSchoolEdge2ᚖgithubᚗcomᚋjiaoliuᚋjiaol
 }
 
 func (ec *executionContext) marshalNSchoolGroup2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐSchoolGroupᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.SchoolGroup) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNSchoolGroup2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐSchoolGroup(ctx, sel, v[i])
@@ -49700,7 +49700,7 @@ func (ec *executionContext) marshalNSchoolGroupConnection2ᚖgithubᚗcomᚋjiao
 }
 
 func (ec *executionContext) marshalNSchoolGroupEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐSchoolGroupEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.SchoolGroupEdge) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNSchoolGroupEdge2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐSchoolGroupEdge(ctx, sel, v[i])
@@ -49744,7 +49744,7 @@ func (ec *executionContext) unmarshalNSchoolPatch2map(ctx context.Context, v any
 }
 
 func (ec *executionContext) marshalNSchoolQuota2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐSchoolQuotaᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.SchoolQuota) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNSchoolQuota2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐSchoolQuota(ctx, sel, v[i])
@@ -49768,7 +49768,7 @@ func (ec *executionContext) marshalNSchoolQuota2ᚖgithubᚗcomᚋjiaoliuᚋjiao
 }
 
 func (ec *executionContext) marshalNSchoolStint2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐSchoolStintᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.SchoolStint) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNSchoolStint2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐSchoolStint(ctx, sel, v[i])
@@ -49802,7 +49802,7 @@ func (ec *executionContext) unmarshalNSchoolStintPatch2map(ctx context.Context, 
 }
 
 func (ec *executionContext) marshalNSemesterReport2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐSemesterReportᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.SemesterReport) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNSemesterReport2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐSemesterReport(ctx, sel, v[i])
@@ -49834,7 +49834,7 @@ func (ec *executionContext) marshalNSemesterReportConnection2ᚖgithubᚗcomᚋj
 }
 
 func (ec *executionContext) marshalNSemesterReportEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐSemesterReportEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.SemesterReportEdge) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNSemesterReportEdge2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐSemesterReportEdge(ctx, sel, v[i])
@@ -49868,7 +49868,7 @@ func (ec *executionContext) unmarshalNSemesterReportPatch2map(ctx context.Contex
 }
 
 func (ec *executionContext) marshalNServicePeriod2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐServicePeriodᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.ServicePeriod) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNServicePeriod2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐServicePeriod(ctx, sel, v[i])
@@ -49953,7 +49953,7 @@ func (ec *executionContext) marshalNSyncActivityKind2githubᚗcomᚋjiaoliuᚋji
 }
 
 func (ec *executionContext) marshalNSyncConflict2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋpostgresᚐConflictRecordᚄ(ctx context.Context, sel ast.SelectionSet, v []*postgres.ConflictRecord) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNSyncConflict2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋpostgresᚐConflictRecord(ctx, sel, v[i])
@@ -49977,7 +49977,7 @@ func (ec *executionContext) marshalNSyncConflict2ᚖgithubᚗcomᚋjiaoliuᚋjia
 }
 
 func (ec *executionContext) marshalNSyncRejection2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋpostgresᚐRejectionᚄ(ctx context.Context, sel ast.SelectionSet, v []*postgres.Rejection) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNSyncRejection2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋpostgresᚐRejection(ctx, sel, v[i])
@@ -50011,7 +50011,7 @@ func (ec *executionContext) marshalNTargetBasis2githubᚗcomᚋjiaoliuᚋjiaoliu
 }
 
 func (ec *executionContext) marshalNTeacher2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐTeacherᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Teacher) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNTeacher2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐTeacher(ctx, sel, v[i])
@@ -50043,7 +50043,7 @@ func (ec *executionContext) marshalNTeacherConnection2ᚖgithubᚗcomᚋjiaoliu�
 }
 
 func (ec *executionContext) marshalNTeacherEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐTeacherEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.TeacherEdge) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNTeacherEdge2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐTeacherEdge(ctx, sel, v[i])
@@ -50111,7 +50111,7 @@ func (ec *executionContext) marshalNTitle2githubᚗcomᚋjiaoliuᚋjiaoliuᚐTit
 }
 
 func (ec *executionContext) marshalNUser2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐUserᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.User) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNUser2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐUser(ctx, sel, v[i])
@@ -50135,7 +50135,7 @@ func (ec *executionContext) marshalNUser2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐU
 }
 
 func (ec *executionContext) marshalNZone2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐZoneᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Zone) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNZone2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐZone(ctx, sel, v[i])
@@ -50167,7 +50167,7 @@ func (ec *executionContext) marshalNZoneConnection2ᚖgithubᚗcomᚋjiaoliuᚋj
 }
 
 func (ec *executionContext) marshalNZoneEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐZoneEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ZoneEdge) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNZoneEdge2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐZoneEdge(ctx, sel, v[i])
@@ -50205,7 +50205,7 @@ func (ec *executionContext) marshalN__Directive2githubᚗcomᚋ99designsᚋgqlge
 }
 
 func (ec *executionContext) marshalN__Directive2ᚕgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐDirectiveᚄ(ctx context.Context, sel ast.SelectionSet, v []introspection.Directive) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalN__Directive2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐDirective(ctx, sel, v[i])
@@ -50249,7 +50249,7 @@ func (ec *executionContext) unmarshalN__DirectiveLocation2ᚕstringᚄ(ctx conte
 }
 
 func (ec *executionContext) marshalN__DirectiveLocation2ᚕstringᚄ(ctx context.Context, sel ast.SelectionSet, v []string) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalN__DirectiveLocation2string(ctx, sel, v[i])
@@ -50277,7 +50277,7 @@ func (ec *executionContext) marshalN__InputValue2githubᚗcomᚋ99designsᚋgqlg
 }
 
 func (ec *executionContext) marshalN__InputValue2ᚕgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐInputValueᚄ(ctx context.Context, sel ast.SelectionSet, v []introspection.InputValue) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalN__InputValue2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐInputValue(ctx, sel, v[i])
@@ -50305,7 +50305,7 @@ func (ec *executionContext) marshalN__Type2githubᚗcomᚋ99designsᚋgqlgenᚋg
 }
 
 func (ec *executionContext) marshalN__Type2ᚕgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐTypeᚄ(ctx context.Context, sel ast.SelectionSet, v []introspection.Type) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalN__Type2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐType(ctx, sel, v[i])
@@ -51064,7 +51064,7 @@ func (ec *executionContext) marshalO__EnumValue2ᚕgithubᚗcomᚋ99designsᚋgq
 	if v == nil {
 		return graphql.Null
 	}
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalN__EnumValue2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐEnumValue(ctx, sel, v[i])
@@ -51083,7 +51083,7 @@ func (ec *executionContext) marshalO__Field2ᚕgithubᚗcomᚋ99designsᚋgqlgen
 	if v == nil {
 		return graphql.Null
 	}
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalN__Field2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐField(ctx, sel, v[i])
@@ -51102,7 +51102,7 @@ func (ec *executionContext) marshalO__InputValue2ᚕgithubᚗcomᚋ99designsᚋg
 	if v == nil {
 		return graphql.Null
 	}
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalN__InputValue2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐInputValue(ctx, sel, v[i])
@@ -51121,7 +51121,7 @@ func (ec *executionContext) marshalO__Type2ᚕgithubᚗcomᚋ99designsᚋgqlgen�
 	if v == nil {
 		return graphql.Null
 	}
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalN__Type2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐType(ctx, sel, v[i])

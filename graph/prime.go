@@ -147,7 +147,12 @@ func prime(ctx context.Context, op *graphql.OperationContext, def *jiaoliu.Entit
 	for key, rd := range reads {
 		slices.Sort(rd.ids)
 		ids := slices.Compact(rd.ids)
-		go func() { done <- loaded{key, primers[rd.to](ctx, ids, rd.cs)} }()
+		load := func() { done <- loaded{key, primers[rd.to](ctx, ids, rd.cs)} }
+		if len(reads) == 1 {
+			load() // no goroutine (and its stack growth) for a level of one read
+		} else {
+			go load()
+		}
 	}
 	byID := map[string]any{}
 	for range reads {

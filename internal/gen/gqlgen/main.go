@@ -11,12 +11,17 @@
 // of the list, which still run concurrently, so running an object's own fields in
 // order costs no round trips; it only removes the goroutines.
 //
+// The elements of a list are marshalled by the package's own marshalList (graph/lists.go)
+// instead of gqlgen's MarshalSliceConcurrently: concurrently as before, but on goroutines
+// kept from one list to the next, whose stacks have grown already.
+//
 // The operation types are left as gqlgen makes them: Mutation is already sequential
 // (the GraphQL specification wants it), Query and Subscription run their root fields
 // concurrently.
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -35,10 +40,28 @@ func main() {
 	if err == nil {
 		err = api.Generate(cfg, api.AddPlugin(sequentialFields{}))
 	}
+	if err == nil {
+		err = useListWorkers(cfg.Exec.Filename)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gqlgen:", err)
 		os.Exit(1)
 	}
+}
+
+// useListWorkers makes the generated code at path call marshalList, which has the
+// signature of gqlgen's MarshalSliceConcurrently, in its place; it fails when there is
+// no call to replace (gqlgen changed what it writes).
+func useListWorkers(path string) error {
+	const from, to = "graphql.MarshalSliceConcurrently(", "marshalList("
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if !bytes.Contains(b, []byte(from)) {
+		return fmt.Errorf("%s: no call of %s to replace with %s", path, from, to)
+	}
+	return os.WriteFile(path, bytes.ReplaceAll(b, []byte(from), []byte(to)), 0o644)
 }
 
 // sequentialFields marks every object type but the operation types as resolving its
