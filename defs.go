@@ -43,6 +43,9 @@ var Entities = map[string]*Entity{}
 var EntityOrder []string
 
 func register(e *Entity) *Entity {
+	for i := range e.Fields {
+		e.Fields[i].column = SnakeCase(e.Fields[i].Name)
+	}
 	Entities[e.Name] = e
 	EntityOrder = append(EntityOrder, e.Name)
 	return e

@@ -37,10 +37,17 @@ type FieldDef struct {
 	Ref      string // for KindID: the entity it refers to
 	Enum     string // for KindEnum: the key into Enums
 	Min, Max *float64
+
+	column string // Column, worked out when the entity is registered
 }
 
 // Column returns the database column of the field: its name in snake case.
-func (f FieldDef) Column() string { return SnakeCase(f.Name) }
+func (f FieldDef) Column() string {
+	if f.column != "" {
+		return f.column
+	}
+	return SnakeCase(f.Name)
+}
 
 // Entity describes a kind of record that the write path (GraphQL mutations and sync
 // pushes alike) creates and changes.
