@@ -154,17 +154,18 @@ func prime(ctx context.Context, op *graphql.OperationContext, def *jiaoliu.Entit
 			go load()
 		}
 	}
-	byID := map[string]any{}
+	type readID struct{ read, id string }
+	byID := map[readID]any{}
 	for range reads {
 		l := <-done
 		for _, v := range l.recs {
-			byID[l.key+"/"+postgres.FieldText(v, "id")] = v
+			byID[readID{l.key, postgres.FieldText(v, "id")}] = v
 		}
 	}
 	for _, r := range refs {
 		next := make([]any, 0, len(r.ids))
 		for _, id := range r.ids {
-			if v := byID[r.read+"/"+id]; v != nil {
+			if v := byID[readID{r.read, id}]; v != nil {
 				next = append(next, v)
 			}
 		}
