@@ -92,7 +92,8 @@ func Seed(ctx context.Context, db *sqlx.DB, s Spec) (time.Duration, error) {
 		{"district admin", `INSERT INTO users (id, username, display_name, password_hash, role, district_id)
 			VALUES ($1, 'bench-district', '县教育局', $2, 'DISTRICT_ADMIN', $3)`, []any{DistrictAdminID, string(hash), DistrictID}},
 		{"school admin", `INSERT INTO users (id, username, display_name, password_hash, role, district_id, school_id)
-			VALUES ($1, 'bench-school', '学校管理员', $2, 'SCHOOL_ADMIN', $3, $4)`, []any{SchoolAdminID, string(hash), DistrictID, SchoolID(7)}},
+			SELECT $1, 'bench-school', '学校管理员', $2, 'SCHOOL_ADMIN', $3, id FROM schools WHERE id = $4`, // when there are 8 schools
+			[]any{SchoolAdminID, string(hash), DistrictID, SchoolID(7)}},
 		{"users", `INSERT INTO users (id, username, password_hash, role, district_id, school_id, teacher_id)
 			SELECT ` + sqlID("user", "i") + `, 'bench-t' || i, $1, 'TEACHER', $2, ` + sqlID("school", "i % "+n(s.Schools)) + `, ` + sqlID("teacher", "i") + `
 			FROM generate_series(0, ` + n(s.Users-1) + `) i`, []any{string(hash), DistrictID}},
