@@ -3,7 +3,9 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/lib/pq"
@@ -87,5 +89,59 @@ func TestWatchedDevicesAreTheScopeFunctions(t *testing.T) {
 	}
 	if n := len(got[devices[0]].Scopes); n != 5 { // s: and d: of urban, rural, far (two districts)
 		t.Errorf("teacher with two exchanges: %d tokens %v, want 5", n, got[devices[0]].Scopes)
+	}
+}
+
+// TestActorTokensAreThoseOf00002: the PL/pgSQL actor_tokens of migration 00014 gives
+// every role the tokens that 00002's SQL function gave: teachers with exchanges in two
+// districts, a cancelled and a deleted exchange, none; administrators with and without
+// their district or school; unknown and missing roles.
+func TestActorTokensAreThoseOf00002(t *testing.T) {
+	f := newFixture(t)
+	d2, far, t3, x2, x3, x4 := newID(), newID(), newID(), newID(), newID(), newID()
+	exchange := func(id, teacher, from, to, status string) jiaoliu.Op {
+		return upsert("exchange", id, map[string]any{"teacherId": teacher, "sendingSchoolId": from, "receivingSchoolId": to,
+			"mode": "FULL_TIME", "academicYear": "2026-2027", "plannedStart": "2026-09-01", "plannedEnd": "2027-07-15", "status": status})
+	}
+	MustApply(t, sys(), f.store,
+		upsert("district", d2, map[string]any{"name": "巩义市"}),
+		upsert("school", far, map[string]any{"districtId": d2, "name": "小关镇教学点", "locality": "TEACHING_POINT", "tier": "WEAK"}),
+		upsert("teacher", t3, map[string]any{"name": "张伟", "gender": "MALE", "birthDate": "1988-05-02", "schoolId": far, "joinedSchoolOn": "2012-09-01"}),
+		exchange(x2, f.teacher, f.urban, far, "APPROVED"),
+		exchange(x3, f.other, f.rural, far, "PROPOSED"),
+		exchange(x4, t3, far, f.urban, "PROPOSED"),
+	)
+	MustApply(t, sys(), f.store,
+		jiaoliu.Op{OpID: newID(), Kind: jiaoliu.OpDelete, Entity: "exchange", ID: x3, HLC: nextHLC()},
+		jiaoliu.Op{OpID: newID(), Kind: jiaoliu.OpUpsert, Entity: "exchange", ID: x4, HLC: nextHLC(), Fields: map[string]any{"status": "CANCELLED"}})
+	raw, err := os.ReadFile("migrations/00002_scopes.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := string(raw)
+	start := strings.Index(src, "CREATE FUNCTION actor_tokens")
+	end := strings.Index(src[start:], "-- +goose StatementEnd")
+	if _, err := f.db.Exec(strings.Replace(src[start:start+end], "CREATE FUNCTION actor_tokens", "CREATE FUNCTION actor_tokens_v1", 1)); err != nil {
+		t.Fatal(err)
+	}
+	var lang string
+	if err := f.db.Get(&lang, `SELECT l.lanname FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang WHERE p.proname = 'actor_tokens'`); err != nil || lang != "plpgsql" {
+		t.Fatalf("actor_tokens is %q (%v), want plpgsql", lang, err)
+	}
+	var n int
+	var diff []string
+	if err := f.db.Select(&diff, `SELECT coalesce(r, '∅') || ' ' || coalesce(d::text, '∅') || ' ' || coalesce(s::text, '∅') || ' ' || coalesce(t::text, '∅') || ': '
+			|| coalesce(actor_tokens(r, d, s, t)::text, 'NULL') || ' vs ' || coalesce(actor_tokens_v1(r, d, s, t)::text, 'NULL')
+		FROM unnest(ARRAY['TEACHER', 'SCHOOL_ADMIN', 'DISTRICT_ADMIN', 'AUDITOR', 'ADMIN', 'NOBODY', NULL]) r,
+			unnest(ARRAY[$1, $2, NULL]::uuid[]) d, unnest(ARRAY[$3, $4, $5, NULL]::uuid[]) s, unnest(ARRAY[$6, $7, $8, NULL]::uuid[]) t
+		WHERE actor_tokens(r, d, s, t) IS DISTINCT FROM actor_tokens_v1(r, d, s, t)`,
+		f.district, d2, f.urban, f.rural, far, f.teacher, f.other, t3); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.db.Get(&n, `SELECT cardinality(actor_tokens('TEACHER', NULL, NULL, $1))`, f.teacher); err != nil {
+		t.Fatal(err)
+	}
+	if len(diff) > 0 || n != 6 { // t:, three schools' ps:, two districts' pd:
+		t.Fatalf("teacher with two exchanges: %d tokens; differ from 00002's: %v", n, diff)
 	}
 }
