@@ -21,16 +21,12 @@ import (
 func TestWatchedDevicesAreTheScopeFunctions(t *testing.T) {
 	f := newFixture(t)
 	d2, far, t3, x2, x3 := newID(), newID(), newID(), newID(), newID()
-	exchange := func(id, teacher, from, to string) jiaoliu.Op {
-		return upsert("exchange", id, map[string]any{"teacherId": teacher, "sendingSchoolId": from, "receivingSchoolId": to,
-			"mode": "FULL_TIME", "academicYear": "2026-2027", "plannedStart": "2026-09-01", "plannedEnd": "2027-07-15", "status": "APPROVED"})
-	}
 	MustApply(t, sys(), f.store,
 		upsert("district", d2, map[string]any{"name": "巩义市"}),
 		upsert("school", far, map[string]any{"districtId": d2, "name": "小关镇教学点", "locality": "TEACHING_POINT", "tier": "WEAK"}),
 		upsert("teacher", t3, map[string]any{"name": "张伟", "gender": "MALE", "birthDate": "1988-05-02", "schoolId": far, "joinedSchoolOn": "2012-09-01"}),
-		exchange(x2, f.teacher, f.urban, far),
-		exchange(x3, f.other, f.rural, far),
+		exchangeOp(x2, f.teacher, f.urban, far, "APPROVED"),
+		exchangeOp(x3, f.other, f.rural, far, "APPROVED"),
 	)
 	MustApply(t, sys(), f.store, jiaoliu.Op{OpID: newID(), Kind: jiaoliu.OpDelete, Entity: "exchange", ID: x3, HLC: nextHLC()})
 
@@ -99,17 +95,13 @@ func TestWatchedDevicesAreTheScopeFunctions(t *testing.T) {
 func TestActorTokensAreThoseOf00002(t *testing.T) {
 	f := newFixture(t)
 	d2, far, t3, x2, x3, x4 := newID(), newID(), newID(), newID(), newID(), newID()
-	exchange := func(id, teacher, from, to, status string) jiaoliu.Op {
-		return upsert("exchange", id, map[string]any{"teacherId": teacher, "sendingSchoolId": from, "receivingSchoolId": to,
-			"mode": "FULL_TIME", "academicYear": "2026-2027", "plannedStart": "2026-09-01", "plannedEnd": "2027-07-15", "status": status})
-	}
 	MustApply(t, sys(), f.store,
 		upsert("district", d2, map[string]any{"name": "巩义市"}),
 		upsert("school", far, map[string]any{"districtId": d2, "name": "小关镇教学点", "locality": "TEACHING_POINT", "tier": "WEAK"}),
 		upsert("teacher", t3, map[string]any{"name": "张伟", "gender": "MALE", "birthDate": "1988-05-02", "schoolId": far, "joinedSchoolOn": "2012-09-01"}),
-		exchange(x2, f.teacher, f.urban, far, "APPROVED"),
-		exchange(x3, f.other, f.rural, far, "PROPOSED"),
-		exchange(x4, t3, far, f.urban, "PROPOSED"),
+		exchangeOp(x2, f.teacher, f.urban, far, "APPROVED"),
+		exchangeOp(x3, f.other, f.rural, far, "PROPOSED"),
+		exchangeOp(x4, t3, far, f.urban, "PROPOSED"),
 	)
 	MustApply(t, sys(), f.store,
 		jiaoliu.Op{OpID: newID(), Kind: jiaoliu.OpDelete, Entity: "exchange", ID: x3, HLC: nextHLC()},

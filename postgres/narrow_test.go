@@ -18,16 +18,12 @@ import (
 func TestNarrowListsAreTheJoinedLists(t *testing.T) {
 	f := newFixture(t)
 	third, fourth, t3, x2, x3 := newID(), newID(), newID(), newID(), newID()
-	exchange := func(id, teacher, from, to string) jiaoliu.Op {
-		return upsert("exchange", id, map[string]any{"teacherId": teacher, "sendingSchoolId": from, "receivingSchoolId": to,
-			"mode": "FULL_TIME", "academicYear": "2026-2027", "plannedStart": "2026-09-01", "plannedEnd": "2027-07-15", "status": "APPROVED"})
-	}
 	MustApply(t, sys(), f.store,
 		upsert("school", third, map[string]any{"districtId": f.district, "name": "刘寨镇中心小学", "locality": "TOWN", "tier": "GENERAL"}),
 		upsert("school", fourth, map[string]any{"districtId": f.district, "name": "米村镇教学点", "locality": "TEACHING_POINT", "tier": "WEAK"}),
 		upsert("teacher", t3, map[string]any{"name": "张伟", "gender": "MALE", "birthDate": "1988-05-02", "schoolId": third, "joinedSchoolOn": "2012-09-01"}),
-		exchange(x2, f.other, f.rural, f.urban),
-		exchange(x3, t3, third, fourth),
+		exchangeOp(x2, f.other, f.rural, f.urban, "APPROVED"),
+		exchangeOp(x3, t3, third, fourth, "APPROVED"),
 	)
 	var ops []jiaoliu.Op
 	var atThird, gone []string

@@ -43,6 +43,13 @@ func upsert(entity, id string, fields map[string]any) jiaoliu.Op {
 	return jiaoliu.Op{OpID: newID(), Kind: jiaoliu.OpUpsert, Entity: entity, ID: id, HLC: nextHLC(), Fields: fields}
 }
 
+// exchangeOp creates an exchange of 2026-2027 of teacher from school from to school to,
+// with status.
+func exchangeOp(id, teacher, from, to, status string) jiaoliu.Op {
+	return upsert("exchange", id, map[string]any{"teacherId": teacher, "sendingSchoolId": from, "receivingSchoolId": to,
+		"mode": "FULL_TIME", "academicYear": "2026-2027", "plannedStart": "2026-09-01", "plannedEnd": "2027-07-15", "status": status})
+}
+
 // MustApply applies ops atomically and fails the test on error.
 func MustApply(tb testing.TB, ctx context.Context, s *postgres.Store, ops ...jiaoliu.Op) []jiaoliu.OpResult {
 	tb.Helper()
