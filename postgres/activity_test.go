@@ -20,11 +20,9 @@ import (
 // none for the server's administrator).
 func TestWatchedDevicesAreTheScopeFunctions(t *testing.T) {
 	f := newFixture(t)
-	d2, far, t3, x2, x3 := newID(), newID(), newID(), newID(), newID()
+	d2, far, t3 := secondDistrict(t, f)
+	x2, x3 := newID(), newID()
 	MustApply(t, sys(), f.store,
-		upsert("district", d2, map[string]any{"name": "巩义市"}),
-		upsert("school", far, map[string]any{"districtId": d2, "name": "小关镇教学点", "locality": "TEACHING_POINT", "tier": "WEAK"}),
-		upsert("teacher", t3, map[string]any{"name": "张伟", "gender": "MALE", "birthDate": "1988-05-02", "schoolId": far, "joinedSchoolOn": "2012-09-01"}),
 		exchangeOp(x2, f.teacher, f.urban, far, "APPROVED"),
 		exchangeOp(x3, f.other, f.rural, far, "APPROVED"),
 	)
@@ -94,11 +92,9 @@ func TestWatchedDevicesAreTheScopeFunctions(t *testing.T) {
 // their district or school; unknown and missing roles.
 func TestActorTokensAreThoseOf00002(t *testing.T) {
 	f := newFixture(t)
-	d2, far, t3, x2, x3, x4 := newID(), newID(), newID(), newID(), newID(), newID()
+	d2, far, t3 := secondDistrict(t, f)
+	x2, x3, x4 := newID(), newID(), newID()
 	MustApply(t, sys(), f.store,
-		upsert("district", d2, map[string]any{"name": "巩义市"}),
-		upsert("school", far, map[string]any{"districtId": d2, "name": "小关镇教学点", "locality": "TEACHING_POINT", "tier": "WEAK"}),
-		upsert("teacher", t3, map[string]any{"name": "张伟", "gender": "MALE", "birthDate": "1988-05-02", "schoolId": far, "joinedSchoolOn": "2012-09-01"}),
 		exchangeOp(x2, f.teacher, f.urban, far, "APPROVED"),
 		exchangeOp(x3, f.other, f.rural, far, "PROPOSED"),
 		exchangeOp(x4, t3, far, f.urban, "PROPOSED"),
@@ -136,4 +132,15 @@ func TestActorTokensAreThoseOf00002(t *testing.T) {
 	if len(diff) > 0 || n != 6 { // t:, three schools' ps:, two districts' pd:
 		t.Fatalf("teacher with two exchanges: %d tokens; differ from 00002's: %v", n, diff)
 	}
+}
+
+// secondDistrict adds to f a second district with a teaching point and a teacher there.
+func secondDistrict(t *testing.T, f *fixture) (district, school, teacher string) {
+	t.Helper()
+	district, school, teacher = newID(), newID(), newID()
+	MustApply(t, sys(), f.store,
+		upsert("district", district, map[string]any{"name": "巩义市"}),
+		upsert("school", school, map[string]any{"districtId": district, "name": "小关镇教学点", "locality": "TEACHING_POINT", "tier": "WEAK"}),
+		upsert("teacher", teacher, map[string]any{"name": "张伟", "gender": "MALE", "birthDate": "1988-05-02", "schoolId": school, "joinedSchoolOn": "2012-09-01"}))
+	return district, school, teacher
 }
