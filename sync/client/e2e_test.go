@@ -310,10 +310,12 @@ func TestDevicesConverge(t *testing.T) {
 	s.upsert(a1, "lesson", lesson, lessonOf(e.e1, "2026-10-12", 3))
 	s.sync(a1, false)
 	s.sync(a2, false)
-	// Each tablet's clock is corrected by its own estimate of the server's time (a few
-	// ms apart on this machine): the competing writes below are spaced so that their
-	// HLCs follow the order in which they were made.
-	const apart = 25 * time.Millisecond
+	// Each tablet's clock is corrected by its own estimate of the server's time (the
+	// middle of a round trip, so a few ms apart on a quiet machine and tens of ms
+	// under the race detector on a loaded one): the competing writes below are spaced
+	// by more than the estimates' spread, so that their HLCs follow the order in which
+	// they were made.
+	apart := 25*time.Millisecond + offsetSpread(t, s.all)
 	lostOp := s.upsert(a2, "lesson", lesson, map[string]any{"topic": "小数", "className": "三(2)班"})
 	time.Sleep(apart)
 	s.upsert(a1, "lesson", lesson, map[string]any{"topic": "分数", "minutes": 40})
@@ -446,6 +448,23 @@ func (s *sim) checkScripted(lesson, lostOp, twinA, twinB, twinOp, obs, att1, att
 			t.Errorf("%s: %d attendance records for one day", d.name, n)
 		}
 	}
+}
+
+// offsetSpread is how far apart the devices' corrections of their clocks are.
+func offsetSpread(t *testing.T, devs []*device) time.Duration {
+	t.Helper()
+	var lo, hi time.Duration
+	for i, d := range devs {
+		off := must(d.c.Status(context.Background())).ClockOffset
+		if i == 0 || off < lo {
+			lo = off
+		}
+		if i == 0 || off > hi {
+			hi = off
+		}
+	}
+	t.Logf("clock offsets %v … %v", lo, hi)
+	return hi - lo
 }
 
 func jsonNum(n int) any { return json.Number(strconv.Itoa(n)) }
