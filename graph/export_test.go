@@ -7,3 +7,13 @@ func SetPruneColumns(on bool) bool {
 	pruneColumns = on
 	return prev
 }
+
+// SetDirectLists turns direct lists on or off, and returns the previous setting.
+func SetDirectLists(on bool) bool {
+	prev := directLists
+	directLists = on
+	return prev
+}
+
+// DirectListed is the number of lists written directly so far.
+func DirectListed() int64 { return directListed.Load() }

@@ -48149,6 +48149,9 @@ func (ec *executionContext) ___Type(ctx context.Context, sel ast.SelectionSet, o
 // region    ***************************** type.gotpl *****************************
 
 func (ec *executionContext) marshalNAlert2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐAlertᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Alert) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_Alert); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -48183,6 +48186,9 @@ func (ec *executionContext) marshalNAlertSeverity2githubᚗcomᚋjiaoliuᚋjiaol
 }
 
 func (ec *executionContext) marshalNAttendance2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐAttendanceᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Attendance) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_Attendance); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -48223,6 +48229,9 @@ func (ec *executionContext) marshalNAttendanceConnection2ᚖgithubᚗcomᚋjiaol
 }
 
 func (ec *executionContext) marshalNAttendanceEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐAttendanceEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.AttendanceEdge) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_AttendanceEdge); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -48275,6 +48284,9 @@ func (ec *executionContext) marshalNAuditConnection2ᚖgithubᚗcomᚋjiaoliuᚋ
 }
 
 func (ec *executionContext) marshalNAuditEntry2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋpostgresᚐAuditEntryᚄ(ctx context.Context, sel ast.SelectionSet, v []*postgres.AuditEntry) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_AuditEntry); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -48323,6 +48335,9 @@ func (ec *executionContext) marshalNBoolean2bool(ctx context.Context, sel ast.Se
 }
 
 func (ec *executionContext) marshalNConsequence2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐConsequenceᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Consequence) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_Consequence); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -48367,6 +48382,9 @@ func (ec *executionContext) marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate
 }
 
 func (ec *executionContext) marshalNDeferral2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDeferralᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Deferral) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_Deferral); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -48399,6 +48417,9 @@ func (ec *executionContext) marshalNDeferralConnection2ᚖgithubᚗcomᚋjiaoliu
 }
 
 func (ec *executionContext) marshalNDeferralEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐDeferralEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.DeferralEdge) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_DeferralEdge); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -48443,6 +48464,9 @@ func (ec *executionContext) marshalNDeferralReason2githubᚗcomᚋjiaoliuᚋjiao
 }
 
 func (ec *executionContext) marshalNDevice2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDeviceᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Device) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_Device); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -48475,6 +48499,9 @@ func (ec *executionContext) marshalNDeviceRegistration2ᚖgithubᚗcomᚋjiaoliu
 }
 
 func (ec *executionContext) marshalNDistrict2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDistrictᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.District) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_District); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -48515,6 +48542,9 @@ func (ec *executionContext) marshalNDistrictDashboard2ᚖgithubᚗcomᚋjiaoliu�
 }
 
 func (ec *executionContext) marshalNDistrictEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐDistrictEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.DistrictEdge) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_DistrictEdge); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -48559,6 +48589,9 @@ func (ec *executionContext) marshalNDuty2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDuty
 }
 
 func (ec *executionContext) marshalNDutyProgress2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDutyProgressᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.DutyProgress) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_DutyProgress); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -48593,6 +48626,9 @@ func (ec *executionContext) marshalNDutyStatus2githubᚗcomᚋjiaoliuᚋjiaoliu�
 }
 
 func (ec *executionContext) marshalNEligibility2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐEligibilityᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Eligibility) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_Eligibility); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -48653,6 +48689,9 @@ func (ec *executionContext) marshalNEligibilitySummary2ᚖgithubᚗcomᚋjiaoliu
 }
 
 func (ec *executionContext) marshalNEvaluation2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐEvaluationᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Evaluation) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_Evaluation); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -48685,6 +48724,9 @@ func (ec *executionContext) marshalNEvaluationConnection2ᚖgithubᚗcomᚋjiaol
 }
 
 func (ec *executionContext) marshalNEvaluationDue2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐEvaluationDueᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.EvaluationDue) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_EvaluationDue); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -48709,6 +48751,9 @@ func (ec *executionContext) marshalNEvaluationDue2ᚖgithubᚗcomᚋjiaoliuᚋji
 }
 
 func (ec *executionContext) marshalNEvaluationEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐEvaluationEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.EvaluationEdge) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_EvaluationEdge); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -48763,6 +48808,9 @@ func (ec *executionContext) marshalNEvaluationState2githubᚗcomᚋjiaoliuᚋjia
 }
 
 func (ec *executionContext) marshalNExchange2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐExchangeᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Exchange) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_Exchange); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -48795,6 +48843,9 @@ func (ec *executionContext) marshalNExchangeConnection2ᚖgithubᚗcomᚋjiaoliu
 }
 
 func (ec *executionContext) marshalNExchangeEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐExchangeEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ExchangeEdge) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_ExchangeEdge); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -48839,6 +48890,9 @@ func (ec *executionContext) unmarshalNExchangePatch2map(ctx context.Context, v a
 }
 
 func (ec *executionContext) marshalNExchangeProgress2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐExchangeProgressᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.ExchangeProgress) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_ExchangeProgress); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -48995,6 +49049,9 @@ func (ec *executionContext) marshalNJSON2interface(ctx context.Context, sel ast.
 }
 
 func (ec *executionContext) marshalNKindCount2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐKindCountᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.KindCount) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_KindCount); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -49019,6 +49076,9 @@ func (ec *executionContext) marshalNKindCount2ᚖgithubᚗcomᚋjiaoliuᚋjiaoli
 }
 
 func (ec *executionContext) marshalNLesson2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐLessonᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Lesson) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_Lesson); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -49051,6 +49111,9 @@ func (ec *executionContext) marshalNLessonConnection2ᚖgithubᚗcomᚋjiaoliu�
 }
 
 func (ec *executionContext) marshalNLessonEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐLessonEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.LessonEdge) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_LessonEdge); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -49113,6 +49176,9 @@ func (ec *executionContext) marshalNLoginPayload2ᚖgithubᚗcomᚋjiaoliuᚋjia
 }
 
 func (ec *executionContext) marshalNMentoringActivity2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐMentoringActivityᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.MentoringActivity) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_MentoringActivity); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -49145,6 +49211,9 @@ func (ec *executionContext) marshalNMentoringActivityConnection2ᚖgithubᚗcom�
 }
 
 func (ec *executionContext) marshalNMentoringActivityEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐMentoringActivityEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.MentoringActivityEdge) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_MentoringActivityEdge); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -49189,6 +49258,9 @@ func (ec *executionContext) marshalNMentoringKind2githubᚗcomᚋjiaoliuᚋjiaol
 }
 
 func (ec *executionContext) marshalNMentoringPair2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐMentoringPairᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.MentoringPair) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_MentoringPair); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -49221,6 +49293,9 @@ func (ec *executionContext) marshalNMentoringPairConnection2ᚖgithubᚗcomᚋji
 }
 
 func (ec *executionContext) marshalNMentoringPairEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐMentoringPairEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.MentoringPairEdge) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_MentoringPairEdge); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -49260,6 +49335,9 @@ func (ec *executionContext) unmarshalNNewUserInput2githubᚗcomᚋjiaoliuᚋjiao
 }
 
 func (ec *executionContext) marshalNObservation2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐObservationᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Observation) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_Observation); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -49292,6 +49370,9 @@ func (ec *executionContext) marshalNObservationConnection2ᚖgithubᚗcomᚋjiao
 }
 
 func (ec *executionContext) marshalNObservationEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐObservationEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ObservationEdge) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_ObservationEdge); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -49334,6 +49415,9 @@ func (ec *executionContext) marshalNPageInfo2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliu
 }
 
 func (ec *executionContext) marshalNPairProgress2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐPairProgressᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.PairProgress) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_PairProgress); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -49376,6 +49460,9 @@ func (ec *executionContext) marshalNPairSummary2ᚖgithubᚗcomᚋjiaoliuᚋjiao
 }
 
 func (ec *executionContext) marshalNPolicy2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐPolicyᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Policy) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_Policy); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -49408,6 +49495,9 @@ func (ec *executionContext) marshalNPolicyConnection2ᚖgithubᚗcomᚋjiaoliu�
 }
 
 func (ec *executionContext) marshalNPolicyEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐPolicyEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.PolicyEdge) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_PolicyEdge); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -49518,6 +49608,9 @@ func (ec *executionContext) marshalNReportState2githubᚗcomᚋjiaoliuᚋjiaoliu
 }
 
 func (ec *executionContext) marshalNResearchActivity2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐResearchActivityᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.ResearchActivity) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_ResearchActivity); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -49550,6 +49643,9 @@ func (ec *executionContext) marshalNResearchActivityConnection2ᚖgithubᚗcom�
 }
 
 func (ec *executionContext) marshalNResearchActivityEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐResearchActivityEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ResearchActivityEdge) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_ResearchActivityEdge); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -49604,6 +49700,9 @@ func (ec *executionContext) marshalNRole2githubᚗcomᚋjiaoliuᚋjiaoliuᚐRole
 }
 
 func (ec *executionContext) marshalNSchool2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐSchoolᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.School) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_School); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -49644,6 +49743,9 @@ func (ec *executionContext) marshalNSchoolDashboard2ᚖgithubᚗcomᚋjiaoliuᚋ
 }
 
 func (ec *executionContext) marshalNSchoolEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐSchoolEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.SchoolEdge) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_SchoolEdge); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -49668,6 +49770,9 @@ func (ec *executionContext) marshalNSchoolEdge2ᚖgithubᚗcomᚋjiaoliuᚋjiaol
 }
 
 func (ec *executionContext) marshalNSchoolGroup2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐSchoolGroupᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.SchoolGroup) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_SchoolGroup); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -49700,6 +49805,9 @@ func (ec *executionContext) marshalNSchoolGroupConnection2ᚖgithubᚗcomᚋjiao
 }
 
 func (ec *executionContext) marshalNSchoolGroupEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐSchoolGroupEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.SchoolGroupEdge) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_SchoolGroupEdge); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -49744,6 +49852,9 @@ func (ec *executionContext) unmarshalNSchoolPatch2map(ctx context.Context, v any
 }
 
 func (ec *executionContext) marshalNSchoolQuota2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐSchoolQuotaᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.SchoolQuota) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_SchoolQuota); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -49768,6 +49879,9 @@ func (ec *executionContext) marshalNSchoolQuota2ᚖgithubᚗcomᚋjiaoliuᚋjiao
 }
 
 func (ec *executionContext) marshalNSchoolStint2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐSchoolStintᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.SchoolStint) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_SchoolStint); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -49802,6 +49916,9 @@ func (ec *executionContext) unmarshalNSchoolStintPatch2map(ctx context.Context, 
 }
 
 func (ec *executionContext) marshalNSemesterReport2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐSemesterReportᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.SemesterReport) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_SemesterReport); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -49834,6 +49951,9 @@ func (ec *executionContext) marshalNSemesterReportConnection2ᚖgithubᚗcomᚋj
 }
 
 func (ec *executionContext) marshalNSemesterReportEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐSemesterReportEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.SemesterReportEdge) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_SemesterReportEdge); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -49868,6 +49988,9 @@ func (ec *executionContext) unmarshalNSemesterReportPatch2map(ctx context.Contex
 }
 
 func (ec *executionContext) marshalNServicePeriod2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐServicePeriodᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.ServicePeriod) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_ServicePeriod); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -49953,6 +50076,9 @@ func (ec *executionContext) marshalNSyncActivityKind2githubᚗcomᚋjiaoliuᚋji
 }
 
 func (ec *executionContext) marshalNSyncConflict2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋpostgresᚐConflictRecordᚄ(ctx context.Context, sel ast.SelectionSet, v []*postgres.ConflictRecord) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_SyncConflict); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -49977,6 +50103,9 @@ func (ec *executionContext) marshalNSyncConflict2ᚖgithubᚗcomᚋjiaoliuᚋjia
 }
 
 func (ec *executionContext) marshalNSyncRejection2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋpostgresᚐRejectionᚄ(ctx context.Context, sel ast.SelectionSet, v []*postgres.Rejection) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_SyncRejection); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -50011,6 +50140,9 @@ func (ec *executionContext) marshalNTargetBasis2githubᚗcomᚋjiaoliuᚋjiaoliu
 }
 
 func (ec *executionContext) marshalNTeacher2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐTeacherᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Teacher) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_Teacher); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -50043,6 +50175,9 @@ func (ec *executionContext) marshalNTeacherConnection2ᚖgithubᚗcomᚋjiaoliu�
 }
 
 func (ec *executionContext) marshalNTeacherEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐTeacherEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.TeacherEdge) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_TeacherEdge); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -50111,6 +50246,9 @@ func (ec *executionContext) marshalNTitle2githubᚗcomᚋjiaoliuᚋjiaoliuᚐTit
 }
 
 func (ec *executionContext) marshalNUser2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐUserᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.User) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_User); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -50135,6 +50273,9 @@ func (ec *executionContext) marshalNUser2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐU
 }
 
 func (ec *executionContext) marshalNZone2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐZoneᚄ(ctx context.Context, sel ast.SelectionSet, v []*jiaoliu.Zone) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_Zone); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -50167,6 +50308,9 @@ func (ec *executionContext) marshalNZoneConnection2ᚖgithubᚗcomᚋjiaoliuᚋj
 }
 
 func (ec *executionContext) marshalNZoneEdge2ᚕᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐZoneEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ZoneEdge) graphql.Marshaler {
+	if m, ok := directList(ctx, sel, v, ec.direct_ZoneEdge); ok {
+		return m
+	}
 	ret := marshalList(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
@@ -51144,3 +51288,3351 @@ func (ec *executionContext) marshalO__Type2ᚖgithubᚗcomᚋ99designsᚋgqlgen�
 }
 
 // endregion ***************************** type.gotpl *****************************
+
+// Direct marshallers, written by internal/gen/gqlgen (directObjects).
+
+func (ec *executionContext) direct_Alert(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.Alert) bool {
+	fields := d.fields(ec.OperationContext, sel, alertImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("Alert")
+		case "kind":
+			ec.marshalNString2string(ctx, f.Selections, obj.Kind).MarshalGQL(d)
+		case "severity":
+			ec.marshalNAlertSeverity2githubᚗcomᚋjiaoliuᚋjiaoliuᚐAlertSeverity(ctx, f.Selections, obj.Severity).MarshalGQL(d)
+		case "exchangeId":
+			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.ExchangeID).MarshalGQL(d)
+		case "teacherId":
+			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.TeacherID).MarshalGQL(d)
+		case "schoolId":
+			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.SchoolID).MarshalGQL(d)
+		case "message":
+			ec.marshalNString2string(ctx, f.Selections, obj.Message).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_Attendance(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.Attendance) bool {
+	fields := d.fields(ec.OperationContext, sel, attendanceImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("Attendance")
+		case "id":
+			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+		case "exchangeId":
+			ec.marshalNID2string(ctx, f.Selections, obj.ExchangeID).MarshalGQL(d)
+		case "exchange":
+			if !directRef("Attendance", "exchange") {
+				return false
+			}
+			v, err := ec.Resolvers.Attendance().Exchange(d.fieldContext(ctx, "Attendance", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_Exchange(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "date":
+			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.Date).MarshalGQL(d)
+		case "status":
+			ec.marshalNAttendanceStatus2githubᚗcomᚋjiaoliuᚋjiaoliuᚐAttendanceStatus(ctx, f.Selections, obj.Status).MarshalGQL(d)
+		case "note":
+			ec.marshalNString2string(ctx, f.Selections, obj.Note).MarshalGQL(d)
+		case "version":
+			ec.marshalNInt2int64(ctx, f.Selections, obj.Version).MarshalGQL(d)
+		case "deleted":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Deleted).MarshalGQL(d)
+		case "createdAt":
+			if obj.CreatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.CreatedAt).MarshalGQL(d)
+		case "updatedAt":
+			if obj.UpdatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.UpdatedAt).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_AttendanceCheck(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.AttendanceCheck) bool {
+	fields := d.fields(ec.OperationContext, sel, attendanceCheckImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("AttendanceCheck")
+		case "present":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Present).MarshalGQL(d)
+		case "leave":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Leave).MarshalGQL(d)
+		case "sick":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Sick).MarshalGQL(d)
+		case "absent":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Absent).MarshalGQL(d)
+		case "absentInYear":
+			ec.marshalNInt2int(ctx, f.Selections, obj.AbsentInYear).MarshalGQL(d)
+		case "longestAbsentRun":
+			ec.marshalNInt2int(ctx, f.Selections, obj.LongestAbsentRun).MarshalGQL(d)
+		case "runFrom":
+			ec.marshalODate2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.RunFrom).MarshalGQL(d)
+		case "runTo":
+			ec.marshalODate2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.RunTo).MarshalGQL(d)
+		case "runLimit":
+			ec.marshalNInt2int(ctx, f.Selections, obj.RunLimit).MarshalGQL(d)
+		case "yearLimit":
+			ec.marshalNInt2int(ctx, f.Selections, obj.YearLimit).MarshalGQL(d)
+		case "runExceeded":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.RunExceeded).MarshalGQL(d)
+		case "yearExceeded":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.YearExceeded).MarshalGQL(d)
+		case "mustBeUnqualified":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.MustBeUnqualified).MarshalGQL(d)
+		case "explanation":
+			ec.marshalNString2string(ctx, f.Selections, obj.Explanation).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_AttendanceConnection(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.AttendanceConnection) bool {
+	fields := d.fields(ec.OperationContext, sel, attendanceConnectionImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("AttendanceConnection")
+		case "totalCount":
+			ec.marshalNInt2int(ctx, f.Selections, obj.TotalCount).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_AttendanceEdge(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.AttendanceEdge) bool {
+	fields := d.fields(ec.OperationContext, sel, attendanceEdgeImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("AttendanceEdge")
+		case "cursor":
+			ec.marshalNString2string(ctx, f.Selections, obj.Cursor).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_AuditConnection(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.AuditConnection) bool {
+	fields := d.fields(ec.OperationContext, sel, auditConnectionImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("AuditConnection")
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_AuditEntry(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *postgres.AuditEntry) bool {
+	fields := d.fields(ec.OperationContext, sel, auditEntryImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("AuditEntry")
+		case "at":
+			if obj.At.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.At).MarshalGQL(d)
+		case "userId":
+			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.UserID).MarshalGQL(d)
+		case "username":
+			ec.marshalNString2string(ctx, f.Selections, obj.Username).MarshalGQL(d)
+		case "deviceId":
+			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.DeviceID).MarshalGQL(d)
+		case "sessionId":
+			ec.marshalNString2string(ctx, f.Selections, obj.SessionID).MarshalGQL(d)
+		case "entity":
+			ec.marshalNString2string(ctx, f.Selections, obj.Entity).MarshalGQL(d)
+		case "recordId":
+			ec.marshalNID2string(ctx, f.Selections, obj.RecordID).MarshalGQL(d)
+		case "opId":
+			ec.marshalOString2ᚖstring(ctx, f.Selections, obj.OpID).MarshalGQL(d)
+		case "action":
+			ec.marshalNString2string(ctx, f.Selections, obj.Action).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_CadreQuota(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.CadreQuota) bool {
+	fields := d.fields(ec.OperationContext, sel, cadreQuotaImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("CadreQuota")
+		case "eligible":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Eligible).MarshalGQL(d)
+		case "rotating":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Rotating).MarshalGQL(d)
+		case "minimum":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Minimum).MarshalGQL(d)
+		case "met":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Met).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_Consequence(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.Consequence) bool {
+	fields := d.fields(ec.OperationContext, sel, consequenceImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("Consequence")
+		case "kind":
+			ec.marshalNConsequenceKind2githubᚗcomᚋjiaoliuᚋjiaoliuᚐConsequenceKind(ctx, f.Selections, obj.Kind).MarshalGQL(d)
+		case "academicYear":
+			ec.marshalNString2string(ctx, f.Selections, obj.AcademicYear).MarshalGQL(d)
+		case "explanation":
+			ec.marshalNString2string(ctx, f.Selections, obj.Explanation).MarshalGQL(d)
+		case "evaluationId":
+			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.EvaluationID).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_Deferral(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.Deferral) bool {
+	fields := d.fields(ec.OperationContext, sel, deferralImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("Deferral")
+		case "id":
+			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+		case "teacherId":
+			ec.marshalNID2string(ctx, f.Selections, obj.TeacherID).MarshalGQL(d)
+		case "teacher":
+			if !directRef("Deferral", "teacher") {
+				return false
+			}
+			v, err := ec.Resolvers.Deferral().Teacher(d.fieldContext(ctx, "Deferral", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_Teacher(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "reason":
+			ec.marshalNDeferralReason2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDeferralReason(ctx, f.Selections, obj.Reason).MarshalGQL(d)
+		case "startsOn":
+			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.StartsOn).MarshalGQL(d)
+		case "expiresOn":
+			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.ExpiresOn).MarshalGQL(d)
+		case "approved":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Approved).MarshalGQL(d)
+		case "certificate":
+			ec.marshalNString2string(ctx, f.Selections, obj.Certificate).MarshalGQL(d)
+		case "note":
+			ec.marshalNString2string(ctx, f.Selections, obj.Note).MarshalGQL(d)
+		case "version":
+			ec.marshalNInt2int64(ctx, f.Selections, obj.Version).MarshalGQL(d)
+		case "deleted":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Deleted).MarshalGQL(d)
+		case "createdAt":
+			if obj.CreatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.CreatedAt).MarshalGQL(d)
+		case "updatedAt":
+			if obj.UpdatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.UpdatedAt).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_DeferralConnection(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.DeferralConnection) bool {
+	fields := d.fields(ec.OperationContext, sel, deferralConnectionImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("DeferralConnection")
+		case "totalCount":
+			ec.marshalNInt2int(ctx, f.Selections, obj.TotalCount).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_DeferralEdge(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.DeferralEdge) bool {
+	fields := d.fields(ec.OperationContext, sel, deferralEdgeImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("DeferralEdge")
+		case "cursor":
+			ec.marshalNString2string(ctx, f.Selections, obj.Cursor).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_Device(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.Device) bool {
+	fields := d.fields(ec.OperationContext, sel, deviceImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("Device")
+		case "id":
+			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+		case "userId":
+			ec.marshalNID2string(ctx, f.Selections, obj.UserID).MarshalGQL(d)
+		case "user":
+			if !directRef("Device", "user") {
+				return false
+			}
+			v, err := ec.Resolvers.Device().User(d.fieldContext(ctx, "Device", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_User(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "name":
+			ec.marshalNString2string(ctx, f.Selections, obj.Name).MarshalGQL(d)
+		case "createdAt":
+			if obj.CreatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.CreatedAt).MarshalGQL(d)
+		case "lastSeenAt":
+			ec.marshalOTime2ᚖtimeᚐTime(ctx, f.Selections, obj.LastSeenAt).MarshalGQL(d)
+		case "lastSyncAt":
+			ec.marshalOTime2ᚖtimeᚐTime(ctx, f.Selections, obj.LastSyncAt).MarshalGQL(d)
+		case "lastVerifyAt":
+			ec.marshalOTime2ᚖtimeᚐTime(ctx, f.Selections, obj.LastVerifyAt).MarshalGQL(d)
+		case "lastVerifyOk":
+			ec.marshalOBoolean2ᚖbool(ctx, f.Selections, obj.LastVerifyOK).MarshalGQL(d)
+		case "revokedAt":
+			ec.marshalOTime2ᚖtimeᚐTime(ctx, f.Selections, obj.RevokedAt).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_DeviceRegistration(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.DeviceRegistration) bool {
+	fields := d.fields(ec.OperationContext, sel, deviceRegistrationImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("DeviceRegistration")
+		case "token":
+			ec.marshalNString2string(ctx, f.Selections, obj.Token).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_District(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.District) bool {
+	fields := d.fields(ec.OperationContext, sel, districtImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("District")
+		case "id":
+			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+		case "name":
+			ec.marshalNString2string(ctx, f.Selections, obj.Name).MarshalGQL(d)
+		case "code":
+			ec.marshalNString2string(ctx, f.Selections, obj.Code).MarshalGQL(d)
+		case "province":
+			ec.marshalNString2string(ctx, f.Selections, obj.Province).MarshalGQL(d)
+		case "version":
+			ec.marshalNInt2int64(ctx, f.Selections, obj.Version).MarshalGQL(d)
+		case "deleted":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Deleted).MarshalGQL(d)
+		case "createdAt":
+			if obj.CreatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.CreatedAt).MarshalGQL(d)
+		case "updatedAt":
+			if obj.UpdatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.UpdatedAt).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_DistrictConnection(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.DistrictConnection) bool {
+	fields := d.fields(ec.OperationContext, sel, districtConnectionImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("DistrictConnection")
+		case "totalCount":
+			ec.marshalNInt2int(ctx, f.Selections, obj.TotalCount).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_DistrictDashboard(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.DistrictDashboard) bool {
+	fields := d.fields(ec.OperationContext, sel, districtDashboardImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("DistrictDashboard")
+		case "districtId":
+			ec.marshalNID2string(ctx, f.Selections, obj.DistrictID).MarshalGQL(d)
+		case "districtName":
+			ec.marshalNString2string(ctx, f.Selections, obj.DistrictName).MarshalGQL(d)
+		case "academicYear":
+			ec.marshalNString2string(ctx, f.Selections, obj.AcademicYear).MarshalGQL(d)
+		case "asOf":
+			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.AsOf).MarshalGQL(d)
+		case "referenceDate":
+			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.ReferenceDate).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_DistrictEdge(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.DistrictEdge) bool {
+	fields := d.fields(ec.OperationContext, sel, districtEdgeImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("DistrictEdge")
+		case "cursor":
+			ec.marshalNString2string(ctx, f.Selections, obj.Cursor).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_DutyProgress(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.DutyProgress) bool {
+	fields := d.fields(ec.OperationContext, sel, dutyProgressImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("DutyProgress")
+		case "duty":
+			ec.marshalNDuty2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDuty(ctx, f.Selections, obj.Duty).MarshalGQL(d)
+		case "label":
+			ec.marshalNString2string(ctx, f.Selections, obj.Label).MarshalGQL(d)
+		case "required":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Required).MarshalGQL(d)
+		case "done":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Done).MarshalGQL(d)
+		case "met":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Met).MarshalGQL(d)
+		case "expectedByNow":
+			ec.marshalNInt2int(ctx, f.Selections, obj.ExpectedByNow).MarshalGQL(d)
+		case "onTrack":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.OnTrack).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_Eligibility(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.Eligibility) bool {
+	fields := d.fields(ec.OperationContext, sel, eligibilityImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("Eligibility")
+		case "teacherId":
+			ec.marshalNID2string(ctx, f.Selections, obj.TeacherID).MarshalGQL(d)
+		case "teacherName":
+			ec.marshalNString2string(ctx, f.Selections, obj.TeacherName).MarshalGQL(d)
+		case "schoolId":
+			ec.marshalNID2string(ctx, f.Selections, obj.SchoolID).MarshalGQL(d)
+		case "schoolName":
+			ec.marshalNString2string(ctx, f.Selections, obj.SchoolName).MarshalGQL(d)
+		case "gender":
+			ec.marshalNGender2githubᚗcomᚋjiaoliuᚋjiaoliuᚐGender(ctx, f.Selections, obj.Gender).MarshalGQL(d)
+		case "position":
+			ec.marshalNPosition2githubᚗcomᚋjiaoliuᚋjiaoliuᚐPosition(ctx, f.Selections, obj.Position).MarshalGQL(d)
+		case "backboneLevel":
+			ec.marshalNBackboneLevel2githubᚗcomᚋjiaoliuᚋjiaoliuᚐBackboneLevel(ctx, f.Selections, obj.BackboneLevel).MarshalGQL(d)
+		case "employed":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Employed).MarshalGQL(d)
+		case "status":
+			ec.marshalNEligibilityStatus2githubᚗcomᚋjiaoliuᚋjiaoliuᚐEligibilityStatus(ctx, f.Selections, obj.Status).MarshalGQL(d)
+		case "rule":
+			ec.marshalNEligibilityRule2githubᚗcomᚋjiaoliuᚋjiaoliuᚐEligibilityRule(ctx, f.Selections, obj.Rule).MarshalGQL(d)
+		case "referenceDate":
+			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.ReferenceDate).MarshalGQL(d)
+		case "age":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Age).MarshalGQL(d)
+		case "ageLimit":
+			ec.marshalNInt2int(ctx, f.Selections, obj.AgeLimit).MarshalGQL(d)
+		case "yearsAtSchool":
+			ec.marshalNInt2int(ctx, f.Selections, obj.YearsAtSchool).MarshalGQL(d)
+		case "tenureRequired":
+			ec.marshalNInt2int(ctx, f.Selections, obj.TenureRequired).MarshalGQL(d)
+		case "leadershipYears":
+			ec.marshalOInt2ᚖint(ctx, f.Selections, obj.LeadershipYears).MarshalGQL(d)
+		case "leadershipRequired":
+			ec.marshalOInt2ᚖint(ctx, f.Selections, obj.LeadershipRequired).MarshalGQL(d)
+		case "cadre":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Cadre).MarshalGQL(d)
+		case "backbone":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Backbone).MarshalGQL(d)
+		case "deferralReason":
+			ec.marshalODeferralReason2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDeferralReason(ctx, f.Selections, obj.DeferralReason).MarshalGQL(d)
+		case "deferralExpiresOn":
+			ec.marshalODate2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.DeferralExpiresOn).MarshalGQL(d)
+		case "exchangeId":
+			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.ExchangeID).MarshalGQL(d)
+		case "exchangeStatus":
+			ec.marshalOExchangeStatus2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐExchangeStatus(ctx, f.Selections, obj.ExchangeStatus).MarshalGQL(d)
+		case "volunteer":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Volunteer).MarshalGQL(d)
+		case "rotating":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Rotating).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_EligibilityList(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.EligibilityList) bool {
+	fields := d.fields(ec.OperationContext, sel, eligibilityListImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("EligibilityList")
+		case "districtId":
+			ec.marshalNID2string(ctx, f.Selections, obj.DistrictID).MarshalGQL(d)
+		case "schoolId":
+			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.SchoolID).MarshalGQL(d)
+		case "academicYear":
+			ec.marshalNString2string(ctx, f.Selections, obj.AcademicYear).MarshalGQL(d)
+		case "referenceDate":
+			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.ReferenceDate).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_EligibilitySummary(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.EligibilitySummary) bool {
+	fields := d.fields(ec.OperationContext, sel, eligibilitySummaryImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("EligibilitySummary")
+		case "teachers":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Teachers).MarshalGQL(d)
+		case "mustRotate":
+			ec.marshalNInt2int(ctx, f.Selections, obj.MustRotate).MarshalGQL(d)
+		case "mayVolunteer":
+			ec.marshalNInt2int(ctx, f.Selections, obj.MayVolunteer).MarshalGQL(d)
+		case "deferred":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Deferred).MarshalGQL(d)
+		case "exempt":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Exempt).MarshalGQL(d)
+		case "volunteers":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Volunteers).MarshalGQL(d)
+		case "rotating":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Rotating).MarshalGQL(d)
+		case "mustRotateCadres":
+			ec.marshalNInt2int(ctx, f.Selections, obj.MustRotateCadres).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_Evaluation(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.Evaluation) bool {
+	fields := d.fields(ec.OperationContext, sel, evaluationImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("Evaluation")
+		case "id":
+			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+		case "exchangeId":
+			ec.marshalNID2string(ctx, f.Selections, obj.ExchangeID).MarshalGQL(d)
+		case "exchange":
+			if !directRef("Evaluation", "exchange") {
+				return false
+			}
+			v, err := ec.Resolvers.Evaluation().Exchange(d.fieldContext(ctx, "Evaluation", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_Exchange(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "period":
+			ec.marshalNEvaluationPeriod2githubᚗcomᚋjiaoliuᚋjiaoliuᚐEvaluationPeriod(ctx, f.Selections, obj.Period).MarshalGQL(d)
+		case "term":
+			ec.marshalNString2string(ctx, f.Selections, obj.Term).MarshalGQL(d)
+		case "evaluatorSchoolId":
+			ec.marshalNID2string(ctx, f.Selections, obj.EvaluatorSchoolID).MarshalGQL(d)
+		case "evaluatorSchool":
+			if !directRef("Evaluation", "evaluatorSchool") {
+				return false
+			}
+			v, err := ec.Resolvers.Evaluation().EvaluatorSchool(d.fieldContext(ctx, "Evaluation", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_School(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "conduct":
+			ec.marshalOGrade2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐGrade(ctx, f.Selections, obj.Conduct).MarshalGQL(d)
+		case "attitude":
+			ec.marshalOGrade2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐGrade(ctx, f.Selections, obj.Attitude).MarshalGQL(d)
+		case "attendanceGrade":
+			ec.marshalOGrade2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐGrade(ctx, f.Selections, obj.AttendanceGrade).MarshalGQL(d)
+		case "teachingResults":
+			ec.marshalOGrade2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐGrade(ctx, f.Selections, obj.TeachingResults).MarshalGQL(d)
+		case "grade":
+			ec.marshalOGrade2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐGrade(ctx, f.Selections, obj.Grade).MarshalGQL(d)
+		case "comments":
+			ec.marshalNString2string(ctx, f.Selections, obj.Comments).MarshalGQL(d)
+		case "sendingSigned":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.SendingSigned).MarshalGQL(d)
+		case "receivingSigned":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.ReceivingSigned).MarshalGQL(d)
+		case "finalized":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Finalized).MarshalGQL(d)
+		case "version":
+			ec.marshalNInt2int64(ctx, f.Selections, obj.Version).MarshalGQL(d)
+		case "deleted":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Deleted).MarshalGQL(d)
+		case "createdAt":
+			if obj.CreatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.CreatedAt).MarshalGQL(d)
+		case "updatedAt":
+			if obj.UpdatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.UpdatedAt).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_EvaluationConnection(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.EvaluationConnection) bool {
+	fields := d.fields(ec.OperationContext, sel, evaluationConnectionImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("EvaluationConnection")
+		case "totalCount":
+			ec.marshalNInt2int(ctx, f.Selections, obj.TotalCount).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_EvaluationDue(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.EvaluationDue) bool {
+	fields := d.fields(ec.OperationContext, sel, evaluationDueImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("EvaluationDue")
+		case "period":
+			ec.marshalNEvaluationPeriod2githubᚗcomᚋjiaoliuᚋjiaoliuᚐEvaluationPeriod(ctx, f.Selections, obj.Period).MarshalGQL(d)
+		case "term":
+			ec.marshalNString2string(ctx, f.Selections, obj.Term).MarshalGQL(d)
+		case "opensOn":
+			ec.marshalODate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.OpensOn).MarshalGQL(d)
+		case "dueOn":
+			ec.marshalODate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.DueOn).MarshalGQL(d)
+		case "state":
+			ec.marshalNEvaluationState2githubᚗcomᚋjiaoliuᚋjiaoliuᚐEvaluationState(ctx, f.Selections, obj.State).MarshalGQL(d)
+		case "evaluationId":
+			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.EvaluationID).MarshalGQL(d)
+		case "grade":
+			ec.marshalOGrade2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐGrade(ctx, f.Selections, obj.Grade).MarshalGQL(d)
+		case "draft":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Draft).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_EvaluationEdge(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.EvaluationEdge) bool {
+	fields := d.fields(ec.OperationContext, sel, evaluationEdgeImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("EvaluationEdge")
+		case "cursor":
+			ec.marshalNString2string(ctx, f.Selections, obj.Cursor).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_Exchange(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.Exchange) bool {
+	fields := d.fields(ec.OperationContext, sel, exchangeImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("Exchange")
+		case "id":
+			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+		case "teacherId":
+			ec.marshalNID2string(ctx, f.Selections, obj.TeacherID).MarshalGQL(d)
+		case "teacher":
+			if !directRef("Exchange", "teacher") {
+				return false
+			}
+			v, err := ec.Resolvers.Exchange().Teacher(d.fieldContext(ctx, "Exchange", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_Teacher(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "sendingSchoolId":
+			ec.marshalNID2string(ctx, f.Selections, obj.SendingSchoolID).MarshalGQL(d)
+		case "sendingSchool":
+			if !directRef("Exchange", "sendingSchool") {
+				return false
+			}
+			v, err := ec.Resolvers.Exchange().SendingSchool(d.fieldContext(ctx, "Exchange", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_School(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "receivingSchoolId":
+			ec.marshalNID2string(ctx, f.Selections, obj.ReceivingSchoolID).MarshalGQL(d)
+		case "receivingSchool":
+			if !directRef("Exchange", "receivingSchool") {
+				return false
+			}
+			v, err := ec.Resolvers.Exchange().ReceivingSchool(d.fieldContext(ctx, "Exchange", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_School(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "mode":
+			ec.marshalNExchangeMode2githubᚗcomᚋjiaoliuᚋjiaoliuᚐExchangeMode(ctx, f.Selections, obj.Mode).MarshalGQL(d)
+		case "academicYear":
+			ec.marshalNString2string(ctx, f.Selections, obj.AcademicYear).MarshalGQL(d)
+		case "plannedStart":
+			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.PlannedStart).MarshalGQL(d)
+		case "plannedEnd":
+			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.PlannedEnd).MarshalGQL(d)
+		case "reportedOn":
+			ec.marshalODate2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.ReportedOn).MarshalGQL(d)
+		case "status":
+			ec.marshalNExchangeStatus2githubᚗcomᚋjiaoliuᚋjiaoliuᚐExchangeStatus(ctx, f.Selections, obj.Status).MarshalGQL(d)
+		case "volunteer":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Volunteer).MarshalGQL(d)
+		case "relationMoves":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.RelationMoves).MarshalGQL(d)
+		case "agreementSigned":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.AgreementSigned).MarshalGQL(d)
+		case "note":
+			ec.marshalNString2string(ctx, f.Selections, obj.Note).MarshalGQL(d)
+		case "tally":
+			if !directRef("Exchange", "tally") {
+				return false
+			}
+			v, err := ec.Resolvers.Exchange().Tally(d.fieldContext(ctx, "Exchange", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				return false
+			}
+			if !ec.direct_ExchangeTally(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "version":
+			ec.marshalNInt2int64(ctx, f.Selections, obj.Version).MarshalGQL(d)
+		case "deleted":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Deleted).MarshalGQL(d)
+		case "createdAt":
+			if obj.CreatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.CreatedAt).MarshalGQL(d)
+		case "updatedAt":
+			if obj.UpdatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.UpdatedAt).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_ExchangeConnection(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.ExchangeConnection) bool {
+	fields := d.fields(ec.OperationContext, sel, exchangeConnectionImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("ExchangeConnection")
+		case "totalCount":
+			ec.marshalNInt2int(ctx, f.Selections, obj.TotalCount).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_ExchangeEdge(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.ExchangeEdge) bool {
+	fields := d.fields(ec.OperationContext, sel, exchangeEdgeImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("ExchangeEdge")
+		case "cursor":
+			ec.marshalNString2string(ctx, f.Selections, obj.Cursor).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_ExchangeProgress(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.ExchangeProgress) bool {
+	fields := d.fields(ec.OperationContext, sel, exchangeProgressImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("ExchangeProgress")
+		case "exchangeId":
+			ec.marshalNID2string(ctx, f.Selections, obj.ExchangeID).MarshalGQL(d)
+		case "exchange":
+			if !directRef("ExchangeProgress", "exchange") {
+				return false
+			}
+			v, err := ec.Resolvers.ExchangeProgress().Exchange(d.fieldContext(ctx, "ExchangeProgress", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_Exchange(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "teacherId":
+			ec.marshalNID2string(ctx, f.Selections, obj.TeacherID).MarshalGQL(d)
+		case "teacherName":
+			ec.marshalNString2string(ctx, f.Selections, obj.TeacherName).MarshalGQL(d)
+		case "sendingSchoolId":
+			ec.marshalNID2string(ctx, f.Selections, obj.SendingSchoolID).MarshalGQL(d)
+		case "sendingSchoolName":
+			ec.marshalNString2string(ctx, f.Selections, obj.SendingSchoolName).MarshalGQL(d)
+		case "receivingSchoolId":
+			ec.marshalNID2string(ctx, f.Selections, obj.ReceivingSchoolID).MarshalGQL(d)
+		case "receivingSchoolName":
+			ec.marshalNString2string(ctx, f.Selections, obj.ReceivingSchoolName).MarshalGQL(d)
+		case "mode":
+			ec.marshalNExchangeMode2githubᚗcomᚋjiaoliuᚋjiaoliuᚐExchangeMode(ctx, f.Selections, obj.Mode).MarshalGQL(d)
+		case "status":
+			ec.marshalNExchangeStatus2githubᚗcomᚋjiaoliuᚋjiaoliuᚐExchangeStatus(ctx, f.Selections, obj.Status).MarshalGQL(d)
+		case "asOf":
+			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.AsOf).MarshalGQL(d)
+		case "academicYear":
+			ec.marshalNString2string(ctx, f.Selections, obj.AcademicYear).MarshalGQL(d)
+		case "from":
+			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.From).MarshalGQL(d)
+		case "to":
+			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.To).MarshalGQL(d)
+		case "dutyStatus":
+			ec.marshalNDutyStatus2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDutyStatus(ctx, f.Selections, obj.DutyStatus).MarshalGQL(d)
+		case "evaluationsDue":
+			ec.marshalNInt2int(ctx, f.Selections, obj.EvaluationsDue).MarshalGQL(d)
+		case "evaluationsOverdue":
+			ec.marshalNInt2int(ctx, f.Selections, obj.EvaluationsOverdue).MarshalGQL(d)
+		case "evaluationsDone":
+			ec.marshalNInt2int(ctx, f.Selections, obj.EvaluationsDone).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_ExchangeTally(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.ExchangeTally) bool {
+	fields := d.fields(ec.OperationContext, sel, exchangeTallyImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("ExchangeTally")
+		case "lessons":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Lessons).MarshalGQL(d)
+		case "demonstrationLessons":
+			ec.marshalNInt2int(ctx, f.Selections, obj.DemonstrationLessons).MarshalGQL(d)
+		case "guidanceLessons":
+			ec.marshalNInt2int(ctx, f.Selections, obj.GuidanceLessons).MarshalGQL(d)
+		case "deliveredLessons":
+			ec.marshalNInt2int(ctx, f.Selections, obj.DeliveredLessons).MarshalGQL(d)
+		case "researchActivities":
+			ec.marshalNInt2int(ctx, f.Selections, obj.ResearchActivities).MarshalGQL(d)
+		case "observations":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Observations).MarshalGQL(d)
+		case "critiques":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Critiques).MarshalGQL(d)
+		case "attendanceDays":
+			ec.marshalNInt2int(ctx, f.Selections, obj.AttendanceDays).MarshalGQL(d)
+		case "absentDays":
+			ec.marshalNInt2int(ctx, f.Selections, obj.AbsentDays).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_KindCount(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.KindCount) bool {
+	fields := d.fields(ec.OperationContext, sel, kindCountImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("KindCount")
+		case "kind":
+			ec.marshalNString2string(ctx, f.Selections, obj.Kind).MarshalGQL(d)
+		case "label":
+			ec.marshalNString2string(ctx, f.Selections, obj.Label).MarshalGQL(d)
+		case "count":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Count).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_Lesson(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.Lesson) bool {
+	fields := d.fields(ec.OperationContext, sel, lessonImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("Lesson")
+		case "id":
+			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+		case "exchangeId":
+			ec.marshalNID2string(ctx, f.Selections, obj.ExchangeID).MarshalGQL(d)
+		case "exchange":
+			if !directRef("Lesson", "exchange") {
+				return false
+			}
+			v, err := ec.Resolvers.Lesson().Exchange(d.fieldContext(ctx, "Lesson", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_Exchange(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "schoolId":
+			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.SchoolID).MarshalGQL(d)
+		case "school":
+			if !directRef("Lesson", "school") {
+				return false
+			}
+			v, err := ec.Resolvers.Lesson().School(d.fieldContext(ctx, "Lesson", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_School(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "date":
+			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.Date).MarshalGQL(d)
+		case "period":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Period).MarshalGQL(d)
+		case "gradeLevel":
+			ec.marshalNString2string(ctx, f.Selections, obj.GradeLevel).MarshalGQL(d)
+		case "className":
+			ec.marshalNString2string(ctx, f.Selections, obj.ClassName).MarshalGQL(d)
+		case "subject":
+			ec.marshalNString2string(ctx, f.Selections, obj.Subject).MarshalGQL(d)
+		case "kind":
+			ec.marshalNLessonKind2githubᚗcomᚋjiaoliuᚋjiaoliuᚐLessonKind(ctx, f.Selections, obj.Kind).MarshalGQL(d)
+		case "openLevel":
+			ec.marshalOOpenLevel2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐOpenLevel(ctx, f.Selections, obj.OpenLevel).MarshalGQL(d)
+		case "topic":
+			ec.marshalNString2string(ctx, f.Selections, obj.Topic).MarshalGQL(d)
+		case "minutes":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Minutes).MarshalGQL(d)
+		case "notes":
+			ec.marshalNString2string(ctx, f.Selections, obj.Notes).MarshalGQL(d)
+		case "deviceId":
+			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.DeviceID).MarshalGQL(d)
+		case "version":
+			ec.marshalNInt2int64(ctx, f.Selections, obj.Version).MarshalGQL(d)
+		case "deleted":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Deleted).MarshalGQL(d)
+		case "createdAt":
+			if obj.CreatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.CreatedAt).MarshalGQL(d)
+		case "updatedAt":
+			if obj.UpdatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.UpdatedAt).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_LessonConnection(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.LessonConnection) bool {
+	fields := d.fields(ec.OperationContext, sel, lessonConnectionImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("LessonConnection")
+		case "totalCount":
+			ec.marshalNInt2int(ctx, f.Selections, obj.TotalCount).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_LessonEdge(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.LessonEdge) bool {
+	fields := d.fields(ec.OperationContext, sel, lessonEdgeImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("LessonEdge")
+		case "cursor":
+			ec.marshalNString2string(ctx, f.Selections, obj.Cursor).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_LoginPayload(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.LoginPayload) bool {
+	fields := d.fields(ec.OperationContext, sel, loginPayloadImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("LoginPayload")
+		case "token":
+			ec.marshalNString2string(ctx, f.Selections, obj.Token).MarshalGQL(d)
+		case "expiresAt":
+			if obj.ExpiresAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.ExpiresAt).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_MentoringActivity(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.MentoringActivity) bool {
+	fields := d.fields(ec.OperationContext, sel, mentoringActivityImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("MentoringActivity")
+		case "id":
+			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+		case "pairId":
+			ec.marshalNID2string(ctx, f.Selections, obj.PairID).MarshalGQL(d)
+		case "pair":
+			if !directRef("MentoringActivity", "pair") {
+				return false
+			}
+			v, err := ec.Resolvers.MentoringActivity().Pair(d.fieldContext(ctx, "MentoringActivity", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_MentoringPair(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "date":
+			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.Date).MarshalGQL(d)
+		case "kind":
+			ec.marshalNMentoringKind2githubᚗcomᚋjiaoliuᚋjiaoliuᚐMentoringKind(ctx, f.Selections, obj.Kind).MarshalGQL(d)
+		case "notes":
+			ec.marshalNString2string(ctx, f.Selections, obj.Notes).MarshalGQL(d)
+		case "recordedById":
+			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.RecordedByID).MarshalGQL(d)
+		case "recordedBy":
+			if !directRef("MentoringActivity", "recordedBy") {
+				return false
+			}
+			v, err := ec.Resolvers.MentoringActivity().RecordedBy(d.fieldContext(ctx, "MentoringActivity", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_Teacher(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "version":
+			ec.marshalNInt2int64(ctx, f.Selections, obj.Version).MarshalGQL(d)
+		case "deleted":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Deleted).MarshalGQL(d)
+		case "createdAt":
+			if obj.CreatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.CreatedAt).MarshalGQL(d)
+		case "updatedAt":
+			if obj.UpdatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.UpdatedAt).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_MentoringActivityConnection(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.MentoringActivityConnection) bool {
+	fields := d.fields(ec.OperationContext, sel, mentoringActivityConnectionImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("MentoringActivityConnection")
+		case "totalCount":
+			ec.marshalNInt2int(ctx, f.Selections, obj.TotalCount).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_MentoringActivityEdge(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.MentoringActivityEdge) bool {
+	fields := d.fields(ec.OperationContext, sel, mentoringActivityEdgeImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("MentoringActivityEdge")
+		case "cursor":
+			ec.marshalNString2string(ctx, f.Selections, obj.Cursor).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_MentoringPair(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.MentoringPair) bool {
+	fields := d.fields(ec.OperationContext, sel, mentoringPairImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("MentoringPair")
+		case "id":
+			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+		case "mentorId":
+			ec.marshalNID2string(ctx, f.Selections, obj.MentorID).MarshalGQL(d)
+		case "mentor":
+			if !directRef("MentoringPair", "mentor") {
+				return false
+			}
+			v, err := ec.Resolvers.MentoringPair().Mentor(d.fieldContext(ctx, "MentoringPair", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_Teacher(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "menteeId":
+			ec.marshalNID2string(ctx, f.Selections, obj.MenteeID).MarshalGQL(d)
+		case "mentee":
+			if !directRef("MentoringPair", "mentee") {
+				return false
+			}
+			v, err := ec.Resolvers.MentoringPair().Mentee(d.fieldContext(ctx, "MentoringPair", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_Teacher(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "schoolId":
+			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.SchoolID).MarshalGQL(d)
+		case "school":
+			if !directRef("MentoringPair", "school") {
+				return false
+			}
+			v, err := ec.Resolvers.MentoringPair().School(d.fieldContext(ctx, "MentoringPair", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_School(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "subject":
+			ec.marshalNString2string(ctx, f.Selections, obj.Subject).MarshalGQL(d)
+		case "academicYear":
+			ec.marshalNString2string(ctx, f.Selections, obj.AcademicYear).MarshalGQL(d)
+		case "goals":
+			ec.marshalNString2string(ctx, f.Selections, obj.Goals).MarshalGQL(d)
+		case "status":
+			ec.marshalNPairStatus2githubᚗcomᚋjiaoliuᚋjiaoliuᚐPairStatus(ctx, f.Selections, obj.Status).MarshalGQL(d)
+		case "version":
+			ec.marshalNInt2int64(ctx, f.Selections, obj.Version).MarshalGQL(d)
+		case "deleted":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Deleted).MarshalGQL(d)
+		case "createdAt":
+			if obj.CreatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.CreatedAt).MarshalGQL(d)
+		case "updatedAt":
+			if obj.UpdatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.UpdatedAt).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_MentoringPairConnection(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.MentoringPairConnection) bool {
+	fields := d.fields(ec.OperationContext, sel, mentoringPairConnectionImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("MentoringPairConnection")
+		case "totalCount":
+			ec.marshalNInt2int(ctx, f.Selections, obj.TotalCount).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_MentoringPairEdge(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.MentoringPairEdge) bool {
+	fields := d.fields(ec.OperationContext, sel, mentoringPairEdgeImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("MentoringPairEdge")
+		case "cursor":
+			ec.marshalNString2string(ctx, f.Selections, obj.Cursor).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_Observation(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.Observation) bool {
+	fields := d.fields(ec.OperationContext, sel, observationImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("Observation")
+		case "id":
+			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+		case "observerId":
+			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.ObserverID).MarshalGQL(d)
+		case "observer":
+			if !directRef("Observation", "observer") {
+				return false
+			}
+			v, err := ec.Resolvers.Observation().Observer(d.fieldContext(ctx, "Observation", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_Teacher(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "observedTeacherId":
+			ec.marshalNID2string(ctx, f.Selections, obj.ObservedTeacherID).MarshalGQL(d)
+		case "observedTeacher":
+			if !directRef("Observation", "observedTeacher") {
+				return false
+			}
+			v, err := ec.Resolvers.Observation().ObservedTeacher(d.fieldContext(ctx, "Observation", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_Teacher(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "exchangeId":
+			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.ExchangeID).MarshalGQL(d)
+		case "exchange":
+			if !directRef("Observation", "exchange") {
+				return false
+			}
+			v, err := ec.Resolvers.Observation().Exchange(d.fieldContext(ctx, "Observation", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_Exchange(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "lessonId":
+			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.LessonID).MarshalGQL(d)
+		case "lesson":
+			if !directRef("Observation", "lesson") {
+				return false
+			}
+			v, err := ec.Resolvers.Observation().Lesson(d.fieldContext(ctx, "Observation", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_Lesson(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "date":
+			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.Date).MarshalGQL(d)
+		case "subject":
+			ec.marshalNString2string(ctx, f.Selections, obj.Subject).MarshalGQL(d)
+		case "critique":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Critique).MarshalGQL(d)
+		case "comments":
+			ec.marshalNString2string(ctx, f.Selections, obj.Comments).MarshalGQL(d)
+		case "rating":
+			ec.marshalOInt2ᚖint(ctx, f.Selections, obj.Rating).MarshalGQL(d)
+		case "version":
+			ec.marshalNInt2int64(ctx, f.Selections, obj.Version).MarshalGQL(d)
+		case "deleted":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Deleted).MarshalGQL(d)
+		case "createdAt":
+			if obj.CreatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.CreatedAt).MarshalGQL(d)
+		case "updatedAt":
+			if obj.UpdatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.UpdatedAt).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_ObservationConnection(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.ObservationConnection) bool {
+	fields := d.fields(ec.OperationContext, sel, observationConnectionImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("ObservationConnection")
+		case "totalCount":
+			ec.marshalNInt2int(ctx, f.Selections, obj.TotalCount).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_ObservationEdge(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.ObservationEdge) bool {
+	fields := d.fields(ec.OperationContext, sel, observationEdgeImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("ObservationEdge")
+		case "cursor":
+			ec.marshalNString2string(ctx, f.Selections, obj.Cursor).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_PageInfo(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.PageInfo) bool {
+	fields := d.fields(ec.OperationContext, sel, pageInfoImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("PageInfo")
+		case "hasNextPage":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.HasNextPage).MarshalGQL(d)
+		case "endCursor":
+			ec.marshalOString2ᚖstring(ctx, f.Selections, obj.EndCursor).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_PairProgress(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.PairProgress) bool {
+	fields := d.fields(ec.OperationContext, sel, pairProgressImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("PairProgress")
+		case "pairId":
+			ec.marshalNID2string(ctx, f.Selections, obj.PairID).MarshalGQL(d)
+		case "mentorId":
+			ec.marshalNID2string(ctx, f.Selections, obj.MentorID).MarshalGQL(d)
+		case "mentorName":
+			ec.marshalNString2string(ctx, f.Selections, obj.MentorName).MarshalGQL(d)
+		case "menteeId":
+			ec.marshalNID2string(ctx, f.Selections, obj.MenteeID).MarshalGQL(d)
+		case "menteeName":
+			ec.marshalNString2string(ctx, f.Selections, obj.MenteeName).MarshalGQL(d)
+		case "schoolId":
+			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.SchoolID).MarshalGQL(d)
+		case "subject":
+			ec.marshalNString2string(ctx, f.Selections, obj.Subject).MarshalGQL(d)
+		case "academicYear":
+			ec.marshalNString2string(ctx, f.Selections, obj.AcademicYear).MarshalGQL(d)
+		case "status":
+			ec.marshalNPairStatus2githubᚗcomᚋjiaoliuᚋjiaoliuᚐPairStatus(ctx, f.Selections, obj.Status).MarshalGQL(d)
+		case "asOf":
+			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.AsOf).MarshalGQL(d)
+		case "from":
+			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.From).MarshalGQL(d)
+		case "to":
+			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.To).MarshalGQL(d)
+		case "required":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Required).MarshalGQL(d)
+		case "done":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Done).MarshalGQL(d)
+		case "met":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Met).MarshalGQL(d)
+		case "expectedByNow":
+			ec.marshalNInt2int(ctx, f.Selections, obj.ExpectedByNow).MarshalGQL(d)
+		case "onTrack":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.OnTrack).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_PairSummary(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.PairSummary) bool {
+	fields := d.fields(ec.OperationContext, sel, pairSummaryImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("PairSummary")
+		case "pairs":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Pairs).MarshalGQL(d)
+		case "met":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Met).MarshalGQL(d)
+		case "onTrack":
+			ec.marshalNInt2int(ctx, f.Selections, obj.OnTrack).MarshalGQL(d)
+		case "behind":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Behind).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_Policy(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.Policy) bool {
+	fields := d.fields(ec.OperationContext, sel, policyImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("Policy")
+		case "id":
+			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+		case "districtId":
+			ec.marshalNID2string(ctx, f.Selections, obj.DistrictID).MarshalGQL(d)
+		case "district":
+			if !directRef("Policy", "district") {
+				return false
+			}
+			v, err := ec.Resolvers.Policy().District(d.fieldContext(ctx, "Policy", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_District(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "academicYear":
+			ec.marshalNString2string(ctx, f.Selections, obj.AcademicYear).MarshalGQL(d)
+		case "preset":
+			ec.marshalNString2string(ctx, f.Selections, obj.Preset).MarshalGQL(d)
+		case "tenureYears":
+			ec.marshalNInt2int(ctx, f.Selections, obj.TenureYears).MarshalGQL(d)
+		case "cadreTenureYears":
+			ec.marshalNInt2int(ctx, f.Selections, obj.CadreTenureYears).MarshalGQL(d)
+		case "maleAgeLimit":
+			ec.marshalNInt2int(ctx, f.Selections, obj.MaleAgeLimit).MarshalGQL(d)
+		case "femaleAgeLimit":
+			ec.marshalNInt2int(ctx, f.Selections, obj.FemaleAgeLimit).MarshalGQL(d)
+		case "principalMaleAgeLimit":
+			ec.marshalNInt2int(ctx, f.Selections, obj.PrincipalMaleAgeLimit).MarshalGQL(d)
+		case "principalFemaleAgeLimit":
+			ec.marshalNInt2int(ctx, f.Selections, obj.PrincipalFemaleAgeLimit).MarshalGQL(d)
+		case "femaleLimitNotAboveMale":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.FemaleLimitNotAboveMale).MarshalGQL(d)
+		case "principalMaxYears":
+			ec.marshalNInt2int(ctx, f.Selections, obj.PrincipalMaxYears).MarshalGQL(d)
+		case "firstYear":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.FirstYear).MarshalGQL(d)
+		case "minYears":
+			ec.marshalNInt2int(ctx, f.Selections, obj.MinYears).MarshalGQL(d)
+		case "minYearsUrbanToRural":
+			ec.marshalNInt2int(ctx, f.Selections, obj.MinYearsUrbanToRural).MarshalGQL(d)
+		case "minYearsGroup":
+			ec.marshalNInt2int(ctx, f.Selections, obj.MinYearsGroup).MarshalGQL(d)
+		case "principalTermYears":
+			ec.marshalNInt2int(ctx, f.Selections, obj.PrincipalTermYears).MarshalGQL(d)
+		case "featureDeferralMaxYears":
+			ec.marshalNInt2int(ctx, f.Selections, obj.FeatureDeferralMaxYears).MarshalGQL(d)
+		case "fullTimeDemonstration":
+			ec.marshalNInt2int(ctx, f.Selections, obj.FullTimeDemonstration).MarshalGQL(d)
+		case "fullTimeGuidance":
+			ec.marshalNInt2int(ctx, f.Selections, obj.FullTimeGuidance).MarshalGQL(d)
+		case "fullTimeResearch":
+			ec.marshalNInt2int(ctx, f.Selections, obj.FullTimeResearch).MarshalGQL(d)
+		case "deliveryLessons":
+			ec.marshalNInt2int(ctx, f.Selections, obj.DeliveryLessons).MarshalGQL(d)
+		case "deliveryCritiques":
+			ec.marshalNInt2int(ctx, f.Selections, obj.DeliveryCritiques).MarshalGQL(d)
+		case "secondmentObservations":
+			ec.marshalNInt2int(ctx, f.Selections, obj.SecondmentObservations).MarshalGQL(d)
+		case "secondmentResearch":
+			ec.marshalNInt2int(ctx, f.Selections, obj.SecondmentResearch).MarshalGQL(d)
+		case "mentoringActivities":
+			ec.marshalNInt2int(ctx, f.Selections, obj.MentoringActivities).MarshalGQL(d)
+		case "absenceRunLimit":
+			ec.marshalNInt2int(ctx, f.Selections, obj.AbsenceRunLimit).MarshalGQL(d)
+		case "absenceYearLimit":
+			ec.marshalNInt2int(ctx, f.Selections, obj.AbsenceYearLimit).MarshalGQL(d)
+		case "noShowWarningDays":
+			ec.marshalNInt2int(ctx, f.Selections, obj.NoShowWarningDays).MarshalGQL(d)
+		case "noShowResignationDays":
+			ec.marshalNInt2int(ctx, f.Selections, obj.NoShowResignationDays).MarshalGQL(d)
+		case "version":
+			ec.marshalNInt2int64(ctx, f.Selections, obj.Version).MarshalGQL(d)
+		case "deleted":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Deleted).MarshalGQL(d)
+		case "createdAt":
+			if obj.CreatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.CreatedAt).MarshalGQL(d)
+		case "updatedAt":
+			if obj.UpdatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.UpdatedAt).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_PolicyConnection(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.PolicyConnection) bool {
+	fields := d.fields(ec.OperationContext, sel, policyConnectionImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("PolicyConnection")
+		case "totalCount":
+			ec.marshalNInt2int(ctx, f.Selections, obj.TotalCount).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_PolicyEdge(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.PolicyEdge) bool {
+	fields := d.fields(ec.OperationContext, sel, policyEdgeImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("PolicyEdge")
+		case "cursor":
+			ec.marshalNString2string(ctx, f.Selections, obj.Cursor).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_ProgressSummary(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.ProgressSummary) bool {
+	fields := d.fields(ec.OperationContext, sel, progressSummaryImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("ProgressSummary")
+		case "exchanges":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Exchanges).MarshalGQL(d)
+		case "dutiesComplete":
+			ec.marshalNInt2int(ctx, f.Selections, obj.DutiesComplete).MarshalGQL(d)
+		case "dutiesOnTrack":
+			ec.marshalNInt2int(ctx, f.Selections, obj.DutiesOnTrack).MarshalGQL(d)
+		case "dutiesBehind":
+			ec.marshalNInt2int(ctx, f.Selections, obj.DutiesBehind).MarshalGQL(d)
+		case "dutiesNotStarted":
+			ec.marshalNInt2int(ctx, f.Selections, obj.DutiesNotStarted).MarshalGQL(d)
+		case "mustBeUnqualified":
+			ec.marshalNInt2int(ctx, f.Selections, obj.MustBeUnqualified).MarshalGQL(d)
+		case "absenceRunExceeded":
+			ec.marshalNInt2int(ctx, f.Selections, obj.AbsenceRunExceeded).MarshalGQL(d)
+		case "absenceYearExceed":
+			ec.marshalNInt2int(ctx, f.Selections, obj.AbsenceYearExceed).MarshalGQL(d)
+		case "noShowWarnings":
+			ec.marshalNInt2int(ctx, f.Selections, obj.NoShowWarnings).MarshalGQL(d)
+		case "resignationCases":
+			ec.marshalNInt2int(ctx, f.Selections, obj.ResignationCases).MarshalGQL(d)
+		case "lateReports":
+			ec.marshalNInt2int(ctx, f.Selections, obj.LateReports).MarshalGQL(d)
+		case "evaluationsDue":
+			ec.marshalNInt2int(ctx, f.Selections, obj.EvaluationsDue).MarshalGQL(d)
+		case "evaluationsOverdue":
+			ec.marshalNInt2int(ctx, f.Selections, obj.EvaluationsOverdue).MarshalGQL(d)
+		case "evaluationsDone":
+			ec.marshalNInt2int(ctx, f.Selections, obj.EvaluationsDone).MarshalGQL(d)
+		case "exchangeAgain":
+			ec.marshalNInt2int(ctx, f.Selections, obj.ExchangeAgain).MarshalGQL(d)
+		case "contractEnded":
+			ec.marshalNInt2int(ctx, f.Selections, obj.ContractEnded).MarshalGQL(d)
+		case "refused":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Refused).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_PromotionCheck(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.PromotionCheck) bool {
+	fields := d.fields(ec.OperationContext, sel, promotionCheckImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("PromotionCheck")
+		case "teacherId":
+			ec.marshalNID2string(ctx, f.Selections, obj.TeacherID).MarshalGQL(d)
+		case "teacherName":
+			ec.marshalNString2string(ctx, f.Selections, obj.TeacherName).MarshalGQL(d)
+		case "asOf":
+			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.AsOf).MarshalGQL(d)
+		case "schools":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Schools).MarshalGQL(d)
+		case "schoolsWithTwoYears":
+			ec.marshalNInt2int(ctx, f.Selections, obj.SchoolsWithTwoYears).MarshalGQL(d)
+		case "ruralOrWeakDays":
+			ec.marshalNInt2int(ctx, f.Selections, obj.RuralOrWeakDays).MarshalGQL(d)
+		case "refusedYear":
+			ec.marshalOString2ᚖstring(ctx, f.Selections, obj.RefusedYear).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_PromotionRule(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.PromotionRule) bool {
+	fields := d.fields(ec.OperationContext, sel, promotionRuleImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("PromotionRule")
+		case "met":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Met).MarshalGQL(d)
+		case "requirement":
+			ec.marshalNString2string(ctx, f.Selections, obj.Requirement).MarshalGQL(d)
+		case "explanation":
+			ec.marshalNString2string(ctx, f.Selections, obj.Explanation).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_QuotaReport(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.QuotaReport) bool {
+	fields := d.fields(ec.OperationContext, sel, quotaReportImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("QuotaReport")
+		case "districtId":
+			ec.marshalNID2string(ctx, f.Selections, obj.DistrictID).MarshalGQL(d)
+		case "academicYear":
+			ec.marshalNString2string(ctx, f.Selections, obj.AcademicYear).MarshalGQL(d)
+		case "referenceDate":
+			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.ReferenceDate).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_QuotaTotals(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.QuotaTotals) bool {
+	fields := d.fields(ec.OperationContext, sel, quotaTotalsImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("QuotaTotals")
+		case "schools":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Schools).MarshalGQL(d)
+		case "staff":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Staff).MarshalGQL(d)
+		case "eligible":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Eligible).MarshalGQL(d)
+		case "deferred":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Deferred).MarshalGQL(d)
+		case "rotating":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Rotating).MarshalGQL(d)
+		case "volunteers":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Volunteers).MarshalGQL(d)
+		case "minimum":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Minimum).MarshalGQL(d)
+		case "schoolsWithTarget":
+			ec.marshalNInt2int(ctx, f.Selections, obj.SchoolsWithTarget).MarshalGQL(d)
+		case "schoolsMeetingTarget":
+			ec.marshalNInt2int(ctx, f.Selections, obj.SchoolsMeetingTarget).MarshalGQL(d)
+		case "schoolsBelowTarget":
+			ec.marshalNInt2int(ctx, f.Selections, obj.SchoolsBelowTarget).MarshalGQL(d)
+		case "backboneRotating":
+			ec.marshalNInt2int(ctx, f.Selections, obj.BackboneRotating).MarshalGQL(d)
+		case "backboneMinimum":
+			ec.marshalNInt2int(ctx, f.Selections, obj.BackboneMinimum).MarshalGQL(d)
+		case "backboneMet":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.BackboneMet).MarshalGQL(d)
+		case "participationMinimum":
+			ec.marshalNInt2int(ctx, f.Selections, obj.ParticipationMinimum).MarshalGQL(d)
+		case "participationMet":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.ParticipationMet).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_ReplayResult(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.ReplayResult) bool {
+	fields := d.fields(ec.OperationContext, sel, replayResultImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("ReplayResult")
+		case "status":
+			ec.marshalNString2string(ctx, f.Selections, obj.Status).MarshalGQL(d)
+		case "recordId":
+			ec.marshalNID2string(ctx, f.Selections, obj.RecordID).MarshalGQL(d)
+		case "version":
+			ec.marshalOString2ᚖstring(ctx, f.Selections, obj.Version).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_ReportCheck(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.ReportCheck) bool {
+	fields := d.fields(ec.OperationContext, sel, reportCheckImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("ReportCheck")
+		case "plannedStart":
+			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.PlannedStart).MarshalGQL(d)
+		case "reportedOn":
+			ec.marshalODate2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.ReportedOn).MarshalGQL(d)
+		case "daysLate":
+			ec.marshalNInt2int(ctx, f.Selections, obj.DaysLate).MarshalGQL(d)
+		case "state":
+			ec.marshalNReportState2githubᚗcomᚋjiaoliuᚋjiaoliuᚐReportState(ctx, f.Selections, obj.State).MarshalGQL(d)
+		case "warning":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Warning).MarshalGQL(d)
+		case "resignationCase":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.ResignationCase).MarshalGQL(d)
+		case "explanation":
+			ec.marshalNString2string(ctx, f.Selections, obj.Explanation).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_ResearchActivity(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.ResearchActivity) bool {
+	fields := d.fields(ec.OperationContext, sel, researchActivityImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("ResearchActivity")
+		case "id":
+			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+		case "exchangeId":
+			ec.marshalNID2string(ctx, f.Selections, obj.ExchangeID).MarshalGQL(d)
+		case "exchange":
+			if !directRef("ResearchActivity", "exchange") {
+				return false
+			}
+			v, err := ec.Resolvers.ResearchActivity().Exchange(d.fieldContext(ctx, "ResearchActivity", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_Exchange(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "date":
+			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.Date).MarshalGQL(d)
+		case "kind":
+			ec.marshalNResearchKind2githubᚗcomᚋjiaoliuᚋjiaoliuᚐResearchKind(ctx, f.Selections, obj.Kind).MarshalGQL(d)
+		case "topic":
+			ec.marshalNString2string(ctx, f.Selections, obj.Topic).MarshalGQL(d)
+		case "notes":
+			ec.marshalNString2string(ctx, f.Selections, obj.Notes).MarshalGQL(d)
+		case "version":
+			ec.marshalNInt2int64(ctx, f.Selections, obj.Version).MarshalGQL(d)
+		case "deleted":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Deleted).MarshalGQL(d)
+		case "createdAt":
+			if obj.CreatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.CreatedAt).MarshalGQL(d)
+		case "updatedAt":
+			if obj.UpdatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.UpdatedAt).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_ResearchActivityConnection(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.ResearchActivityConnection) bool {
+	fields := d.fields(ec.OperationContext, sel, researchActivityConnectionImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("ResearchActivityConnection")
+		case "totalCount":
+			ec.marshalNInt2int(ctx, f.Selections, obj.TotalCount).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_ResearchActivityEdge(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.ResearchActivityEdge) bool {
+	fields := d.fields(ec.OperationContext, sel, researchActivityEdgeImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("ResearchActivityEdge")
+		case "cursor":
+			ec.marshalNString2string(ctx, f.Selections, obj.Cursor).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_ReverseFlow(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.ReverseFlow) bool {
+	fields := d.fields(ec.OperationContext, sel, reverseFlowImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("ReverseFlow")
+		case "qualityToLower":
+			ec.marshalNInt2int(ctx, f.Selections, obj.QualityToLower).MarshalGQL(d)
+		case "lowerToQuality":
+			ec.marshalNInt2int(ctx, f.Selections, obj.LowerToQuality).MarshalGQL(d)
+		case "holds":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Holds).MarshalGQL(d)
+		case "explanation":
+			ec.marshalNString2string(ctx, f.Selections, obj.Explanation).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_School(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.School) bool {
+	fields := d.fields(ec.OperationContext, sel, schoolImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("School")
+		case "id":
+			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+		case "districtId":
+			ec.marshalNID2string(ctx, f.Selections, obj.DistrictID).MarshalGQL(d)
+		case "district":
+			if !directRef("School", "district") {
+				return false
+			}
+			v, err := ec.Resolvers.School().District(d.fieldContext(ctx, "School", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_District(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "zoneId":
+			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.ZoneID).MarshalGQL(d)
+		case "zone":
+			if !directRef("School", "zone") {
+				return false
+			}
+			v, err := ec.Resolvers.School().Zone(d.fieldContext(ctx, "School", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_Zone(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "groupId":
+			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.GroupID).MarshalGQL(d)
+		case "group":
+			if !directRef("School", "group") {
+				return false
+			}
+			v, err := ec.Resolvers.School().Group(d.fieldContext(ctx, "School", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_SchoolGroup(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "name":
+			ec.marshalNString2string(ctx, f.Selections, obj.Name).MarshalGQL(d)
+		case "locality":
+			ec.marshalNLocality2githubᚗcomᚋjiaoliuᚋjiaoliuᚐLocality(ctx, f.Selections, obj.Locality).MarshalGQL(d)
+		case "tier":
+			ec.marshalNTier2githubᚗcomᚋjiaoliuᚋjiaoliuᚐTier(ctx, f.Selections, obj.Tier).MarshalGQL(d)
+		case "tierAssessedOn":
+			ec.marshalODate2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.TierAssessedOn).MarshalGQL(d)
+		case "remote":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Remote).MarshalGQL(d)
+		case "centreSchool":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.CentreSchool).MarshalGQL(d)
+		case "staffingCap":
+			ec.marshalNInt2int(ctx, f.Selections, obj.StaffingCap).MarshalGQL(d)
+		case "version":
+			ec.marshalNInt2int64(ctx, f.Selections, obj.Version).MarshalGQL(d)
+		case "deleted":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Deleted).MarshalGQL(d)
+		case "createdAt":
+			if obj.CreatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.CreatedAt).MarshalGQL(d)
+		case "updatedAt":
+			if obj.UpdatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.UpdatedAt).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_SchoolConnection(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.SchoolConnection) bool {
+	fields := d.fields(ec.OperationContext, sel, schoolConnectionImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("SchoolConnection")
+		case "totalCount":
+			ec.marshalNInt2int(ctx, f.Selections, obj.TotalCount).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_SchoolDashboard(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.SchoolDashboard) bool {
+	fields := d.fields(ec.OperationContext, sel, schoolDashboardImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("SchoolDashboard")
+		case "schoolId":
+			ec.marshalNID2string(ctx, f.Selections, obj.SchoolID).MarshalGQL(d)
+		case "schoolName":
+			ec.marshalNString2string(ctx, f.Selections, obj.SchoolName).MarshalGQL(d)
+		case "districtId":
+			ec.marshalNID2string(ctx, f.Selections, obj.DistrictID).MarshalGQL(d)
+		case "academicYear":
+			ec.marshalNString2string(ctx, f.Selections, obj.AcademicYear).MarshalGQL(d)
+		case "asOf":
+			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.AsOf).MarshalGQL(d)
+		case "referenceDate":
+			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.ReferenceDate).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_SchoolEdge(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.SchoolEdge) bool {
+	fields := d.fields(ec.OperationContext, sel, schoolEdgeImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("SchoolEdge")
+		case "cursor":
+			ec.marshalNString2string(ctx, f.Selections, obj.Cursor).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_SchoolGroup(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.SchoolGroup) bool {
+	fields := d.fields(ec.OperationContext, sel, schoolGroupImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("SchoolGroup")
+		case "id":
+			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+		case "districtId":
+			ec.marshalNID2string(ctx, f.Selections, obj.DistrictID).MarshalGQL(d)
+		case "district":
+			if !directRef("SchoolGroup", "district") {
+				return false
+			}
+			v, err := ec.Resolvers.SchoolGroup().District(d.fieldContext(ctx, "SchoolGroup", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_District(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "name":
+			ec.marshalNString2string(ctx, f.Selections, obj.Name).MarshalGQL(d)
+		case "mainSchoolId":
+			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.MainSchoolID).MarshalGQL(d)
+		case "mainSchool":
+			if !directRef("SchoolGroup", "mainSchool") {
+				return false
+			}
+			v, err := ec.Resolvers.SchoolGroup().MainSchool(d.fieldContext(ctx, "SchoolGroup", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_School(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "version":
+			ec.marshalNInt2int64(ctx, f.Selections, obj.Version).MarshalGQL(d)
+		case "deleted":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Deleted).MarshalGQL(d)
+		case "createdAt":
+			if obj.CreatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.CreatedAt).MarshalGQL(d)
+		case "updatedAt":
+			if obj.UpdatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.UpdatedAt).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_SchoolGroupConnection(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.SchoolGroupConnection) bool {
+	fields := d.fields(ec.OperationContext, sel, schoolGroupConnectionImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("SchoolGroupConnection")
+		case "totalCount":
+			ec.marshalNInt2int(ctx, f.Selections, obj.TotalCount).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_SchoolGroupEdge(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.SchoolGroupEdge) bool {
+	fields := d.fields(ec.OperationContext, sel, schoolGroupEdgeImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("SchoolGroupEdge")
+		case "cursor":
+			ec.marshalNString2string(ctx, f.Selections, obj.Cursor).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_SchoolQuota(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.SchoolQuota) bool {
+	fields := d.fields(ec.OperationContext, sel, schoolQuotaImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("SchoolQuota")
+		case "schoolId":
+			ec.marshalNID2string(ctx, f.Selections, obj.SchoolID).MarshalGQL(d)
+		case "schoolName":
+			ec.marshalNString2string(ctx, f.Selections, obj.SchoolName).MarshalGQL(d)
+		case "locality":
+			ec.marshalNLocality2githubᚗcomᚋjiaoliuᚋjiaoliuᚐLocality(ctx, f.Selections, obj.Locality).MarshalGQL(d)
+		case "tier":
+			ec.marshalNTier2githubᚗcomᚋjiaoliuᚋjiaoliuᚐTier(ctx, f.Selections, obj.Tier).MarshalGQL(d)
+		case "staff":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Staff).MarshalGQL(d)
+		case "eligible":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Eligible).MarshalGQL(d)
+		case "deferred":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Deferred).MarshalGQL(d)
+		case "rotating":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Rotating).MarshalGQL(d)
+		case "volunteers":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Volunteers).MarshalGQL(d)
+		case "targetBasis":
+			ec.marshalNTargetBasis2githubᚗcomᚋjiaoliuᚋjiaoliuᚐTargetBasis(ctx, f.Selections, obj.TargetBasis).MarshalGQL(d)
+		case "minimum":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Minimum).MarshalGQL(d)
+		case "met":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Met).MarshalGQL(d)
+		case "shortfall":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Shortfall).MarshalGQL(d)
+		case "backboneRotating":
+			ec.marshalNInt2int(ctx, f.Selections, obj.BackboneRotating).MarshalGQL(d)
+		case "backboneMinimum":
+			ec.marshalNInt2int(ctx, f.Selections, obj.BackboneMinimum).MarshalGQL(d)
+		case "backboneMet":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.BackboneMet).MarshalGQL(d)
+		case "cadreEligible":
+			ec.marshalNInt2int(ctx, f.Selections, obj.CadreEligible).MarshalGQL(d)
+		case "cadreRotating":
+			ec.marshalNInt2int(ctx, f.Selections, obj.CadreRotating).MarshalGQL(d)
+		case "cadreMinimum":
+			ec.marshalNInt2int(ctx, f.Selections, obj.CadreMinimum).MarshalGQL(d)
+		case "cadreMet":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.CadreMet).MarshalGQL(d)
+		case "sendMinimum":
+			ec.marshalNInt2int(ctx, f.Selections, obj.SendMinimum).MarshalGQL(d)
+		case "sendMet":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.SendMet).MarshalGQL(d)
+		case "backboneSentDown":
+			ec.marshalNInt2int(ctx, f.Selections, obj.BackboneSentDown).MarshalGQL(d)
+		case "backboneSentUp":
+			ec.marshalNInt2int(ctx, f.Selections, obj.BackboneSentUp).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_SchoolStint(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.SchoolStint) bool {
+	fields := d.fields(ec.OperationContext, sel, schoolStintImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("SchoolStint")
+		case "id":
+			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+		case "teacherId":
+			ec.marshalNID2string(ctx, f.Selections, obj.TeacherID).MarshalGQL(d)
+		case "teacher":
+			if !directRef("SchoolStint", "teacher") {
+				return false
+			}
+			v, err := ec.Resolvers.SchoolStint().Teacher(d.fieldContext(ctx, "SchoolStint", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_Teacher(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "schoolId":
+			ec.marshalNID2string(ctx, f.Selections, obj.SchoolID).MarshalGQL(d)
+		case "school":
+			if !directRef("SchoolStint", "school") {
+				return false
+			}
+			v, err := ec.Resolvers.SchoolStint().School(d.fieldContext(ctx, "SchoolStint", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_School(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "startDate":
+			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.StartDate).MarshalGQL(d)
+		case "endDate":
+			ec.marshalODate2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.EndDate).MarshalGQL(d)
+		case "note":
+			ec.marshalNString2string(ctx, f.Selections, obj.Note).MarshalGQL(d)
+		case "version":
+			ec.marshalNInt2int64(ctx, f.Selections, obj.Version).MarshalGQL(d)
+		case "deleted":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Deleted).MarshalGQL(d)
+		case "createdAt":
+			if obj.CreatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.CreatedAt).MarshalGQL(d)
+		case "updatedAt":
+			if obj.UpdatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.UpdatedAt).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_SemesterReport(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.SemesterReport) bool {
+	fields := d.fields(ec.OperationContext, sel, semesterReportImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("SemesterReport")
+		case "id":
+			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+		case "exchangeId":
+			ec.marshalNID2string(ctx, f.Selections, obj.ExchangeID).MarshalGQL(d)
+		case "exchange":
+			if !directRef("SemesterReport", "exchange") {
+				return false
+			}
+			v, err := ec.Resolvers.SemesterReport().Exchange(d.fieldContext(ctx, "SemesterReport", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_Exchange(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "term":
+			ec.marshalNString2string(ctx, f.Selections, obj.Term).MarshalGQL(d)
+		case "title":
+			ec.marshalNString2string(ctx, f.Selections, obj.Title).MarshalGQL(d)
+		case "content":
+			ec.marshalNString2string(ctx, f.Selections, obj.Content).MarshalGQL(d)
+		case "submittedOn":
+			ec.marshalODate2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.SubmittedOn).MarshalGQL(d)
+		case "version":
+			ec.marshalNInt2int64(ctx, f.Selections, obj.Version).MarshalGQL(d)
+		case "deleted":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Deleted).MarshalGQL(d)
+		case "createdAt":
+			if obj.CreatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.CreatedAt).MarshalGQL(d)
+		case "updatedAt":
+			if obj.UpdatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.UpdatedAt).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_SemesterReportConnection(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.SemesterReportConnection) bool {
+	fields := d.fields(ec.OperationContext, sel, semesterReportConnectionImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("SemesterReportConnection")
+		case "totalCount":
+			ec.marshalNInt2int(ctx, f.Selections, obj.TotalCount).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_SemesterReportEdge(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.SemesterReportEdge) bool {
+	fields := d.fields(ec.OperationContext, sel, semesterReportEdgeImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("SemesterReportEdge")
+		case "cursor":
+			ec.marshalNString2string(ctx, f.Selections, obj.Cursor).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_ServicePeriod(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.ServicePeriod) bool {
+	fields := d.fields(ec.OperationContext, sel, servicePeriodImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("ServicePeriod")
+		case "schoolId":
+			ec.marshalNID2string(ctx, f.Selections, obj.SchoolID).MarshalGQL(d)
+		case "schoolName":
+			ec.marshalNString2string(ctx, f.Selections, obj.SchoolName).MarshalGQL(d)
+		case "locality":
+			ec.marshalOLocality2githubᚗcomᚋjiaoliuᚋjiaoliuᚐLocality(ctx, f.Selections, obj.Locality).MarshalGQL(d)
+		case "tier":
+			ec.marshalOTier2githubᚗcomᚋjiaoliuᚋjiaoliuᚐTier(ctx, f.Selections, obj.Tier).MarshalGQL(d)
+		case "from":
+			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.From).MarshalGQL(d)
+		case "to":
+			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.To).MarshalGQL(d)
+		case "days":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Days).MarshalGQL(d)
+		case "ruralOrWeak":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.RuralOrWeak).MarshalGQL(d)
+		case "basis":
+			ec.marshalNString2string(ctx, f.Selections, obj.Basis).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_SyncActivity(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.SyncActivity) bool {
+	fields := d.fields(ec.OperationContext, sel, syncActivityImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("SyncActivity")
+		case "kind":
+			ec.marshalNSyncActivityKind2githubᚗcomᚋjiaoliuᚋjiaoliuᚋgraphᚋmodelᚐSyncActivityKind(ctx, f.Selections, obj.Kind).MarshalGQL(d)
+		case "at":
+			if obj.At.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.At).MarshalGQL(d)
+		case "node":
+			ec.marshalOString2ᚖstring(ctx, f.Selections, obj.Node).MarshalGQL(d)
+		case "deviceId":
+			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.DeviceID).MarshalGQL(d)
+		case "deviceName":
+			ec.marshalOString2ᚖstring(ctx, f.Selections, obj.DeviceName).MarshalGQL(d)
+		case "userId":
+			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.UserID).MarshalGQL(d)
+		case "username":
+			ec.marshalOString2ᚖstring(ctx, f.Selections, obj.Username).MarshalGQL(d)
+		case "batchId":
+			ec.marshalOString2ᚖstring(ctx, f.Selections, obj.BatchID).MarshalGQL(d)
+		case "ops":
+			ec.marshalOInt2ᚖint(ctx, f.Selections, obj.Ops).MarshalGQL(d)
+		case "applied":
+			ec.marshalOInt2ᚖint(ctx, f.Selections, obj.Applied).MarshalGQL(d)
+		case "merged":
+			ec.marshalOInt2ᚖint(ctx, f.Selections, obj.Merged).MarshalGQL(d)
+		case "rejected":
+			ec.marshalOInt2ᚖint(ctx, f.Selections, obj.Rejected).MarshalGQL(d)
+		case "duplicates":
+			ec.marshalOInt2ᚖint(ctx, f.Selections, obj.Duplicates).MarshalGQL(d)
+		case "conflicts":
+			ec.marshalOInt2ᚖint(ctx, f.Selections, obj.Conflicts).MarshalGQL(d)
+		case "records":
+			ec.marshalOInt2ᚖint(ctx, f.Selections, obj.Records).MarshalGQL(d)
+		case "more":
+			ec.marshalOBoolean2ᚖbool(ctx, f.Selections, obj.More).MarshalGQL(d)
+		case "rejectionId":
+			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.RejectionID).MarshalGQL(d)
+		case "entity":
+			ec.marshalOString2ᚖstring(ctx, f.Selections, obj.Entity).MarshalGQL(d)
+		case "recordId":
+			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.RecordID).MarshalGQL(d)
+		case "code":
+			ec.marshalOString2ᚖstring(ctx, f.Selections, obj.Code).MarshalGQL(d)
+		case "dropped":
+			ec.marshalOInt2ᚖint(ctx, f.Selections, obj.Dropped).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_SyncConflict(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *postgres.ConflictRecord) bool {
+	fields := d.fields(ec.OperationContext, sel, syncConflictImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("SyncConflict")
+		case "entity":
+			ec.marshalNString2string(ctx, f.Selections, obj.Entity).MarshalGQL(d)
+		case "recordId":
+			ec.marshalNID2string(ctx, f.Selections, obj.RecordID).MarshalGQL(d)
+		case "field":
+			ec.marshalNString2string(ctx, f.Selections, obj.Field).MarshalGQL(d)
+		case "keptHlc":
+			ec.marshalNString2string(ctx, f.Selections, obj.KeptHLC).MarshalGQL(d)
+		case "lostHlc":
+			ec.marshalNString2string(ctx, f.Selections, obj.LostHLC).MarshalGQL(d)
+		case "lostOpId":
+			ec.marshalNString2string(ctx, f.Selections, obj.LostOpID).MarshalGQL(d)
+		case "lostDeviceId":
+			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.LostDeviceID).MarshalGQL(d)
+		case "lostUserId":
+			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.LostUserID).MarshalGQL(d)
+		case "createdAt":
+			if obj.CreatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.CreatedAt).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_SyncRejection(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *postgres.Rejection) bool {
+	fields := d.fields(ec.OperationContext, sel, syncRejectionImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("SyncRejection")
+		case "opId":
+			ec.marshalNString2string(ctx, f.Selections, obj.OpID).MarshalGQL(d)
+		case "deviceId":
+			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.DeviceID).MarshalGQL(d)
+		case "userId":
+			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.UserID).MarshalGQL(d)
+		case "entity":
+			ec.marshalNString2string(ctx, f.Selections, obj.Entity).MarshalGQL(d)
+		case "recordId":
+			ec.marshalNString2string(ctx, f.Selections, obj.RecordID).MarshalGQL(d)
+		case "code":
+			ec.marshalNString2string(ctx, f.Selections, obj.Code).MarshalGQL(d)
+		case "message":
+			ec.marshalNString2string(ctx, f.Selections, obj.Message).MarshalGQL(d)
+		case "status":
+			ec.marshalNString2string(ctx, f.Selections, obj.Status).MarshalGQL(d)
+		case "resolvedAt":
+			ec.marshalOTime2ᚖtimeᚐTime(ctx, f.Selections, obj.ResolvedAt).MarshalGQL(d)
+		case "resolvedBy":
+			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.ResolvedBy).MarshalGQL(d)
+		case "createdAt":
+			if obj.CreatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.CreatedAt).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_Teacher(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.Teacher) bool {
+	fields := d.fields(ec.OperationContext, sel, teacherImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("Teacher")
+		case "id":
+			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+		case "name":
+			ec.marshalNString2string(ctx, f.Selections, obj.Name).MarshalGQL(d)
+		case "gender":
+			ec.marshalNGender2githubᚗcomᚋjiaoliuᚋjiaoliuᚐGender(ctx, f.Selections, obj.Gender).MarshalGQL(d)
+		case "birthDate":
+			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.BirthDate).MarshalGQL(d)
+		case "employed":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Employed).MarshalGQL(d)
+		case "position":
+			ec.marshalNPosition2githubᚗcomᚋjiaoliuᚋjiaoliuᚐPosition(ctx, f.Selections, obj.Position).MarshalGQL(d)
+		case "title":
+			ec.marshalNTitle2githubᚗcomᚋjiaoliuᚋjiaoliuᚐTitle(ctx, f.Selections, obj.Title).MarshalGQL(d)
+		case "backboneLevel":
+			ec.marshalNBackboneLevel2githubᚗcomᚋjiaoliuᚋjiaoliuᚐBackboneLevel(ctx, f.Selections, obj.BackboneLevel).MarshalGQL(d)
+		case "schoolId":
+			ec.marshalNID2string(ctx, f.Selections, obj.SchoolID).MarshalGQL(d)
+		case "school":
+			if !directRef("Teacher", "school") {
+				return false
+			}
+			v, err := ec.Resolvers.Teacher().School(d.fieldContext(ctx, "Teacher", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_School(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "joinedSchoolOn":
+			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.JoinedSchoolOn).MarshalGQL(d)
+		case "leadershipSince":
+			ec.marshalODate2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.LeadershipSince).MarshalGQL(d)
+		case "version":
+			ec.marshalNInt2int64(ctx, f.Selections, obj.Version).MarshalGQL(d)
+		case "deleted":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Deleted).MarshalGQL(d)
+		case "createdAt":
+			if obj.CreatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.CreatedAt).MarshalGQL(d)
+		case "updatedAt":
+			if obj.UpdatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.UpdatedAt).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_TeacherConnection(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.TeacherConnection) bool {
+	fields := d.fields(ec.OperationContext, sel, teacherConnectionImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("TeacherConnection")
+		case "totalCount":
+			ec.marshalNInt2int(ctx, f.Selections, obj.TotalCount).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_TeacherEdge(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.TeacherEdge) bool {
+	fields := d.fields(ec.OperationContext, sel, teacherEdgeImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("TeacherEdge")
+		case "cursor":
+			ec.marshalNString2string(ctx, f.Selections, obj.Cursor).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_User(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.User) bool {
+	fields := d.fields(ec.OperationContext, sel, userImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("User")
+		case "id":
+			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+		case "username":
+			ec.marshalNString2string(ctx, f.Selections, obj.Username).MarshalGQL(d)
+		case "displayName":
+			ec.marshalNString2string(ctx, f.Selections, obj.DisplayName).MarshalGQL(d)
+		case "role":
+			ec.marshalNRole2githubᚗcomᚋjiaoliuᚋjiaoliuᚐRole(ctx, f.Selections, obj.Role).MarshalGQL(d)
+		case "districtId":
+			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.DistrictID).MarshalGQL(d)
+		case "schoolId":
+			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.SchoolID).MarshalGQL(d)
+		case "teacherId":
+			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.TeacherID).MarshalGQL(d)
+		case "teacher":
+			if !directRef("User", "teacher") {
+				return false
+			}
+			v, err := ec.Resolvers.User().Teacher(d.fieldContext(ctx, "User", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_Teacher(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "disabled":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Disabled).MarshalGQL(d)
+		case "createdAt":
+			if obj.CreatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.CreatedAt).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_Workload(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.Workload) bool {
+	fields := d.fields(ec.OperationContext, sel, workloadImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("Workload")
+		case "lessons":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Lessons).MarshalGQL(d)
+		case "weeks":
+			ec.marshalNInt2int(ctx, f.Selections, obj.Weeks).MarshalGQL(d)
+		case "met":
+			ec.marshalOBoolean2ᚖbool(ctx, f.Selections, obj.Met).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_Zone(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *jiaoliu.Zone) bool {
+	fields := d.fields(ec.OperationContext, sel, zoneImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("Zone")
+		case "id":
+			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+		case "districtId":
+			ec.marshalNID2string(ctx, f.Selections, obj.DistrictID).MarshalGQL(d)
+		case "district":
+			if !directRef("Zone", "district") {
+				return false
+			}
+			v, err := ec.Resolvers.Zone().District(d.fieldContext(ctx, "Zone", f), obj)
+			if err != nil {
+				return false
+			}
+			if v == nil {
+				d.null()
+				continue
+			}
+			if !ec.direct_District(ctx, d, f.Selections, v) {
+				return false
+			}
+		case "name":
+			ec.marshalNString2string(ctx, f.Selections, obj.Name).MarshalGQL(d)
+		case "version":
+			ec.marshalNInt2int64(ctx, f.Selections, obj.Version).MarshalGQL(d)
+		case "deleted":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Deleted).MarshalGQL(d)
+		case "createdAt":
+			if obj.CreatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.CreatedAt).MarshalGQL(d)
+		case "updatedAt":
+			if obj.UpdatedAt.IsZero() {
+				return false
+			}
+			ec.marshalNTime2timeᚐTime(ctx, f.Selections, obj.UpdatedAt).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_ZoneConnection(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.ZoneConnection) bool {
+	fields := d.fields(ec.OperationContext, sel, zoneConnectionImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("ZoneConnection")
+		case "totalCount":
+			ec.marshalNInt2int(ctx, f.Selections, obj.TotalCount).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct_ZoneEdge(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *model.ZoneEdge) bool {
+	fields := d.fields(ec.OperationContext, sel, zoneEdgeImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("ZoneEdge")
+		case "cursor":
+			ec.marshalNString2string(ctx, f.Selections, obj.Cursor).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct___Directive(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *introspection.Directive) bool {
+	fields := d.fields(ec.OperationContext, sel, __DirectiveImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("__Directive")
+		case "name":
+			ec.marshalNString2string(ctx, f.Selections, obj.Name).MarshalGQL(d)
+		case "isRepeatable":
+			ec.marshalNBoolean2bool(ctx, f.Selections, obj.IsRepeatable).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct___EnumValue(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *introspection.EnumValue) bool {
+	fields := d.fields(ec.OperationContext, sel, __EnumValueImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("__EnumValue")
+		case "name":
+			ec.marshalNString2string(ctx, f.Selections, obj.Name).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct___Field(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *introspection.Field) bool {
+	fields := d.fields(ec.OperationContext, sel, __FieldImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("__Field")
+		case "name":
+			ec.marshalNString2string(ctx, f.Selections, obj.Name).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct___InputValue(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *introspection.InputValue) bool {
+	fields := d.fields(ec.OperationContext, sel, __InputValueImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("__InputValue")
+		case "name":
+			ec.marshalNString2string(ctx, f.Selections, obj.Name).MarshalGQL(d)
+		case "defaultValue":
+			ec.marshalOString2ᚖstring(ctx, f.Selections, obj.DefaultValue).MarshalGQL(d)
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct___Schema(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *introspection.Schema) bool {
+	fields := d.fields(ec.OperationContext, sel, __SchemaImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("__Schema")
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}
+
+func (ec *executionContext) direct___Type(ctx context.Context, d *directWriter, sel ast.SelectionSet, obj *introspection.Type) bool {
+	fields := d.fields(ec.OperationContext, sel, __TypeImplementors)
+	d.open()
+	for i := range fields {
+		f := &fields[i]
+		d.key(f.Alias)
+		switch f.Name {
+		case "__typename":
+			d.typename("__Type")
+		default:
+			return false
+		}
+	}
+	d.close()
+	return true
+}

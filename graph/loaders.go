@@ -25,6 +25,34 @@ type Loaders struct {
 	mu    sync.Mutex
 	m     map[string]any
 	cols  map[selectionKey]columnSet // columnsOf, per selection
+	// primed are the first selections of the node selection sets of pages whose
+	// references primePage read ahead (directList writes only those).
+	primed []selectionID
+}
+
+// selectionID identifies a selection set of a request by its first selection (a node
+// of the query's syntax tree) and length: gqlgen collects the same selections into a
+// new slice each time it collects a field's.
+type selectionID struct {
+	first ast.Selection
+	n     int
+}
+
+// markPrimed records that the references of the nodes selected by sel were primed.
+func (l *Loaders) markPrimed(sel ast.SelectionSet) {
+	if len(sel) == 0 {
+		return
+	}
+	l.mu.Lock()
+	l.primed = append(l.primed, selectionID{sel[0], len(sel)})
+	l.mu.Unlock()
+}
+
+// wasPrimed reports whether markPrimed recorded sel.
+func (l *Loaders) wasPrimed(sel ast.SelectionSet) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Contains(l.primed, selectionID{sel[0], len(sel)})
 }
 
 type loadersKey struct{}

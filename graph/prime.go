@@ -71,8 +71,10 @@ func primePage[T any](ctx context.Context, def *jiaoliu.Entity, items []*T, sels
 		recs[i] = v
 	}
 	op := graphql.GetOperationContext(ctx)
+	l := loadersFrom(ctx)
 	for _, sel := range sels {
 		prime(ctx, op, def, recs, sel)
+		l.markPrimed(sel)
 	}
 }
 

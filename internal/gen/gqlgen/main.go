@@ -16,6 +16,10 @@
 // kept from one list to the next, whose stacks have grown already; an object that
 // defers nothing gets no deferred group (see noIdleDeferredGroups).
 //
+// Each object type also gets a direct marshaller (direct.go), which the list
+// marshallers try first: the nodes of a primed page written straight into one buffer,
+// or, for anything it cannot write exactly as gqlgen would, not at all.
+//
 // The operation types are left as gqlgen makes them: Mutation is already sequential
 // (the GraphQL specification wants it), Query and Subscription run their root fields
 // concurrently.
@@ -38,11 +42,12 @@ func main() {
 	if errors.Is(err, fs.ErrNotExist) {
 		err = fmt.Errorf("gqlgen.yml not found (run from the module root): %w", err)
 	}
+	direct := &directObjects{}
 	if err == nil {
-		err = api.Generate(cfg, api.AddPlugin(sequentialFields{}))
+		err = api.Generate(cfg, api.AddPlugin(sequentialFields{}), api.AddPlugin(direct))
 	}
 	if err == nil {
-		err = rewrite(cfg.Exec.Filename, useListWorkers, noIdleDeferredGroups)
+		err = rewrite(cfg.Exec.Filename, useListWorkers, noIdleDeferredGroups, direct.useDirectLists)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gqlgen:", err)
