@@ -142,7 +142,7 @@ func countNarrow(ctx context.Context, s *Store, def *jiaoliu.Entity, n narrowSco
 
 // listNarrow reads a page of def by exchange (see above): where, logWhere and args are
 // filter's, pageWhere the keyset condition, sel the select list, orderCol and dir the
-// list's order, limit the argument number of the page size plus one. It returns false
+// list's order, limit the page size plus one. It returns false
 // when the change log disagreed with a candidate of the page; the caller then reads the
 // list the general way.
 func listNarrow[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, n narrowScope,
@@ -151,7 +151,7 @@ func listNarrow[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, n nar
 	if n.perRow {
 		cond += " AND " + readable(def, logWhere)
 	}
-	order := fmt.Sprintf("ORDER BY %s %s, t.id %s LIMIT $%d", orderCol, dir, dir, limit)
+	order := fmt.Sprintf("ORDER BY %s %s, t.id %s LIMIT %d", orderCol, dir, dir, limit)
 	q, args := n.candidates(def, args, sel, cond, order)
 	q += fmt.Sprintf(`
 		SELECT t.*, coalesce(%s, false) AS readable_ FROM c t %s`, readable(def, logWhere), order)
