@@ -63,7 +63,7 @@ func (s *Store) scope(ctx context.Context, argN int) (string, []any, error) {
 		}
 		a.ReadTokens = toks
 	}
-	return fmt.Sprintf("l.scopes && $%d", argN), []any{pq.Array(toks)}, nil
+	return fmt.Sprintf("l.scopes && $%d", argN), []any{textArray(toks)}, nil
 }
 
 func columns(def *jiaoliu.Entity) string {
@@ -140,7 +140,7 @@ func GetManyColumns[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, i
 	// One id is compared as one: PostgreSQL keeps a custom plan for "= ANY($1)" when its
 	// first plans were for one id (a custom plan looks cheaper than the generic one's
 	// guess of ten), and plans every call again: 0.23 ms of planning for a 0.05 ms read.
-	match, key := `t.id = ANY($1::uuid[])`, any(pq.Array(valid))
+	match, key := `t.id = ANY($1::uuid[])`, any(textArray(valid))
 	if len(valid) == 1 {
 		match, key = `t.id = $1::uuid`, valid[0]
 	}
@@ -432,7 +432,7 @@ func ChildrenOf[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, field
 	q := fmt.Sprintf(`SELECT %s FROM %s t JOIN sync_log l ON l.entity = '%s' AND l.id = t.id
 		WHERE t.%s = ANY($1::uuid[]) AND NOT t.deleted AND %s ORDER BY t.%s %s, t.id`,
 		columns(def), def.Table, def.Name, fd.Column(), cond, of.Column(), dir)
-	rows, err := s.queryx(ctx, q, append([]any{pq.Array(parentIDs)}, args...)...)
+	rows, err := s.queryx(ctx, q, append([]any{textArray(parentIDs)}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("children of %s: %w", def.Name, err)
 	}
