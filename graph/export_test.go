@@ -17,3 +17,9 @@ func SetDirectLists(on bool) bool {
 
 // DirectListed is the number of lists written directly so far.
 func DirectListed() int64 { return directListed.Load() }
+
+// SetPlainPOST makes the handlers made afterwards serve POST with gqlgen's transport.
+func SetPlainPOST(on bool) { plainPOST = on }
+
+// DataWrites is the number of responses the POST transport wrote around their data.
+func DataWrites() int64 { return dataWrites.Load() }

@@ -84,7 +84,11 @@ func NewHandler(store *postgres.Store, log *slog.Logger, opts ...Option) http.Ha
 	srv.AddTransport(websocketTransport(store, cfg, log))
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
-	srv.AddTransport(transport.POST{})
+	if plainPOST {
+		srv.AddTransport(transport.POST{})
+	} else {
+		srv.AddTransport(postTransport{})
+	}
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.Use(extension.Introspection{})
 	srv.Use(extension.FixedComplexityLimit(MaxComplexity))
