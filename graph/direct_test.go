@@ -130,15 +130,24 @@ func TestDirectListsAreGqlgensLists(t *testing.T) {
 			fragment T on Teacher { title createdAt updatedAt version deleted __typename }`, vars: map[string]any{"on": true}},
 		query{text: `query($on: Boolean!) { exchanges(first: 100) { nodes { x: sendingSchool @include(if: $on) { name } y: receivingSchool @skip(if: $on) { name } } } }`,
 			vars: map[string]any{"on": false}},
+		query{text: `{ lessons(filter: {from: "2026-09-01", to: "2026-12-31"}, first: 100) { nodes { id date exchange { teacher { name } sendingSchool { name } } school { name } } } }`},
+		query{text: `{ teachers(filter: {search: "王"}, first: 100) { nodes { name school { name zone { name } } } } }`},
 		query{text: `{ exchanges(first: 100) { nodes { t1: teacher { ...S } t2: teacher { ...S school { tier } } } } } fragment S on Teacher { school { name } }`},
 		query{text: `{ lessons(first: 100) { totalCount edges { cursor node { id } } nodes { topic school { name } } } teachers(first: 100) { nodes { name school { name } } } }`},
 	)
 
+	// Each query is also asked with its references read by prime after the page
+	// instead of joined in the page's statement (joins.go), with and without direct
+	// lists.
 	compare := func(who string, qs []query) (direct int) {
 		for _, q := range qs {
 			graph.SetDirectLists(false)
 			slow := ask(q.text, q.vars)
+			graph.SetJoinedRefs(false)
+			primedSlow := ask(q.text, q.vars)
 			graph.SetDirectLists(true)
+			primedFast := ask(q.text, q.vars)
+			graph.SetJoinedRefs(true)
 			before := graph.DirectListed()
 			fast := ask(q.text, q.vars)
 			if graph.DirectListed() > before {
@@ -146,6 +155,9 @@ func TestDirectListsAreGqlgensLists(t *testing.T) {
 			}
 			if fast != slow {
 				t.Errorf("%s: %s\ndirect: %.1500s\ngqlgen: %.1500s", who, q.text, fast, slow)
+			}
+			if primedSlow != slow || primedFast != slow {
+				t.Errorf("%s: %s\njoined: %.1500s\nprimed: %.1500s\nprimed, direct: %.1500s", who, q.text, slow, primedSlow, primedFast)
 			}
 		}
 		return direct

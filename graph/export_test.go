@@ -23,3 +23,11 @@ func SetPlainPOST(on bool) { plainPOST = on }
 
 // DataWrites is the number of responses the POST transport wrote around their data.
 func DataWrites() int64 { return dataWrites.Load() }
+
+// SetJoinedRefs turns reading references with the page on or off, and returns the
+// previous setting.
+func SetJoinedRefs(on bool) bool {
+	prev := joinedRefs
+	joinedRefs = on
+	return prev
+}

@@ -1,0 +1,109 @@
+package graph
+
+import (
+	"context"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/jiaoliu/jiaoliu"
+	"github.com/jiaoliu/jiaoliu/postgres"
+)
+
+// Joined references: the records a page's selection refers to read in the page's own
+// statement (postgres/joins.go) rather than by prime after it, a statement per entity
+// and level. What they prime is what prime would: the same loaders (entity and
+// columns), each id a parent refers to primed with its record or, when the actor may
+// not read it, with nil. A page whose selection has more references than one statement
+// takes (postgres.ListJoined returns no joined records) is primed as before.
+
+// joinedRefs turns joined references on (tests turn it off to compare with prime).
+var joinedRefs = true
+
+// joinReader puts the records a join read into the request's loader.
+type joinReader struct {
+	new   func() any
+	prime func(ctx context.Context, cs columnSet, ids []string, found map[string]any)
+}
+
+var joinReaders = map[string]joinReader{
+	jiaoliu.DistrictEntity.Name:      joinReaderOf[jiaoliu.District](jiaoliu.DistrictEntity),
+	jiaoliu.ZoneEntity.Name:          joinReaderOf[jiaoliu.Zone](jiaoliu.ZoneEntity),
+	jiaoliu.SchoolGroupEntity.Name:   joinReaderOf[jiaoliu.SchoolGroup](jiaoliu.SchoolGroupEntity),
+	jiaoliu.SchoolEntity.Name:        joinReaderOf[jiaoliu.School](jiaoliu.SchoolEntity),
+	jiaoliu.TeacherEntity.Name:       joinReaderOf[jiaoliu.Teacher](jiaoliu.TeacherEntity),
+	jiaoliu.ExchangeEntity.Name:      joinReaderOf[jiaoliu.Exchange](jiaoliu.ExchangeEntity),
+	jiaoliu.MentoringPairEntity.Name: joinReaderOf[jiaoliu.MentoringPair](jiaoliu.MentoringPairEntity),
+}
+
+func joinReaderOf[T any](def *jiaoliu.Entity) joinReader {
+	return joinReader{
+		new: func() any { return new(T) },
+		prime: func(ctx context.Context, cs columnSet, ids []string, found map[string]any) {
+			l := idLoader[T](ctx, def, cs)
+			for _, id := range ids {
+				v, _ := found[id].(*T)
+				l.Prime(ctx, id, v)
+			}
+		},
+	}
+}
+
+// joinPlan is the joins of a page and how to prime their records.
+type joinPlan struct {
+	joins []postgres.Join
+	cols  []columnSet // each join's loader
+}
+
+// planJoins returns the joins that read what the nodes' selections sels (of records of
+// def) refer to, as prime would read them, to any depth.
+func planJoins(ctx context.Context, def *jiaoliu.Entity, sels []ast.SelectionSet) *joinPlan {
+	if !joinedRefs || len(sels) == 0 || !graphql.HasOperationContext(ctx) {
+		return nil
+	}
+	op := graphql.GetOperationContext(ctx)
+	p := &joinPlan{}
+	var walk func(def *jiaoliu.Entity, sel ast.SelectionSet, parent int)
+	walk = func(def *jiaoliu.Entity, sel ast.SelectionSet, parent int) {
+		for _, f := range graphql.CollectFields(op, sel, []string{def.Type}) {
+			fd, ok := def.Field(f.Name + "Id")
+			if !ok || fd.Ref == "" || primers[fd.Ref] == nil || len(f.Selections) == 0 {
+				continue
+			}
+			to := jiaoliu.Entities[fd.Ref]
+			cs := columnsOf(ctx, to, f.Selections)
+			p.joins = append(p.joins, postgres.Join{Parent: parent, Column: fd.Column(), Entity: to, Columns: cs.cols, New: joinReaders[fd.Ref].new})
+			p.cols = append(p.cols, cs)
+			walk(to, f.Selections, len(p.joins)-1)
+		}
+	}
+	for _, sel := range sels {
+		walk(def, sel, -1)
+	}
+	if len(p.joins) == 0 {
+		return nil
+	}
+	return p
+}
+
+// prime puts the records the joins read (found, per join) into the request's loaders
+// for the page's items.
+func (p *joinPlan) prime(ctx context.Context, items []any, found []map[string]any) {
+	for i, j := range p.joins {
+		var parents []any
+		if j.Parent < 0 {
+			parents = items
+		} else {
+			for _, v := range found[j.Parent] {
+				parents = append(parents, v)
+			}
+		}
+		ids := make([]string, 0, len(parents))
+		for _, v := range parents {
+			if id := postgres.FieldText(v, j.Column); id != "" {
+				ids = append(ids, id)
+			}
+		}
+		joinReaders[j.Entity.Name].prime(ctx, p.cols[i], ids, found[i])
+	}
+}

@@ -1,0 +1,253 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/jmoiron/sqlx/reflectx"
+
+	"github.com/jiaoliu/jiaoliu"
+)
+
+// Joined references.
+//
+// A page whose nodes show what they refer to (a lesson's exchange and its teacher, an
+// exchange's teacher and schools) was three statements: the page, then the records it
+// refers to a level at a time (graph/prime.go). Each statement is a round trip, a
+// portal and an executor in PostgreSQL, and in the server a driver call, a scan and
+// their allocations. With joins the page's statement reads them too: each reference
+// is a LEFT JOIN LATERAL of one row by id, under the same change-log condition as
+// GetManyColumns, so what the actor may not read comes back NULL, as a missing record
+// does.
+
+// A Join is a reference read with a page: the records of Entity whose id is in the
+// column Column of the page's rows (Parent -1) or of the records of the join Parent (an
+// earlier one), reading the columns Columns of Entity (nil: all; see GetManyColumns).
+// New returns a new record of Entity (a pointer to its struct).
+type Join struct {
+	Parent  int
+	Column  string
+	Entity  *jiaoliu.Entity
+	Columns []string
+	New     func() any
+}
+
+// maxJoins bounds the joins of one statement.
+const maxJoins = 6
+
+// joinsSQL returns the select list of the joins' columns (each named _j<i>_<column>)
+// and their LEFT JOIN LATERAL clauses, under the change-log condition cond; a join of
+// the page's rows (Parent -1) reads its id from root(j).
+func joinsSQL(joins []Join, cond string, root func(Join) string) (sel, from string, err error) {
+	var sb, fb strings.Builder
+	for i, j := range joins {
+		cols, err := selectColumns(j.Entity, j.Columns)
+		if err != nil {
+			return "", "", err
+		}
+		parent := root(j)
+		if j.Parent >= 0 {
+			parent = fmt.Sprintf("j%d.%s", j.Parent, j.Column)
+		}
+		for c := range strings.SplitSeq(cols, ", ") {
+			col := strings.TrimPrefix(c, "t.")
+			if sb.Len() > 0 {
+				sb.WriteString(", ")
+			}
+			fmt.Fprintf(&sb, "j%d.%s AS _j%d_%s", i, col, i, col)
+		}
+		// LIMIT 1 keeps the lateral read a probe by id per row (PostgreSQL would otherwise
+		// pull it up into a join it may plan as a hash of the whole table).
+		fmt.Fprintf(&fb, ` LEFT JOIN LATERAL (SELECT %s FROM %s t JOIN sync_log l ON l.entity = '%s' AND l.id = t.id
+			WHERE t.id = %s AND %s LIMIT 1) j%d ON true`, cols, j.Entity.Table, j.Entity.Name, parent, cond, i)
+	}
+	return sb.String(), fb.String(), nil
+}
+
+// joinedPageSQL wraps the page's statement page (selecting from alias t, ordered by
+// orderCol dir, t.id dir) with the joins; the page's rows keep their order.
+func joinedPageSQL(page string, joins []Join, cond, orderCol, dir string) (string, error) {
+	sel, from, err := joinsSQL(joins, cond, func(j Join) string { return "p." + j.Column })
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("SELECT p.*, %s FROM (%s) p%s ORDER BY p.%s %s, p.id %s",
+		sel, page, from, strings.TrimPrefix(orderCol, "t."), dir, dir), nil
+}
+
+// scanJoined reads the rows of a joined page: the page's columns into new Ts, each
+// join's (named _j<i>_<column>) into records of its entity, returned by id per join.
+func scanJoined[T any](rows *sqlx.Rows, joins []Join) ([]*T, []map[string]any, error) {
+	var items []*T
+	found, err := scanJoins(rows, joins, reflect.TypeFor[T](), func(v reflect.Value) { items = append(items, v.Addr().Interface().(*T)) })
+	return items, found, err
+}
+
+// scanJoins reads rows of joins' columns (named _j<i>_<column>) into records of their
+// entities, returned by id per join, and the other columns into a new value of page
+// for each row, passed to item (none without page).
+func scanJoins(rows *sqlx.Rows, joins []Join, pageType reflect.Type, item func(reflect.Value)) ([]map[string]any, error) {
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	// Where each column goes: the page's record (join -1) or a join's, at a field path.
+	type target struct {
+		join int
+		path []int
+		typ  reflect.Type // the field's type
+	}
+	targets := make([]target, len(cols))
+	idCol := make([]int, len(joins)) // the column of each join's id
+	for i, c := range cols {
+		tg := target{join: -1}
+		name := c
+		if rest, ok := strings.CutPrefix(c, "_j"); ok {
+			k, col, _ := strings.Cut(rest, "_")
+			n, err := strconv.Atoi(k)
+			if err != nil || n >= len(joins) {
+				return nil, fmt.Errorf("unexpected column %q", c)
+			}
+			tg.join, name = n, col
+		}
+		t := pageType
+		if tg.join < 0 && t == nil {
+			return nil, fmt.Errorf("unexpected column %q", c)
+		}
+		if tg.join >= 0 {
+			t = reflect.TypeOf(joins[tg.join].New()).Elem()
+			if name == "id" {
+				idCol[tg.join] = i
+			}
+		}
+		fi := mapper.TypeMap(t).Names[name]
+		if fi == nil {
+			return nil, fmt.Errorf("no field for column %q in %s", c, t)
+		}
+		tg.path, tg.typ = fi.Index, fi.Field.Type
+		targets[i] = tg
+	}
+	found := make([]map[string]any, len(joins))
+	for i := range found {
+		found[i] = map[string]any{}
+	}
+	dest := make([]any, len(cols))
+	for rows.Next() {
+		var iv reflect.Value
+		if pageType != nil {
+			iv = reflect.New(pageType).Elem()
+		}
+		recs := make([]reflect.Value, len(joins))
+		for i, j := range joins {
+			recs[i] = reflect.ValueOf(j.New()).Elem()
+		}
+		for i, tg := range targets {
+			if tg.join < 0 {
+				dest[i] = reflectx.FieldByIndexes(iv, tg.path).Addr().Interface()
+				continue
+			}
+			// A join's columns are NULL when it found nothing: scanned through a pointer
+			// (database/sql converts as it would into the field), then copied.
+			dest[i] = reflect.New(reflect.PointerTo(tg.typ)).Interface()
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, err
+		}
+		for i := range joins {
+			idp := reflect.ValueOf(dest[idCol[i]]).Elem()
+			if idp.IsNil() {
+				continue
+			}
+			for c, tg := range targets {
+				if tg.join != i {
+					continue
+				}
+				if p := reflect.ValueOf(dest[c]).Elem(); !p.IsNil() {
+					reflectx.FieldByIndexes(recs[i], tg.path).Set(p.Elem())
+				}
+			}
+			rec := recs[i].Addr().Interface()
+			found[i][FieldText(rec, "id")] = rec
+		}
+		if pageType != nil {
+			item(iv)
+		}
+	}
+	return found, rows.Err()
+}
+
+// listJoined runs the page's statement page (with its arguments args) with the joins.
+func listJoined[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, joins []Join, page string, args []any, orderCol, dir string) ([]*T, []map[string]any, error) {
+	cond, scopeArgs, err := s.scope(ctx, len(args)+1)
+	if err != nil {
+		return nil, nil, err
+	}
+	q, err := joinedPageSQL(page, joins, cond, orderCol, dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list %s: %w", def.Name, err)
+	}
+	rows, err := s.queryx(ctx, q, append(slices.Clip(args), scopeArgs...)...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list %s with references: %w", def.Name, err)
+	}
+	defer rows.Close()
+	items, found, err := scanJoined[T](rows, joins)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list %s with references: %w", def.Name, err)
+	}
+	return items, found, nil
+}
+
+// ReadRefs reads the records that the records items refer to through joins (as
+// ListJoined would with the page) in one statement: its rows are the items'
+// references, given as arrays.
+func ReadRefs(ctx context.Context, s *Store, items []any, joins []Join) ([]map[string]any, error) {
+	if len(items) == 0 || len(joins) == 0 || len(joins) > maxJoins {
+		return nil, nil
+	}
+	var rootCols []string // the items' columns the joins of the page's rows read
+	for _, j := range joins {
+		if j.Parent < 0 && !slices.Contains(rootCols, j.Column) {
+			rootCols = append(rootCols, j.Column)
+		}
+	}
+	var args []any
+	for _, c := range rootCols {
+		ids := make([]sql.NullString, len(items))
+		for i, v := range items {
+			if id := FieldText(v, c); id != "" {
+				ids[i] = sql.NullString{String: id, Valid: true}
+			}
+		}
+		args = append(args, nullTextArray(ids))
+	}
+	cond, scopeArgs, err := s.scope(ctx, len(args)+1)
+	if err != nil {
+		return nil, err
+	}
+	sel, from, err := joinsSQL(joins, cond, func(j Join) string { return "p." + j.Column })
+	if err != nil {
+		return nil, err
+	}
+	unnest := make([]string, len(rootCols))
+	for i := range rootCols {
+		unnest[i] = fmt.Sprintf("$%d::uuid[]", i+1)
+	}
+	q := fmt.Sprintf("SELECT %s FROM unnest(%s) AS p(%s)%s", sel, strings.Join(unnest, ", "), strings.Join(rootCols, ", "), from)
+	rows, err := s.queryx(ctx, q, append(args, scopeArgs...)...)
+	if err != nil {
+		return nil, fmt.Errorf("read references: %w", err)
+	}
+	defer rows.Close()
+	found, err := scanJoins(rows, joins, nil, nil)
+	if err != nil {
+		return nil, fmt.Errorf("read references: %w", err)
+	}
+	return found, nil
+}
