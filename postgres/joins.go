@@ -101,7 +101,7 @@ func scanJoins(rows *sqlx.Rows, joins []Join, pageType reflect.Type, item func(r
 	type target struct {
 		join int
 		path []int
-		typ  reflect.Type // the field's type
+		ptr  reflect.Type // a pointer to the field's type
 	}
 	targets := make([]target, len(cols))
 	idCol := make([]int, len(joins)) // the column of each join's id
@@ -130,7 +130,7 @@ func scanJoins(rows *sqlx.Rows, joins []Join, pageType reflect.Type, item func(r
 		if fi == nil {
 			return nil, fmt.Errorf("no field for column %q in %s", c, t)
 		}
-		tg.path, tg.typ = fi.Index, fi.Field.Type
+		tg.path, tg.ptr = fi.Index, reflect.PointerTo(fi.Field.Type)
 		targets[i] = tg
 	}
 	found := make([]map[string]any, len(joins))
@@ -154,7 +154,7 @@ func scanJoins(rows *sqlx.Rows, joins []Join, pageType reflect.Type, item func(r
 			}
 			// A join's columns are NULL when it found nothing: scanned through a pointer
 			// (database/sql converts as it would into the field), then copied.
-			dest[i] = reflect.New(reflect.PointerTo(tg.typ)).Interface()
+			dest[i] = reflect.New(tg.ptr).Interface()
 		}
 		if err := rows.Scan(dest...); err != nil {
 			return nil, err
