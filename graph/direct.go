@@ -161,7 +161,7 @@ var directRefs = func() map[string]bool {
 	for _, def := range jiaoliu.Entities {
 		for _, f := range def.Fields {
 			name, ok := strings.CutSuffix(f.Name, "Id")
-			if ok && f.Ref != "" && primers[f.Ref] != nil {
+			if ok && f.Ref != "" && readAhead(f.Ref) {
 				m[def.Type+"."+name] = true
 			}
 		}

@@ -2,12 +2,9 @@ package graph_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -15,10 +12,6 @@ import (
 
 	"github.com/jiaoliu/jiaoliu"
 	"github.com/jiaoliu/jiaoliu/graph"
-	"github.com/jiaoliu/jiaoliu/internal/pgtest"
-	"github.com/jiaoliu/jiaoliu/postgres"
-	"github.com/jiaoliu/jiaoliu/postgres/demo"
-	"github.com/jiaoliu/jiaoliu/sync/hlc"
 )
 
 // TestDirectListsAreGqlgensLists: the nodes of a page written by the direct marshallers
@@ -29,13 +22,7 @@ import (
 // once, and for references of references, with aliases, fragments and directives; each
 // answer with direct lists on and off, compared byte for byte.
 func TestDirectListsAreGqlgensLists(t *testing.T) {
-	ctx := context.Background()
-	db := pgtest.NewDB(t)
-	log := slog.New(slog.DiscardHandler)
-	store := postgres.NewStore(db, hlc.NewClock("test"), log)
-	if err := demo.Load(ctx, db, store); err != nil {
-		t.Fatal(err)
-	}
+	db, store := demoStore(t)
 	actors := map[string]*jiaoliu.Actor{"system": jiaoliu.SystemActor}
 	// A school administrator of the receiving school of an exchange, and its teacher
 	// (whose sending school's records are outside the first's scope, and the other
@@ -49,12 +36,8 @@ func TestDirectListsAreGqlgensLists(t *testing.T) {
 		DistrictID: ex.District, SchoolID: ex.School}
 	actors["teacher"] = &jiaoliu.Actor{UserID: "direct-test-teacher", Username: "teacher", Role: jiaoliu.RoleTeacher,
 		DistrictID: ex.District, TeacherID: ex.Teacher}
-	h := graph.Middleware(store, graph.NewHandler(store, log))
 	var actor *jiaoliu.Actor
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.ServeHTTP(w, r.WithContext(jiaoliu.NewContextWithActor(r.Context(), actor)))
-	}))
-	defer srv.Close()
+	srv := serveAs(t, store, func() *jiaoliu.Actor { return actor })
 	ask := func(query string, vars map[string]any) string {
 		t.Helper()
 		body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})

@@ -20,35 +20,6 @@ import (
 // joinedRefs turns joined references on (tests turn it off to compare with prime).
 var joinedRefs = true
 
-// joinReader puts the records a join read into the request's loader.
-type joinReader struct {
-	new   func() any
-	prime func(ctx context.Context, cs columnSet, ids []string, found map[string]any)
-}
-
-var joinReaders = map[string]joinReader{
-	jiaoliu.DistrictEntity.Name:      joinReaderOf[jiaoliu.District](jiaoliu.DistrictEntity),
-	jiaoliu.ZoneEntity.Name:          joinReaderOf[jiaoliu.Zone](jiaoliu.ZoneEntity),
-	jiaoliu.SchoolGroupEntity.Name:   joinReaderOf[jiaoliu.SchoolGroup](jiaoliu.SchoolGroupEntity),
-	jiaoliu.SchoolEntity.Name:        joinReaderOf[jiaoliu.School](jiaoliu.SchoolEntity),
-	jiaoliu.TeacherEntity.Name:       joinReaderOf[jiaoliu.Teacher](jiaoliu.TeacherEntity),
-	jiaoliu.ExchangeEntity.Name:      joinReaderOf[jiaoliu.Exchange](jiaoliu.ExchangeEntity),
-	jiaoliu.MentoringPairEntity.Name: joinReaderOf[jiaoliu.MentoringPair](jiaoliu.MentoringPairEntity),
-}
-
-func joinReaderOf[T any](def *jiaoliu.Entity) joinReader {
-	return joinReader{
-		new: func() any { return new(T) },
-		prime: func(ctx context.Context, cs columnSet, ids []string, found map[string]any) {
-			l := idLoader[T](ctx, def, cs)
-			for _, id := range ids {
-				v, _ := found[id].(*T)
-				l.Prime(ctx, id, v)
-			}
-		},
-	}
-}
-
 // joinPlan is the joins of a page and how to prime their records.
 type joinPlan struct {
 	joins []postgres.Join
@@ -67,12 +38,12 @@ func planJoins(ctx context.Context, def *jiaoliu.Entity, sels []ast.SelectionSet
 	walk = func(def *jiaoliu.Entity, sel ast.SelectionSet, parent int) {
 		for _, f := range graphql.CollectFields(op, sel, []string{def.Type}) {
 			fd, ok := def.Field(f.Name + "Id")
-			if !ok || fd.Ref == "" || primers[fd.Ref] == nil || len(f.Selections) == 0 {
+			if !ok || fd.Ref == "" || !readAhead(fd.Ref) || len(f.Selections) == 0 {
 				continue
 			}
 			to := jiaoliu.Entities[fd.Ref]
 			cs := columnsOf(ctx, to, f.Selections)
-			p.joins = append(p.joins, postgres.Join{Parent: parent, Column: fd.Column(), Entity: to, Columns: cs.cols, New: joinReaders[fd.Ref].new})
+			p.joins = append(p.joins, postgres.Join{Parent: parent, Column: fd.Column(), Entity: to, Columns: cs.cols, New: refReaders[fd.Ref].new})
 			p.cols = append(p.cols, cs)
 			walk(to, f.Selections, len(p.joins)-1)
 		}
@@ -104,6 +75,6 @@ func (p *joinPlan) prime(ctx context.Context, items []any, found []map[string]an
 				ids = append(ids, id)
 			}
 		}
-		joinReaders[j.Entity.Name].prime(ctx, p.cols[i], ids, found[i])
+		refReaders[j.Entity.Name].put(ctx, p.cols[i], ids, found[i])
 	}
 }

@@ -1,20 +1,13 @@
 package graph_test
 
 import (
-	"context"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/jiaoliu/jiaoliu"
 	"github.com/jiaoliu/jiaoliu/graph"
-	"github.com/jiaoliu/jiaoliu/internal/pgtest"
-	"github.com/jiaoliu/jiaoliu/postgres"
-	"github.com/jiaoliu/jiaoliu/postgres/demo"
-	"github.com/jiaoliu/jiaoliu/sync/hlc"
 )
 
 // TestPostTransportIsGqlgens: the POST transport answers every request — data only,
@@ -22,29 +15,17 @@ import (
 // errors, a body that is not JSON, each Accept header — with the status, media type
 // and bytes of gqlgen's own.
 func TestPostTransportIsGqlgens(t *testing.T) {
-	ctx := context.Background()
-	db := pgtest.NewDB(t)
-	log := slog.New(slog.DiscardHandler)
-	store := postgres.NewStore(db, hlc.NewClock("test"), log)
-	if err := demo.Load(ctx, db, store); err != nil {
-		t.Fatal(err)
-	}
+	db, store := demoStore(t)
 	// Names json.Marshal escapes, written straight into the table (this is about the
 	// transport, not about what the domain accepts).
 	if _, err := db.Exec(`UPDATE schools SET name = name || ' <a href="x">&</a>' || U&'\2028' WHERE id IN (SELECT id FROM schools ORDER BY id LIMIT 2)`); err != nil {
 		t.Fatal(err)
 	}
-	serve := func(plain bool) *httptest.Server {
-		graph.SetPlainPOST(plain)
-		defer graph.SetPlainPOST(false)
-		h := graph.Middleware(store, graph.NewHandler(store, log))
-		return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			h.ServeHTTP(w, r.WithContext(jiaoliu.NewContextWithActor(r.Context(), jiaoliu.SystemActor)))
-		}))
-	}
-	ours, theirs := serve(false), serve(true)
-	defer ours.Close()
-	defer theirs.Close()
+	system := func() *jiaoliu.Actor { return jiaoliu.SystemActor }
+	ours := serveAs(t, store, system)
+	graph.SetPlainPOST(true)
+	theirs := serveAs(t, store, system)
+	graph.SetPlainPOST(false)
 
 	type answer struct {
 		status      int

@@ -27,36 +27,60 @@ import (
 // request's loader, and returns those found.
 type primer func(ctx context.Context, ids []string, cs columnSet) []any
 
-var primers = map[string]primer{
-	jiaoliu.DistrictEntity.Name:      primeOf[jiaoliu.District](jiaoliu.DistrictEntity),
-	jiaoliu.ZoneEntity.Name:          primeOf[jiaoliu.Zone](jiaoliu.ZoneEntity),
-	jiaoliu.SchoolGroupEntity.Name:   primeOf[jiaoliu.SchoolGroup](jiaoliu.SchoolGroupEntity),
-	jiaoliu.SchoolEntity.Name:        primeOf[jiaoliu.School](jiaoliu.SchoolEntity),
-	jiaoliu.TeacherEntity.Name:       primeOf[jiaoliu.Teacher](jiaoliu.TeacherEntity),
-	jiaoliu.ExchangeEntity.Name:      primeOf[jiaoliu.Exchange](jiaoliu.ExchangeEntity),
-	jiaoliu.MentoringPairEntity.Name: primeOf[jiaoliu.MentoringPair](jiaoliu.MentoringPairEntity),
+// refReader reads ahead the records of an entity that others refer to: read loads them
+// by id (prime); new and put serve the references read with a page (joins.go): a new
+// record to scan into, and the records a join found put into the request's loader.
+type refReader struct {
+	read primer
+	new  func() any
+	put  func(ctx context.Context, cs columnSet, ids []string, found map[string]any)
 }
 
-// primeOf reads the records straight from the store and puts them into the request's
-// loader as its batches would (a record the actor may not read as nil), rather than
-// through a batch: a batch waits batchWait for more keys, which a primer never has.
-// On an error nothing is primed, and the nested fields load (and report) as before.
-func primeOf[T any](def *jiaoliu.Entity) primer {
-	return func(ctx context.Context, ids []string, cs columnSet) []any {
-		found, err := postgres.GetManyColumns[T](ctx, loadersFrom(ctx).store, def, ids, cs.cols)
-		if err != nil {
-			return nil
-		}
+// refReaders are the entities whose references are read ahead.
+var refReaders = map[string]refReader{
+	jiaoliu.DistrictEntity.Name:      refReaderOf[jiaoliu.District](jiaoliu.DistrictEntity),
+	jiaoliu.ZoneEntity.Name:          refReaderOf[jiaoliu.Zone](jiaoliu.ZoneEntity),
+	jiaoliu.SchoolGroupEntity.Name:   refReaderOf[jiaoliu.SchoolGroup](jiaoliu.SchoolGroupEntity),
+	jiaoliu.SchoolEntity.Name:        refReaderOf[jiaoliu.School](jiaoliu.SchoolEntity),
+	jiaoliu.TeacherEntity.Name:       refReaderOf[jiaoliu.Teacher](jiaoliu.TeacherEntity),
+	jiaoliu.ExchangeEntity.Name:      refReaderOf[jiaoliu.Exchange](jiaoliu.ExchangeEntity),
+	jiaoliu.MentoringPairEntity.Name: refReaderOf[jiaoliu.MentoringPair](jiaoliu.MentoringPairEntity),
+}
+
+// readAhead reports whether references to the entity are read ahead.
+func readAhead(entity string) bool { return refReaders[entity].read != nil }
+
+// refReaderOf's read takes the records straight from the store and puts them into the
+// request's loader as its batches would (a record the actor may not read as nil),
+// rather than through a batch: a batch waits batchWait for more keys, which a primer
+// never has. On an error nothing is primed, and the nested fields load (and report) as
+// before.
+func refReaderOf[T any](def *jiaoliu.Entity) refReader {
+	put := func(ctx context.Context, cs columnSet, ids []string, found func(id string) *T) {
 		l := idLoader[T](ctx, def, cs)
-		out := make([]any, 0, len(found))
 		for _, id := range ids {
-			v := found[id]
-			l.Prime(ctx, id, v)
-			if v != nil {
-				out = append(out, v)
-			}
+			l.Prime(ctx, id, found(id))
 		}
-		return out
+	}
+	return refReader{
+		read: func(ctx context.Context, ids []string, cs columnSet) []any {
+			found, err := postgres.GetManyColumns[T](ctx, loadersFrom(ctx).store, def, ids, cs.cols)
+			if err != nil {
+				return nil
+			}
+			put(ctx, cs, ids, func(id string) *T { return found[id] })
+			out := make([]any, 0, len(found))
+			for _, id := range ids {
+				if v := found[id]; v != nil {
+					out = append(out, v)
+				}
+			}
+			return out
+		},
+		new: func() any { return new(T) },
+		put: func(ctx context.Context, cs columnSet, ids []string, found map[string]any) {
+			put(ctx, cs, ids, func(id string) *T { v, _ := found[id].(*T); return v })
+		},
 	}
 }
 
@@ -121,7 +145,7 @@ func prime(ctx context.Context, op *graphql.OperationContext, def *jiaoliu.Entit
 	reads := map[string]*read{}
 	for _, f := range graphql.CollectFields(op, sel, []string{def.Type}) {
 		fd, ok := def.Field(f.Name + "Id")
-		if !ok || fd.Ref == "" || primers[fd.Ref] == nil || len(f.Selections) == 0 {
+		if !ok || fd.Ref == "" || !readAhead(fd.Ref) || len(f.Selections) == 0 {
 			continue
 		}
 		cs := columnsOf(ctx, jiaoliu.Entities[fd.Ref], f.Selections)
@@ -149,7 +173,7 @@ func prime(ctx context.Context, op *graphql.OperationContext, def *jiaoliu.Entit
 	for key, rd := range reads {
 		slices.Sort(rd.ids)
 		ids := slices.Compact(rd.ids)
-		load := func() { done <- loaded{key, primers[rd.to](ctx, ids, rd.cs)} }
+		load := func() { done <- loaded{key, refReaders[rd.to].read(ctx, ids, rd.cs)} }
 		if len(reads) == 1 {
 			load() // no goroutine (and its stack growth) for a level of one read
 		} else {

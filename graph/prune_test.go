@@ -2,20 +2,13 @@ package graph_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 
 	"github.com/jiaoliu/jiaoliu"
 	"github.com/jiaoliu/jiaoliu/graph"
-	"github.com/jiaoliu/jiaoliu/internal/pgtest"
-	"github.com/jiaoliu/jiaoliu/postgres"
-	"github.com/jiaoliu/jiaoliu/postgres/demo"
-	"github.com/jiaoliu/jiaoliu/sync/hlc"
 )
 
 // TestSelectedColumnsAnswerAsWholeRecords: nested records read with only the columns
@@ -24,18 +17,8 @@ import (
 // fields computed by resolvers next to plain ones, and single records. On the demo
 // data, every query is asked with pruning on and off and the answers compared.
 func TestSelectedColumnsAnswerAsWholeRecords(t *testing.T) {
-	ctx := context.Background()
-	db := pgtest.NewDB(t)
-	log := slog.New(slog.DiscardHandler)
-	store := postgres.NewStore(db, hlc.NewClock("test"), log)
-	if err := demo.Load(ctx, db, store); err != nil {
-		t.Fatal(err)
-	}
-	h := graph.Middleware(store, graph.NewHandler(store, log))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.ServeHTTP(w, r.WithContext(jiaoliu.NewContextWithActor(r.Context(), jiaoliu.SystemActor)))
-	}))
-	defer srv.Close()
+	_, store := demoStore(t)
+	srv := serveAs(t, store, func() *jiaoliu.Actor { return jiaoliu.SystemActor })
 
 	ask := func(query string) string {
 		t.Helper()
