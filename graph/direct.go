@@ -2,6 +2,8 @@ package graph
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"io"
 	"strings"
 	"sync/atomic"
@@ -45,8 +47,11 @@ func directList[T any](ctx context.Context, sel ast.SelectionSet,
 		return nil, false
 	}
 	defer func() {
-		if recover() != nil {
-			m, ok = nil, false // gqlgen's code runs it again and reports the panic
+		if r := recover(); r != nil {
+			// gqlgen's code runs the list again and reports a resolver's panic in its
+			// usual way; one of the direct marshaller's own would show only here.
+			slog.WarnContext(ctx, "direct list fell back after a panic", "panic", fmt.Sprint(r))
+			m, ok = nil, false
 		}
 	}()
 	d := &directWriter{buf: make([]byte, 0, 128*len(v))}
