@@ -3,8 +3,8 @@ package graph
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"io"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 
