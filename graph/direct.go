@@ -161,17 +161,17 @@ func (d *directWriter) fieldContext(ctx context.Context, object string, f *graph
 // directRefs are the fields a direct marshaller may resolve: the references that prime
 // reads ahead (an entity's field "school" for its reference "schoolId" to an entity
 // with a primer), so that their resolvers find the records in the request's loaders.
-var directRefs = func() map[string]bool {
-	m := map[string]bool{}
+var directRefs = func() map[[2]string]bool {
+	m := map[[2]string]bool{}
 	for _, def := range jiaoliu.Entities {
 		for _, f := range def.Fields {
 			name, ok := strings.CutSuffix(f.Name, "Id")
 			if ok && f.Ref != "" && readAhead(f.Ref) {
-				m[def.Type+"."+name] = true
+				m[[2]string{def.Type, name}] = true
 			}
 		}
 	}
 	return m
 }()
 
-func directRef(object, field string) bool { return directRefs[object+"."+field] }
+func directRef(object, field string) bool { return directRefs[[2]string{object, field}] }

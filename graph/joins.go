@@ -14,8 +14,7 @@ import (
 // statement (postgres/joins.go) rather than by prime after it, a statement per entity
 // and level. What they prime is what prime would: the same loaders (entity and
 // columns), each id a parent refers to primed with its record or, when the actor may
-// not read it, with nil. A page whose selection has more references than one statement
-// takes (postgres.ListJoined returns no joined records) is primed as before.
+// not read it, with nil. How a page's references are read is decided in primePage.
 
 // joinedRefs turns joined references on (tests turn it off to compare with prime).
 var joinedRefs = true
@@ -24,6 +23,14 @@ var joinedRefs = true
 type joinPlan struct {
 	joins []postgres.Join
 	cols  []columnSet // each join's loader
+}
+
+// joinList is the plan's joins (none without a plan).
+func (p *joinPlan) joinList() []postgres.Join {
+	if p == nil {
+		return nil
+	}
+	return p.joins
 }
 
 // planJoins returns the joins that read what the nodes' selections sels (of records of

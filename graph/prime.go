@@ -85,8 +85,12 @@ func refReaderOf[T any](def *jiaoliu.Entity) refReader {
 }
 
 // primePage primes the loaders for the nodes of a connection field whose items are
-// records of def; sels are the nodes' selection sets (nodeSelections).
-func primePage[T any](ctx context.Context, def *jiaoliu.Entity, items []*T, sels []ast.SelectionSet) {
+// records of def; sels are the nodes' selection sets (nodeSelections). The records they
+// refer to were joined with the page (joined, per join of plan: postgres.ListJoined),
+// else are read in one statement (postgres.ReadRefs), else — without a plan, or when
+// that read fails — a level at a time (prime), after which a reference not primed
+// loads (and reports) as it would without priming.
+func primePage[T any](ctx context.Context, def *jiaoliu.Entity, items []*T, sels []ast.SelectionSet, plan *joinPlan, joined []map[string]any) {
 	if len(items) == 0 || len(sels) == 0 {
 		return
 	}
@@ -94,10 +98,21 @@ func primePage[T any](ctx context.Context, def *jiaoliu.Entity, items []*T, sels
 	for i, v := range items {
 		recs[i] = v
 	}
-	op := graphql.GetOperationContext(ctx)
 	l := loadersFrom(ctx)
+	if plan != nil && joined == nil {
+		if found, err := postgres.ReadRefs(ctx, l.store, recs, plan.joins); err == nil {
+			joined = found
+		}
+	}
+	if joined != nil {
+		plan.prime(ctx, recs, joined)
+	} else {
+		op := graphql.GetOperationContext(ctx)
+		for _, sel := range sels {
+			prime(ctx, op, def, recs, sel)
+		}
+	}
 	for _, sel := range sels {
-		prime(ctx, op, def, recs, sel)
 		l.markPrimed(sel)
 	}
 }

@@ -85,35 +85,11 @@ func list[T any](ctx context.Context, r *Resolver, def *jiaoliu.Entity, f *model
 	sels := nodeSelections(ctx)
 	q.Columns = pageColumns(ctx, def, sels)
 	plan := planJoins(ctx, def, sels)
-	var joins []postgres.Join
-	if plan != nil {
-		joins = plan.joins
+	page, joined, err := postgres.ListJoined[T](ctx, r.Store, def, q, plan.joinList())
+	if err == nil {
+		primePage(ctx, def, page.Items, sels, plan, joined)
 	}
-	page, joined, err := postgres.ListJoined[T](ctx, r.Store, def, q, joins)
-	if err != nil || plan == nil {
-		if err == nil {
-			primePage(ctx, def, page.Items, sels)
-		}
-		return page, err
-	}
-	items := make([]any, len(page.Items))
-	for i, v := range page.Items {
-		items[i] = v
-	}
-	if joined == nil {
-		// Read in a statement of their own; on an error the nested fields load (and
-		// report) as they would without priming.
-		if joined, err = postgres.ReadRefs(ctx, r.Store, items, joins); err != nil || joined == nil {
-			primePage(ctx, def, page.Items, sels)
-			return page, nil
-		}
-	}
-	plan.prime(ctx, items, joined)
-	l := loadersFrom(ctx)
-	for _, sel := range sels {
-		l.markPrimed(sel)
-	}
-	return page, nil
+	return page, err
 }
 
 // pageColumns returns the columns of def that the nodes of a connection read (sels:

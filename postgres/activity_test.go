@@ -3,9 +3,7 @@ package postgres_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/lib/pq"
@@ -102,16 +100,7 @@ func TestActorTokensAreThoseOf00002(t *testing.T) {
 	MustApply(t, sys(), f.store,
 		jiaoliu.Op{OpID: newID(), Kind: jiaoliu.OpDelete, Entity: "exchange", ID: x3, HLC: nextHLC()},
 		jiaoliu.Op{OpID: newID(), Kind: jiaoliu.OpUpsert, Entity: "exchange", ID: x4, HLC: nextHLC(), Fields: map[string]any{"status": "CANCELLED"}})
-	raw, err := os.ReadFile("migrations/00002_scopes.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := string(raw)
-	start := strings.Index(src, "CREATE FUNCTION actor_tokens")
-	end := strings.Index(src[start:], "-- +goose StatementEnd")
-	if _, err := f.db.Exec(strings.Replace(src[start:start+end], "CREATE FUNCTION actor_tokens", "CREATE FUNCTION actor_tokens_v1", 1)); err != nil {
-		t.Fatal(err)
-	}
+	createFunctionOf00002(t, f.db, "actor_tokens", "actor_tokens_v1")
 	var lang string
 	if err := f.db.Get(&lang, `SELECT l.lanname FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang WHERE p.proname = 'actor_tokens'`); err != nil || lang != "plpgsql" {
 		t.Fatalf("actor_tokens is %q (%v), want plpgsql", lang, err)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -277,17 +276,7 @@ func TestChildScopeTokensAreThoseOf00002(t *testing.T) {
 	}}); err != nil {
 		t.Fatal(err)
 	}
-	raw, err := os.ReadFile("migrations/00002_scopes.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := string(raw)
-	start := strings.Index(src, "CREATE FUNCTION scope_tokens")
-	end := strings.Index(src[start:], "-- +goose StatementEnd")
-	old := strings.Replace(src[start:start+end], "CREATE FUNCTION scope_tokens", "CREATE FUNCTION scope_tokens_v1", 1)
-	if _, err := db.Exec(old); err != nil {
-		t.Fatal(err)
-	}
+	createFunctionOf00002(t, db, "scope_tokens", "scope_tokens_v1")
 	var diff []string
 	if err := db.Select(&diff, `SELECT entity || '/' || id || ': ' || scope_tokens(entity, id)::text || ' vs ' || scope_tokens_v1(entity, id)::text
 		FROM sync_log WHERE scope_tokens(entity, id) <> scope_tokens_v1(entity, id)`); err != nil {

@@ -43,15 +43,15 @@ const maxJoins = 6
 
 // joinsSQL returns the select list of the joins' columns (each named _j<i>_<column>)
 // and their LEFT JOIN LATERAL clauses, under the change-log condition cond; a join of
-// the page's rows (Parent -1) reads its id from root(j).
-func joinsSQL(joins []Join, cond string, root func(Join) string) (sel, from string, err error) {
+// the page's rows (Parent -1) reads its id from the column of the rows of alias p.
+func joinsSQL(joins []Join, cond string) (sel, from string, err error) {
 	var sb, fb strings.Builder
 	for i, j := range joins {
 		cols, err := selectColumns(j.Entity, j.Columns)
 		if err != nil {
 			return "", "", err
 		}
-		parent := root(j)
+		parent := "p." + j.Column
 		if j.Parent >= 0 {
 			parent = fmt.Sprintf("j%d.%s", j.Parent, j.Column)
 		}
@@ -73,7 +73,7 @@ func joinsSQL(joins []Join, cond string, root func(Join) string) (sel, from stri
 // joinedPageSQL wraps the page's statement page (selecting from alias t, ordered by
 // orderCol dir, t.id dir) with the joins; the page's rows keep their order.
 func joinedPageSQL(page string, joins []Join, cond, orderCol, dir string) (string, error) {
-	sel, from, err := joinsSQL(joins, cond, func(j Join) string { return "p." + j.Column })
+	sel, from, err := joinsSQL(joins, cond)
 	if err != nil {
 		return "", err
 	}
@@ -143,10 +143,6 @@ func scanJoins(rows *sqlx.Rows, joins []Join, pageType reflect.Type, item func(r
 		if pageType != nil {
 			iv = reflect.New(pageType).Elem()
 		}
-		recs := make([]reflect.Value, len(joins))
-		for i, j := range joins {
-			recs[i] = reflect.ValueOf(j.New()).Elem()
-		}
 		for i, tg := range targets {
 			if tg.join < 0 {
 				dest[i] = reflectx.FieldByIndexes(iv, tg.path).Addr().Interface()
@@ -159,21 +155,26 @@ func scanJoins(rows *sqlx.Rows, joins []Join, pageType reflect.Type, item func(r
 		if err := rows.Scan(dest...); err != nil {
 			return nil, err
 		}
-		for i := range joins {
+		for i, j := range joins {
+			// A record is made once, from the first row that refers to it.
 			idp := reflect.ValueOf(dest[idCol[i]]).Elem()
 			if idp.IsNil() {
 				continue
 			}
+			id := idp.Elem().String()
+			if _, ok := found[i][id]; ok {
+				continue
+			}
+			rec := reflect.ValueOf(j.New())
 			for c, tg := range targets {
 				if tg.join != i {
 					continue
 				}
 				if p := reflect.ValueOf(dest[c]).Elem(); !p.IsNil() {
-					reflectx.FieldByIndexes(recs[i], tg.path).Set(p.Elem())
+					reflectx.FieldByIndexes(rec.Elem(), tg.path).Set(p.Elem())
 				}
 			}
-			rec := recs[i].Addr().Interface()
-			found[i][FieldText(rec, "id")] = rec
+			found[i][id] = rec.Interface()
 		}
 		if pageType != nil {
 			item(iv)
@@ -231,7 +232,7 @@ func ReadRefs(ctx context.Context, s *Store, items []any, joins []Join) ([]map[s
 	if err != nil {
 		return nil, err
 	}
-	sel, from, err := joinsSQL(joins, cond, func(j Join) string { return "p." + j.Column })
+	sel, from, err := joinsSQL(joins, cond)
 	if err != nil {
 		return nil, err
 	}

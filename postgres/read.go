@@ -317,6 +317,7 @@ func ListJoined[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, q jia
 			return page, nil, err
 		}
 	}
+	sqlq := fmt.Sprintf(`SELECT %s %s%s ORDER BY %s %s, t.id %s LIMIT %d`, sel, base, pageWhere, col, dir, dir, limit)
 	switch {
 	case done:
 	case len(joins) > 0 && len(joins) <= maxJoins && q.Filter.From == nil && q.Filter.To == nil && q.Filter.Search == "":
@@ -324,13 +325,10 @@ func ListJoined[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, q jia
 		// (its generic plan looks dearer), and planning the joins with it each time cost
 		// more (0.6–0.9 ms) than the statements they save; the caller reads them with
 		// ReadRefs.
-		if items, joined, err = listJoined[T](ctx, s, def, joins, fmt.Sprintf(`SELECT %s %s%s ORDER BY %s %s, t.id %s LIMIT %d`,
-			sel, base, pageWhere, col, dir, dir, limit), args, col, dir); err != nil {
+		if items, joined, err = listJoined[T](ctx, s, def, joins, sqlq, args, col, dir); err != nil {
 			return page, nil, err
 		}
 	default:
-		sqlq := fmt.Sprintf(`SELECT %s %s%s ORDER BY %s %s, t.id %s LIMIT %d`,
-			sel, base, pageWhere, col, dir, dir, limit)
 		if err := s.selectx(ctx, &items, sqlq, args...); err != nil {
 			return page, nil, fmt.Errorf("list %s: %w", def.Name, err)
 		}

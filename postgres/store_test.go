@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/google/uuid"
@@ -302,5 +303,21 @@ func TestListPagination(t *testing.T) {
 	}
 	if len(seen) != 27 {
 		t.Fatalf("seen=%d, want 27", len(seen))
+	}
+}
+
+// createFunctionOf00002 creates, under the name as, the function name as migration
+// 00002 first wrote it: tests compare a later body with the original.
+func createFunctionOf00002(tb testing.TB, db *sqlx.DB, name, as string) {
+	tb.Helper()
+	raw, err := os.ReadFile("migrations/00002_scopes.sql")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	src := string(raw)
+	start := strings.Index(src, "CREATE FUNCTION "+name)
+	end := strings.Index(src[start:], "-- +goose StatementEnd")
+	if _, err := db.Exec(strings.Replace(src[start:start+end], "CREATE FUNCTION "+name, "CREATE FUNCTION "+as, 1)); err != nil {
+		tb.Fatal(err)
 	}
 }
