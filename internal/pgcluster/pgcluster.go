@@ -47,6 +47,9 @@ const maxSocketPath = 107
 const (
 	startTimeout = 60 * time.Second
 	stopTimeout  = 60 * time.Second
+	// exitTimeout bounds the wait for a postmaster that removed its
+	// postmaster.pid, the last thing it does before it exits.
+	exitTimeout = 5 * time.Second
 )
 
 // confFile is written into the data directory on every start and included
@@ -269,13 +272,31 @@ func (c *Cluster) stop(ctx context.Context) error {
 		return c.removeTmpSocketDir()
 	}
 	begin := time.Now()
-	out, err := c.run(ctx, "pg_ctl", "stop", "-D", c.dataDir, "-m", "fast",
-		"-w", "-t", strconv.Itoa(int(stopTimeout/time.Second)), "-s")
-	if err != nil {
-		return fmt.Errorf("stop postgres: pg_ctl stop: %w: %s", err, bytes.TrimSpace(out))
+	if err := c.pgCtlStop(ctx, pf.pid); err != nil {
+		return fmt.Errorf("stop postgres: %w", err)
 	}
 	c.log.Info("postgres stopped", logKeyDir, c.dir, logKeyPID, pf.pid, logKeyDuration, time.Since(begin))
 	return c.removeTmpSocketDir()
+}
+
+// pgCtlStop asks pg_ctl for a fast shutdown of the server whose postmaster is
+// pid and waits for it. A server already shutting down (a previous run stopped
+// it and was killed before it finished) can remove its postmaster.pid between
+// the caller's reading it and pg_ctl's, and pg_ctl then fails with "PID file
+// does not exist": that server counts as stopped once its postmaster is gone.
+func (c *Cluster) pgCtlStop(ctx context.Context, pid int) error {
+	out, err := c.run(ctx, "pg_ctl", "stop", "-D", c.dataDir, "-m", "fast",
+		"-w", "-t", strconv.Itoa(int(stopTimeout/time.Second)), "-s")
+	if err == nil {
+		return nil
+	}
+	if _, perr := readPIDFile(c.dataDir); errors.Is(perr, fs.ErrNotExist) {
+		if alive := waitDead([]int{pid}, exitTimeout); len(alive) == 0 {
+			c.log.Info("postgres: the server stopped by itself before pg_ctl could stop it", logKeyPID, pid)
+			return nil
+		}
+	}
+	return fmt.Errorf("pg_ctl stop: %w: %s", err, bytes.TrimSpace(out))
 }
 
 // prepareDirs creates the cluster's directories and log file, owned by the
@@ -390,10 +411,8 @@ func (c *Cluster) recoverPrevious(ctx context.Context) error {
 	}
 	if processAlive(pf.pid) && isPostgres(pf.pid) && filepath.Clean(pf.dataDir) == c.dataDir {
 		c.log.Info("postgres: stopping the server a previous run left running", logKeyPID, pf.pid)
-		out, err := c.run(ctx, "pg_ctl", "stop", "-D", c.dataDir, "-m", "fast",
-			"-w", "-t", strconv.Itoa(int(stopTimeout/time.Second)), "-s")
-		if err != nil {
-			return fmt.Errorf("stop previous server (pid %d): %w: %s", pf.pid, err, bytes.TrimSpace(out))
+		if err := c.pgCtlStop(ctx, pf.pid); err != nil {
+			return fmt.Errorf("stop previous server (pid %d): %w", pf.pid, err)
 		}
 		return nil
 	}
