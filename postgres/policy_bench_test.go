@@ -68,10 +68,7 @@ func benchDistrict(b *testing.B) *benchWorld {
 	b.Helper()
 	benchOnce.Do(func() {
 		db := pgtest.NewDB(&onceTB{TB: b})
-		var log *slog.Logger
-		if os.Getenv("BENCH_DEBUG") != "" {
-			log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		}
+		log := benchLog()
 		db.SetMaxOpenConns(40) // as postgres.Open does for the server
 		db.SetMaxIdleConns(20)
 		w := &benchWorld{store: postgres.NewStore(db, hlc.NewClock("bench"), log), district: benchID("district", 0), school: benchID("s", 3)}
@@ -84,6 +81,15 @@ func benchDistrict(b *testing.B) *benchWorld {
 		b.Fatalf("generate district: %v", benchErr)
 	}
 	return benchW
+}
+
+// benchLog is the stores' logger: the duration of each query of a view at debug
+// level with BENCH_DEBUG set, nothing otherwise.
+func benchLog() *slog.Logger {
+	if os.Getenv("BENCH_DEBUG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 // onceTB keeps the database of the first benchmark alive for the others: pgtest drops
@@ -311,7 +317,7 @@ func BenchmarkDistrictDashboardCold(b *testing.B) {
 	w := benchDistrict(b)
 	ctx := districtAdmin(w.district)
 	timed(b, func() error {
-		_, err := postgres.NewStore(w.store.DB(), hlc.NewClock("cold"), nil).DistrictDashboard(ctx, w.district, "2026-2027", benchAsOf)
+		_, err := postgres.NewStore(w.store.DB(), hlc.NewClock("cold"), benchLog()).DistrictDashboard(ctx, w.district, "2026-2027", benchAsOf)
 		return err
 	})
 }
