@@ -31,3 +31,7 @@ func SetJoinedRefs(on bool) bool {
 	joinedRefs = on
 	return prev
 }
+
+// LoadedByID is the number of records resolvers asked their loaders for so far, rather
+// than finding them read ahead with a page.
+func LoadedByID() int64 { return loadedByID.Load() }

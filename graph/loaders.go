@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -25,6 +26,9 @@ type Loaders struct {
 	mu    sync.Mutex
 	m     map[string]any
 	cols  map[selectionKey]columnSet // columnsOf, per selection
+	// ahead holds the records read ahead for a page (prime.go), per loader key and
+	// id (a nil *T: none the actor may read), which byID takes without the loader.
+	ahead map[string]map[string]any
 	// primed are the first selections of the node selection sets of pages whose
 	// references primePage read ahead (directList writes only those).
 	primed []selectionID
@@ -53,6 +57,31 @@ func (l *Loaders) wasPrimed(sel ast.SelectionSet) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return slices.Contains(l.primed, selectionID{sel[0], len(sel)})
+}
+
+// putAhead records the records read ahead with the columns of the loader key key.
+func (l *Loaders) putAhead(key string, records map[string]any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ahead == nil {
+		l.ahead = map[string]map[string]any{}
+	}
+	m := l.ahead[key]
+	if m == nil {
+		l.ahead[key] = records
+		return
+	}
+	for id, v := range records {
+		m[id] = v
+	}
+}
+
+// readAhead returns the record with that id read ahead for the loader key key.
+func (l *Loaders) readAhead(key, id string) (any, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	v, ok := l.ahead[key][id]
+	return v, ok
 }
 
 type loadersKey struct{}
@@ -110,7 +139,13 @@ func byID[T any](ctx context.Context, def *jiaoliu.Entity, id string) (*T, error
 	if fc := graphql.GetFieldContext(ctx); fc != nil && fc.Field.Field != nil {
 		sel = fc.Field.Selections
 	}
-	v, err := idLoader[T](ctx, def, columnsOf(ctx, def, sel)).Load(ctx, id)()
+	cs := columnsOf(ctx, def, sel)
+	if v, ok := loadersFrom(ctx).readAhead(cs.key, id); ok {
+		r, _ := v.(*T)
+		return r, nil
+	}
+	loadedByID.Add(1)
+	v, err := idLoader[T](ctx, def, cs).Load(ctx, id)()
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", def.Name, err)
 	}
@@ -126,6 +161,9 @@ func idLoader[T any](ctx context.Context, def *jiaoliu.Entity, cs columnSet) *da
 		return postgres.GetManyColumns[T](ctx, store, def, ids, cs.cols)
 	})
 }
+
+// loadedByID counts the records byID asked its loader for (not read ahead), for tests.
+var loadedByID atomic.Int64
 
 // pruneColumns turns on reading only the selected columns (tests turn it off to compare).
 var pruneColumns = true

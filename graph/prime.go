@@ -18,10 +18,11 @@ import (
 // are cut by time (batchWait), so under load one page's teachers were read in two or
 // three queries instead of one, each after a wait. Instead, the list resolver reads the
 // records the page's selection refers to before it returns: one query per entity and
-// nesting level (the sending and receiving schools together), in parallel, straight
-// into the request's loaders. The nested resolvers then find them in the loaders'
-// caches; what priming does not cover (a reference inside a nested list, a failed
-// read) they load as before.
+// nesting level (the sending and receiving schools together), in parallel, into the
+// request's Loaders, beside the batch loaders (Loaders.putAhead). The nested resolvers
+// (byID) take them from there without a loader's thunk, channel and lock; what priming
+// does not cover (a reference inside a nested list, a failed read) they load as
+// before.
 
 // primer loads the records of one entity by id, reading the columns of cs, into the
 // request's loader, and returns those found.
@@ -50,17 +51,19 @@ var refReaders = map[string]refReader{
 // readAhead reports whether references to the entity are read ahead.
 func readAhead(entity string) bool { return refReaders[entity].read != nil }
 
-// refReaderOf's read takes the records straight from the store and puts them into the
-// request's loader as its batches would (a record the actor may not read as nil),
+// refReaderOf's read takes the records straight from the store and keeps them for
+// byID, per loader key, as the loader's batches would (a record the actor may not read
+// as nil),
 // rather than through a batch: a batch waits batchWait for more keys, which a primer
 // never has. On an error nothing is primed, and the nested fields load (and report) as
 // before.
 func refReaderOf[T any](def *jiaoliu.Entity) refReader {
 	put := func(ctx context.Context, cs columnSet, ids []string, found func(id string) *T) {
-		l := idLoader[T](ctx, def, cs)
+		m := make(map[string]any, len(ids))
 		for _, id := range ids {
-			l.Prime(ctx, id, found(id))
+			m[id] = found(id)
 		}
+		loadersFrom(ctx).putAhead(cs.key, m)
 	}
 	return refReader{
 		read: func(ctx context.Context, ids []string, cs columnSet) []any {
