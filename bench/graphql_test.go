@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/jiaoliu/jiaoliu/bench"
+	"github.com/jiaoliu/jiaoliu/internal/cpustat"
 	"github.com/jiaoliu/jiaoliu/postgres"
 )
 
@@ -78,9 +80,15 @@ func BenchmarkGraphQLLists(b *testing.B) {
 		b.Fatal(err)
 	}
 	n := envInt("BENCH_GRAPHQL_REQUESTS", 400)
+	db, err := sqlx.Connect("postgres", dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	ours := cpuMeter{db: db}
 	for _, q := range listQueries {
 		b.Run(q.name, func(b *testing.B) {
-			measureGraphQL(b, g, q.query, q.vars, n)
+			measureGraphQL(b, g, q.query, q.vars, n, ours)
 		})
 	}
 	for _, q := range narrowQueries {
@@ -89,18 +97,18 @@ func BenchmarkGraphQLLists(b *testing.B) {
 			if err := u.Login(ctx, q.user, bench.Password); err != nil {
 				b.Fatal(err)
 			}
-			measureGraphQL(b, u, q.query, q.vars, n)
+			measureGraphQL(b, u, q.query, q.vars, n, ours)
 		})
 	}
 	// PostGraphile v4 on the same tables, when installed (bench/peers/install.sh).
-	pg := startPostGraphile(b, dsn)
+	pg, pid := startPostGraphile(b, dsn)
 	if pg == "" {
 		return
 	}
 	peer := &bench.GraphQL{URL: pg, Client: client}
 	for _, q := range postGraphileQueries {
 		b.Run("postgraphile/"+q.name, func(b *testing.B) {
-			measureGraphQL(b, peer, q.query, q.vars, n)
+			measureGraphQL(b, peer, q.query, q.vars, n, cpuMeter{db: db, peer: pid})
 		})
 	}
 }
@@ -124,9 +132,21 @@ func seedOnce(ctx context.Context, dsn string, spec bench.Spec) error {
 	return err
 }
 
+// cpuMeter says whose processor time a list benchmark reports per request: this
+// process (our server and the 4 clients, or the clients alone for a peer), the
+// PostgreSQL cluster of db, and the peer's server process (pid peer), if any.
+type cpuMeter struct {
+	db   *sqlx.DB
+	peer int
+}
+
 // measureGraphQL sends n requests of query from 4 concurrent clients per iteration, after
-// n untimed ones, and reports p50/p95 latency and requests per second.
-func measureGraphQL(b *testing.B, g *bench.GraphQL, query string, vars map[string]any, n int) {
+// n untimed ones, and reports p50/p95 latency, requests per second, and the CPU time per
+// request of this process (go-µs/req), of PostgreSQL (pg-µs/req) and of the peer's
+// server (peer-µs/req), and this process's allocations per request (allocs/req: ours
+// and the clients', or the clients' alone for a peer). On a shared machine the rate
+// moves with others' load, the CPU per request less, the allocations not at all.
+func measureGraphQL(b *testing.B, g *bench.GraphQL, query string, vars map[string]any, n int, m cpuMeter) {
 	ctx := context.Background()
 	const clients = 4
 	if err := g.Do(ctx, query, vars, nil); err != nil { // check it works
@@ -147,6 +167,13 @@ func measureGraphQL(b *testing.B, g *bench.GraphQL, query string, vars map[strin
 	warm.Wait()
 	var mu sync.Mutex
 	var lat []time.Duration
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	cpu := bench.StartCPU(ctx, m.db)
+	var peer0 time.Duration
+	if m.peer != 0 {
+		peer0 = cpustat.Tree(m.peer)
+	}
 	b.ResetTimer()
 	t0 := time.Now()
 	for it := 0; it < b.N; it++ {
@@ -176,6 +203,15 @@ func measureGraphQL(b *testing.B, g *bench.GraphQL, query string, vars map[strin
 		}
 	}
 	el := time.Since(t0)
+	goCPU, pgCPU := cpu.Stop()
+	runtime.ReadMemStats(&ms1)
+	b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(len(lat)), "allocs/req")
+	perReq := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(len(lat)) }
+	b.ReportMetric(perReq(goCPU), "go-µs/req")
+	b.ReportMetric(perReq(pgCPU), "pg-µs/req")
+	if m.peer != 0 {
+		b.ReportMetric(perReq(cpustat.Tree(m.peer)-peer0), "peer-µs/req")
+	}
 	slices.Sort(lat)
 	p := func(q float64) float64 {
 		return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))].Microseconds()) / 1000
@@ -202,13 +238,13 @@ var postGraphileQueries = []struct {
 }
 
 // startPostGraphile runs PostGraphile v4 from bench/peers on the database at dsn on a
-// loopback port and returns its GraphQL URL, or "" (and a log line) when it is not
-// installed.
-func startPostGraphile(b *testing.B, dsn string) string {
+// loopback port and returns its GraphQL URL and process id, or "" (and a log line) when
+// it is not installed.
+func startPostGraphile(b *testing.B, dsn string) (string, int) {
 	bin, _ := filepath.Abs("peers/node_modules/.bin/postgraphile")
 	if _, err := os.Stat(bin); err != nil {
 		b.Logf("PostGraphile not installed (bench/peers/install.sh): %v", err)
-		return ""
+		return "", 0
 	}
 	kv := map[string]string{}
 	for _, f := range strings.Fields(dsn) {
@@ -229,17 +265,17 @@ func startPostGraphile(b *testing.B, dsn string) string {
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Logf("PostGraphile: %v", err)
-		return ""
+		return "", 0
 	}
 	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	url := "http://127.0.0.1:" + port + "/graphql"
 	g := &bench.GraphQL{URL: url}
 	for i := 0; i < 120; i++ {
 		if err := g.Do(context.Background(), `{ __typename }`, nil, nil); err == nil {
-			return url
+			return url, cmd.Process.Pid
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
 	b.Logf("PostGraphile did not answer on %s", url)
-	return ""
+	return "", 0
 }
