@@ -137,7 +137,16 @@ func scanJoins(rows *sqlx.Rows, joins []Join, pageType reflect.Type, item func(r
 	for i := range found {
 		found[i] = map[string]any{}
 	}
+	// A join's columns are NULL when it found nothing: scanned through a pointer
+	// (database/sql converts as it would into the field, then points the pointer at a
+	// new value, or sets it nil for NULL: the pointers are reused from row to row),
+	// then copied.
 	dest := make([]any, len(cols))
+	for i, tg := range targets {
+		if tg.join >= 0 {
+			dest[i] = reflect.New(tg.ptr).Interface()
+		}
+	}
 	for rows.Next() {
 		var iv reflect.Value
 		if pageType != nil {
@@ -146,11 +155,7 @@ func scanJoins(rows *sqlx.Rows, joins []Join, pageType reflect.Type, item func(r
 		for i, tg := range targets {
 			if tg.join < 0 {
 				dest[i] = reflectx.FieldByIndexes(iv, tg.path).Addr().Interface()
-				continue
 			}
-			// A join's columns are NULL when it found nothing: scanned through a pointer
-			// (database/sql converts as it would into the field), then copied.
-			dest[i] = reflect.New(tg.ptr).Interface()
 		}
 		if err := rows.Scan(dest...); err != nil {
 			return nil, err
