@@ -6,6 +6,7 @@ import "github.com/jiaoliu/jiaoliu"
 var (
 	ActivityQuery   = activityQuery
 	AbsenceRunQuery = absenceRunQuery
+	PairsFPQuery    = pairsFingerprintQuery
 	BucketOf        = bucketOf
 )
 

@@ -322,6 +322,27 @@ func BenchmarkDistrictDashboardCold(b *testing.B) {
 	})
 }
 
+// BenchmarkDistrictDashboardOtherDay is the district dashboard of a running server (the
+// store keeps what it cached) as of a day it has not been asked before: each call
+// another school day of the spring term, after 2027-03-01. What does not depend on
+// the day (teachers, exchanges, eligibility and quotas) comes from the caches; the
+// activity of the year up to that day, the absence runs, the progress rules and the
+// mentoring pairs are computed from nothing, as when an administrator asks how things
+// stood on another day.
+func BenchmarkDistrictDashboardOtherDay(b *testing.B) {
+	w := benchDistrict(b)
+	ctx := districtAdmin(w.district)
+	day := jiaoliu.MustDate("2027-03-01")
+	timed(b, func() error {
+		day = day.AddDays(1)
+		if wd := day.Time().Weekday(); wd == time.Saturday {
+			day = day.AddDays(2)
+		}
+		_, err := w.store.DistrictDashboard(ctx, w.district, "2026-2027", day)
+		return err
+	})
+}
+
 // BenchmarkDistrictDashboardAfterWrite is the district dashboard when a lesson of the
 // week of as-of changed since the previous call (its kind, through Store.Apply, left
 // unfolded): the parts of the dashboard are cached between calls, and this is the cost
@@ -415,6 +436,13 @@ func BenchmarkExplain(b *testing.B) {
 		{"teachers", `SELECT t.id, t.name, t.gender, t.birth_date, t.employed, t.position, t.title, t.backbone_level,
 			t.school_id, t.joined_school_on, t.leadership_since FROM teachers t JOIN schools s ON s.id = t.school_id
 			WHERE s.district_id = $1 AND NOT t.deleted AND NOT s.deleted ORDER BY t.school_id, t.name, t.id`, []any{w.district}},
+		{"pairs-fingerprint", fmt.Sprintf(postgres.PairsFPQuery, `(SELECT id FROM schools WHERE district_id = $1)`), []any{w.district, "2026-2027"}},
+		{"pairs-counts", `SELECT a.pair_id, a.kind, count(*) AS n FROM mentoring_activities a
+			JOIN mentoring_pairs p ON p.id = a.pair_id
+			WHERE a.pair_id IN (SELECT id FROM mentoring_pairs) AND NOT a.deleted
+			AND a.date >= make_date(substr(p.academic_year, 1, 4)::int, 9, 1)
+			AND a.date <= least(make_date(substr(p.academic_year, 6, 4)::int, 8, 31), $1::date)
+			GROUP BY a.pair_id, a.kind`, []any{to}},
 		{"evaluations", `SELECT * FROM evaluations t WHERE t.exchange_id = ANY($1::uuid[]) AND NOT t.deleted ORDER BY t.exchange_id, t.term`, []any{pq.Array(ids)}},
 	}
 	for _, q := range queries {
