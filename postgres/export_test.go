@@ -18,6 +18,14 @@ func SetProbeBroadLists(on bool) func() {
 	return func() { probeBroadLists = old }
 }
 
+// SetBlindRanges switches reading a broad page's date range through subqueries and
+// returns a function that restores it.
+func SetBlindRanges(on bool) func() {
+	old := blindRanges
+	blindRanges = on
+	return func() { blindRanges = old }
+}
+
 // SetNarrowLists switches the by-exchange reading of narrow lists and returns a
 // function that restores it.
 func SetNarrowLists(on bool) func() {
