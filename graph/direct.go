@@ -95,6 +95,13 @@ func (d *directWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// WriteString appends s: gqlgen's string marshaller writes through io.WriteString,
+// which would otherwise copy each piece of a string into a new []byte for Write.
+func (d *directWriter) WriteString(s string) (int, error) {
+	d.buf = append(d.buf, s...)
+	return len(s), nil
+}
+
 // fields collects the fields of sel on an object of the implementors' type, once per
 // selection for the whole list.
 func (d *directWriter) fields(op *graphql.OperationContext, sel ast.SelectionSet, implementors []string) []graphql.CollectedField {

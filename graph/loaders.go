@@ -186,9 +186,8 @@ type selectionKey struct {
 // columnsOf returns the column set of the selection sel on records of def, worked out
 // once per selection and request (every element of a list asks the same).
 func columnsOf(ctx context.Context, def *jiaoliu.Entity, sel ast.SelectionSet) columnSet {
-	cs := columnSet{key: "id:" + def.Name}
 	if !pruneColumns || len(sel) == 0 || !graphql.HasOperationContext(ctx) {
-		return cs
+		return columnSet{key: "id:" + def.Name}
 	}
 	l := loadersFrom(ctx)
 	k := selectionKey{&sel[0], len(sel), def.Name}
@@ -198,6 +197,7 @@ func columnsOf(ctx context.Context, def *jiaoliu.Entity, sel ast.SelectionSet) c
 	if ok {
 		return kept
 	}
+	cs := columnSet{key: "id:" + def.Name}
 	if cs.cols = selectedColumns(graphql.GetOperationContext(ctx), def, sel); cs.cols != nil {
 		cs.key += ":" + strings.Join(cs.cols, ",")
 	}
