@@ -89,6 +89,9 @@ func scanJoined[T any](rows *sqlx.Rows, joins []Join) ([]*T, []map[string]any, e
 	return items, found, err
 }
 
+// scannerType is sql.Scanner, which a field may implement to read its column itself.
+var scannerType = reflect.TypeFor[sql.Scanner]()
+
 // scanJoins reads rows of joins' columns (named _j<i>_<column>) into records of their
 // entities, returned by id per join, and the other columns into a new value of page
 // for each row, passed to item (none without page).
@@ -102,6 +105,10 @@ func scanJoins(rows *sqlx.Rows, joins []Join, pageType reflect.Type, item func(r
 		join int
 		path []int
 		ptr  reflect.Type // a pointer to the field's type
+		// str: a join's field of a string kind without a Scan method of its own (ids,
+		// names, enums), scanned into a sql.NullString reused from row to row and set
+		// only into a new record, instead of a new value per row.
+		str bool
 	}
 	targets := make([]target, len(cols))
 	idCol := make([]int, len(joins)) // the column of each join's id
@@ -131,6 +138,7 @@ func scanJoins(rows *sqlx.Rows, joins []Join, pageType reflect.Type, item func(r
 			return nil, fmt.Errorf("no field for column %q in %s", c, t)
 		}
 		tg.path, tg.ptr = fi.Index, reflect.PointerTo(fi.Field.Type)
+		tg.str = tg.join >= 0 && fi.Field.Type.Kind() == reflect.String && !tg.ptr.Implements(scannerType)
 		targets[i] = tg
 	}
 	found := make([]map[string]any, len(joins))
@@ -140,12 +148,28 @@ func scanJoins(rows *sqlx.Rows, joins []Join, pageType reflect.Type, item func(r
 	// A join's columns are NULL when it found nothing: scanned through a pointer
 	// (database/sql converts as it would into the field, then points the pointer at a
 	// new value, or sets it nil for NULL: the pointers are reused from row to row),
-	// then copied.
+	// or into a sql.NullString (str), then copied.
 	dest := make([]any, len(cols))
 	for i, tg := range targets {
-		if tg.join >= 0 {
+		switch {
+		case tg.str:
+			dest[i] = new(sql.NullString)
+		case tg.join >= 0:
 			dest[i] = reflect.New(tg.ptr).Interface()
 		}
+	}
+	// value returns the value scanned into a join's column c and whether it was not
+	// NULL.
+	value := func(c int) (reflect.Value, bool) {
+		if targets[c].str {
+			ns := dest[c].(*sql.NullString)
+			return reflect.Value{}, ns.Valid
+		}
+		p := reflect.ValueOf(dest[c]).Elem()
+		if p.IsNil() {
+			return reflect.Value{}, false
+		}
+		return p.Elem(), true
 	}
 	for rows.Next() {
 		var iv reflect.Value
@@ -162,11 +186,18 @@ func scanJoins(rows *sqlx.Rows, joins []Join, pageType reflect.Type, item func(r
 		}
 		for i, j := range joins {
 			// A record is made once, from the first row that refers to it.
-			idp := reflect.ValueOf(dest[idCol[i]]).Elem()
-			if idp.IsNil() {
+			var id string
+			if targets[idCol[i]].str {
+				ns := dest[idCol[i]].(*sql.NullString)
+				if !ns.Valid {
+					continue
+				}
+				id = ns.String
+			} else if v, ok := value(idCol[i]); ok {
+				id = v.String()
+			} else {
 				continue
 			}
-			id := idp.Elem().String()
 			if _, ok := found[i][id]; ok {
 				continue
 			}
@@ -175,8 +206,13 @@ func scanJoins(rows *sqlx.Rows, joins []Join, pageType reflect.Type, item func(r
 				if tg.join != i {
 					continue
 				}
-				if p := reflect.ValueOf(dest[c]).Elem(); !p.IsNil() {
-					reflectx.FieldByIndexes(rec.Elem(), tg.path).Set(p.Elem())
+				v, ok := value(c)
+				switch {
+				case !ok:
+				case tg.str:
+					reflectx.FieldByIndexes(rec.Elem(), tg.path).SetString(dest[c].(*sql.NullString).String)
+				default:
+					reflectx.FieldByIndexes(rec.Elem(), tg.path).Set(v)
 				}
 			}
 			found[i][id] = rec.Interface()
