@@ -141,9 +141,10 @@ func scanJoins(rows *sqlx.Rows, joins []Join, pageType reflect.Type, item func(r
 		tg.str = tg.join >= 0 && fi.Field.Type.Kind() == reflect.String && !tg.ptr.Implements(scannerType)
 		targets[i] = tg
 	}
+	// Sized for a page of the default size (a map grown from empty rehashed four times).
 	found := make([]map[string]any, len(joins))
 	for i := range found {
-		found[i] = map[string]any{}
+		found[i] = make(map[string]any, jiaoliu.DefaultPageSize+1)
 	}
 	// A join's columns are NULL when it found nothing: scanned through a pointer
 	// (database/sql converts as it would into the field, then points the pointer at a
