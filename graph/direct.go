@@ -102,6 +102,36 @@ func (d *directWriter) WriteString(s string) (int, error) {
 	return len(s), nil
 }
 
+// quoted writes s as a JSON string, as gqlgen's String and ID marshallers do, without
+// the closure each of them makes (TestQuotedIsGqlgensString).
+func (d *directWriter) quoted(s string) {
+	const hex = "0123456789ABCDEF"
+	d.buf = append(d.buf, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		d.buf = append(d.buf, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			d.buf = append(d.buf, '\\', c)
+		case '\t':
+			d.buf = append(d.buf, '\\', 't')
+		case '\n':
+			d.buf = append(d.buf, '\\', 'n')
+		case '\r':
+			d.buf = append(d.buf, '\\', 'r')
+		default:
+			d.buf = append(d.buf, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		start = i + 1
+	}
+	d.buf = append(d.buf, s[start:]...)
+	d.buf = append(d.buf, '"')
+}
+
 // fields collects the fields of sel on an object of the implementors' type, once per
 // selection for the whole list.
 func (d *directWriter) fields(op *graphql.OperationContext, sel ast.SelectionSet, implementors []string) []graphql.CollectedField {

@@ -51301,7 +51301,7 @@ func (ec *executionContext) direct_Alert(ctx context.Context, d *directWriter, s
 		case "__typename":
 			d.typename("Alert")
 		case "kind":
-			ec.marshalNString2string(ctx, f.Selections, obj.Kind).MarshalGQL(d)
+			d.quoted(obj.Kind)
 		case "severity":
 			ec.marshalNAlertSeverity2githubᚗcomᚋjiaoliuᚋjiaoliuᚐAlertSeverity(ctx, f.Selections, obj.Severity).MarshalGQL(d)
 		case "exchangeId":
@@ -51311,7 +51311,7 @@ func (ec *executionContext) direct_Alert(ctx context.Context, d *directWriter, s
 		case "schoolId":
 			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.SchoolID).MarshalGQL(d)
 		case "message":
-			ec.marshalNString2string(ctx, f.Selections, obj.Message).MarshalGQL(d)
+			d.quoted(obj.Message)
 		default:
 			return false
 		}
@@ -51330,9 +51330,9 @@ func (ec *executionContext) direct_Attendance(ctx context.Context, d *directWrit
 		case "__typename":
 			d.typename("Attendance")
 		case "id":
-			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+			d.quoted(obj.ID)
 		case "exchangeId":
-			ec.marshalNID2string(ctx, f.Selections, obj.ExchangeID).MarshalGQL(d)
+			d.quoted(obj.ExchangeID)
 		case "exchange":
 			if !directRef("Attendance", "exchange") {
 				return false
@@ -51353,7 +51353,7 @@ func (ec *executionContext) direct_Attendance(ctx context.Context, d *directWrit
 		case "status":
 			ec.marshalNAttendanceStatus2githubᚗcomᚋjiaoliuᚋjiaoliuᚐAttendanceStatus(ctx, f.Selections, obj.Status).MarshalGQL(d)
 		case "note":
-			ec.marshalNString2string(ctx, f.Selections, obj.Note).MarshalGQL(d)
+			d.quoted(obj.Note)
 		case "version":
 			ec.marshalNInt2int64(ctx, f.Selections, obj.Version).MarshalGQL(d)
 		case "deleted":
@@ -51412,7 +51412,7 @@ func (ec *executionContext) direct_AttendanceCheck(ctx context.Context, d *direc
 		case "mustBeUnqualified":
 			ec.marshalNBoolean2bool(ctx, f.Selections, obj.MustBeUnqualified).MarshalGQL(d)
 		case "explanation":
-			ec.marshalNString2string(ctx, f.Selections, obj.Explanation).MarshalGQL(d)
+			d.quoted(obj.Explanation)
 		default:
 			return false
 		}
@@ -51450,7 +51450,7 @@ func (ec *executionContext) direct_AttendanceEdge(ctx context.Context, d *direct
 		case "__typename":
 			d.typename("AttendanceEdge")
 		case "cursor":
-			ec.marshalNString2string(ctx, f.Selections, obj.Cursor).MarshalGQL(d)
+			d.quoted(obj.Cursor)
 		default:
 			return false
 		}
@@ -51493,19 +51493,19 @@ func (ec *executionContext) direct_AuditEntry(ctx context.Context, d *directWrit
 		case "userId":
 			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.UserID).MarshalGQL(d)
 		case "username":
-			ec.marshalNString2string(ctx, f.Selections, obj.Username).MarshalGQL(d)
+			d.quoted(obj.Username)
 		case "deviceId":
 			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.DeviceID).MarshalGQL(d)
 		case "sessionId":
-			ec.marshalNString2string(ctx, f.Selections, obj.SessionID).MarshalGQL(d)
+			d.quoted(obj.SessionID)
 		case "entity":
-			ec.marshalNString2string(ctx, f.Selections, obj.Entity).MarshalGQL(d)
+			d.quoted(obj.Entity)
 		case "recordId":
-			ec.marshalNID2string(ctx, f.Selections, obj.RecordID).MarshalGQL(d)
+			d.quoted(obj.RecordID)
 		case "opId":
 			ec.marshalOString2ᚖstring(ctx, f.Selections, obj.OpID).MarshalGQL(d)
 		case "action":
-			ec.marshalNString2string(ctx, f.Selections, obj.Action).MarshalGQL(d)
+			d.quoted(obj.Action)
 		default:
 			return false
 		}
@@ -51551,9 +51551,9 @@ func (ec *executionContext) direct_Consequence(ctx context.Context, d *directWri
 		case "kind":
 			ec.marshalNConsequenceKind2githubᚗcomᚋjiaoliuᚋjiaoliuᚐConsequenceKind(ctx, f.Selections, obj.Kind).MarshalGQL(d)
 		case "academicYear":
-			ec.marshalNString2string(ctx, f.Selections, obj.AcademicYear).MarshalGQL(d)
+			d.quoted(obj.AcademicYear)
 		case "explanation":
-			ec.marshalNString2string(ctx, f.Selections, obj.Explanation).MarshalGQL(d)
+			d.quoted(obj.Explanation)
 		case "evaluationId":
 			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.EvaluationID).MarshalGQL(d)
 		default:
@@ -51574,9 +51574,9 @@ func (ec *executionContext) direct_Deferral(ctx context.Context, d *directWriter
 		case "__typename":
 			d.typename("Deferral")
 		case "id":
-			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+			d.quoted(obj.ID)
 		case "teacherId":
-			ec.marshalNID2string(ctx, f.Selections, obj.TeacherID).MarshalGQL(d)
+			d.quoted(obj.TeacherID)
 		case "teacher":
 			if !directRef("Deferral", "teacher") {
 				return false
@@ -51601,9 +51601,9 @@ func (ec *executionContext) direct_Deferral(ctx context.Context, d *directWriter
 		case "approved":
 			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Approved).MarshalGQL(d)
 		case "certificate":
-			ec.marshalNString2string(ctx, f.Selections, obj.Certificate).MarshalGQL(d)
+			d.quoted(obj.Certificate)
 		case "note":
-			ec.marshalNString2string(ctx, f.Selections, obj.Note).MarshalGQL(d)
+			d.quoted(obj.Note)
 		case "version":
 			ec.marshalNInt2int64(ctx, f.Selections, obj.Version).MarshalGQL(d)
 		case "deleted":
@@ -51655,7 +51655,7 @@ func (ec *executionContext) direct_DeferralEdge(ctx context.Context, d *directWr
 		case "__typename":
 			d.typename("DeferralEdge")
 		case "cursor":
-			ec.marshalNString2string(ctx, f.Selections, obj.Cursor).MarshalGQL(d)
+			d.quoted(obj.Cursor)
 		default:
 			return false
 		}
@@ -51674,9 +51674,9 @@ func (ec *executionContext) direct_Device(ctx context.Context, d *directWriter, 
 		case "__typename":
 			d.typename("Device")
 		case "id":
-			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+			d.quoted(obj.ID)
 		case "userId":
-			ec.marshalNID2string(ctx, f.Selections, obj.UserID).MarshalGQL(d)
+			d.quoted(obj.UserID)
 		case "user":
 			if !directRef("Device", "user") {
 				return false
@@ -51693,7 +51693,7 @@ func (ec *executionContext) direct_Device(ctx context.Context, d *directWriter, 
 				return false
 			}
 		case "name":
-			ec.marshalNString2string(ctx, f.Selections, obj.Name).MarshalGQL(d)
+			d.quoted(obj.Name)
 		case "createdAt":
 			if obj.CreatedAt.IsZero() {
 				return false
@@ -51727,7 +51727,7 @@ func (ec *executionContext) direct_DeviceRegistration(ctx context.Context, d *di
 		case "__typename":
 			d.typename("DeviceRegistration")
 		case "token":
-			ec.marshalNString2string(ctx, f.Selections, obj.Token).MarshalGQL(d)
+			d.quoted(obj.Token)
 		default:
 			return false
 		}
@@ -51746,13 +51746,13 @@ func (ec *executionContext) direct_District(ctx context.Context, d *directWriter
 		case "__typename":
 			d.typename("District")
 		case "id":
-			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+			d.quoted(obj.ID)
 		case "name":
-			ec.marshalNString2string(ctx, f.Selections, obj.Name).MarshalGQL(d)
+			d.quoted(obj.Name)
 		case "code":
-			ec.marshalNString2string(ctx, f.Selections, obj.Code).MarshalGQL(d)
+			d.quoted(obj.Code)
 		case "province":
-			ec.marshalNString2string(ctx, f.Selections, obj.Province).MarshalGQL(d)
+			d.quoted(obj.Province)
 		case "version":
 			ec.marshalNInt2int64(ctx, f.Selections, obj.Version).MarshalGQL(d)
 		case "deleted":
@@ -51804,11 +51804,11 @@ func (ec *executionContext) direct_DistrictDashboard(ctx context.Context, d *dir
 		case "__typename":
 			d.typename("DistrictDashboard")
 		case "districtId":
-			ec.marshalNID2string(ctx, f.Selections, obj.DistrictID).MarshalGQL(d)
+			d.quoted(obj.DistrictID)
 		case "districtName":
-			ec.marshalNString2string(ctx, f.Selections, obj.DistrictName).MarshalGQL(d)
+			d.quoted(obj.DistrictName)
 		case "academicYear":
-			ec.marshalNString2string(ctx, f.Selections, obj.AcademicYear).MarshalGQL(d)
+			d.quoted(obj.AcademicYear)
 		case "asOf":
 			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.AsOf).MarshalGQL(d)
 		case "referenceDate":
@@ -51831,7 +51831,7 @@ func (ec *executionContext) direct_DistrictEdge(ctx context.Context, d *directWr
 		case "__typename":
 			d.typename("DistrictEdge")
 		case "cursor":
-			ec.marshalNString2string(ctx, f.Selections, obj.Cursor).MarshalGQL(d)
+			d.quoted(obj.Cursor)
 		default:
 			return false
 		}
@@ -51852,7 +51852,7 @@ func (ec *executionContext) direct_DutyProgress(ctx context.Context, d *directWr
 		case "duty":
 			ec.marshalNDuty2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDuty(ctx, f.Selections, obj.Duty).MarshalGQL(d)
 		case "label":
-			ec.marshalNString2string(ctx, f.Selections, obj.Label).MarshalGQL(d)
+			d.quoted(obj.Label)
 		case "required":
 			ec.marshalNInt2int(ctx, f.Selections, obj.Required).MarshalGQL(d)
 		case "done":
@@ -51881,13 +51881,13 @@ func (ec *executionContext) direct_Eligibility(ctx context.Context, d *directWri
 		case "__typename":
 			d.typename("Eligibility")
 		case "teacherId":
-			ec.marshalNID2string(ctx, f.Selections, obj.TeacherID).MarshalGQL(d)
+			d.quoted(obj.TeacherID)
 		case "teacherName":
-			ec.marshalNString2string(ctx, f.Selections, obj.TeacherName).MarshalGQL(d)
+			d.quoted(obj.TeacherName)
 		case "schoolId":
-			ec.marshalNID2string(ctx, f.Selections, obj.SchoolID).MarshalGQL(d)
+			d.quoted(obj.SchoolID)
 		case "schoolName":
-			ec.marshalNString2string(ctx, f.Selections, obj.SchoolName).MarshalGQL(d)
+			d.quoted(obj.SchoolName)
 		case "gender":
 			ec.marshalNGender2githubᚗcomᚋjiaoliuᚋjiaoliuᚐGender(ctx, f.Selections, obj.Gender).MarshalGQL(d)
 		case "position":
@@ -51948,11 +51948,11 @@ func (ec *executionContext) direct_EligibilityList(ctx context.Context, d *direc
 		case "__typename":
 			d.typename("EligibilityList")
 		case "districtId":
-			ec.marshalNID2string(ctx, f.Selections, obj.DistrictID).MarshalGQL(d)
+			d.quoted(obj.DistrictID)
 		case "schoolId":
 			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.SchoolID).MarshalGQL(d)
 		case "academicYear":
-			ec.marshalNString2string(ctx, f.Selections, obj.AcademicYear).MarshalGQL(d)
+			d.quoted(obj.AcademicYear)
 		case "referenceDate":
 			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.ReferenceDate).MarshalGQL(d)
 		default:
@@ -52006,9 +52006,9 @@ func (ec *executionContext) direct_Evaluation(ctx context.Context, d *directWrit
 		case "__typename":
 			d.typename("Evaluation")
 		case "id":
-			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+			d.quoted(obj.ID)
 		case "exchangeId":
-			ec.marshalNID2string(ctx, f.Selections, obj.ExchangeID).MarshalGQL(d)
+			d.quoted(obj.ExchangeID)
 		case "exchange":
 			if !directRef("Evaluation", "exchange") {
 				return false
@@ -52027,9 +52027,9 @@ func (ec *executionContext) direct_Evaluation(ctx context.Context, d *directWrit
 		case "period":
 			ec.marshalNEvaluationPeriod2githubᚗcomᚋjiaoliuᚋjiaoliuᚐEvaluationPeriod(ctx, f.Selections, obj.Period).MarshalGQL(d)
 		case "term":
-			ec.marshalNString2string(ctx, f.Selections, obj.Term).MarshalGQL(d)
+			d.quoted(obj.Term)
 		case "evaluatorSchoolId":
-			ec.marshalNID2string(ctx, f.Selections, obj.EvaluatorSchoolID).MarshalGQL(d)
+			d.quoted(obj.EvaluatorSchoolID)
 		case "evaluatorSchool":
 			if !directRef("Evaluation", "evaluatorSchool") {
 				return false
@@ -52056,7 +52056,7 @@ func (ec *executionContext) direct_Evaluation(ctx context.Context, d *directWrit
 		case "grade":
 			ec.marshalOGrade2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐGrade(ctx, f.Selections, obj.Grade).MarshalGQL(d)
 		case "comments":
-			ec.marshalNString2string(ctx, f.Selections, obj.Comments).MarshalGQL(d)
+			d.quoted(obj.Comments)
 		case "sendingSigned":
 			ec.marshalNBoolean2bool(ctx, f.Selections, obj.SendingSigned).MarshalGQL(d)
 		case "receivingSigned":
@@ -52116,7 +52116,7 @@ func (ec *executionContext) direct_EvaluationDue(ctx context.Context, d *directW
 		case "period":
 			ec.marshalNEvaluationPeriod2githubᚗcomᚋjiaoliuᚋjiaoliuᚐEvaluationPeriod(ctx, f.Selections, obj.Period).MarshalGQL(d)
 		case "term":
-			ec.marshalNString2string(ctx, f.Selections, obj.Term).MarshalGQL(d)
+			d.quoted(obj.Term)
 		case "opensOn":
 			ec.marshalODate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.OpensOn).MarshalGQL(d)
 		case "dueOn":
@@ -52147,7 +52147,7 @@ func (ec *executionContext) direct_EvaluationEdge(ctx context.Context, d *direct
 		case "__typename":
 			d.typename("EvaluationEdge")
 		case "cursor":
-			ec.marshalNString2string(ctx, f.Selections, obj.Cursor).MarshalGQL(d)
+			d.quoted(obj.Cursor)
 		default:
 			return false
 		}
@@ -52166,9 +52166,9 @@ func (ec *executionContext) direct_Exchange(ctx context.Context, d *directWriter
 		case "__typename":
 			d.typename("Exchange")
 		case "id":
-			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+			d.quoted(obj.ID)
 		case "teacherId":
-			ec.marshalNID2string(ctx, f.Selections, obj.TeacherID).MarshalGQL(d)
+			d.quoted(obj.TeacherID)
 		case "teacher":
 			if !directRef("Exchange", "teacher") {
 				return false
@@ -52185,7 +52185,7 @@ func (ec *executionContext) direct_Exchange(ctx context.Context, d *directWriter
 				return false
 			}
 		case "sendingSchoolId":
-			ec.marshalNID2string(ctx, f.Selections, obj.SendingSchoolID).MarshalGQL(d)
+			d.quoted(obj.SendingSchoolID)
 		case "sendingSchool":
 			if !directRef("Exchange", "sendingSchool") {
 				return false
@@ -52202,7 +52202,7 @@ func (ec *executionContext) direct_Exchange(ctx context.Context, d *directWriter
 				return false
 			}
 		case "receivingSchoolId":
-			ec.marshalNID2string(ctx, f.Selections, obj.ReceivingSchoolID).MarshalGQL(d)
+			d.quoted(obj.ReceivingSchoolID)
 		case "receivingSchool":
 			if !directRef("Exchange", "receivingSchool") {
 				return false
@@ -52221,7 +52221,7 @@ func (ec *executionContext) direct_Exchange(ctx context.Context, d *directWriter
 		case "mode":
 			ec.marshalNExchangeMode2githubᚗcomᚋjiaoliuᚋjiaoliuᚐExchangeMode(ctx, f.Selections, obj.Mode).MarshalGQL(d)
 		case "academicYear":
-			ec.marshalNString2string(ctx, f.Selections, obj.AcademicYear).MarshalGQL(d)
+			d.quoted(obj.AcademicYear)
 		case "plannedStart":
 			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.PlannedStart).MarshalGQL(d)
 		case "plannedEnd":
@@ -52237,7 +52237,7 @@ func (ec *executionContext) direct_Exchange(ctx context.Context, d *directWriter
 		case "agreementSigned":
 			ec.marshalNBoolean2bool(ctx, f.Selections, obj.AgreementSigned).MarshalGQL(d)
 		case "note":
-			ec.marshalNString2string(ctx, f.Selections, obj.Note).MarshalGQL(d)
+			d.quoted(obj.Note)
 		case "tally":
 			if !directRef("Exchange", "tally") {
 				return false
@@ -52303,7 +52303,7 @@ func (ec *executionContext) direct_ExchangeEdge(ctx context.Context, d *directWr
 		case "__typename":
 			d.typename("ExchangeEdge")
 		case "cursor":
-			ec.marshalNString2string(ctx, f.Selections, obj.Cursor).MarshalGQL(d)
+			d.quoted(obj.Cursor)
 		default:
 			return false
 		}
@@ -52322,7 +52322,7 @@ func (ec *executionContext) direct_ExchangeProgress(ctx context.Context, d *dire
 		case "__typename":
 			d.typename("ExchangeProgress")
 		case "exchangeId":
-			ec.marshalNID2string(ctx, f.Selections, obj.ExchangeID).MarshalGQL(d)
+			d.quoted(obj.ExchangeID)
 		case "exchange":
 			if !directRef("ExchangeProgress", "exchange") {
 				return false
@@ -52339,17 +52339,17 @@ func (ec *executionContext) direct_ExchangeProgress(ctx context.Context, d *dire
 				return false
 			}
 		case "teacherId":
-			ec.marshalNID2string(ctx, f.Selections, obj.TeacherID).MarshalGQL(d)
+			d.quoted(obj.TeacherID)
 		case "teacherName":
-			ec.marshalNString2string(ctx, f.Selections, obj.TeacherName).MarshalGQL(d)
+			d.quoted(obj.TeacherName)
 		case "sendingSchoolId":
-			ec.marshalNID2string(ctx, f.Selections, obj.SendingSchoolID).MarshalGQL(d)
+			d.quoted(obj.SendingSchoolID)
 		case "sendingSchoolName":
-			ec.marshalNString2string(ctx, f.Selections, obj.SendingSchoolName).MarshalGQL(d)
+			d.quoted(obj.SendingSchoolName)
 		case "receivingSchoolId":
-			ec.marshalNID2string(ctx, f.Selections, obj.ReceivingSchoolID).MarshalGQL(d)
+			d.quoted(obj.ReceivingSchoolID)
 		case "receivingSchoolName":
-			ec.marshalNString2string(ctx, f.Selections, obj.ReceivingSchoolName).MarshalGQL(d)
+			d.quoted(obj.ReceivingSchoolName)
 		case "mode":
 			ec.marshalNExchangeMode2githubᚗcomᚋjiaoliuᚋjiaoliuᚐExchangeMode(ctx, f.Selections, obj.Mode).MarshalGQL(d)
 		case "status":
@@ -52357,7 +52357,7 @@ func (ec *executionContext) direct_ExchangeProgress(ctx context.Context, d *dire
 		case "asOf":
 			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.AsOf).MarshalGQL(d)
 		case "academicYear":
-			ec.marshalNString2string(ctx, f.Selections, obj.AcademicYear).MarshalGQL(d)
+			d.quoted(obj.AcademicYear)
 		case "from":
 			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.From).MarshalGQL(d)
 		case "to":
@@ -52423,9 +52423,9 @@ func (ec *executionContext) direct_KindCount(ctx context.Context, d *directWrite
 		case "__typename":
 			d.typename("KindCount")
 		case "kind":
-			ec.marshalNString2string(ctx, f.Selections, obj.Kind).MarshalGQL(d)
+			d.quoted(obj.Kind)
 		case "label":
-			ec.marshalNString2string(ctx, f.Selections, obj.Label).MarshalGQL(d)
+			d.quoted(obj.Label)
 		case "count":
 			ec.marshalNInt2int(ctx, f.Selections, obj.Count).MarshalGQL(d)
 		default:
@@ -52446,9 +52446,9 @@ func (ec *executionContext) direct_Lesson(ctx context.Context, d *directWriter, 
 		case "__typename":
 			d.typename("Lesson")
 		case "id":
-			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+			d.quoted(obj.ID)
 		case "exchangeId":
-			ec.marshalNID2string(ctx, f.Selections, obj.ExchangeID).MarshalGQL(d)
+			d.quoted(obj.ExchangeID)
 		case "exchange":
 			if !directRef("Lesson", "exchange") {
 				return false
@@ -52486,21 +52486,21 @@ func (ec *executionContext) direct_Lesson(ctx context.Context, d *directWriter, 
 		case "period":
 			ec.marshalNInt2int(ctx, f.Selections, obj.Period).MarshalGQL(d)
 		case "gradeLevel":
-			ec.marshalNString2string(ctx, f.Selections, obj.GradeLevel).MarshalGQL(d)
+			d.quoted(obj.GradeLevel)
 		case "className":
-			ec.marshalNString2string(ctx, f.Selections, obj.ClassName).MarshalGQL(d)
+			d.quoted(obj.ClassName)
 		case "subject":
-			ec.marshalNString2string(ctx, f.Selections, obj.Subject).MarshalGQL(d)
+			d.quoted(obj.Subject)
 		case "kind":
 			ec.marshalNLessonKind2githubᚗcomᚋjiaoliuᚋjiaoliuᚐLessonKind(ctx, f.Selections, obj.Kind).MarshalGQL(d)
 		case "openLevel":
 			ec.marshalOOpenLevel2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐOpenLevel(ctx, f.Selections, obj.OpenLevel).MarshalGQL(d)
 		case "topic":
-			ec.marshalNString2string(ctx, f.Selections, obj.Topic).MarshalGQL(d)
+			d.quoted(obj.Topic)
 		case "minutes":
 			ec.marshalNInt2int(ctx, f.Selections, obj.Minutes).MarshalGQL(d)
 		case "notes":
-			ec.marshalNString2string(ctx, f.Selections, obj.Notes).MarshalGQL(d)
+			d.quoted(obj.Notes)
 		case "deviceId":
 			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.DeviceID).MarshalGQL(d)
 		case "version":
@@ -52554,7 +52554,7 @@ func (ec *executionContext) direct_LessonEdge(ctx context.Context, d *directWrit
 		case "__typename":
 			d.typename("LessonEdge")
 		case "cursor":
-			ec.marshalNString2string(ctx, f.Selections, obj.Cursor).MarshalGQL(d)
+			d.quoted(obj.Cursor)
 		default:
 			return false
 		}
@@ -52573,7 +52573,7 @@ func (ec *executionContext) direct_LoginPayload(ctx context.Context, d *directWr
 		case "__typename":
 			d.typename("LoginPayload")
 		case "token":
-			ec.marshalNString2string(ctx, f.Selections, obj.Token).MarshalGQL(d)
+			d.quoted(obj.Token)
 		case "expiresAt":
 			if obj.ExpiresAt.IsZero() {
 				return false
@@ -52597,9 +52597,9 @@ func (ec *executionContext) direct_MentoringActivity(ctx context.Context, d *dir
 		case "__typename":
 			d.typename("MentoringActivity")
 		case "id":
-			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+			d.quoted(obj.ID)
 		case "pairId":
-			ec.marshalNID2string(ctx, f.Selections, obj.PairID).MarshalGQL(d)
+			d.quoted(obj.PairID)
 		case "pair":
 			if !directRef("MentoringActivity", "pair") {
 				return false
@@ -52620,7 +52620,7 @@ func (ec *executionContext) direct_MentoringActivity(ctx context.Context, d *dir
 		case "kind":
 			ec.marshalNMentoringKind2githubᚗcomᚋjiaoliuᚋjiaoliuᚐMentoringKind(ctx, f.Selections, obj.Kind).MarshalGQL(d)
 		case "notes":
-			ec.marshalNString2string(ctx, f.Selections, obj.Notes).MarshalGQL(d)
+			d.quoted(obj.Notes)
 		case "recordedById":
 			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.RecordedByID).MarshalGQL(d)
 		case "recordedBy":
@@ -52689,7 +52689,7 @@ func (ec *executionContext) direct_MentoringActivityEdge(ctx context.Context, d 
 		case "__typename":
 			d.typename("MentoringActivityEdge")
 		case "cursor":
-			ec.marshalNString2string(ctx, f.Selections, obj.Cursor).MarshalGQL(d)
+			d.quoted(obj.Cursor)
 		default:
 			return false
 		}
@@ -52708,9 +52708,9 @@ func (ec *executionContext) direct_MentoringPair(ctx context.Context, d *directW
 		case "__typename":
 			d.typename("MentoringPair")
 		case "id":
-			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+			d.quoted(obj.ID)
 		case "mentorId":
-			ec.marshalNID2string(ctx, f.Selections, obj.MentorID).MarshalGQL(d)
+			d.quoted(obj.MentorID)
 		case "mentor":
 			if !directRef("MentoringPair", "mentor") {
 				return false
@@ -52727,7 +52727,7 @@ func (ec *executionContext) direct_MentoringPair(ctx context.Context, d *directW
 				return false
 			}
 		case "menteeId":
-			ec.marshalNID2string(ctx, f.Selections, obj.MenteeID).MarshalGQL(d)
+			d.quoted(obj.MenteeID)
 		case "mentee":
 			if !directRef("MentoringPair", "mentee") {
 				return false
@@ -52761,11 +52761,11 @@ func (ec *executionContext) direct_MentoringPair(ctx context.Context, d *directW
 				return false
 			}
 		case "subject":
-			ec.marshalNString2string(ctx, f.Selections, obj.Subject).MarshalGQL(d)
+			d.quoted(obj.Subject)
 		case "academicYear":
-			ec.marshalNString2string(ctx, f.Selections, obj.AcademicYear).MarshalGQL(d)
+			d.quoted(obj.AcademicYear)
 		case "goals":
-			ec.marshalNString2string(ctx, f.Selections, obj.Goals).MarshalGQL(d)
+			d.quoted(obj.Goals)
 		case "status":
 			ec.marshalNPairStatus2githubᚗcomᚋjiaoliuᚋjiaoliuᚐPairStatus(ctx, f.Selections, obj.Status).MarshalGQL(d)
 		case "version":
@@ -52819,7 +52819,7 @@ func (ec *executionContext) direct_MentoringPairEdge(ctx context.Context, d *dir
 		case "__typename":
 			d.typename("MentoringPairEdge")
 		case "cursor":
-			ec.marshalNString2string(ctx, f.Selections, obj.Cursor).MarshalGQL(d)
+			d.quoted(obj.Cursor)
 		default:
 			return false
 		}
@@ -52838,7 +52838,7 @@ func (ec *executionContext) direct_Observation(ctx context.Context, d *directWri
 		case "__typename":
 			d.typename("Observation")
 		case "id":
-			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+			d.quoted(obj.ID)
 		case "observerId":
 			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.ObserverID).MarshalGQL(d)
 		case "observer":
@@ -52857,7 +52857,7 @@ func (ec *executionContext) direct_Observation(ctx context.Context, d *directWri
 				return false
 			}
 		case "observedTeacherId":
-			ec.marshalNID2string(ctx, f.Selections, obj.ObservedTeacherID).MarshalGQL(d)
+			d.quoted(obj.ObservedTeacherID)
 		case "observedTeacher":
 			if !directRef("Observation", "observedTeacher") {
 				return false
@@ -52910,11 +52910,11 @@ func (ec *executionContext) direct_Observation(ctx context.Context, d *directWri
 		case "date":
 			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.Date).MarshalGQL(d)
 		case "subject":
-			ec.marshalNString2string(ctx, f.Selections, obj.Subject).MarshalGQL(d)
+			d.quoted(obj.Subject)
 		case "critique":
 			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Critique).MarshalGQL(d)
 		case "comments":
-			ec.marshalNString2string(ctx, f.Selections, obj.Comments).MarshalGQL(d)
+			d.quoted(obj.Comments)
 		case "rating":
 			ec.marshalOInt2ᚖint(ctx, f.Selections, obj.Rating).MarshalGQL(d)
 		case "version":
@@ -52968,7 +52968,7 @@ func (ec *executionContext) direct_ObservationEdge(ctx context.Context, d *direc
 		case "__typename":
 			d.typename("ObservationEdge")
 		case "cursor":
-			ec.marshalNString2string(ctx, f.Selections, obj.Cursor).MarshalGQL(d)
+			d.quoted(obj.Cursor)
 		default:
 			return false
 		}
@@ -53008,21 +53008,21 @@ func (ec *executionContext) direct_PairProgress(ctx context.Context, d *directWr
 		case "__typename":
 			d.typename("PairProgress")
 		case "pairId":
-			ec.marshalNID2string(ctx, f.Selections, obj.PairID).MarshalGQL(d)
+			d.quoted(obj.PairID)
 		case "mentorId":
-			ec.marshalNID2string(ctx, f.Selections, obj.MentorID).MarshalGQL(d)
+			d.quoted(obj.MentorID)
 		case "mentorName":
-			ec.marshalNString2string(ctx, f.Selections, obj.MentorName).MarshalGQL(d)
+			d.quoted(obj.MentorName)
 		case "menteeId":
-			ec.marshalNID2string(ctx, f.Selections, obj.MenteeID).MarshalGQL(d)
+			d.quoted(obj.MenteeID)
 		case "menteeName":
-			ec.marshalNString2string(ctx, f.Selections, obj.MenteeName).MarshalGQL(d)
+			d.quoted(obj.MenteeName)
 		case "schoolId":
 			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.SchoolID).MarshalGQL(d)
 		case "subject":
-			ec.marshalNString2string(ctx, f.Selections, obj.Subject).MarshalGQL(d)
+			d.quoted(obj.Subject)
 		case "academicYear":
-			ec.marshalNString2string(ctx, f.Selections, obj.AcademicYear).MarshalGQL(d)
+			d.quoted(obj.AcademicYear)
 		case "status":
 			ec.marshalNPairStatus2githubᚗcomᚋjiaoliuᚋjiaoliuᚐPairStatus(ctx, f.Selections, obj.Status).MarshalGQL(d)
 		case "asOf":
@@ -53084,9 +53084,9 @@ func (ec *executionContext) direct_Policy(ctx context.Context, d *directWriter, 
 		case "__typename":
 			d.typename("Policy")
 		case "id":
-			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+			d.quoted(obj.ID)
 		case "districtId":
-			ec.marshalNID2string(ctx, f.Selections, obj.DistrictID).MarshalGQL(d)
+			d.quoted(obj.DistrictID)
 		case "district":
 			if !directRef("Policy", "district") {
 				return false
@@ -53103,9 +53103,9 @@ func (ec *executionContext) direct_Policy(ctx context.Context, d *directWriter, 
 				return false
 			}
 		case "academicYear":
-			ec.marshalNString2string(ctx, f.Selections, obj.AcademicYear).MarshalGQL(d)
+			d.quoted(obj.AcademicYear)
 		case "preset":
-			ec.marshalNString2string(ctx, f.Selections, obj.Preset).MarshalGQL(d)
+			d.quoted(obj.Preset)
 		case "tenureYears":
 			ec.marshalNInt2int(ctx, f.Selections, obj.TenureYears).MarshalGQL(d)
 		case "cadreTenureYears":
@@ -53209,7 +53209,7 @@ func (ec *executionContext) direct_PolicyEdge(ctx context.Context, d *directWrit
 		case "__typename":
 			d.typename("PolicyEdge")
 		case "cursor":
-			ec.marshalNString2string(ctx, f.Selections, obj.Cursor).MarshalGQL(d)
+			d.quoted(obj.Cursor)
 		default:
 			return false
 		}
@@ -53279,9 +53279,9 @@ func (ec *executionContext) direct_PromotionCheck(ctx context.Context, d *direct
 		case "__typename":
 			d.typename("PromotionCheck")
 		case "teacherId":
-			ec.marshalNID2string(ctx, f.Selections, obj.TeacherID).MarshalGQL(d)
+			d.quoted(obj.TeacherID)
 		case "teacherName":
-			ec.marshalNString2string(ctx, f.Selections, obj.TeacherName).MarshalGQL(d)
+			d.quoted(obj.TeacherName)
 		case "asOf":
 			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.AsOf).MarshalGQL(d)
 		case "schools":
@@ -53312,9 +53312,9 @@ func (ec *executionContext) direct_PromotionRule(ctx context.Context, d *directW
 		case "met":
 			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Met).MarshalGQL(d)
 		case "requirement":
-			ec.marshalNString2string(ctx, f.Selections, obj.Requirement).MarshalGQL(d)
+			d.quoted(obj.Requirement)
 		case "explanation":
-			ec.marshalNString2string(ctx, f.Selections, obj.Explanation).MarshalGQL(d)
+			d.quoted(obj.Explanation)
 		default:
 			return false
 		}
@@ -53333,9 +53333,9 @@ func (ec *executionContext) direct_QuotaReport(ctx context.Context, d *directWri
 		case "__typename":
 			d.typename("QuotaReport")
 		case "districtId":
-			ec.marshalNID2string(ctx, f.Selections, obj.DistrictID).MarshalGQL(d)
+			d.quoted(obj.DistrictID)
 		case "academicYear":
-			ec.marshalNString2string(ctx, f.Selections, obj.AcademicYear).MarshalGQL(d)
+			d.quoted(obj.AcademicYear)
 		case "referenceDate":
 			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.ReferenceDate).MarshalGQL(d)
 		default:
@@ -53403,9 +53403,9 @@ func (ec *executionContext) direct_ReplayResult(ctx context.Context, d *directWr
 		case "__typename":
 			d.typename("ReplayResult")
 		case "status":
-			ec.marshalNString2string(ctx, f.Selections, obj.Status).MarshalGQL(d)
+			d.quoted(obj.Status)
 		case "recordId":
-			ec.marshalNID2string(ctx, f.Selections, obj.RecordID).MarshalGQL(d)
+			d.quoted(obj.RecordID)
 		case "version":
 			ec.marshalOString2ᚖstring(ctx, f.Selections, obj.Version).MarshalGQL(d)
 		default:
@@ -53438,7 +53438,7 @@ func (ec *executionContext) direct_ReportCheck(ctx context.Context, d *directWri
 		case "resignationCase":
 			ec.marshalNBoolean2bool(ctx, f.Selections, obj.ResignationCase).MarshalGQL(d)
 		case "explanation":
-			ec.marshalNString2string(ctx, f.Selections, obj.Explanation).MarshalGQL(d)
+			d.quoted(obj.Explanation)
 		default:
 			return false
 		}
@@ -53457,9 +53457,9 @@ func (ec *executionContext) direct_ResearchActivity(ctx context.Context, d *dire
 		case "__typename":
 			d.typename("ResearchActivity")
 		case "id":
-			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+			d.quoted(obj.ID)
 		case "exchangeId":
-			ec.marshalNID2string(ctx, f.Selections, obj.ExchangeID).MarshalGQL(d)
+			d.quoted(obj.ExchangeID)
 		case "exchange":
 			if !directRef("ResearchActivity", "exchange") {
 				return false
@@ -53480,9 +53480,9 @@ func (ec *executionContext) direct_ResearchActivity(ctx context.Context, d *dire
 		case "kind":
 			ec.marshalNResearchKind2githubᚗcomᚋjiaoliuᚋjiaoliuᚐResearchKind(ctx, f.Selections, obj.Kind).MarshalGQL(d)
 		case "topic":
-			ec.marshalNString2string(ctx, f.Selections, obj.Topic).MarshalGQL(d)
+			d.quoted(obj.Topic)
 		case "notes":
-			ec.marshalNString2string(ctx, f.Selections, obj.Notes).MarshalGQL(d)
+			d.quoted(obj.Notes)
 		case "version":
 			ec.marshalNInt2int64(ctx, f.Selections, obj.Version).MarshalGQL(d)
 		case "deleted":
@@ -53534,7 +53534,7 @@ func (ec *executionContext) direct_ResearchActivityEdge(ctx context.Context, d *
 		case "__typename":
 			d.typename("ResearchActivityEdge")
 		case "cursor":
-			ec.marshalNString2string(ctx, f.Selections, obj.Cursor).MarshalGQL(d)
+			d.quoted(obj.Cursor)
 		default:
 			return false
 		}
@@ -53559,7 +53559,7 @@ func (ec *executionContext) direct_ReverseFlow(ctx context.Context, d *directWri
 		case "holds":
 			ec.marshalNBoolean2bool(ctx, f.Selections, obj.Holds).MarshalGQL(d)
 		case "explanation":
-			ec.marshalNString2string(ctx, f.Selections, obj.Explanation).MarshalGQL(d)
+			d.quoted(obj.Explanation)
 		default:
 			return false
 		}
@@ -53578,9 +53578,9 @@ func (ec *executionContext) direct_School(ctx context.Context, d *directWriter, 
 		case "__typename":
 			d.typename("School")
 		case "id":
-			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+			d.quoted(obj.ID)
 		case "districtId":
-			ec.marshalNID2string(ctx, f.Selections, obj.DistrictID).MarshalGQL(d)
+			d.quoted(obj.DistrictID)
 		case "district":
 			if !directRef("School", "district") {
 				return false
@@ -53631,7 +53631,7 @@ func (ec *executionContext) direct_School(ctx context.Context, d *directWriter, 
 				return false
 			}
 		case "name":
-			ec.marshalNString2string(ctx, f.Selections, obj.Name).MarshalGQL(d)
+			d.quoted(obj.Name)
 		case "locality":
 			ec.marshalNLocality2githubᚗcomᚋjiaoliuᚋjiaoliuᚐLocality(ctx, f.Selections, obj.Locality).MarshalGQL(d)
 		case "tier":
@@ -53695,13 +53695,13 @@ func (ec *executionContext) direct_SchoolDashboard(ctx context.Context, d *direc
 		case "__typename":
 			d.typename("SchoolDashboard")
 		case "schoolId":
-			ec.marshalNID2string(ctx, f.Selections, obj.SchoolID).MarshalGQL(d)
+			d.quoted(obj.SchoolID)
 		case "schoolName":
-			ec.marshalNString2string(ctx, f.Selections, obj.SchoolName).MarshalGQL(d)
+			d.quoted(obj.SchoolName)
 		case "districtId":
-			ec.marshalNID2string(ctx, f.Selections, obj.DistrictID).MarshalGQL(d)
+			d.quoted(obj.DistrictID)
 		case "academicYear":
-			ec.marshalNString2string(ctx, f.Selections, obj.AcademicYear).MarshalGQL(d)
+			d.quoted(obj.AcademicYear)
 		case "asOf":
 			ec.marshalNDate2githubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.AsOf).MarshalGQL(d)
 		case "referenceDate":
@@ -53724,7 +53724,7 @@ func (ec *executionContext) direct_SchoolEdge(ctx context.Context, d *directWrit
 		case "__typename":
 			d.typename("SchoolEdge")
 		case "cursor":
-			ec.marshalNString2string(ctx, f.Selections, obj.Cursor).MarshalGQL(d)
+			d.quoted(obj.Cursor)
 		default:
 			return false
 		}
@@ -53743,9 +53743,9 @@ func (ec *executionContext) direct_SchoolGroup(ctx context.Context, d *directWri
 		case "__typename":
 			d.typename("SchoolGroup")
 		case "id":
-			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+			d.quoted(obj.ID)
 		case "districtId":
-			ec.marshalNID2string(ctx, f.Selections, obj.DistrictID).MarshalGQL(d)
+			d.quoted(obj.DistrictID)
 		case "district":
 			if !directRef("SchoolGroup", "district") {
 				return false
@@ -53762,7 +53762,7 @@ func (ec *executionContext) direct_SchoolGroup(ctx context.Context, d *directWri
 				return false
 			}
 		case "name":
-			ec.marshalNString2string(ctx, f.Selections, obj.Name).MarshalGQL(d)
+			d.quoted(obj.Name)
 		case "mainSchoolId":
 			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.MainSchoolID).MarshalGQL(d)
 		case "mainSchool":
@@ -53831,7 +53831,7 @@ func (ec *executionContext) direct_SchoolGroupEdge(ctx context.Context, d *direc
 		case "__typename":
 			d.typename("SchoolGroupEdge")
 		case "cursor":
-			ec.marshalNString2string(ctx, f.Selections, obj.Cursor).MarshalGQL(d)
+			d.quoted(obj.Cursor)
 		default:
 			return false
 		}
@@ -53850,9 +53850,9 @@ func (ec *executionContext) direct_SchoolQuota(ctx context.Context, d *directWri
 		case "__typename":
 			d.typename("SchoolQuota")
 		case "schoolId":
-			ec.marshalNID2string(ctx, f.Selections, obj.SchoolID).MarshalGQL(d)
+			d.quoted(obj.SchoolID)
 		case "schoolName":
-			ec.marshalNString2string(ctx, f.Selections, obj.SchoolName).MarshalGQL(d)
+			d.quoted(obj.SchoolName)
 		case "locality":
 			ec.marshalNLocality2githubᚗcomᚋjiaoliuᚋjiaoliuᚐLocality(ctx, f.Selections, obj.Locality).MarshalGQL(d)
 		case "tier":
@@ -53915,9 +53915,9 @@ func (ec *executionContext) direct_SchoolStint(ctx context.Context, d *directWri
 		case "__typename":
 			d.typename("SchoolStint")
 		case "id":
-			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+			d.quoted(obj.ID)
 		case "teacherId":
-			ec.marshalNID2string(ctx, f.Selections, obj.TeacherID).MarshalGQL(d)
+			d.quoted(obj.TeacherID)
 		case "teacher":
 			if !directRef("SchoolStint", "teacher") {
 				return false
@@ -53934,7 +53934,7 @@ func (ec *executionContext) direct_SchoolStint(ctx context.Context, d *directWri
 				return false
 			}
 		case "schoolId":
-			ec.marshalNID2string(ctx, f.Selections, obj.SchoolID).MarshalGQL(d)
+			d.quoted(obj.SchoolID)
 		case "school":
 			if !directRef("SchoolStint", "school") {
 				return false
@@ -53955,7 +53955,7 @@ func (ec *executionContext) direct_SchoolStint(ctx context.Context, d *directWri
 		case "endDate":
 			ec.marshalODate2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.EndDate).MarshalGQL(d)
 		case "note":
-			ec.marshalNString2string(ctx, f.Selections, obj.Note).MarshalGQL(d)
+			d.quoted(obj.Note)
 		case "version":
 			ec.marshalNInt2int64(ctx, f.Selections, obj.Version).MarshalGQL(d)
 		case "deleted":
@@ -53988,9 +53988,9 @@ func (ec *executionContext) direct_SemesterReport(ctx context.Context, d *direct
 		case "__typename":
 			d.typename("SemesterReport")
 		case "id":
-			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+			d.quoted(obj.ID)
 		case "exchangeId":
-			ec.marshalNID2string(ctx, f.Selections, obj.ExchangeID).MarshalGQL(d)
+			d.quoted(obj.ExchangeID)
 		case "exchange":
 			if !directRef("SemesterReport", "exchange") {
 				return false
@@ -54007,11 +54007,11 @@ func (ec *executionContext) direct_SemesterReport(ctx context.Context, d *direct
 				return false
 			}
 		case "term":
-			ec.marshalNString2string(ctx, f.Selections, obj.Term).MarshalGQL(d)
+			d.quoted(obj.Term)
 		case "title":
-			ec.marshalNString2string(ctx, f.Selections, obj.Title).MarshalGQL(d)
+			d.quoted(obj.Title)
 		case "content":
-			ec.marshalNString2string(ctx, f.Selections, obj.Content).MarshalGQL(d)
+			d.quoted(obj.Content)
 		case "submittedOn":
 			ec.marshalODate2ᚖgithubᚗcomᚋjiaoliuᚋjiaoliuᚐDate(ctx, f.Selections, obj.SubmittedOn).MarshalGQL(d)
 		case "version":
@@ -54065,7 +54065,7 @@ func (ec *executionContext) direct_SemesterReportEdge(ctx context.Context, d *di
 		case "__typename":
 			d.typename("SemesterReportEdge")
 		case "cursor":
-			ec.marshalNString2string(ctx, f.Selections, obj.Cursor).MarshalGQL(d)
+			d.quoted(obj.Cursor)
 		default:
 			return false
 		}
@@ -54084,9 +54084,9 @@ func (ec *executionContext) direct_ServicePeriod(ctx context.Context, d *directW
 		case "__typename":
 			d.typename("ServicePeriod")
 		case "schoolId":
-			ec.marshalNID2string(ctx, f.Selections, obj.SchoolID).MarshalGQL(d)
+			d.quoted(obj.SchoolID)
 		case "schoolName":
-			ec.marshalNString2string(ctx, f.Selections, obj.SchoolName).MarshalGQL(d)
+			d.quoted(obj.SchoolName)
 		case "locality":
 			ec.marshalOLocality2githubᚗcomᚋjiaoliuᚋjiaoliuᚐLocality(ctx, f.Selections, obj.Locality).MarshalGQL(d)
 		case "tier":
@@ -54100,7 +54100,7 @@ func (ec *executionContext) direct_ServicePeriod(ctx context.Context, d *directW
 		case "ruralOrWeak":
 			ec.marshalNBoolean2bool(ctx, f.Selections, obj.RuralOrWeak).MarshalGQL(d)
 		case "basis":
-			ec.marshalNString2string(ctx, f.Selections, obj.Basis).MarshalGQL(d)
+			d.quoted(obj.Basis)
 		default:
 			return false
 		}
@@ -54181,17 +54181,17 @@ func (ec *executionContext) direct_SyncConflict(ctx context.Context, d *directWr
 		case "__typename":
 			d.typename("SyncConflict")
 		case "entity":
-			ec.marshalNString2string(ctx, f.Selections, obj.Entity).MarshalGQL(d)
+			d.quoted(obj.Entity)
 		case "recordId":
-			ec.marshalNID2string(ctx, f.Selections, obj.RecordID).MarshalGQL(d)
+			d.quoted(obj.RecordID)
 		case "field":
-			ec.marshalNString2string(ctx, f.Selections, obj.Field).MarshalGQL(d)
+			d.quoted(obj.Field)
 		case "keptHlc":
-			ec.marshalNString2string(ctx, f.Selections, obj.KeptHLC).MarshalGQL(d)
+			d.quoted(obj.KeptHLC)
 		case "lostHlc":
-			ec.marshalNString2string(ctx, f.Selections, obj.LostHLC).MarshalGQL(d)
+			d.quoted(obj.LostHLC)
 		case "lostOpId":
-			ec.marshalNString2string(ctx, f.Selections, obj.LostOpID).MarshalGQL(d)
+			d.quoted(obj.LostOpID)
 		case "lostDeviceId":
 			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.LostDeviceID).MarshalGQL(d)
 		case "lostUserId":
@@ -54219,21 +54219,21 @@ func (ec *executionContext) direct_SyncRejection(ctx context.Context, d *directW
 		case "__typename":
 			d.typename("SyncRejection")
 		case "opId":
-			ec.marshalNString2string(ctx, f.Selections, obj.OpID).MarshalGQL(d)
+			d.quoted(obj.OpID)
 		case "deviceId":
 			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.DeviceID).MarshalGQL(d)
 		case "userId":
 			ec.marshalOID2ᚖstring(ctx, f.Selections, obj.UserID).MarshalGQL(d)
 		case "entity":
-			ec.marshalNString2string(ctx, f.Selections, obj.Entity).MarshalGQL(d)
+			d.quoted(obj.Entity)
 		case "recordId":
-			ec.marshalNString2string(ctx, f.Selections, obj.RecordID).MarshalGQL(d)
+			d.quoted(obj.RecordID)
 		case "code":
-			ec.marshalNString2string(ctx, f.Selections, obj.Code).MarshalGQL(d)
+			d.quoted(obj.Code)
 		case "message":
-			ec.marshalNString2string(ctx, f.Selections, obj.Message).MarshalGQL(d)
+			d.quoted(obj.Message)
 		case "status":
-			ec.marshalNString2string(ctx, f.Selections, obj.Status).MarshalGQL(d)
+			d.quoted(obj.Status)
 		case "resolvedAt":
 			ec.marshalOTime2ᚖtimeᚐTime(ctx, f.Selections, obj.ResolvedAt).MarshalGQL(d)
 		case "resolvedBy":
@@ -54261,9 +54261,9 @@ func (ec *executionContext) direct_Teacher(ctx context.Context, d *directWriter,
 		case "__typename":
 			d.typename("Teacher")
 		case "id":
-			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+			d.quoted(obj.ID)
 		case "name":
-			ec.marshalNString2string(ctx, f.Selections, obj.Name).MarshalGQL(d)
+			d.quoted(obj.Name)
 		case "gender":
 			ec.marshalNGender2githubᚗcomᚋjiaoliuᚋjiaoliuᚐGender(ctx, f.Selections, obj.Gender).MarshalGQL(d)
 		case "birthDate":
@@ -54277,7 +54277,7 @@ func (ec *executionContext) direct_Teacher(ctx context.Context, d *directWriter,
 		case "backboneLevel":
 			ec.marshalNBackboneLevel2githubᚗcomᚋjiaoliuᚋjiaoliuᚐBackboneLevel(ctx, f.Selections, obj.BackboneLevel).MarshalGQL(d)
 		case "schoolId":
-			ec.marshalNID2string(ctx, f.Selections, obj.SchoolID).MarshalGQL(d)
+			d.quoted(obj.SchoolID)
 		case "school":
 			if !directRef("Teacher", "school") {
 				return false
@@ -54348,7 +54348,7 @@ func (ec *executionContext) direct_TeacherEdge(ctx context.Context, d *directWri
 		case "__typename":
 			d.typename("TeacherEdge")
 		case "cursor":
-			ec.marshalNString2string(ctx, f.Selections, obj.Cursor).MarshalGQL(d)
+			d.quoted(obj.Cursor)
 		default:
 			return false
 		}
@@ -54367,11 +54367,11 @@ func (ec *executionContext) direct_User(ctx context.Context, d *directWriter, se
 		case "__typename":
 			d.typename("User")
 		case "id":
-			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+			d.quoted(obj.ID)
 		case "username":
-			ec.marshalNString2string(ctx, f.Selections, obj.Username).MarshalGQL(d)
+			d.quoted(obj.Username)
 		case "displayName":
-			ec.marshalNString2string(ctx, f.Selections, obj.DisplayName).MarshalGQL(d)
+			d.quoted(obj.DisplayName)
 		case "role":
 			ec.marshalNRole2githubᚗcomᚋjiaoliuᚋjiaoliuᚐRole(ctx, f.Selections, obj.Role).MarshalGQL(d)
 		case "districtId":
@@ -54443,9 +54443,9 @@ func (ec *executionContext) direct_Zone(ctx context.Context, d *directWriter, se
 		case "__typename":
 			d.typename("Zone")
 		case "id":
-			ec.marshalNID2string(ctx, f.Selections, obj.ID).MarshalGQL(d)
+			d.quoted(obj.ID)
 		case "districtId":
-			ec.marshalNID2string(ctx, f.Selections, obj.DistrictID).MarshalGQL(d)
+			d.quoted(obj.DistrictID)
 		case "district":
 			if !directRef("Zone", "district") {
 				return false
@@ -54462,7 +54462,7 @@ func (ec *executionContext) direct_Zone(ctx context.Context, d *directWriter, se
 				return false
 			}
 		case "name":
-			ec.marshalNString2string(ctx, f.Selections, obj.Name).MarshalGQL(d)
+			d.quoted(obj.Name)
 		case "version":
 			ec.marshalNInt2int64(ctx, f.Selections, obj.Version).MarshalGQL(d)
 		case "deleted":
@@ -54514,7 +54514,7 @@ func (ec *executionContext) direct_ZoneEdge(ctx context.Context, d *directWriter
 		case "__typename":
 			d.typename("ZoneEdge")
 		case "cursor":
-			ec.marshalNString2string(ctx, f.Selections, obj.Cursor).MarshalGQL(d)
+			d.quoted(obj.Cursor)
 		default:
 			return false
 		}
@@ -54533,7 +54533,7 @@ func (ec *executionContext) direct___Directive(ctx context.Context, d *directWri
 		case "__typename":
 			d.typename("__Directive")
 		case "name":
-			ec.marshalNString2string(ctx, f.Selections, obj.Name).MarshalGQL(d)
+			d.quoted(obj.Name)
 		case "isRepeatable":
 			ec.marshalNBoolean2bool(ctx, f.Selections, obj.IsRepeatable).MarshalGQL(d)
 		default:
@@ -54554,7 +54554,7 @@ func (ec *executionContext) direct___EnumValue(ctx context.Context, d *directWri
 		case "__typename":
 			d.typename("__EnumValue")
 		case "name":
-			ec.marshalNString2string(ctx, f.Selections, obj.Name).MarshalGQL(d)
+			d.quoted(obj.Name)
 		default:
 			return false
 		}
@@ -54573,7 +54573,7 @@ func (ec *executionContext) direct___Field(ctx context.Context, d *directWriter,
 		case "__typename":
 			d.typename("__Field")
 		case "name":
-			ec.marshalNString2string(ctx, f.Selections, obj.Name).MarshalGQL(d)
+			d.quoted(obj.Name)
 		default:
 			return false
 		}
@@ -54592,7 +54592,7 @@ func (ec *executionContext) direct___InputValue(ctx context.Context, d *directWr
 		case "__typename":
 			d.typename("__InputValue")
 		case "name":
-			ec.marshalNString2string(ctx, f.Selections, obj.Name).MarshalGQL(d)
+			d.quoted(obj.Name)
 		case "defaultValue":
 			ec.marshalOString2ᚖstring(ctx, f.Selections, obj.DefaultValue).MarshalGQL(d)
 		default:

@@ -96,7 +96,14 @@ func directCase(o *codegen.Object, f *codegen.Field, direct map[string]bool) str
 		if !plainScalar(t) {
 			return ""
 		}
-		fmt.Fprintf(&b, "\t\t\tec.%s(ctx, f.Selections, obj.%s).MarshalGQL(d)\n", ref.MarshalFunc(), f.GoFieldName)
+		switch ref.MarshalFunc() {
+		case "marshalNString2string", "marshalNID2string":
+			// A Go string as a String or an ID: written as gqlgen writes it, without the
+			// closure its marshaller returns (graph/direct.go, directWriter.quoted).
+			fmt.Fprintf(&b, "\t\t\td.quoted(obj.%s)\n", f.GoFieldName)
+		default:
+			fmt.Fprintf(&b, "\t\t\tec.%s(ctx, f.Selections, obj.%s).MarshalGQL(d)\n", ref.MarshalFunc(), f.GoFieldName)
+		}
 		return b.String()
 	case f.IsResolver && ref.Definition.Kind == ast.Object && direct[ref.Definition.Name] && ref.IsPtr():
 		var b strings.Builder
