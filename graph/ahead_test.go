@@ -3,7 +3,6 @@ package graph_test
 import (
 	"bytes"
 	"encoding/json"
-	"net/http"
 	"testing"
 
 	"github.com/jiaoliu/jiaoliu"
@@ -19,17 +18,11 @@ func TestPageReferencesAreReadAhead(t *testing.T) {
 	srv := serveAs(t, store, func() *jiaoliu.Actor { return jiaoliu.SystemActor })
 	ask := func(query string, vars map[string]any) map[string]any {
 		t.Helper()
-		body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
-		resp, err := http.Post(srv.URL, "application/json", bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
 		var out struct {
 			Data   map[string]any
 			Errors []any
 		}
-		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		if err := json.Unmarshal(postQuery(t, srv.URL, query, vars), &out); err != nil {
 			t.Fatal(err)
 		}
 		if len(out.Errors) > 0 {

@@ -1,7 +1,10 @@
 package graph_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -38,4 +41,21 @@ func serveAs(t *testing.T, store *postgres.Store, actor func() *jiaoliu.Actor) *
 	}))
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// postQuery posts a GraphQL request (vars may be nil) to the server at url and returns
+// the response's body.
+func postQuery(t *testing.T, url, query string, vars any) []byte {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
+	resp, err := http.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
 }

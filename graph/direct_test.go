@@ -1,10 +1,6 @@
 package graph_test
 
 import (
-	"bytes"
-	"encoding/json"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 
@@ -40,14 +36,7 @@ func TestDirectListsAreGqlgensLists(t *testing.T) {
 	srv := serveAs(t, store, func() *jiaoliu.Actor { return actor })
 	ask := func(query string, vars map[string]any) string {
 		t.Helper()
-		body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
-		resp, err := http.Post(srv.URL, "application/json", bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		raw, _ := io.ReadAll(resp.Body)
-		return string(raw)
+		return string(postQuery(t, srv.URL, query, vars))
 	}
 
 	schema := graph.NewExecutableSchema(graph.Config{}).Schema()

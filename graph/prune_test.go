@@ -1,10 +1,7 @@
 package graph_test
 
 import (
-	"bytes"
 	"encoding/json"
-	"io"
-	"net/http"
 	"testing"
 
 	"github.com/jiaoliu/jiaoliu"
@@ -22,13 +19,7 @@ func TestSelectedColumnsAnswerAsWholeRecords(t *testing.T) {
 
 	ask := func(query string) string {
 		t.Helper()
-		body, _ := json.Marshal(map[string]any{"query": query})
-		resp, err := http.Post(srv.URL, "application/json", bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		raw, _ := io.ReadAll(resp.Body)
+		raw := postQuery(t, srv.URL, query, nil)
 		var out struct {
 			Data   json.RawMessage `json:"data"`
 			Errors []any           `json:"errors"`
