@@ -86,9 +86,25 @@ func BenchmarkGraphQLLists(b *testing.B) {
 	}
 	defer db.Close()
 	ours := cpuMeter{db: db}
-	for _, q := range listQueries {
+	// PostGraphile v4 on the same tables, when installed (bench/peers/install.sh). Each
+	// query is measured on our server and then on PostGraphile, back to back, so that a
+	// change in the machine's speed during the run (other load, the VM's host) falls on
+	// both sides of a ratio rather than on all of ours or all of theirs.
+	pgURL, pid := startPostGraphile(b, dsn)
+	peer := &bench.GraphQL{URL: pgURL, Client: client}
+	for i, q := range listQueries {
+		var rate float64
 		b.Run(q.name, func(b *testing.B) {
-			measureGraphQL(b, g, q.query, q.vars, n, ours)
+			rate = measureGraphQL(b, g, q.query, q.vars, n, ours)
+		})
+		if pgURL == "" {
+			continue
+		}
+		pgq := postGraphileQueries[i]
+		b.Run("postgraphile/"+pgq.name, func(b *testing.B) {
+			if r := measureGraphQL(b, peer, pgq.query, pgq.vars, n, cpuMeter{db: db, peer: pid}); r > 0 && rate > 0 {
+				b.Logf("%s: ours %.0f req/s ÷ PostGraphile's %s %.0f req/s = %.2f×", q.name, rate, pgq.name, r, rate/r)
+			}
 		})
 	}
 	for _, q := range narrowQueries {
@@ -98,17 +114,6 @@ func BenchmarkGraphQLLists(b *testing.B) {
 				b.Fatal(err)
 			}
 			measureGraphQL(b, u, q.query, q.vars, n, ours)
-		})
-	}
-	// PostGraphile v4 on the same tables, when installed (bench/peers/install.sh).
-	pg, pid := startPostGraphile(b, dsn)
-	if pg == "" {
-		return
-	}
-	peer := &bench.GraphQL{URL: pg, Client: client}
-	for _, q := range postGraphileQueries {
-		b.Run("postgraphile/"+q.name, func(b *testing.B) {
-			measureGraphQL(b, peer, q.query, q.vars, n, cpuMeter{db: db, peer: pid})
 		})
 	}
 }
@@ -146,7 +151,8 @@ type cpuMeter struct {
 // server (peer-µs/req), and this process's allocations per request (allocs/req: ours
 // and the clients', or the clients' alone for a peer). On a shared machine the rate
 // moves with others' load, the CPU per request less, the allocations not at all.
-func measureGraphQL(b *testing.B, g *bench.GraphQL, query string, vars map[string]any, n int, m cpuMeter) {
+// It returns the requests per second.
+func measureGraphQL(b *testing.B, g *bench.GraphQL, query string, vars map[string]any, n int, m cpuMeter) float64 {
 	ctx := context.Background()
 	const clients = 4
 	if err := g.Do(ctx, query, vars, nil); err != nil { // check it works
@@ -218,8 +224,10 @@ func measureGraphQL(b *testing.B, g *bench.GraphQL, query string, vars map[strin
 	}
 	b.ReportMetric(p(0.5), "p50-ms")
 	b.ReportMetric(p(0.95), "p95-ms")
-	b.ReportMetric(float64(len(lat))/el.Seconds(), "req/s")
+	rate := float64(len(lat)) / el.Seconds()
+	b.ReportMetric(rate, "req/s")
 	b.ReportMetric(0, "ns/op")
+	return rate
 }
 
 // postGraphileQueries are listQueries in PostGraphile v4's generated schema (no
