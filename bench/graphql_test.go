@@ -79,7 +79,7 @@ func BenchmarkGraphQLLists(b *testing.B) {
 	if err := g.Login(ctx, "bench-district", bench.Password); err != nil {
 		b.Fatal(err)
 	}
-	n := envInt("BENCH_GRAPHQL_REQUESTS", 400)
+	n := envInt("BENCH_GRAPHQL_REQUESTS", 2000)
 	db, err := sqlx.Connect("postgres", dsn)
 	if err != nil {
 		b.Fatal(err)
