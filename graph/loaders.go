@@ -76,8 +76,8 @@ func (l *Loaders) putAhead(key string, records map[string]any) {
 	}
 }
 
-// readAhead returns the record with that id read ahead for the loader key key.
-func (l *Loaders) readAhead(key, id string) (any, bool) {
+// getAhead returns the record with that id read ahead for the loader key key.
+func (l *Loaders) getAhead(key, id string) (any, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	v, ok := l.ahead[key][id]
@@ -140,7 +140,7 @@ func byID[T any](ctx context.Context, def *jiaoliu.Entity, id string) (*T, error
 		sel = fc.Field.Selections
 	}
 	cs := columnsOf(ctx, def, sel)
-	if v, ok := loadersFrom(ctx).readAhead(cs.key, id); ok {
+	if v, ok := loadersFrom(ctx).getAhead(cs.key, id); ok {
 		r, _ := v.(*T)
 		return r, nil
 	}

@@ -7,6 +7,7 @@ var (
 	ActivityQuery   = activityQuery
 	AbsenceRunQuery = absenceRunQuery
 	PairsFPQuery    = pairsFingerprintQuery
+	PairCountsQuery = pairCountsQuery
 	BucketOf        = bucketOf
 )
 

@@ -159,18 +159,21 @@ func scanJoins(rows *sqlx.Rows, joins []Join, pageType reflect.Type, item func(r
 			dest[i] = reflect.New(tg.ptr).Interface()
 		}
 	}
-	// value returns the value scanned into a join's column c and whether it was not
-	// NULL.
-	value := func(c int) (reflect.Value, bool) {
+	// scanned returns what a join's column c read: its text (a string kind's, for an
+	// id) and its value, and false for NULL.
+	scanned := func(c int) (string, reflect.Value, bool) {
 		if targets[c].str {
 			ns := dest[c].(*sql.NullString)
-			return reflect.Value{}, ns.Valid
+			return ns.String, reflect.Value{}, ns.Valid
 		}
 		p := reflect.ValueOf(dest[c]).Elem()
 		if p.IsNil() {
-			return reflect.Value{}, false
+			return "", reflect.Value{}, false
 		}
-		return p.Elem(), true
+		if v := p.Elem(); v.Kind() == reflect.String {
+			return v.String(), v, true
+		}
+		return "", p.Elem(), true
 	}
 	for rows.Next() {
 		var iv reflect.Value
@@ -187,16 +190,8 @@ func scanJoins(rows *sqlx.Rows, joins []Join, pageType reflect.Type, item func(r
 		}
 		for i, j := range joins {
 			// A record is made once, from the first row that refers to it.
-			var id string
-			if targets[idCol[i]].str {
-				ns := dest[idCol[i]].(*sql.NullString)
-				if !ns.Valid {
-					continue
-				}
-				id = ns.String
-			} else if v, ok := value(idCol[i]); ok {
-				id = v.String()
-			} else {
+			id, _, ok := scanned(idCol[i])
+			if !ok {
 				continue
 			}
 			if _, ok := found[i][id]; ok {
@@ -207,11 +202,11 @@ func scanJoins(rows *sqlx.Rows, joins []Join, pageType reflect.Type, item func(r
 				if tg.join != i {
 					continue
 				}
-				v, ok := value(c)
+				text, v, ok := scanned(c)
 				switch {
 				case !ok:
 				case tg.str:
-					reflectx.FieldByIndexes(rec.Elem(), tg.path).SetString(dest[c].(*sql.NullString).String)
+					reflectx.FieldByIndexes(rec.Elem(), tg.path).SetString(text)
 				default:
 					reflectx.FieldByIndexes(rec.Elem(), tg.path).Set(v)
 				}

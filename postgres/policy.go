@@ -1213,6 +1213,15 @@ func (s *Store) districtPairs(ctx context.Context, dd *districtData, asOf jiaoli
 	return list, nil
 }
 
+// pairCountsQuery counts the live activities of each pair ($1) by kind, over the pair's
+// academic year up to a day ($2).
+const pairCountsQuery = `SELECT a.pair_id, a.kind, count(*) AS n FROM mentoring_activities a
+	JOIN mentoring_pairs p ON p.id = a.pair_id
+	WHERE a.pair_id = ANY($1::uuid[]) AND NOT a.deleted
+		AND a.date >= make_date(substr(p.academic_year, 1, 4)::int, 9, 1)
+		AND a.date <= least(make_date(substr(p.academic_year, 6, 4)::int, 8, 31), $2::date)
+	GROUP BY a.pair_id, a.kind`
+
 // pairProgress counts the activities of pairs over their academic years up to asOf.
 func (s *Store) pairProgress(ctx context.Context, pairs []*jiaoliu.MentoringPair, asOf jiaoliu.Date, policies map[string]*jiaoliu.Policy,
 	teachers map[string]*jiaoliu.Teacher, known map[string]*jiaoliu.School) ([]*jiaoliu.PairProgress, error) {
@@ -1239,12 +1248,7 @@ func (s *Store) pairProgress(ctx context.Context, pairs []*jiaoliu.MentoringPair
 		Kind   string `db:"kind"`
 		N      int    `db:"n"`
 	}
-	if err := s.db.SelectContext(ctx, &counts, `SELECT a.pair_id, a.kind, count(*) AS n FROM mentoring_activities a
-		JOIN mentoring_pairs p ON p.id = a.pair_id
-		WHERE a.pair_id = ANY($1::uuid[]) AND NOT a.deleted
-			AND a.date >= make_date(substr(p.academic_year, 1, 4)::int, 9, 1)
-			AND a.date <= least(make_date(substr(p.academic_year, 6, 4)::int, 8, 31), $2::date)
-		GROUP BY a.pair_id, a.kind`, pq.Array(ids), asOf); err != nil {
+	if err := s.db.SelectContext(ctx, &counts, pairCountsQuery, pq.Array(ids), asOf); err != nil {
 		return nil, fmt.Errorf("count pair activities: %w", err)
 	}
 	byPair := map[string]map[jiaoliu.MentoringKind]int{}

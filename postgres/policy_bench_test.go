@@ -419,8 +419,11 @@ func BenchmarkExplain(b *testing.B) {
 		b.Skip("set BENCH_EXPLAIN=1")
 	}
 	w := benchDistrict(b)
-	var ids []string
+	var ids, pairs []string
 	if err := w.store.DB().Select(&ids, `SELECT id::text FROM exchanges`); err != nil {
+		b.Fatal(err)
+	}
+	if err := w.store.DB().Select(&pairs, `SELECT id::text FROM mentoring_pairs`); err != nil {
 		b.Fatal(err)
 	}
 	from, to := jiaoliu.YearWindow("2026-2027", benchAsOf)
@@ -437,12 +440,7 @@ func BenchmarkExplain(b *testing.B) {
 			t.school_id, t.joined_school_on, t.leadership_since FROM teachers t JOIN schools s ON s.id = t.school_id
 			WHERE s.district_id = $1 AND NOT t.deleted AND NOT s.deleted ORDER BY t.school_id, t.name, t.id`, []any{w.district}},
 		{"pairs-fingerprint", fmt.Sprintf(postgres.PairsFPQuery, `(SELECT id FROM schools WHERE district_id = $1)`), []any{w.district, "2026-2027"}},
-		{"pairs-counts", `SELECT a.pair_id, a.kind, count(*) AS n FROM mentoring_activities a
-			JOIN mentoring_pairs p ON p.id = a.pair_id
-			WHERE a.pair_id IN (SELECT id FROM mentoring_pairs) AND NOT a.deleted
-			AND a.date >= make_date(substr(p.academic_year, 1, 4)::int, 9, 1)
-			AND a.date <= least(make_date(substr(p.academic_year, 6, 4)::int, 8, 31), $1::date)
-			GROUP BY a.pair_id, a.kind`, []any{to}},
+		{"pairs-counts", postgres.PairCountsQuery, []any{pq.Array(pairs), to}},
 		{"evaluations", `SELECT * FROM evaluations t WHERE t.exchange_id = ANY($1::uuid[]) AND NOT t.deleted ORDER BY t.exchange_id, t.term`, []any{pq.Array(ids)}},
 	}
 	for _, q := range queries {

@@ -222,17 +222,15 @@ type cursor struct {
 // json.Marshal when v and id need no escaping (dates, numbers, ids), on the stack but
 // for the string returned.
 func encodeCursor(v, id string) string {
-	if !plainJSON(v) || !plainJSON(id) {
+	const plainMax = 128 // the JSON written on the stack
+	if len(v)+len(id)+len(`{"v":"","i":""}`) > plainMax || !plainJSON(v) || !plainJSON(id) {
 		b, _ := json.Marshal(cursor{V: v, ID: id})
 		return base64.RawURLEncoding.EncodeToString(b)
 	}
-	var js [128]byte
+	var js [plainMax]byte
 	b := append(append(append(append(append(js[:0], `{"v":"`...), v...), `","i":"`...), id...), `"}`...)
-	var enc [176]byte
+	var enc [(plainMax*4 + 2) / 3]byte
 	n := base64.RawURLEncoding.EncodedLen(len(b))
-	if n > len(enc) {
-		return base64.RawURLEncoding.EncodeToString(b)
-	}
 	base64.RawURLEncoding.Encode(enc[:n], b)
 	return string(enc[:n])
 }
