@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lib/pq"
+
 	"github.com/jiaoliu/jiaoliu"
 	"github.com/jiaoliu/jiaoliu/postgres"
 )
@@ -189,5 +191,65 @@ func TestRangePagesKeepAGenericPlan(t *testing.T) {
 	}
 	if pages[true] != pages[false] {
 		t.Errorf("the pages differ:\nsubqueries %s\nvalues     %s", pages[true], pages[false])
+	}
+}
+
+// TestReferenceProbesUseTheirEntitysLogIndex: the records a page refers to are checked
+// against their change-log rows through the small per-entity indexes of migration 00015,
+// not the primary key of every record's row.
+func TestReferenceProbesUseTheirEntitysLogIndex(t *testing.T) {
+	f := newFixture(t)
+	// 20,000 lessons in the log, analyzed: its primary key is then the size of a
+	// school's year, not of a fixture, as the planner sees it.
+	if _, err := f.db.Exec(`INSERT INTO sync_log (entity, id, seq, scopes)
+		SELECT 'lesson', gen_random_uuid(), i, ARRAY['d:' || $1] FROM generate_series(1, 20000) i`, f.district); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.db.Exec(`ANALYZE sync_log`); err != nil {
+		t.Fatal(err)
+	}
+	// One connection: its pending statistics are flushed on request before being read.
+	f.db.SetMaxOpenConns(1)
+	indexes := []string{"sync_log_teacher_id", "sync_log_school_id"}
+	scans := func() map[string]int64 {
+		t.Helper()
+		if _, err := f.db.Exec(`SELECT pg_stat_force_next_flush()`); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := f.db.Query(`SELECT indexrelname, idx_scan FROM pg_stat_user_indexes WHERE indexrelname = ANY($1)`, pq.Array(indexes))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		n := map[string]int64{}
+		for rows.Next() {
+			var name string
+			var c int64
+			if err := rows.Scan(&name, &c); err != nil {
+				t.Fatal(err)
+			}
+			n[name] = c
+		}
+		return n
+	}
+	before := scans()
+	a := &jiaoliu.Actor{UserID: newID(), Role: jiaoliu.RoleDistrictAdmin, DistrictID: f.district}
+	ctx := jiaoliu.NewContextWithActor(context.Background(), a)
+	joins := []postgres.Join{
+		{Parent: -1, Column: "teacher_id", Entity: jiaoliu.TeacherEntity, Columns: []string{"name"}, New: func() any { return new(jiaoliu.Teacher) }},
+		{Parent: -1, Column: "receiving_school_id", Entity: jiaoliu.SchoolEntity, Columns: []string{"name"}, New: func() any { return new(jiaoliu.School) }},
+	}
+	page, joined, err := postgres.ListJoined[jiaoliu.Exchange](ctx, f.store, jiaoliu.ExchangeEntity, jiaoliu.ListQuery{First: 10}, joins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Items) != 1 || joined == nil || joined[0][page.Items[0].TeacherID] == nil || joined[1][page.Items[0].ReceivingSchoolID] == nil {
+		t.Fatalf("page %d exchanges, joined %v: want the exchange with its teacher and school", len(page.Items), joined)
+	}
+	after := scans()
+	for _, ix := range indexes {
+		if after[ix] <= before[ix] {
+			t.Errorf("%s scanned %d times before the page and %d after: the references were not probed through it", ix, before[ix], after[ix])
+		}
 	}
 }
