@@ -7,7 +7,7 @@ var (
 	ActivityQuery   = activityQuery
 	AbsenceRunQuery = absenceRunQuery
 	PairsFPQuery    = pairsFingerprintQuery
-	PairCountsQuery = pairCountsQuery
+	PairDatesQuery  = pairDatesQuery
 	BucketOf        = bucketOf
 )
 
@@ -50,3 +50,6 @@ func DashboardKept(s *Store, district string, y jiaoliu.AcademicYear, asOf jiaol
 	defer s.views.mu.Unlock()
 	return s.views.rules[key] != nil && s.views.progress[key+"@"+asOf.String()] != nil && s.views.pairs[key+"@"+asOf.String()] != nil
 }
+
+// PairInputLoads is how many times the pairs' activities were read so far.
+func PairInputLoads() int64 { return pairInputLoads.Load() }

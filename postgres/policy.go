@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lib/pq"
@@ -1196,14 +1197,29 @@ func (s *Store) districtPairs(ctx context.Context, dd *districtData, asOf jiaoli
 	if e != nil && e.fingerprint == fp {
 		return e.list, nil
 	}
-	var pairs []*jiaoliu.MentoringPair
-	if err := s.db.SelectContext(ctx, &pairs, `SELECT `+columns(jiaoliu.MentoringPairEntity)+` FROM mentoring_pairs t
+	// Another day of the same pairs: their activities are counted up to that day from
+	// the days read before.
+	s.views.mu.Lock()
+	in := s.views.pairInputs[dd.scopeKey()]
+	s.views.mu.Unlock()
+	if in == nil || in.fingerprint != fp {
+		var pairs []*jiaoliu.MentoringPair
+		if err := s.db.SelectContext(ctx, &pairs, `SELECT `+columns(jiaoliu.MentoringPairEntity)+` FROM mentoring_pairs t
 		WHERE t.academic_year = $2 AND NOT t.deleted AND $1::uuid IS NOT NULL AND (t.school_id IN `+schools+`
 			OR EXISTS (SELECT 1 FROM teachers tt WHERE tt.id IN (t.mentor_id, t.mentee_id) AND tt.school_id IN `+schools+`))
 		ORDER BY t.id`, args...); err != nil {
-		return nil, fmt.Errorf("load pairs: %w", err)
+			return nil, fmt.Errorf("load pairs: %w", err)
+		}
+		var err error
+		if in, err = s.loadPairInputs(ctx, pairs, dd.teacherByID, dd.byID); err != nil {
+			return nil, err
+		}
+		in.fingerprint = fp
+		s.views.mu.Lock()
+		putBounded(&s.views.pairInputs, dd.scopeKey(), in)
+		s.views.mu.Unlock()
 	}
-	list, err := s.pairProgress(ctx, pairs, asOf, map[string]*jiaoliu.Policy{policyKey(dd.scope.district.ID, dd.year): dd.policy}, dd.teacherByID, dd.byID)
+	list, err := in.progress(map[string]*jiaoliu.Policy{policyKey(dd.scope.district.ID, dd.year): dd.policy}, asOf)
 	if err != nil {
 		return nil, err
 	}
@@ -1213,21 +1229,34 @@ func (s *Store) districtPairs(ctx context.Context, dd *districtData, asOf jiaoli
 	return list, nil
 }
 
-// pairCountsQuery counts the live activities of each pair ($1) by kind, over the pair's
-// academic year up to a day ($2).
-const pairCountsQuery = `SELECT a.pair_id, a.kind, count(*) AS n FROM mentoring_activities a
+// pairDatesQuery reads the days of the live activities of each pair ($1) by kind, in
+// order, over the pair's academic year: what the pairs' progress counts on any day of
+// the year (the activities up to that day).
+const pairDatesQuery = `SELECT a.pair_id, a.kind, array_agg(a.date ORDER BY a.date) AS dates FROM mentoring_activities a
 	JOIN mentoring_pairs p ON p.id = a.pair_id
 	WHERE a.pair_id = ANY($1::uuid[]) AND NOT a.deleted
-		AND a.date >= make_date(substr(p.academic_year, 1, 4)::int, 9, 1)
-		AND a.date <= least(make_date(substr(p.academic_year, 6, 4)::int, 8, 31), $2::date)
+		AND a.date BETWEEN make_date(substr(p.academic_year, 1, 4)::int, 9, 1) AND make_date(substr(p.academic_year, 6, 4)::int, 8, 31)
 	GROUP BY a.pair_id, a.kind`
 
-// pairProgress counts the activities of pairs over their academic years up to asOf.
-func (s *Store) pairProgress(ctx context.Context, pairs []*jiaoliu.MentoringPair, asOf jiaoliu.Date, policies map[string]*jiaoliu.Policy,
-	teachers map[string]*jiaoliu.Teacher, known map[string]*jiaoliu.School) ([]*jiaoliu.PairProgress, error) {
-	if len(pairs) == 0 {
-		return nil, nil
-	}
+// pairInputs is what the progress of mentoring pairs is computed from on any day: the
+// pairs, the days of their activities, their teachers and the schools that decide
+// their policies. It is shared between calls once built and never modified.
+type pairInputs struct {
+	fingerprint string // of a district view's pairs (districtPairs); "" otherwise
+	pairs       []*jiaoliu.MentoringPair
+	days        map[string]map[jiaoliu.MentoringKind][]jiaoliu.Date // by pair and kind, in order
+	teachers    map[string]*jiaoliu.Teacher
+	schools     map[string]*jiaoliu.School
+}
+
+// pairInputLoads counts the calls of loadPairInputs (the tests see what a view reused).
+var pairInputLoads atomic.Int64
+
+// loadPairInputs reads the activities of pairs, and their teachers and schools not in
+// teachers and known.
+func (s *Store) loadPairInputs(ctx context.Context, pairs []*jiaoliu.MentoringPair, teachers map[string]*jiaoliu.Teacher,
+	known map[string]*jiaoliu.School) (*pairInputs, error) {
+	pairInputLoads.Add(1)
 	var ids, missing []string
 	for _, p := range pairs {
 		ids = append(ids, p.ID)
@@ -1243,46 +1272,51 @@ func (s *Store) pairProgress(ctx context.Context, pairs []*jiaoliu.MentoringPair
 			return nil, err
 		}
 	}
-	var counts []struct {
-		PairID string `db:"pair_id"`
-		Kind   string `db:"kind"`
-		N      int    `db:"n"`
+	in := &pairInputs{pairs: pairs, days: make(map[string]map[jiaoliu.MentoringKind][]jiaoliu.Date, len(pairs)), teachers: teachers,
+		schools: map[string]*jiaoliu.School{}}
+	dbRows, err := s.db.QueryContext(ctx, pairDatesQuery, pq.Array(ids))
+	if err != nil {
+		return nil, fmt.Errorf("read pair activities: %w", err)
 	}
-	if err := s.db.SelectContext(ctx, &counts, pairCountsQuery, pq.Array(ids), asOf); err != nil {
-		return nil, fmt.Errorf("count pair activities: %w", err)
-	}
-	byPair := map[string]map[jiaoliu.MentoringKind]int{}
-	for _, c := range counts {
-		if byPair[c.PairID] == nil {
-			byPair[c.PairID] = map[jiaoliu.MentoringKind]int{}
+	defer dbRows.Close()
+	for dbRows.Next() {
+		var pair, kind string
+		var days []jiaoliu.Date
+		if err := dbRows.Scan(&pair, &kind, pq.GenericArray{A: &days}); err != nil {
+			return nil, fmt.Errorf("read pair activities: %w", err)
 		}
-		byPair[c.PairID][jiaoliu.MentoringKind(c.Kind)] = c.N
+		if in.days[pair] == nil {
+			in.days[pair] = map[jiaoliu.MentoringKind][]jiaoliu.Date{}
+		}
+		in.days[pair][jiaoliu.MentoringKind(kind)] = days
 	}
-	schools := map[string]*jiaoliu.School{}
+	if err := dbRows.Err(); err != nil {
+		return nil, fmt.Errorf("read pair activities: %w", err)
+	}
 	var schoolIDs []string
 	for _, p := range pairs {
 		for _, sid := range pairSchools(p, teachers) {
 			if sc := known[sid]; sc != nil {
-				schools[sid] = sc
+				in.schools[sid] = sc
 			} else {
 				schoolIDs = append(schoolIDs, sid)
 			}
 		}
 	}
-	if err := s.loadSchools(ctx, dedupe(schoolIDs), schools); err != nil {
+	if err := s.loadSchools(ctx, dedupe(schoolIDs), in.schools); err != nil {
 		return nil, err
 	}
-	if policies == nil {
-		var err error
-		if policies, err = s.policiesFor(ctx, schools); err != nil {
-			return nil, err
-		}
-	}
-	out := make([]*jiaoliu.PairProgress, 0, len(pairs))
-	for _, p := range pairs {
+	return in, nil
+}
+
+// progress computes the progress of the pairs as of asOf under policies (by
+// policyKey): each pair's activities up to asOf, counted by kind.
+func (in *pairInputs) progress(policies map[string]*jiaoliu.Policy, asOf jiaoliu.Date) ([]*jiaoliu.PairProgress, error) {
+	out := make([]*jiaoliu.PairProgress, 0, len(in.pairs))
+	for _, p := range in.pairs {
 		var pol *jiaoliu.Policy
-		for _, sid := range pairSchools(p, teachers) {
-			if sc := schools[sid]; sc != nil {
+		for _, sid := range pairSchools(p, in.teachers) {
+			if sc := in.schools[sid]; sc != nil {
 				if pol = policies[policyKey(sc.DistrictID, jiaoliu.AcademicYear(p.AcademicYear))]; pol != nil {
 					break
 				}
@@ -1297,16 +1331,42 @@ func (s *Store) pairProgress(ctx context.Context, pairs []*jiaoliu.MentoringPair
 		if pol == nil {
 			return nil, jiaoliu.Errorf(jiaoliu.ENOTFOUND, "no policy applies to mentoring pair %s: create the district's policy for %s", p.ID, p.AcademicYear)
 		}
-		pp := jiaoliu.ComputePairProgress(pol.PolicyParams, p, byPair[p.ID], asOf)
-		if t := teachers[p.MentorID]; t != nil {
+		counts := make(map[jiaoliu.MentoringKind]int, len(in.days[p.ID]))
+		for kind, days := range in.days[p.ID] {
+			// The days are in order: those up to asOf are the first n.
+			if n := sort.Search(len(days), func(i int) bool { return days[i].After(asOf) }); n > 0 {
+				counts[kind] = n
+			}
+		}
+		pp := jiaoliu.ComputePairProgress(pol.PolicyParams, p, counts, asOf)
+		if t := in.teachers[p.MentorID]; t != nil {
 			pp.MentorName = t.Name
 		}
-		if t := teachers[p.MenteeID]; t != nil {
+		if t := in.teachers[p.MenteeID]; t != nil {
 			pp.MenteeName = t.Name
 		}
 		out = append(out, pp)
 	}
 	return out, nil
+}
+
+// pairProgress counts the activities of pairs over their academic years up to asOf;
+// nil policies: the policies of the pairs' schools.
+func (s *Store) pairProgress(ctx context.Context, pairs []*jiaoliu.MentoringPair, asOf jiaoliu.Date, policies map[string]*jiaoliu.Policy,
+	teachers map[string]*jiaoliu.Teacher, known map[string]*jiaoliu.School) ([]*jiaoliu.PairProgress, error) {
+	if len(pairs) == 0 {
+		return nil, nil
+	}
+	in, err := s.loadPairInputs(ctx, pairs, teachers, known)
+	if err != nil {
+		return nil, err
+	}
+	if policies == nil {
+		if policies, err = s.policiesFor(ctx, in.schools); err != nil {
+			return nil, err
+		}
+	}
+	return in.progress(policies, asOf)
 }
 
 func pairSchools(p *jiaoliu.MentoringPair, teachers map[string]*jiaoliu.Teacher) []string {

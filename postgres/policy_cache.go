@@ -41,6 +41,9 @@ type viewCache struct {
 	rules    map[string]*rulesEntry
 	progress map[string]*progressEntry
 	pairs    map[string]*pairsEntry
+	// pairInputs holds the pairs of a scope and year with their activities' days, for
+	// their progress on a day not asked before.
+	pairInputs map[string]*pairInputs
 	// exchanges holds the exchanges of a district view as last read, with the
 	// fingerprint of their rows (as Store.teachers holds the teachers).
 	exchanges map[string]*exchangeCache

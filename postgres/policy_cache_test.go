@@ -54,12 +54,20 @@ func TestDashboardCachesSeeEveryWrite(t *testing.T) {
 	if wd := asOf.Time().Weekday(); wd != 3 {
 		t.Fatalf("as of %v, a %v", asOf, wd)
 	}
+	other := 43 // the next day after asOf not yet asked
 	check := func(step string, wantChange bool, prev *views) *views {
 		t.Helper()
 		cached := readViews(t, w.store, w, asOf)
 		fresh := readViews(t, postgres.NewStore(w.store.DB(), hlc.NewClock("fresh"), nil), w, asOf)
 		if !reflect.DeepEqual(cached, fresh) {
 			t.Fatalf("%s: the views of the caching store differ from a new store's", step)
+		}
+		// A day the caching store has not been asked: what it keeps for every day (the
+		// days of the pairs' activities) follows the writes too.
+		day := weekdays[min(other, len(weekdays)-1)]
+		other++
+		if !reflect.DeepEqual(readViews(t, w.store, w, day), readViews(t, postgres.NewStore(w.store.DB(), hlc.NewClock("fresh"), nil), w, day)) {
+			t.Fatalf("%s: as of %v, a day not asked before, the views of the caching store differ from a new store's", step, day)
 		}
 		if prev != nil && reflect.DeepEqual(cached, prev) == wantChange {
 			t.Fatalf("%s: views changed %v, want %v", step, !wantChange, wantChange)
@@ -178,5 +186,49 @@ func TestDashboardCachesConcurrently(t *testing.T) {
 	fresh := readViews(t, postgres.NewStore(w.store.DB(), hlc.NewClock("fresh"), nil), w, asOf)
 	if !reflect.DeepEqual(cached, fresh) {
 		t.Fatal("after concurrent writes, the views of the caching store differ from a new store's")
+	}
+}
+
+// TestPairsOfAnotherDayAreCountedFromTheirDays: a school's dashboard as of a day not
+// asked before counts the mentoring pairs' activities from the days it read for an
+// earlier day, reading them again only after a write to the pairs.
+func TestPairsOfAnotherDayAreCountedFromTheirDays(t *testing.T) {
+	w := newPolicyWorld(t)
+	ctx := districtAdmin(w.district)
+	y := jiaoliu.AcademicYear("2026-2027")
+	doneOf := func(s *postgres.Store, day jiaoliu.Date) int {
+		t.Helper()
+		d, err := s.SchoolDashboard(ctx, w.weak, y, day)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range d.Pairs {
+			if p.PairID == w.pair {
+				return p.Done
+			}
+		}
+		t.Fatalf("as of %v: pair %s not on the dashboard", day, w.pair)
+		return 0
+	}
+	done := func(day jiaoliu.Date) int { return doneOf(w.store, day) }
+	loads := postgres.PairInputLoads()
+	early, late := done(weekdays[10]), done(weekdays[50])
+	if n := postgres.PairInputLoads() - loads; n != 1 {
+		t.Errorf("two days of pairs read their activities %d times, want once", n)
+	}
+	if early >= late {
+		t.Errorf("activities done by %v: %d, by %v: %d; want more later", weekdays[10], early, weekdays[50], late)
+	}
+	MustApply(t, sys(), w.store, upsert("mentoringActivity", newID(), map[string]any{"pairId": w.pair, "date": weekdays[30].String(), "kind": "CRITIQUE"}))
+	want20 := doneOf(postgres.NewStore(w.store.DB(), hlc.NewClock("fresh"), nil), weekdays[20])
+	loads = postgres.PairInputLoads()
+	if got := done(weekdays[51]); got != late+1 {
+		t.Errorf("after an activity: %d done by %v, want %d", got, weekdays[51], late+1)
+	}
+	if got := done(weekdays[20]); got != want20 {
+		t.Errorf("after an activity on %v: %d done by %v, want %d as a new store counts", weekdays[30], got, weekdays[20], want20)
+	}
+	if n := postgres.PairInputLoads() - loads; n != 1 {
+		t.Errorf("two days after a write read the activities %d times, want once", n)
 	}
 }
