@@ -189,5 +189,15 @@ func AcademicYearOf(d Date) AcademicYear {
 	if d.t.Month() < time.September {
 		y--
 	}
-	return AcademicYear(fmt.Sprintf("%d-%d", y, y+1))
+	return academicYearFrom(y)
+}
+
+// academicYearFrom returns the academic year starting in the year y ("2026-2027"),
+// without fmt: the progress rules name a year several times per exchange.
+func academicYearFrom(y int) AcademicYear {
+	var b [24]byte
+	out := strconv.AppendInt(b[:0], int64(y), 10)
+	out = append(out, '-')
+	out = strconv.AppendInt(out, int64(y+1), 10)
+	return AcademicYear(out)
 }

@@ -127,6 +127,12 @@ func TestDatesAndAcademicYears(t *testing.T) {
 	if got := jiaoliu.AcademicYearOf(jiaoliu.MustDate("2027-09-01")); got != "2027-2028" {
 		t.Fatalf("year of 2027-09-01 = %s", got)
 	}
+	if got := jiaoliu.AcademicYear("2026-2027").Next(); got != "2027-2028" {
+		t.Fatalf("the year after 2026-2027 = %s", got)
+	}
+	if got := jiaoliu.AcademicYear("1999-2000").Next(); got != "2000-2001" {
+		t.Fatalf("the year after 1999-2000 = %s", got)
+	}
 	for _, bad := range []string{"2026-2028", "2026/2027", "26-27", ""} {
 		if _, err := jiaoliu.ParseAcademicYear(bad); err == nil {
 			t.Errorf("ParseAcademicYear(%q) accepted", bad)

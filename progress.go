@@ -616,7 +616,7 @@ func (p PolicyParams) CheckLength(x *Exchange, pos Position, sending, receiving 
 
 // Next returns the academic year after y.
 func (y AcademicYear) Next() AcademicYear {
-	return AcademicYear(fmt.Sprintf("%d-%d", y.Start()+1, y.Start()+2))
+	return academicYearFrom(y.Start() + 1)
 }
 
 // ExchangeProgress is everything the rules say about one exchange as of a day.
