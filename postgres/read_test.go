@@ -81,6 +81,8 @@ func TestBroadListsAreTheJoinedLists(t *testing.T) {
 		{"district admin, lessons of the district", district, jiaoliu.LessonEntity, jiaoliu.Filter{DistrictID: f.district}, 18},
 		{"district admin, exchanges of the year", district, jiaoliu.ExchangeEntity, jiaoliu.Filter{Eq: map[string]any{"academicYear": "2026-2027"}}, 2},
 		{"district admin, teachers", district, jiaoliu.TeacherEntity, jiaoliu.Filter{}, 2},
+		{"district admin, teachers of a school", district, jiaoliu.TeacherEntity, jiaoliu.Filter{SchoolID: f.rural}, 2},
+		{"district admin, teachers of another district's school", district, jiaoliu.TeacherEntity, jiaoliu.Filter{SchoolID: s2}, 0},
 		{"auditor, lessons", auditor, jiaoliu.LessonEntity, jiaoliu.Filter{}, 18},
 		{"system, lessons", sys(), jiaoliu.LessonEntity, jiaoliu.Filter{}, 36},
 		{"system, exchanges", sys(), jiaoliu.ExchangeEntity, jiaoliu.Filter{}, 3},
