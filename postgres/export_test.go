@@ -8,7 +8,6 @@ var (
 	AbsenceRunQuery = absenceRunQuery
 	PairsFPQuery    = pairsFingerprintQuery
 	PairDatesQuery  = pairDatesQuery
-	BucketOf        = bucketOf
 )
 
 // SetProbeBroadLists switches the per-row scope lookup of broad lists and returns a

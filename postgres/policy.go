@@ -999,17 +999,6 @@ func (s *Store) progressOf(ctx context.Context, exchanges []*jiaoliu.Exchange, y
 	return out, nil
 }
 
-// bucketOf returns the stats bucket of a day, as stats_bucket in SQL: the Monday of its
-// week, or 1 September when that is later.
-func bucketOf(d jiaoliu.Date) jiaoliu.Date {
-	t := d.Time()
-	monday := d.AddDays(-((int(t.Weekday()) + 6) % 7))
-	if start := jiaoliu.AcademicYearOf(d).ReferenceDate(); monday.Before(start) {
-		return start
-	}
-	return monday
-}
-
 type activityRow struct {
 	ExchangeID    string `db:"exchange_id"`
 	Lessons       int    `db:"lessons"`
@@ -1028,73 +1017,35 @@ type activityRow struct {
 }
 
 // activityQuery counts the activity of exchanges ($1) over from ($2) .. to ($3) from the
-// weekly buckets; $4 is the first day of the bucket that holds to. For an exchange
-// whose buckets in the window are all folded (no delta rows), it reads two rows: the
-// cumulative counts of the last bucket before $4, and the bucket $4 itself. An
-// exchange with delta rows not yet folded (written in the last half minute) has its
-// buckets summed instead. The bucket $4 is recounted from the records, over $4 .. to,
-// when it holds days after to.
+// daily buckets (migrations 00004 and 00016). For an exchange whose buckets in the
+// window are all folded (no delta rows), it reads one row: the cumulative counts of the
+// last day up to to that has a bucket. An exchange with delta rows not yet folded
+// (written in the last half minute) has its days summed instead, and its weeks with
+// lessons counted from them.
 const activityQuery = `
 WITH dirty AS MATERIALIZED (
 	SELECT DISTINCT exchange_id FROM exchange_week_stats
 	WHERE delta AND exchange_id = ANY($1::uuid[]) AND week BETWEEN $2 AND $3
-), prev AS (
+), folded AS (
 	SELECT p.* FROM unnest($1::uuid[]) AS e(id)
 	CROSS JOIN LATERAL (
 		SELECT exchange_id, c_lessons AS lessons, c_demonstration AS demonstration, c_guidance AS guidance, c_delivered AS delivered, c_research AS research, c_surveys AS surveys, c_observations AS observations, c_critiques AS critiques, c_present AS present, c_leave AS leave, c_sick AS sick, c_absent AS absent, c_weeks AS weeks
 		FROM exchange_week_stats
-		WHERE exchange_id = e.id AND NOT delta AND week >= $2 AND week < $4
+		WHERE exchange_id = e.id AND NOT delta AND week >= $2 AND week <= $3
 		ORDER BY week DESC LIMIT 1) p
 	WHERE e.id NOT IN (SELECT exchange_id FROM dirty)
-), cur AS (
-	SELECT exchange_id, lessons, demonstration, guidance, delivered, research, surveys, observations, critiques, present, leave, sick, absent, max_date
-	FROM exchange_week_stats
-	WHERE exchange_id = ANY($1::uuid[]) AND NOT delta AND week = $4 AND exchange_id NOT IN (SELECT exchange_id FROM dirty)
-), dw AS (
-	SELECT s.exchange_id, s.week, sum(s.lessons) AS lessons, sum(s.demonstration) AS demonstration, sum(s.guidance) AS guidance, sum(s.delivered) AS delivered, sum(s.research) AS research, sum(s.surveys) AS surveys, sum(s.observations) AS observations, sum(s.critiques) AS critiques, sum(s.present) AS present, sum(s.leave) AS leave, sum(s.sick) AS sick, sum(s.absent) AS absent, max(s.max_date) AS max_date
+), days AS (
+	SELECT s.exchange_id, s.week, sum(s.lessons) AS lessons, sum(s.demonstration) AS demonstration, sum(s.guidance) AS guidance, sum(s.delivered) AS delivered, sum(s.research) AS research, sum(s.surveys) AS surveys, sum(s.observations) AS observations, sum(s.critiques) AS critiques, sum(s.present) AS present, sum(s.leave) AS leave, sum(s.sick) AS sick, sum(s.absent) AS absent
 	FROM exchange_week_stats s JOIN dirty d ON d.exchange_id = s.exchange_id
 	WHERE s.week BETWEEN $2 AND $3
 	GROUP BY s.exchange_id, s.week
-), partial AS MATERIALIZED (
-	SELECT exchange_id FROM cur WHERE max_date > $3
-	UNION
-	SELECT exchange_id FROM dw WHERE week = $4 AND max_date > $3
-), raw AS (
-	SELECT exchange_id, count(*) AS lessons, count(*) FILTER (WHERE kind = 'DEMONSTRATION') AS demonstration,
-		count(*) FILTER (WHERE kind = 'GUIDANCE') AS guidance, count(*) FILTER (WHERE kind = 'DELIVERED') AS delivered,
-		0 AS research, 0 AS surveys, 0 AS observations, 0 AS critiques, 0 AS present, 0 AS leave, 0 AS sick, 0 AS absent
-	FROM lessons WHERE date BETWEEN $4 AND $3 AND exchange_id = ANY($1::uuid[]) AND NOT deleted AND EXISTS (SELECT 1 FROM partial)
-	GROUP BY exchange_id
-	UNION ALL
-	SELECT exchange_id, 0, 0, 0, 0, 0, 0, 0, 0, count(*) FILTER (WHERE status = 'PRESENT'), count(*) FILTER (WHERE status = 'LEAVE'),
-		count(*) FILTER (WHERE status = 'SICK'), count(*) FILTER (WHERE status = 'ABSENT')
-	FROM attendance WHERE date BETWEEN $4 AND $3 AND exchange_id = ANY($1::uuid[]) AND NOT deleted AND EXISTS (SELECT 1 FROM partial)
-	GROUP BY exchange_id
-	UNION ALL
-	SELECT exchange_id, 0, 0, 0, 0, count(*), count(*) FILTER (WHERE kind = 'SURVEY'), 0, 0, 0, 0, 0, 0
-	FROM research_activities WHERE date BETWEEN $4 AND $3 AND exchange_id = ANY($1::uuid[]) AND NOT deleted AND EXISTS (SELECT 1 FROM partial)
-	GROUP BY exchange_id
-	UNION ALL
-	SELECT o.exchange_id, 0, 0, 0, 0, 0, 0, count(*), count(*) FILTER (WHERE o.critique), 0, 0, 0, 0
-	FROM observations o JOIN exchanges x ON x.id = o.exchange_id AND x.teacher_id = o.observer_id
-	WHERE o.date BETWEEN $4 AND $3 AND o.exchange_id = ANY($1::uuid[]) AND NOT o.deleted AND EXISTS (SELECT 1 FROM partial)
-	GROUP BY o.exchange_id
-), parts AS (
-	SELECT exchange_id, lessons, demonstration, guidance, delivered, research, surveys, observations, critiques, present, leave, sick, absent, weeks FROM prev
-	UNION ALL
-	SELECT exchange_id, lessons, demonstration, guidance, delivered, research, surveys, observations, critiques, present, leave, sick, absent, (lessons > 0)::int FROM cur WHERE exchange_id NOT IN (SELECT exchange_id FROM partial)
-	UNION ALL
-	SELECT exchange_id, lessons, demonstration, guidance, delivered, research, surveys, observations, critiques, present, leave, sick, absent, (lessons > 0)::int FROM dw
-	WHERE NOT (week = $4 AND exchange_id IN (SELECT exchange_id FROM partial))
-	UNION ALL
-	SELECT r.exchange_id, sum(lessons), sum(demonstration), sum(guidance), sum(delivered), sum(research), sum(surveys), sum(observations), sum(critiques), sum(present), sum(leave), sum(sick), sum(absent), (sum(lessons) > 0)::int
-	FROM raw r WHERE r.exchange_id IN (SELECT exchange_id FROM partial) GROUP BY r.exchange_id
 )
-SELECT exchange_id, sum(lessons) AS lessons, sum(demonstration) AS demonstration, sum(guidance) AS guidance,
-	sum(delivered) AS delivered, sum(weeks) AS weeks, sum(research) AS research,
-	sum(surveys) AS surveys, sum(observations) AS observations, sum(critiques) AS critiques, sum(present) AS present,
-	sum(leave) AS leave, sum(sick) AS sick, sum(absent) AS absent
-FROM parts GROUP BY exchange_id`
+SELECT exchange_id, lessons, demonstration, guidance, delivered, weeks, research, surveys, observations, critiques, present, leave, sick, absent
+FROM folded
+UNION ALL
+SELECT exchange_id, sum(lessons), sum(demonstration), sum(guidance), sum(delivered), count(DISTINCT stats_week(week)) FILTER (WHERE lessons > 0),
+	sum(research), sum(surveys), sum(observations), sum(critiques), sum(present), sum(leave), sum(sick), sum(absent)
+FROM days GROUP BY exchange_id`
 
 // activity counts what was logged for each exchange over from..to, with its longest run
 // of ABSENT records up to to (read from the ABSENT records only).
@@ -1115,7 +1066,8 @@ func (s *Store) activity(ctx context.Context, ids []string, from, to jiaoliu.Dat
 			if to.Before(from) {
 				return nil
 			}
-			// A district's weeks are grouped in memory, not on disk.
+			// The days of a district's exchanges written since the last fold are grouped
+			// in memory, not on disk.
 			tx, err := s.db.BeginTxx(ctx, &sql.TxOptions{ReadOnly: true})
 			if err != nil {
 				return err
@@ -1124,7 +1076,7 @@ func (s *Store) activity(ctx context.Context, ids []string, from, to jiaoliu.Dat
 			if _, err := tx.ExecContext(ctx, `SET LOCAL work_mem = '64MB'`); err != nil {
 				return err
 			}
-			return tx.SelectContext(ctx, &rows, activityQuery, pq.Array(ids), from, to, bucketOf(to))
+			return tx.SelectContext(ctx, &rows, activityQuery, pq.Array(ids), from, to)
 		}),
 		s.step(ctx, "absence runs", func(ctx context.Context) error {
 			return s.db.SelectContext(ctx, &runs, absenceRunQuery, pq.Array(ids), to)

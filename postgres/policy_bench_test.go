@@ -449,8 +449,8 @@ func BenchmarkExplain(b *testing.B) {
 		sql  string
 		args []any
 	}{
-		{"activity", postgres.ActivityQuery, []any{pq.Array(ids), from, to, postgres.BucketOf(to)}},
-		{"activity-end", postgres.ActivityQuery, []any{pq.Array(ids), from, end, postgres.BucketOf(end)}},
+		{"activity", postgres.ActivityQuery, []any{pq.Array(ids), from, to}},
+		{"activity-end", postgres.ActivityQuery, []any{pq.Array(ids), from, end}},
 		{"absence", postgres.AbsenceRunQuery, []any{pq.Array(ids), to}},
 		{"teachers", `SELECT t.id, t.name, t.gender, t.birth_date, t.employed, t.position, t.title, t.backbone_level,
 			t.school_id, t.joined_school_on, t.leadership_since FROM teachers t JOIN schools s ON s.id = t.school_id
