@@ -44,6 +44,9 @@ type viewCache struct {
 	// pairInputs holds the pairs of a scope and year with their activities' days, for
 	// their progress on a day not asked before.
 	pairInputs map[string]*pairInputs
+	// grades holds the evaluations read for the progress of a scope's exchanges, for
+	// their progress as of a day not asked before.
+	grades map[string]*gradesEntry
 	// exchanges holds the exchanges of a district view as last read, with the
 	// fingerprint of their rows (as Store.teachers holds the teachers).
 	exchanges map[string]*exchangeCache
@@ -305,6 +308,16 @@ SELECT (SELECT count(*) || '/' || coalesce(sum(uuid_hash_extended(id, version)),
 	|| ':' || (SELECT count(*) || '/' || coalesce(sum(uuid_hash_extended(tt.id, tt.version) # uuid_hash_extended(sc.id, sc.version)), 0)
 		FROM teachers tt JOIN schools sc ON sc.id = tt.school_id
 		WHERE tt.id IN (SELECT mentor_id FROM p UNION SELECT mentee_id FROM p))`
+
+// gradesEntry is what the progress rules read of the evaluations of a list of
+// exchanges (see progressOf): their evaluations, their teachers' finalized UNQUALIFIED
+// grades and those grades' exchanges, as of a fingerprint of them and of the list.
+type gradesEntry struct {
+	fingerprint string
+	evals       []*jiaoliu.Evaluation
+	unqualified []*jiaoliu.Evaluation
+	history     map[string]*jiaoliu.Exchange
+}
 
 type pairsEntry struct {
 	fingerprint string
