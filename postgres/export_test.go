@@ -4,10 +4,10 @@ import "github.com/jiaoliu/jiaoliu"
 
 // Queries of the policy views, for the benchmarks' EXPLAIN.
 var (
-	ActivityQuery   = activityQuery
-	AbsenceRunQuery = absenceRunQuery
-	PairsFPQuery    = pairsFingerprintQuery
-	PairDatesQuery  = pairDatesQuery
+	ActivityQuery      = activityQuery
+	AbsentRecordsQuery = absentRecordsQuery
+	PairsFPQuery       = pairsFingerprintQuery
+	PairDatesQuery     = pairDatesQuery
 )
 
 // SetProbeBroadLists switches the per-row scope lookup of broad lists and returns a

@@ -863,7 +863,7 @@ func (s *Store) progressOf(ctx context.Context, exchanges []*jiaoliu.Exchange, y
 				for i, x := range xs {
 					wids[i] = x.ID
 				}
-				acts, err = s.activity(ctx, wids, w.from, w.to)
+				acts, _, err = s.activity(ctx, wids, w.from, w.to, nil)
 			}
 			if err != nil {
 				return err
@@ -1068,19 +1068,21 @@ SELECT exchange_id, sum(lessons), sum(demonstration), sum(guidance), sum(deliver
 FROM days GROUP BY exchange_id`
 
 // activity counts what was logged for each exchange over from..to, with its longest run
-// of ABSENT records up to to (read from the ABSENT records only).
-func (s *Store) activity(ctx context.Context, ids []string, from, to jiaoliu.Date) (map[string]*jiaoliu.ExchangeActivity, error) {
+// of ABSENT records up to to. The runs are computed from each exchange's ABSENT records
+// (absentRecords), taken from absent when it holds the exchange and read otherwise; the
+// records read are returned with the counts.
+func (s *Store) activity(ctx context.Context, ids []string, from, to jiaoliu.Date, absent map[string][]absentRecord) (
+	map[string]*jiaoliu.ExchangeActivity, map[string][]absentRecord, error) {
 	out := make(map[string]*jiaoliu.ExchangeActivity, len(ids))
+	var need []string
 	for _, id := range ids {
 		out[id] = &jiaoliu.ExchangeActivity{ExchangeID: id, From: from, To: to}
+		if _, ok := absent[id]; !ok {
+			need = append(need, id)
+		}
 	}
 	var rows []activityRow
-	var runs []struct {
-		ExchangeID string       `db:"exchange_id"`
-		Length     int          `db:"length"`
-		From       jiaoliu.Date `db:"run_from"`
-		To         jiaoliu.Date `db:"run_to"`
-	}
+	var read map[string][]absentRecord
 	err := parallel(ctx,
 		s.step(ctx, "activity", func(ctx context.Context) error {
 			if to.Before(from) {
@@ -1099,11 +1101,13 @@ func (s *Store) activity(ctx context.Context, ids []string, from, to jiaoliu.Dat
 			return tx.SelectContext(ctx, &rows, activityQuery, pq.Array(ids), from, to)
 		}),
 		s.step(ctx, "absence runs", func(ctx context.Context) error {
-			return s.db.SelectContext(ctx, &runs, absenceRunQuery, pq.Array(ids), to)
+			var err error
+			read, err = s.absentRecords(ctx, need)
+			return err
 		}),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("count activity: %w", err)
+		return nil, nil, fmt.Errorf("count activity: %w", err)
 	}
 	for _, r := range rows {
 		a := out[r.ExchangeID]
@@ -1114,37 +1118,87 @@ func (s *Store) activity(ctx context.Context, ids []string, from, to jiaoliu.Dat
 		a.ResearchActivities, a.Surveys, a.Observations, a.Critiques = r.Research, r.Surveys, r.Observations, r.Critiques
 		a.Present, a.Leave, a.Sick, a.Absent = r.Present, r.Leave, r.Sick, r.Absent
 	}
-	for _, r := range runs {
-		if a := out[r.ExchangeID]; a != nil {
-			a.LongestAbsentRun = jiaoliu.AbsenceRun{Length: r.Length, From: r.From, To: r.To}
+	for id, a := range out {
+		recs, ok := absent[id]
+		if !ok {
+			recs = read[id]
 		}
+		a.LongestAbsentRun = longestRun(recs, to)
+	}
+	return out, read, nil
+}
+
+// An absentRecord is the day of one of an exchange's ABSENT attendance records, and
+// whether a record of another status lies between it and the exchange's next ABSENT
+// record (or none follows): whether the run it is in ends with it.
+type absentRecord struct {
+	date   jiaoliu.Date
+	breaks bool
+}
+
+// absentRecordsQuery reads the ABSENT records of exchanges ($1) in order, with whether
+// each ends its run (see absentRecord), over all their days: a run up to any day is the
+// records up to that day (longestRun).
+const absentRecordsQuery = `
+SELECT exchange_id, date,
+	next IS NULL OR EXISTS (SELECT 1 FROM attendance o WHERE o.exchange_id = a.exchange_id
+		AND o.date > a.date AND o.date < a.next AND o.status <> 'ABSENT' AND NOT o.deleted) AS breaks
+FROM (SELECT exchange_id, date, lead(date) OVER (PARTITION BY exchange_id ORDER BY date) AS next
+	FROM attendance WHERE exchange_id = ANY($1::uuid[]) AND status = 'ABSENT' AND NOT deleted) a
+ORDER BY exchange_id, date`
+
+// absentRecords reads the ABSENT records of the exchanges ids, by exchange (an exchange
+// without any has an empty list).
+func (s *Store) absentRecords(ctx context.Context, ids []string) (map[string][]absentRecord, error) {
+	out := make(map[string][]absentRecord, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	for _, id := range ids {
+		out[id] = nil
+	}
+	rows, err := s.db.QueryContext(ctx, absentRecordsQuery, pq.Array(ids))
+	if err != nil {
+		return nil, fmt.Errorf("read absences: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var r absentRecord
+		if err := rows.Scan(&id, &r.date, &r.breaks); err != nil {
+			return nil, fmt.Errorf("read absences: %w", err)
+		}
+		out[id] = append(out[id], r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read absences: %w", err)
 	}
 	return out, nil
 }
 
-// absenceRunQuery finds each exchange's longest run of ABSENT attendance records in a
-// row up to a day ($2), as jiaoliu.LongestAbsentRun does, reading only the ABSENT
-// records: two consecutive ABSENT records are in one run unless a record of another
-// status lies between them (days without a record neither count nor break a run).
-const absenceRunQuery = `
-WITH a AS (
-	SELECT exchange_id, date, lead(date) OVER (PARTITION BY exchange_id ORDER BY date) AS next
-	FROM attendance WHERE exchange_id = ANY($1::uuid[]) AND status = 'ABSENT' AND NOT deleted AND date <= $2
-), b AS (
-	SELECT exchange_id, date,
-		CASE WHEN next IS NULL OR EXISTS (SELECT 1 FROM attendance o WHERE o.exchange_id = a.exchange_id
-			AND o.date > a.date AND o.date < a.next AND o.status <> 'ABSENT' AND NOT o.deleted) THEN 1 ELSE 0 END AS breaks
-	FROM a
-), c AS (
-	SELECT exchange_id, date,
-		coalesce(sum(breaks) OVER (PARTITION BY exchange_id ORDER BY date ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS run
-	FROM b
-), r AS (
-	SELECT exchange_id, count(*) AS length, min(date) AS run_from, max(date) AS run_to
-	FROM c GROUP BY exchange_id, run
-)
-SELECT DISTINCT ON (exchange_id) exchange_id, length, run_from, run_to
-FROM r ORDER BY exchange_id, length DESC, run_from`
+// longestRun returns the longest run of ABSENT records up to to among recs (in order),
+// the earliest of the longest, as jiaoliu.LongestAbsentRun: the records up to to are a
+// run each time one ends (breaks) and at the last of them.
+func longestRun(recs []absentRecord, to jiaoliu.Date) jiaoliu.AbsenceRun {
+	var best, cur jiaoliu.AbsenceRun
+	for _, r := range recs {
+		if r.date.After(to) {
+			break
+		}
+		if cur.Length == 0 {
+			cur.From = r.date
+		}
+		cur.Length++
+		cur.To = r.date
+		if cur.Length > best.Length {
+			best = cur
+		}
+		if r.breaks {
+			cur = jiaoliu.AbsenceRun{}
+		}
+	}
+	return best
+}
 
 // districtPairs reads the mentoring pairs of the year whose school, mentor or mentee
 // is in scope, with their activity counts.

@@ -451,7 +451,7 @@ func BenchmarkExplain(b *testing.B) {
 	}{
 		{"activity", postgres.ActivityQuery, []any{pq.Array(ids), from, to}},
 		{"activity-end", postgres.ActivityQuery, []any{pq.Array(ids), from, end}},
-		{"absence", postgres.AbsenceRunQuery, []any{pq.Array(ids), to}},
+		{"absence", postgres.AbsentRecordsQuery, []any{pq.Array(ids)}},
 		{"teachers", `SELECT t.id, t.name, t.gender, t.birth_date, t.employed, t.position, t.title, t.backbone_level,
 			t.school_id, t.joined_school_on, t.leadership_since FROM teachers t JOIN schools s ON s.id = t.school_id
 			WHERE s.district_id = $1 AND NOT t.deleted AND NOT s.deleted ORDER BY t.school_id, t.name, t.id`, []any{w.district}},

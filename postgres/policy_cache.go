@@ -47,6 +47,9 @@ type viewCache struct {
 	// grades holds the evaluations read for the progress of a scope's exchanges, for
 	// their progress as of a day not asked before.
 	grades map[string]*gradesEntry
+	// absences holds the exchanges' ABSENT records, for their longest runs up to any
+	// day.
+	absences *absenceEntry
 	// exchanges holds the exchanges of a district view as last read, with the
 	// fingerprint of their rows (as Store.teachers holds the teachers).
 	exchanges map[string]*exchangeCache
@@ -98,11 +101,16 @@ SELECT (SELECT max(generation) FROM exchange_stats_log) AS generation,
 func (s *Store) cachedActivity(ctx context.Context, exchanges []*jiaoliu.Exchange, from, to jiaoliu.Date) (map[string]*jiaoliu.ExchangeActivity, error) {
 	w := activityWindow{from, to}
 	s.views.mu.Lock()
-	entry := s.views.activity[w]
+	entry, abs := s.views.activity[w], s.views.absences
 	s.views.mu.Unlock()
+	// The log is read from the older of the two entries: what changed since is stale
+	// for both (for the newer one, possibly more than changed since it).
 	since := int64(-1)
 	if entry != nil {
 		since = entry.generation
+	}
+	if abs != nil && (entry == nil || abs.generation < since) {
+		since = abs.generation
 	}
 	ids := make([]string, len(exchanges))
 	for i, x := range exchanges {
@@ -121,6 +129,7 @@ func (s *Store) cachedActivity(ctx context.Context, exchanges []*jiaoliu.Exchang
 	// Without an entry, or when the log no longer reaches back to it, everything is
 	// recounted.
 	valid := entry != nil && !st.AllTouched && st.Oldest <= entry.generation+1 && entry.generation <= st.Generation
+	absValid := abs != nil && !st.AllTouched && st.Oldest <= abs.generation+1 && abs.generation <= st.Generation
 	stale := make(map[string]bool, len(st.Touched)+len(st.Dirty))
 	for _, id := range st.Touched {
 		stale[id] = true
@@ -139,19 +148,32 @@ func (s *Store) cachedActivity(ctx context.Context, exchanges []*jiaoliu.Exchang
 		}
 		recount = append(recount, x.ID)
 	}
+	var read map[string][]absentRecord
 	if len(recount) > 0 {
-		fresh, err := s.activity(ctx, recount, from, to)
+		// The absences of an exchange do not depend on the window: they are kept
+		// across windows and days, as long as the exchange's counters did not change.
+		absent := map[string][]absentRecord{}
+		if absValid {
+			for _, id := range recount {
+				if recs, ok := abs.byID[id]; ok && !stale[id] {
+					absent[id] = recs
+				}
+			}
+		}
+		fresh, r, err := s.activity(ctx, recount, from, to, absent)
 		if err != nil {
 			return nil, err
 		}
 		for id, a := range fresh {
 			out[id] = a
 		}
+		read = r
 	}
 	// The new entry: the old one without what the log or the delta rows say changed
 	// (for every exchange, not only these), with what was just counted.
 	s.views.mu.Lock()
 	defer s.views.mu.Unlock()
+	s.keepAbsences(st.Generation, since, absValid, stale, read)
 	cur := s.views.activity[w]
 	if cur != nil && cur.generation > st.Generation {
 		return out, nil // a newer entry is in place
@@ -174,6 +196,38 @@ func (s *Store) cachedActivity(ctx context.Context, exchanges []*jiaoliu.Exchang
 	}
 	putBounded(&s.views.activity, w, next)
 	return out, nil
+}
+
+// absenceEntry holds the ABSENT records of exchanges (absentRecords), valid as of a
+// generation of exchange_stats_log.
+type absenceEntry struct {
+	generation int64
+	byID       map[string][]absentRecord
+}
+
+// keepAbsences replaces the kept absences with those valid as of generation: the kept
+// ones (when valid, read from the log since since) without the stale, and read. The
+// caller holds s.views.mu.
+func (s *Store) keepAbsences(generation, since int64, valid bool, stale map[string]bool, read map[string][]absentRecord) {
+	cur := s.views.absences
+	if cur != nil && cur.generation > generation {
+		return // a newer entry is in place
+	}
+	if cur != nil && cur.generation == generation && len(read) == 0 && len(stale) == 0 {
+		return // nothing changed
+	}
+	next := &absenceEntry{generation: generation, byID: make(map[string][]absentRecord, len(read))}
+	if valid && cur != nil && cur.generation >= since {
+		for id, recs := range cur.byID {
+			if !stale[id] {
+				next.byID[id] = recs
+			}
+		}
+	}
+	for id, recs := range read {
+		next.byID[id] = recs
+	}
+	s.views.absences = next
 }
 
 // fingerprintHash hashes ids and versions (and other strings) in order.
