@@ -82,14 +82,22 @@ func LongestAbsentRun(records []*Attendance) AbsenceRun {
 			cur = AbsenceRun{}
 			continue
 		}
-		if cur.Length == 0 {
-			cur.From = r.Date
-		}
-		cur.Length++
-		cur.To = r.Date
-		if cur.Length > best.Length {
-			best = cur
-		}
+		best = cur.Extend(r.Date, best)
+	}
+	return best
+}
+
+// Extend adds an ABSENT record of day d to the run (records taken in order of date) and
+// returns the longer of the run and best, best when as long: the earliest of the
+// longest runs.
+func (r *AbsenceRun) Extend(d Date, best AbsenceRun) AbsenceRun {
+	if r.Length == 0 {
+		r.From = d
+	}
+	r.Length++
+	r.To = d
+	if r.Length > best.Length {
+		return *r
 	}
 	return best
 }

@@ -1185,14 +1185,7 @@ func longestRun(recs []absentRecord, to jiaoliu.Date) jiaoliu.AbsenceRun {
 		if r.date.After(to) {
 			break
 		}
-		if cur.Length == 0 {
-			cur.From = r.date
-		}
-		cur.Length++
-		cur.To = r.date
-		if cur.Length > best.Length {
-			best = cur
-		}
+		best = cur.Extend(r.date, best)
 		if r.breaks {
 			cur = jiaoliu.AbsenceRun{}
 		}
