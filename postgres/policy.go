@@ -805,9 +805,14 @@ func (s *Store) progressOf(ctx context.Context, exchanges []*jiaoliu.Exchange, y
 	var evals []*jiaoliu.Evaluation
 	var unqualified []*jiaoliu.Evaluation
 	history := map[string]*jiaoliu.Exchange{}
-	// grades reads the evaluations of the exchanges xids and the UNQUALIFIED grades of
-	// the teachers tids.
-	grades := func(xids, tids []string) []func(context.Context) error {
+	// grades reads the evaluations of the exchanges xs and the UNQUALIFIED grades of
+	// their teachers.
+	grades := func(xs []*jiaoliu.Exchange) []func(context.Context) error {
+		xids, tids := make([]string, len(xs)), make([]string, len(xs))
+		for i, x := range xs {
+			xids[i], tids[i] = x.ID, x.TeacherID
+		}
+		tids = dedupe(tids)
 		return []func(context.Context) error{
 			s.step(ctx, "evaluations", func(ctx context.Context) error {
 				if err := s.db.SelectContext(ctx, &evals, `SELECT `+columns(jiaoliu.EvaluationEntity)+` FROM evaluations t
@@ -843,7 +848,7 @@ func (s *Store) progressOf(ctx context.Context, exchanges []*jiaoliu.Exchange, y
 	var fns []func(context.Context) error
 	var gradesFP string
 	if cacheKey == "" {
-		fns = append(fns, grades(ids, teacherIDs)...)
+		fns = append(fns, grades(exchanges)...)
 	} else {
 		fns = append(fns, s.step(ctx, "progress fingerprint", func(ctx context.Context) error {
 			if err := s.db.GetContext(ctx, &gradesFP, progressFingerprintQuery, pq.Array(ids), pq.Array(teacherIDs)); err != nil {
@@ -937,28 +942,20 @@ func (s *Store) progressOf(ctx context.Context, exchanges []*jiaoliu.Exchange, y
 		// The grades do not depend on the day: those of every exchange of the list are
 		// kept while their fingerprint (and the list) is the same, for the progress of
 		// the list as of another day.
-		gkey := newFingerprint().str(gradesFP)
-		for _, x := range exchanges {
-			gkey.add(x.ID, 0).str(x.TeacherID)
-		}
-		gfp := gkey.sum()
-		s.views.mu.Lock()
-		g := s.views.grades[cacheKey]
-		s.views.mu.Unlock()
-		switch {
-		case len(compute) == 0:
-		case g != nil && g.fingerprint == gfp:
-			evals, unqualified, history = g.evals, g.unqualified, g.history
-		default:
-			var xids, tids []string
-			for _, x := range compute {
-				xids = append(xids, x.ID)
-				tids = append(tids, x.TeacherID)
+		if len(compute) > 0 {
+			gkey := newFingerprint().str(gradesFP)
+			for _, x := range exchanges {
+				gkey.add(x.ID, 0).str(x.TeacherID)
 			}
-			if err := parallel(ctx, grades(xids, dedupe(tids))...); err != nil {
+			gfp := gkey.sum()
+			s.views.mu.Lock()
+			g := s.views.grades[cacheKey]
+			s.views.mu.Unlock()
+			if g != nil && g.fingerprint == gfp {
+				evals, unqualified, history = g.evals, g.unqualified, g.history
+			} else if err := parallel(ctx, grades(compute)...); err != nil {
 				return nil, err
-			}
-			if len(compute) == len(exchanges) {
+			} else if len(compute) == len(exchanges) {
 				s.views.mu.Lock()
 				putBounded(&s.views.grades, cacheKey, &gradesEntry{fingerprint: gfp, evals: evals, unqualified: unqualified, history: history})
 				s.views.mu.Unlock()
@@ -1369,25 +1366,6 @@ func (in *pairInputs) progress(policies map[string]*jiaoliu.Policy, asOf jiaoliu
 	return out, nil
 }
 
-// pairProgress counts the activities of pairs over their academic years up to asOf;
-// nil policies: the policies of the pairs' schools.
-func (s *Store) pairProgress(ctx context.Context, pairs []*jiaoliu.MentoringPair, asOf jiaoliu.Date, policies map[string]*jiaoliu.Policy,
-	teachers map[string]*jiaoliu.Teacher, known map[string]*jiaoliu.School) ([]*jiaoliu.PairProgress, error) {
-	if len(pairs) == 0 {
-		return nil, nil
-	}
-	in, err := s.loadPairInputs(ctx, pairs, teachers, known)
-	if err != nil {
-		return nil, err
-	}
-	if policies == nil {
-		if policies, err = s.policiesFor(ctx, in.schools); err != nil {
-			return nil, err
-		}
-	}
-	return in.progress(policies, asOf)
-}
-
 func pairSchools(p *jiaoliu.MentoringPair, teachers map[string]*jiaoliu.Teacher) []string {
 	var out []string
 	if p.SchoolID != nil {
@@ -1422,9 +1400,19 @@ func (s *Store) PairProgress(ctx context.Context, ids []string, asOf jiaoliu.Dat
 		}
 	}
 	sort.Slice(pairs, func(i, j int) bool { return pairs[i].ID < pairs[j].ID })
-	list, err := s.pairProgress(ctx, pairs, asOf, nil, map[string]*jiaoliu.Teacher{}, nil)
-	if err != nil {
-		return nil, fmt.Errorf("pair progress: %w", err)
+	var list []*jiaoliu.PairProgress
+	if len(pairs) > 0 {
+		in, err := s.loadPairInputs(ctx, pairs, map[string]*jiaoliu.Teacher{}, nil)
+		if err != nil {
+			return nil, fmt.Errorf("pair progress: %w", err)
+		}
+		policies, err := s.policiesFor(ctx, in.schools)
+		if err != nil {
+			return nil, fmt.Errorf("pair progress: %w", err)
+		}
+		if list, err = in.progress(policies, asOf); err != nil {
+			return nil, fmt.Errorf("pair progress: %w", err)
+		}
 	}
 	out := make(map[string]*jiaoliu.PairProgress, len(list))
 	for _, p := range list {

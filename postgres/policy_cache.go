@@ -185,17 +185,22 @@ func (s *Store) cachedActivity(ctx context.Context, exchanges []*jiaoliu.Exchang
 	// The entries kept are those of an entry at least as recent as the one the log was
 	// read from: what changed after it is in stale.
 	if valid && cur != nil && cur.generation >= since {
-		for id, c := range cur.byID {
-			if !stale[id] {
-				next.byID[id] = c
-			}
-		}
+		keepFresh(next.byID, cur.byID, stale)
 	}
 	for _, x := range exchanges {
 		next.byID[x.ID] = cachedActivity{version: x.Version, a: out[x.ID]}
 	}
 	putBounded(&s.views.activity, w, next)
 	return out, nil
+}
+
+// keepFresh copies into next the entries of kept whose exchange is not stale.
+func keepFresh[V any](next, kept map[string]V, stale map[string]bool) {
+	for id, v := range kept {
+		if !stale[id] {
+			next[id] = v
+		}
+	}
 }
 
 // absenceEntry holds the ABSENT records of exchanges (absentRecords), valid as of a
@@ -218,11 +223,7 @@ func (s *Store) keepAbsences(generation, since int64, valid bool, stale map[stri
 	}
 	next := &absenceEntry{generation: generation, byID: make(map[string][]absentRecord, len(read))}
 	if valid && cur != nil && cur.generation >= since {
-		for id, recs := range cur.byID {
-			if !stale[id] {
-				next.byID[id] = recs
-			}
-		}
+		keepFresh(next.byID, cur.byID, stale)
 	}
 	for id, recs := range read {
 		next.byID[id] = recs
