@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -52,7 +53,15 @@ func (d Date) String() string {
 	if d.IsZero() {
 		return ""
 	}
-	return d.t.Format(time.DateOnly)
+	y, m, day := d.t.Date()
+	if y < 1000 || y > 9999 {
+		return d.t.Format(time.DateOnly)
+	}
+	// The rules' explanations write several dates per exchange: without Format's
+	// layout parsing.
+	b := [10]byte{byte('0' + y/1000), byte('0' + y/100%10), byte('0' + y/10%10), byte('0' + y%10), '-',
+		byte('0' + int(m)/10), byte('0' + int(m)%10), '-', byte('0' + day/10), byte('0' + day%10)}
+	return string(b[:])
 }
 
 // Before reports whether d is before o.
@@ -175,7 +184,20 @@ func ParseAcademicYear(s string) (AcademicYear, error) {
 }
 
 // Start returns the first year of the academic year.
-func (y AcademicYear) Start() int { n, _ := strconv.Atoi(string(y)[:4]); return n }
+func (y AcademicYear) Start() int {
+	if len(y) < 4 {
+		return 0
+	}
+	n := 0
+	for i := range 4 {
+		c := y[i]
+		if c < '0' || c > '9' {
+			return 0
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
 
 // ReferenceDate returns 1 September of the first year, the day eligibility is judged on.
 func (y AcademicYear) ReferenceDate() Date { return NewDate(y.Start(), time.September, 1) }
@@ -192,9 +214,45 @@ func AcademicYearOf(d Date) AcademicYear {
 	return academicYearFrom(y)
 }
 
-// academicYearFrom returns the academic year starting in the year y ("2026-2027"),
-// without fmt: the progress rules name a year several times per exchange.
+// academicYearFrom returns the academic year starting in the year y ("2026-2027"): the
+// progress rules name a year several times per exchange, so the years of the calendar
+// (yearCalendar) are named once.
 func academicYearFrom(y int) AcademicYear {
+	if c := calendarOf(y); c != nil {
+		return c.name
+	}
+	return formatAcademicYear(y)
+}
+
+// yearCalendar is an academic year's name and semesters, computed once.
+type yearCalendar struct {
+	name      AcademicYear
+	semesters [2]Semester
+}
+
+// The academic years named and divided once: those starting in firstCalendarYear up
+// to lastCalendarYear (others are computed on each call).
+const firstCalendarYear, lastCalendarYear = 1950, 2150
+
+var calendars = sync.OnceValue(func() []yearCalendar {
+	out := make([]yearCalendar, lastCalendarYear-firstCalendarYear+1)
+	for i := range out {
+		y := formatAcademicYear(firstCalendarYear + i)
+		out[i] = yearCalendar{name: y, semesters: y.semesters()}
+	}
+	return out
+})
+
+// calendarOf returns the calendar of the academic year starting in y, or nil outside
+// the years computed once.
+func calendarOf(y int) *yearCalendar {
+	if y < firstCalendarYear || y > lastCalendarYear {
+		return nil
+	}
+	return &calendars()[y-firstCalendarYear]
+}
+
+func formatAcademicYear(y int) AcademicYear {
 	var b [24]byte
 	out := strconv.AppendInt(b[:0], int64(y), 10)
 	out = append(out, '-')

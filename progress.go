@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -27,11 +28,11 @@ const (
 )
 
 // DutyLabel returns the Chinese name of a duty.
-func DutyLabel(d Duty) string {
-	return map[Duty]string{
-		DutyDemonstrationLessons: "示范课", DutyGuidanceLessons: "指导课", DutyResearchActivities: "教研活动",
-		DutyDeliveredLessons: "送课", DutyCritiques: "评课", DutyObservations: "听课评课", DutySurveyReport: "调研报告",
-	}[d]
+func DutyLabel(d Duty) string { return dutyLabels[d] }
+
+var dutyLabels = map[Duty]string{
+	DutyDemonstrationLessons: "示范课", DutyGuidanceLessons: "指导课", DutyResearchActivities: "教研活动",
+	DutyDeliveredLessons: "送课", DutyCritiques: "评课", DutyObservations: "听课评课", DutySurveyReport: "调研报告",
 }
 
 // DutyRequirement is one duty and the number required per academic year.
@@ -127,6 +128,27 @@ type ExchangeActivity struct {
 	Absent       int
 	// LongestAbsentRun is over all the exchange's records up to To.
 	LongestAbsentRun AbsenceRun
+}
+
+// done returns what the activity counts for a duty.
+func (a *ExchangeActivity) done(d Duty) int {
+	switch d {
+	case DutyDemonstrationLessons:
+		return a.DemonstrationLessons
+	case DutyGuidanceLessons:
+		return a.GuidanceLessons
+	case DutyResearchActivities:
+		return a.ResearchActivities
+	case DutyDeliveredLessons:
+		return a.DeliveredLessons
+	case DutyCritiques:
+		return a.Critiques
+	case DutyObservations:
+		return a.Observations
+	case DutySurveyReport:
+		return a.Surveys
+	}
+	return 0
 }
 
 // DutyWindow returns the academic year whose duties an exchange is judged on as of a
@@ -228,11 +250,18 @@ type AttendanceCheck struct {
 
 // CheckAttendance applies the attendance rule of policy p to an exchange's activity.
 func (p PolicyParams) CheckAttendance(a ExchangeActivity) *AttendanceCheck {
-	c := &AttendanceCheck{Present: a.Present, Leave: a.Leave, Sick: a.Sick, Absent: a.Absent, AbsentInYear: a.Absent,
+	c := new(AttendanceCheck)
+	p.checkAttendance(a, c, new([2]Date))
+	return c
+}
+
+// checkAttendance is CheckAttendance into c, with the run's days kept in run.
+func (p PolicyParams) checkAttendance(a ExchangeActivity, c *AttendanceCheck, run *[2]Date) {
+	*c = AttendanceCheck{Present: a.Present, Leave: a.Leave, Sick: a.Sick, Absent: a.Absent, AbsentInYear: a.Absent,
 		LongestAbsentRun: a.LongestAbsentRun.Length, RunLimit: p.AbsenceRunLimit, YearLimit: p.AbsenceYearLimit}
 	if a.LongestAbsentRun.Length > 0 {
-		from, to := a.LongestAbsentRun.From, a.LongestAbsentRun.To
-		c.RunFrom, c.RunTo = &from, &to
+		run[0], run[1] = a.LongestAbsentRun.From, a.LongestAbsentRun.To
+		c.RunFrom, c.RunTo = &run[0], &run[1]
 	}
 	c.RunExceeded = c.LongestAbsentRun > p.AbsenceRunLimit
 	c.YearExceeded = c.AbsentInYear > p.AbsenceYearLimit
@@ -247,11 +276,13 @@ func (p PolicyParams) CheckAttendance(a ExchangeActivity) *AttendanceCheck {
 	if c.MustBeUnqualified {
 		c.Explanation = strings.Join(parts, "；") + "，考核应定为不合格。"
 	} else {
-		c.Explanation = fmt.Sprintf("最长连续擅自缺勤%d天（上限%d天），本学年累计%d天（上限%d天），未触及不合格规定。",
-			c.LongestAbsentRun, p.AbsenceRunLimit, c.AbsentInYear, p.AbsenceYearLimit)
+		// Every exchange has this one: without fmt.
+		c.Explanation = "最长连续擅自缺勤" + itoa(c.LongestAbsentRun) + "天（上限" + itoa(p.AbsenceRunLimit) + "天），本学年累计" +
+			itoa(c.AbsentInYear) + "天（上限" + itoa(p.AbsenceYearLimit) + "天），未触及不合格规定。"
 	}
-	return c
 }
+
+func itoa(n int) string { return strconv.Itoa(n) }
 
 // ReportState is where an exchange stands on reporting for duty (到岗).
 type ReportState string
@@ -284,7 +315,14 @@ type ReportCheck struct {
 // (more than noShowWarningDays calendar days after the planned start) gives a warning,
 // "超过半个月" (more than noShowResignationDays) is treated as resignation.
 func (p PolicyParams) CheckReport(x *Exchange, asOf Date) *ReportCheck {
-	c := &ReportCheck{PlannedStart: x.PlannedStart, ReportedOn: x.ReportedOn}
+	c := new(ReportCheck)
+	p.checkReport(x, asOf, c)
+	return c
+}
+
+// checkReport is CheckReport into c.
+func (p PolicyParams) checkReport(x *Exchange, asOf Date, c *ReportCheck) {
+	*c = ReportCheck{PlannedStart: x.PlannedStart, ReportedOn: x.ReportedOn}
 	switch {
 	case x.ReportedOn != nil:
 		c.DaysLate = max(0, x.ReportedOn.DaysSince(x.PlannedStart))
@@ -297,7 +335,7 @@ func (p PolicyParams) CheckReport(x *Exchange, asOf Date) *ReportCheck {
 			}
 		} else {
 			c.State = ReportOnTime
-			c.Explanation = fmt.Sprintf("计划%s到岗，%s已到岗。", x.PlannedStart, *x.ReportedOn)
+			c.Explanation = "计划" + x.PlannedStart.String() + "到岗，" + x.ReportedOn.String() + "已到岗。"
 		}
 	case x.Status != StatusApproved && x.Status != StatusPublished && x.Status != StatusActive && x.Status != StatusTerminated:
 		c.State = ReportNotApplicable
@@ -320,7 +358,6 @@ func (p PolicyParams) CheckReport(x *Exchange, asOf Date) *ReportCheck {
 			c.Explanation = fmt.Sprintf("计划%s到岗，截至%s尚未到岗（第%d天，超过%d天予以警告）。", x.PlannedStart, asOf, c.DaysLate, p.NoShowWarningDays)
 		}
 	}
-	return c
 }
 
 // EvaluationState is where a required evaluation stands.
@@ -359,6 +396,13 @@ type Semester struct {
 
 // Semesters returns the two semesters of academic year y.
 func (y AcademicYear) Semesters() [2]Semester {
+	if c := calendarOf(y.Start()); c != nil && c.name == y {
+		return c.semesters
+	}
+	return y.semesters()
+}
+
+func (y AcademicYear) semesters() [2]Semester {
 	s, n := y.Start(), y.Start()+1
 	return [2]Semester{
 		{Term: string(y) + "-1", From: NewDate(s, 9, 1), To: NewDate(n, 1, 31), OpensOn: NewDate(n, 1, 1), DueOn: NewDate(n, 1, 31)},
@@ -394,8 +438,24 @@ func EvaluationSchedule(x *Exchange, evals []*Evaluation, asOf Date) []*Evaluati
 		return found
 	}
 	var out []*EvaluationDue
+	// The evaluations are allocated together (at most three a year and the end one):
+	// thousands of exchanges per dashboard.
+	var backing []EvaluationDue
+	if x.Status == StatusActive || x.Status == StatusCompleted {
+		if n := AcademicYearOf(x.PlannedEnd).Start() - AcademicYearOf(x.PlannedStart).Start() + 1; n > 0 {
+			backing = make([]EvaluationDue, 0, 3*n+1)
+			out = make([]*EvaluationDue, 0, 3*n+1)
+		}
+	}
 	add := func(period EvaluationPeriod, term string, opens, due Date) {
-		d := &EvaluationDue{Period: period, Term: term, OpensOn: opens, DueOn: due}
+		var d *EvaluationDue
+		if len(backing) < cap(backing) {
+			backing = append(backing, EvaluationDue{})
+			d = &backing[len(backing)-1]
+		} else {
+			d = new(EvaluationDue)
+		}
+		*d = EvaluationDue{Period: period, Term: term, OpensOn: opens, DueOn: due}
 		if e := find(period, term); e != nil {
 			id := e.ID
 			d.EvaluationID, d.Grade = &id, e.Grade
@@ -584,7 +644,14 @@ type LengthCheck struct {
 // CheckLength applies the minimum-length rule of policy p to exchange x of a teacher in
 // position pos; sending and receiving may be nil when unknown.
 func (p PolicyParams) CheckLength(x *Exchange, pos Position, sending, receiving *School) *LengthCheck {
-	c := &LengthCheck{Basis: LengthGeneral, RequiredYears: p.MinYears}
+	c := new(LengthCheck)
+	p.checkLength(x, pos, sending, receiving, c)
+	return c
+}
+
+// checkLength is CheckLength into c.
+func (p PolicyParams) checkLength(x *Exchange, pos Position, sending, receiving *School, c *LengthCheck) {
+	*c = LengthCheck{Basis: LengthGeneral, RequiredYears: p.MinYears}
 	need := func(b LengthBasis, years int) {
 		if years > c.RequiredYears {
 			c.Basis, c.RequiredYears = b, years
@@ -611,16 +678,18 @@ func (p PolicyParams) CheckLength(x *Exchange, pos Position, sending, receiving 
 		}
 	}
 	c.Met = c.PlannedSemesters >= 2*c.RequiredYears
-	rule := map[LengthBasis]string{LengthPrincipal: "校长交流期限为一个任期", LengthGroup: "集团内交流期限",
-		LengthUrbanToRural: "城区到农村学校交流期限", LengthGeneral: "交流期限"}[c.Basis]
-	planned := fmt.Sprintf("计划交流期%s至%s，计%d个学期（%g学年）", x.PlannedStart, x.PlannedEnd, c.PlannedSemesters, float64(c.PlannedSemesters)/2)
+	rule := lengthRules[c.Basis]
+	verdict := "，不足"
 	if c.Met {
-		c.Explanation = fmt.Sprintf("%s，符合%s不少于%d年的规定。", planned, rule, c.RequiredYears)
-	} else {
-		c.Explanation = fmt.Sprintf("%s，不足%s不少于%d年的规定。", planned, rule, c.RequiredYears)
+		verdict = "，符合"
 	}
-	return c
+	// Every exchange has this one: without fmt.
+	c.Explanation = "计划交流期" + x.PlannedStart.String() + "至" + x.PlannedEnd.String() + "，计" + itoa(c.PlannedSemesters) + "个学期（" +
+		strconv.FormatFloat(float64(c.PlannedSemesters)/2, 'g', -1, 64) + "学年）" + verdict + rule + "不少于" + itoa(c.RequiredYears) + "年的规定。"
 }
+
+var lengthRules = map[LengthBasis]string{LengthPrincipal: "校长交流期限为一个任期", LengthGroup: "集团内交流期限",
+	LengthUrbanToRural: "城区到农村学校交流期限", LengthGeneral: "交流期限"}
 
 // Next returns the academic year after y.
 func (y AcademicYear) Next() AcademicYear {
@@ -687,7 +756,16 @@ func ComputeProgress(in ProgressInput) *ExchangeProgress {
 		year = in.Year
 		from, to = YearWindow(year, in.AsOf)
 	}
-	pr := &ExchangeProgress{ExchangeID: x.ID, TeacherID: x.TeacherID, TeacherName: in.TeacherName,
+	// The progress and its checks are allocated together: thousands per dashboard.
+	blk := &struct {
+		pr     ExchangeProgress
+		att    AttendanceCheck
+		run    [2]Date
+		report ReportCheck
+		length LengthCheck
+	}{}
+	pr := &blk.pr
+	*pr = ExchangeProgress{ExchangeID: x.ID, TeacherID: x.TeacherID, TeacherName: in.TeacherName,
 		SendingSchoolID: x.SendingSchoolID, ReceivingSchoolID: x.ReceivingSchoolID, Mode: x.Mode, Status: x.Status,
 		AsOf: in.AsOf, AcademicYear: string(year), From: from, To: to}
 	if in.Sending != nil {
@@ -706,14 +784,15 @@ func ComputeProgress(in ProgressInput) *ExchangeProgress {
 	svcFrom, svcTo := maxDate(from, start), minDate(year.End(), x.PlannedEnd)
 	total := svcTo.DaysSince(svcFrom) + 1
 	elapsed := min(total, max(0, minDate(to, svcTo).DaysSince(svcFrom)+1))
-	done := map[Duty]int{
-		DutyDemonstrationLessons: a.DemonstrationLessons, DutyGuidanceLessons: a.GuidanceLessons,
-		DutyResearchActivities: a.ResearchActivities, DutyDeliveredLessons: a.DeliveredLessons,
-		DutyCritiques: a.Critiques, DutyObservations: a.Observations, DutySurveyReport: a.Surveys,
-	}
 	allMet, allOnTrack := true, true
-	for _, req := range p.DutiesFor(x.Mode) {
-		d := &DutyProgress{Duty: req.Duty, Label: DutyLabel(req.Duty), Required: req.Required, Done: done[req.Duty]}
+	reqs := p.DutiesFor(x.Mode)
+	duties := make([]DutyProgress, len(reqs))
+	if len(reqs) > 0 {
+		pr.Duties = make([]*DutyProgress, 0, len(reqs))
+	}
+	for i, req := range reqs {
+		d := &duties[i]
+		*d = DutyProgress{Duty: req.Duty, Label: DutyLabel(req.Duty), Required: req.Required, Done: a.done(req.Duty)}
 		d.Met = d.Done >= d.Required
 		switch {
 		case total <= 0:
@@ -760,8 +839,9 @@ func ComputeProgress(in ProgressInput) *ExchangeProgress {
 	default:
 		pr.DutyStatus = DutyStatusBehind
 	}
-	pr.Attendance = p.CheckAttendance(a)
-	pr.Report = p.CheckReport(x, in.AsOf)
+	p.checkAttendance(a, &blk.att, &blk.run)
+	p.checkReport(x, in.AsOf, &blk.report)
+	pr.Attendance, pr.Report = &blk.att, &blk.report
 	pr.Evaluations = EvaluationSchedule(x, in.Evaluations, in.AsOf)
 	for _, e := range pr.Evaluations {
 		switch e.State {
@@ -774,7 +854,8 @@ func ComputeProgress(in ProgressInput) *ExchangeProgress {
 		}
 	}
 	pr.Consequences = Consequences(x, in.Evaluations, in.UnqualifiedYears, pr.Attendance, pr.Report)
-	pr.Length = p.CheckLength(x, in.Position, in.Sending, in.Receiving)
+	p.checkLength(x, in.Position, in.Sending, in.Receiving, &blk.length)
+	pr.Length = &blk.length
 	return pr
 }
 
