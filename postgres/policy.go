@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -134,6 +136,35 @@ func parallel(ctx context.Context, fns ...func(context.Context) error) error {
 	return errors.Join(errs...)
 }
 
+// chunkSize is the fewest items inChunks gives a goroutine: below it, one is quicker.
+const chunkSize = 256
+
+// inChunks calls fn over 0..n in contiguous chunks, one per processor when n is large
+// enough (the rules of a district's thousands of exchanges, which only read what they
+// are given), and returns the error of the first chunk that failed.
+func inChunks(n int, fn func(lo, hi int) error) error {
+	parts := min(runtime.GOMAXPROCS(0), n/chunkSize)
+	if parts <= 1 {
+		return fn(0, n)
+	}
+	errs := make([]error, parts)
+	var wg sync.WaitGroup
+	for p := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[p] = fn(n*p/parts, n*(p+1)/parts)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // districtData is what the district views need for one academic year.
 type districtData struct {
 	scope    *districtScope
@@ -234,7 +265,8 @@ func scanExchanges(rows *sql.Rows) ([]*jiaoliu.Exchange, error) {
 // loadDistrict reads a district's data for a year in a few concurrent queries.
 func (s *Store) loadDistrict(ctx context.Context, sc *districtScope, y jiaoliu.AcademicYear) (*districtData, error) {
 	dd := &districtData{scope: sc, year: y, byID: map[string]*jiaoliu.School{}, groups: map[string]*jiaoliu.SchoolGroup{},
-		teacherByID: map[string]*jiaoliu.Teacher{}, deferrals: map[string][]*jiaoliu.Deferral{}}
+		deferrals: map[string][]*jiaoliu.Deferral{}}
+	var teachersByID map[string]*jiaoliu.Teacher
 	district := sc.district.ID
 	schoolFilter := ""
 	args := []any{district}
@@ -279,7 +311,7 @@ func (s *Store) loadDistrict(ctx context.Context, sc *districtScope, y jiaoliu.A
 		}),
 		s.step(ctx, "teachers", func(ctx context.Context) error {
 			var err error
-			dd.teachers, dd.teacherFP, err = s.scopeTeachers(ctx, teacherFilter, args)
+			dd.teachers, teachersByID, dd.teacherFP, err = s.scopeTeachers(ctx, teacherFilter, args)
 			return err
 		}),
 		s.step(ctx, "deferrals", func(ctx context.Context) error {
@@ -315,9 +347,9 @@ func (s *Store) loadDistrict(ctx context.Context, sc *districtScope, y jiaoliu.A
 	for _, sc := range dd.schools {
 		dd.byID[sc.ID] = sc
 	}
-	for _, t := range dd.teachers {
-		dd.teacherByID[t.ID] = t
-	}
+	// The scope's teachers by id are shared with the cache: copied only when teachers
+	// from elsewhere are added.
+	dd.teacherByID = teachersByID
 	// The exchanges' other schools and teachers from elsewhere: usually none.
 	var missingSchools, missingTeachers []string
 	for _, x := range dd.exchanges {
@@ -333,8 +365,11 @@ func (s *Store) loadDistrict(ctx context.Context, sc *districtScope, y jiaoliu.A
 	if err := s.loadSchools(ctx, missingSchools, dd.byID); err != nil {
 		return nil, err
 	}
-	if err := s.loadTeachers(ctx, missingTeachers, dd.teacherByID); err != nil {
-		return nil, err
+	if len(missingTeachers) > 0 {
+		dd.teacherByID = maps.Clone(dd.teacherByID)
+		if err := s.loadTeachers(ctx, missingTeachers, dd.teacherByID); err != nil {
+			return nil, err
+		}
 	}
 	return dd, nil
 }
@@ -344,6 +379,7 @@ func (s *Store) loadDistrict(ctx context.Context, sc *districtScope, y jiaoliu.A
 type teacherCache struct {
 	fingerprint string
 	teachers    []*jiaoliu.Teacher
+	byID        map[string]*jiaoliu.Teacher
 }
 
 // scopeTeachers returns the live teachers of the schools of a district view (filter
@@ -355,29 +391,33 @@ type teacherCache struct {
 // Every write gives a record a new version from change_seq, so any change, whatever
 // the order in which transactions commit, changes a row's hash (a plain sum of versions
 // could be matched by another set of rows: a school leaving the district while another
-// joins). The cached teachers are never modified.
-func (s *Store) scopeTeachers(ctx context.Context, filter string, args []any) ([]*jiaoliu.Teacher, string, error) {
+// joins). The cached teachers (and their map by id) are never modified.
+func (s *Store) scopeTeachers(ctx context.Context, filter string, args []any) ([]*jiaoliu.Teacher, map[string]*jiaoliu.Teacher, string, error) {
 	from := ` FROM teachers t JOIN schools s ON s.id = t.school_id WHERE ` + filter + ` AND NOT t.deleted AND NOT s.deleted`
 	var fp string
 	if err := s.db.GetContext(ctx, &fp, `SELECT count(*) || '/' || coalesce(sum(uuid_hash_extended(t.id, t.version)), 0)`+from, args...); err != nil {
-		return nil, "", fmt.Errorf("load teachers: %w", err)
+		return nil, nil, "", fmt.Errorf("load teachers: %w", err)
 	}
 	key := fmt.Sprint(args...)
 	if c, ok := s.teachers.Load(key); ok && c.(*teacherCache).fingerprint == fp {
-		return c.(*teacherCache).teachers, fp, nil
+		return c.(*teacherCache).teachers, c.(*teacherCache).byID, fp, nil
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT `+teacherCols+from+` ORDER BY t.school_id, t.name, t.id`, args...)
 	if err != nil {
-		return nil, "", fmt.Errorf("load teachers: %w", err)
+		return nil, nil, "", fmt.Errorf("load teachers: %w", err)
 	}
 	list, err := scanTeachers(rows)
 	if err != nil {
-		return nil, "", fmt.Errorf("load teachers: %w", err)
+		return nil, nil, "", fmt.Errorf("load teachers: %w", err)
+	}
+	byID := make(map[string]*jiaoliu.Teacher, len(list))
+	for _, t := range list {
+		byID[t.ID] = t
 	}
 	// The fingerprint read before the rows: a change between the two reads leaves an
 	// entry that the next fingerprint does not match.
-	s.teachers.Store(key, &teacherCache{fingerprint: fp, teachers: list})
-	return list, fp, nil
+	s.teachers.Store(key, &teacherCache{fingerprint: fp, teachers: list, byID: byID})
+	return list, byID, fp, nil
 }
 
 // scopeExchanges returns the exchanges of a district view (from: the FROM and WHERE
@@ -972,31 +1012,41 @@ func (s *Store) progressOf(ctx context.Context, exchanges []*jiaoliu.Exchange, y
 			unqualifiedOf[x.TeacherID] = append(unqualifiedOf[x.TeacherID], e)
 		}
 	}
+	results := make([]*jiaoliu.ExchangeProgress, len(compute))
+	err := inChunks(len(compute), func(lo, hi int) error {
+		for i, x := range compute[lo:hi] {
+			duty, _, _ := jiaoliu.DutyWindow(x, asOf)
+			if year != "" {
+				duty = year
+			}
+			p := policyOf(x, duty, schools, policies)
+			if p == nil {
+				return jiaoliu.Errorf(jiaoliu.ENOTFOUND, "no policy applies to exchange %s: create the district's policy for %s", x.ID, duty)
+			}
+			a := activity[x.ID]
+			if a == nil {
+				w := windowOf[x.ID]
+				a = &jiaoliu.ExchangeActivity{ExchangeID: x.ID, From: w.from, To: w.to}
+			}
+			name, position := "", jiaoliu.Position("")
+			if t := teachers[x.TeacherID]; t != nil {
+				name, position = t.Name, t.Position
+			}
+			// With a year (a dashboard, the progress report) the duties are judged on that
+			// year, over the window the activity was counted in.
+			results[lo+i] = jiaoliu.ComputeProgress(jiaoliu.ProgressInput{Policy: p.PolicyParams, Exchange: x, TeacherName: name,
+				Sending: schools[x.SendingSchoolID], Receiving: schools[x.ReceivingSchoolID], Activity: *a,
+				Evaluations: evalsOf[x.ID], UnqualifiedYears: jiaoliu.UnqualifiedYears(history, unqualifiedOf[x.TeacherID]), AsOf: asOf,
+				Year: year, Position: position})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
 	computed := make(map[string]*jiaoliu.ExchangeProgress, len(compute))
-	for _, x := range compute {
-		duty, _, _ := jiaoliu.DutyWindow(x, asOf)
-		if year != "" {
-			duty = year
-		}
-		p := policyOf(x, duty, schools, policies)
-		if p == nil {
-			return nil, jiaoliu.Errorf(jiaoliu.ENOTFOUND, "no policy applies to exchange %s: create the district's policy for %s", x.ID, duty)
-		}
-		a := activity[x.ID]
-		if a == nil {
-			w := windowOf[x.ID]
-			a = &jiaoliu.ExchangeActivity{ExchangeID: x.ID, From: w.from, To: w.to}
-		}
-		name, position := "", jiaoliu.Position("")
-		if t := teachers[x.TeacherID]; t != nil {
-			name, position = t.Name, t.Position
-		}
-		// With a year (a dashboard, the progress report) the duties are judged on that
-		// year, over the window the activity was counted in.
-		computed[x.ID] = jiaoliu.ComputeProgress(jiaoliu.ProgressInput{Policy: p.PolicyParams, Exchange: x, TeacherName: name,
-			Sending: schools[x.SendingSchoolID], Receiving: schools[x.ReceivingSchoolID], Activity: *a,
-			Evaluations: evalsOf[x.ID], UnqualifiedYears: jiaoliu.UnqualifiedYears(history, unqualifiedOf[x.TeacherID]), AsOf: asOf,
-			Year: year, Position: position})
+	for i, x := range compute {
+		computed[x.ID] = results[i]
 	}
 	out := make([]*jiaoliu.ExchangeProgress, len(exchanges))
 	for i, x := range exchanges {
