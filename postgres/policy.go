@@ -1060,7 +1060,7 @@ func (s *Store) progressOf(ctx context.Context, exchanges []*jiaoliu.Exchange, y
 			e.items[x.ID] = progressItem{key: keys[i], progress: out[i]}
 		}
 		s.views.mu.Lock()
-		putBounded(&s.views.progress, cacheKey+"@"+asOf.String(), e)
+		putSized(&s.views.progress, cacheKey+"@"+asOf.String(), e)
 		s.views.mu.Unlock()
 	}
 	return out, nil
@@ -1290,7 +1290,7 @@ func (s *Store) districtPairs(ctx context.Context, dd *districtData, asOf jiaoli
 		return nil, err
 	}
 	s.views.mu.Lock()
-	putBounded(&s.views.pairs, key, &pairsEntry{fingerprint: fp, list: list})
+	putSized(&s.views.pairs, key, &pairsEntry{fingerprint: fp, list: list})
 	s.views.mu.Unlock()
 	return list, nil
 }

@@ -1,0 +1,44 @@
+package postgres
+
+import (
+	"testing"
+
+	"github.com/jiaoliu/jiaoliu"
+)
+
+func TestPutSizedBoundsTheItemsKept(t *testing.T) {
+	entry := func(n int) *pairsEntry { return &pairsEntry{list: make([]*jiaoliu.PairProgress, n)} }
+	total := func(m map[string]*pairsEntry) int {
+		n := 0
+		for _, e := range m {
+			n += 1 + e.size()
+		}
+		return n
+	}
+	var m map[string]*pairsEntry
+	// Days of a district (2,000 items each): at most maxDayItems kept, the newest always.
+	for day := range 20 {
+		k := string(rune('a' + day))
+		putSized(&m, k, entry(2000))
+		if m[k] == nil || total(m) > maxDayItems {
+			t.Fatalf("after day %d: %d entries, %d items, newest kept %v", day, len(m), total(m), m[k] != nil)
+		}
+	}
+	if len(m) != maxDayItems/2001 {
+		t.Fatalf("%d district days kept, want %d", len(m), maxDayItems/2001)
+	}
+	// Small views (every school's of a county) fit by the hundred.
+	m = nil
+	for i := range 300 {
+		putSized(&m, "school"+string(rune(i)), entry(7))
+	}
+	if len(m) != 300 {
+		t.Fatalf("%d school views kept of 300", len(m))
+	}
+	// Replacing an entry does not count it twice; one larger than the bound is kept alone.
+	putSized(&m, "school"+string(rune(1)), entry(7))
+	putSized(&m, "county", entry(3*maxDayItems))
+	if len(m) != 1 || m["county"] == nil {
+		t.Fatalf("%d entries after one larger than the bound", len(m))
+	}
+}
