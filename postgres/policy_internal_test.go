@@ -1,7 +1,11 @@
 package postgres
 
 import (
+	"errors"
+	"runtime"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/jiaoliu/jiaoliu"
 )
@@ -40,5 +44,44 @@ func TestPutSizedBoundsTheItemsKept(t *testing.T) {
 	putSized(&m, "county", entry(3*maxDayItems))
 	if len(m) != 1 || m["county"] == nil {
 		t.Fatalf("%d entries after one larger than the bound", len(m))
+	}
+}
+
+func TestInChunksCoversEveryItemOnce(t *testing.T) {
+	for _, n := range []int{0, 1, chunkSize - 1, 2*chunkSize - 1, 2 * chunkSize, 2000, 2001} {
+		seen := make([]int32, n)
+		var mu sync.Mutex
+		chunks := 0
+		if err := inChunks(n, func(lo, hi int) error {
+			mu.Lock()
+			chunks++
+			mu.Unlock()
+			for i := lo; i < hi; i++ {
+				seen[i]++ // each chunk writes only its own items
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for i, c := range seen {
+			if c != 1 {
+				t.Fatalf("n=%d: item %d computed %d times", n, i, c)
+			}
+		}
+		if want := max(1, min(runtime.GOMAXPROCS(0), n/chunkSize)); chunks != want {
+			t.Fatalf("n=%d: %d chunks, want %d", n, chunks, want)
+		}
+	}
+	// The first failing chunk's error, whichever finishes first.
+	first, second := errors.New("first"), errors.New("second")
+	err := inChunks(4*chunkSize, func(lo, hi int) error {
+		if lo == 0 {
+			time.Sleep(10 * time.Millisecond)
+			return first
+		}
+		return second
+	})
+	if err != first {
+		t.Fatalf("error %v, want the first chunk's", err)
 	}
 }
