@@ -959,7 +959,9 @@ func (s *Store) progressOf(ctx context.Context, exchanges []*jiaoliu.Exchange, y
 			keys[i] = k
 		}
 		s.views.mu.Lock()
-		prev = s.views.progress[cacheKey+"@"+asOf.String()]
+		if prev = s.views.progress[cacheKey+"@"+asOf.String()]; prev != nil {
+			s.views.touch(prev)
+		}
 		s.views.mu.Unlock()
 		compute = nil
 		all := true
@@ -1060,7 +1062,7 @@ func (s *Store) progressOf(ctx context.Context, exchanges []*jiaoliu.Exchange, y
 			e.items[x.ID] = progressItem{key: keys[i], progress: out[i]}
 		}
 		s.views.mu.Lock()
-		putSized(&s.views.progress, cacheKey+"@"+asOf.String(), e)
+		putSized(&s.views, &s.views.progress, cacheKey+"@"+asOf.String(), e)
 		s.views.mu.Unlock()
 	}
 	return out, nil
@@ -1259,6 +1261,9 @@ func (s *Store) districtPairs(ctx context.Context, dd *districtData, asOf jiaoli
 	fp := newFingerprint().str(sqlFP).str(dd.fingerprint()).sum()
 	s.views.mu.Lock()
 	e := s.views.pairs[key]
+	if e != nil {
+		s.views.touch(e)
+	}
 	s.views.mu.Unlock()
 	if e != nil && e.fingerprint == fp {
 		return e.list, nil
@@ -1290,7 +1295,7 @@ func (s *Store) districtPairs(ctx context.Context, dd *districtData, asOf jiaoli
 		return nil, err
 	}
 	s.views.mu.Lock()
-	putSized(&s.views.pairs, key, &pairsEntry{fingerprint: fp, list: list})
+	putSized(&s.views, &s.views.pairs, key, &pairsEntry{fingerprint: fp, list: list})
 	s.views.mu.Unlock()
 	return list, nil
 }

@@ -37,6 +37,7 @@ import (
 // viewCache is the Store's cache of district views; the zero value is ready.
 type viewCache struct {
 	mu       sync.Mutex
+	tick     uint64 // the clock of the entries by day (used)
 	activity map[activityWindow]*activityEntry
 	rules    map[string]*rulesEntry
 	progress map[string]*progressEntry
@@ -81,30 +82,55 @@ func putBounded[K comparable, V any](m *map[K]V, k K, v V) {
 // today in a county of 300 schools.
 const maxDayItems = 8192
 
-// sized is a cache entry that knows how many items (exchanges, pairs) it holds.
-type sized interface{ size() int }
+// sized is a cache entry that knows how many items (exchanges, pairs) it holds and
+// when it was last put or served.
+type sized interface {
+	size() int
+	use(tick uint64)
+	lastUsed() uint64
+}
+
+// used is when an entry by day was last put or served, on the cache's clock
+// (viewCache.tick); guarded by viewCache.mu, the only part of an entry that changes
+// once it is put.
+type used struct{ at uint64 }
+
+func (u *used) use(tick uint64)  { u.at = tick }
+func (u *used) lastUsed() uint64 { return u.at }
 
 func (e *activityEntry) size() int { return len(e.byID) }
 func (e *progressEntry) size() int { return len(e.list) }
 func (e *pairsEntry) size() int    { return len(e.list) }
 
-// putSized puts v under k and removes other entries (any, in map order) until the
-// entries hold at most maxDayItems items with v, or only v is left.
-func putSized[K comparable, V sized](m *map[K]V, k K, v V) {
+// touch marks e as served now. The caller holds c.mu.
+func (c *viewCache) touch(e sized) {
+	c.tick++
+	e.use(c.tick)
+}
+
+// putSized puts v under k and removes the entries served longest ago until the entries
+// hold at most maxDayItems items with v, or only v is left. The caller holds c.mu.
+func putSized[K comparable, V sized](c *viewCache, m *map[K]V, k K, v V) {
 	if *m == nil {
 		*m = map[K]V{}
 	}
 	delete(*m, k)
+	c.touch(v)
 	total := 1 + v.size()
-	for _, e := range *m {
-		total += 1 + e.size()
-	}
+	keys := make([]K, 0, len(*m))
 	for key, e := range *m {
-		if total <= maxDayItems {
-			break
+		total += 1 + e.size()
+		keys = append(keys, key)
+	}
+	if total > maxDayItems {
+		sort.Slice(keys, func(i, j int) bool { return (*m)[keys[i]].lastUsed() < (*m)[keys[j]].lastUsed() })
+		for _, key := range keys {
+			if total <= maxDayItems {
+				break
+			}
+			total -= 1 + (*m)[key].size()
+			delete(*m, key)
 		}
-		delete(*m, key)
-		total -= 1 + e.size()
 	}
 	(*m)[k] = v
 }
@@ -114,6 +140,7 @@ type activityWindow struct{ from, to jiaoliu.Date }
 // activityEntry holds the activity of exchanges over one window, valid as of a
 // generation of exchange_stats_log.
 type activityEntry struct {
+	used
 	generation int64
 	byID       map[string]cachedActivity
 }
@@ -140,6 +167,9 @@ func (s *Store) cachedActivity(ctx context.Context, exchanges []*jiaoliu.Exchang
 	w := activityWindow{from, to}
 	s.views.mu.Lock()
 	entry, abs := s.views.activity[w], s.views.absences
+	if entry != nil {
+		s.views.touch(entry)
+	}
 	s.views.mu.Unlock()
 	// The log is read from the older of the two entries: what changed since is stale
 	// for both (for the newer one, possibly more than changed since it).
@@ -228,7 +258,7 @@ func (s *Store) cachedActivity(ctx context.Context, exchanges []*jiaoliu.Exchang
 	for _, x := range exchanges {
 		next.byID[x.ID] = cachedActivity{version: x.Version, a: out[x.ID]}
 	}
-	putSized(&s.views.activity, w, next)
+	putSized(&s.views, &s.views.activity, w, next)
 	return out, nil
 }
 
@@ -362,6 +392,7 @@ func (dd *districtData) fingerprint() string {
 
 // progressEntry is the progress of the exchanges of a district view as of a day.
 type progressEntry struct {
+	used
 	shared string // the fingerprint of the grades of the list's exchanges and of the policies
 	items  map[string]progressItem
 	list   []*jiaoliu.ExchangeProgress
@@ -413,6 +444,7 @@ type gradesEntry struct {
 }
 
 type pairsEntry struct {
+	used
 	fingerprint string
 	list        []*jiaoliu.PairProgress
 }

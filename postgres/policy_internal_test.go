@@ -19,11 +19,12 @@ func TestPutSizedBoundsTheItemsKept(t *testing.T) {
 		}
 		return n
 	}
+	var c viewCache
 	var m map[string]*pairsEntry
 	// Days of a district (2,000 items each): at most maxDayItems kept, the newest always.
 	for day := range 20 {
 		k := string(rune('a' + day))
-		putSized(&m, k, entry(2000))
+		putSized(&c, &m, k, entry(2000))
 		if m[k] == nil || total(m) > maxDayItems {
 			t.Fatalf("after day %d: %d entries, %d items, newest kept %v", day, len(m), total(m), m[k] != nil)
 		}
@@ -34,14 +35,33 @@ func TestPutSizedBoundsTheItemsKept(t *testing.T) {
 	// Small views (every school's of a county) fit by the hundred.
 	m = nil
 	for i := range 300 {
-		putSized(&m, "school"+string(rune(i)), entry(7))
+		putSized(&c, &m, "school"+string(rune(i)), entry(7))
 	}
 	if len(m) != 300 {
 		t.Fatalf("%d school views kept of 300", len(m))
 	}
+	// The entries served longest ago go first: today's, served again while other days
+	// were asked, stays.
+	m = nil
+	putSized(&c, &m, "today", entry(2000))
+	for day := range 10 {
+		putSized(&c, &m, string(rune('a'+day)), entry(2000))
+		if m["today"] == nil {
+			t.Fatalf("today's entry pushed out by day %d", day)
+		}
+		c.touch(m["today"])
+	}
+	for _, k := range []string{"today", "h", "i", "j"} {
+		if m[k] == nil || len(m) != 4 {
+			t.Fatalf("kept %d entries, not today's and the latest days (%s missing)", len(m), k)
+		}
+	}
 	// Replacing an entry does not count it twice; one larger than the bound is kept alone.
-	putSized(&m, "school"+string(rune(1)), entry(7))
-	putSized(&m, "county", entry(3*maxDayItems))
+	putSized(&c, &m, "j", entry(2000))
+	if len(m) != maxDayItems/2001 {
+		t.Fatalf("%d entries after replacing one, want %d", len(m), maxDayItems/2001)
+	}
+	putSized(&c, &m, "county", entry(3*maxDayItems))
 	if len(m) != 1 || m["county"] == nil {
 		t.Fatalf("%d entries after one larger than the bound", len(m))
 	}
