@@ -188,14 +188,7 @@ func (y AcademicYear) Start() int {
 	if len(y) < 4 {
 		return 0
 	}
-	n := 0
-	for i := range 4 {
-		c := y[i]
-		if c < '0' || c > '9' {
-			return 0
-		}
-		n = n*10 + int(c-'0')
-	}
+	n, _ := strconv.Atoi(string(y[:4]))
 	return n
 }
 

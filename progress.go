@@ -277,12 +277,10 @@ func (p PolicyParams) checkAttendance(a ExchangeActivity, c *AttendanceCheck, ru
 		c.Explanation = strings.Join(parts, "；") + "，考核应定为不合格。"
 	} else {
 		// Every exchange has this one: without fmt.
-		c.Explanation = "最长连续擅自缺勤" + itoa(c.LongestAbsentRun) + "天（上限" + itoa(p.AbsenceRunLimit) + "天），本学年累计" +
-			itoa(c.AbsentInYear) + "天（上限" + itoa(p.AbsenceYearLimit) + "天），未触及不合格规定。"
+		c.Explanation = "最长连续擅自缺勤" + strconv.Itoa(c.LongestAbsentRun) + "天（上限" + strconv.Itoa(p.AbsenceRunLimit) + "天），本学年累计" +
+			strconv.Itoa(c.AbsentInYear) + "天（上限" + strconv.Itoa(p.AbsenceYearLimit) + "天），未触及不合格规定。"
 	}
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
 
 // ReportState is where an exchange stands on reporting for duty (到岗).
 type ReportState string
@@ -438,24 +436,13 @@ func EvaluationSchedule(x *Exchange, evals []*Evaluation, asOf Date) []*Evaluati
 		return found
 	}
 	var out []*EvaluationDue
-	// The evaluations are allocated together (at most three a year and the end one):
-	// thousands of exchanges per dashboard.
+	// The evaluations are allocated together, in backing (sized below): thousands of
+	// exchanges per dashboard. Each is complete before the next is appended, so a
+	// pointer into an outgrown array still points at its final value.
 	var backing []EvaluationDue
-	if x.Status == StatusActive || x.Status == StatusCompleted {
-		if n := AcademicYearOf(x.PlannedEnd).Start() - AcademicYearOf(x.PlannedStart).Start() + 1; n > 0 {
-			backing = make([]EvaluationDue, 0, 3*n+1)
-			out = make([]*EvaluationDue, 0, 3*n+1)
-		}
-	}
 	add := func(period EvaluationPeriod, term string, opens, due Date) {
-		var d *EvaluationDue
-		if len(backing) < cap(backing) {
-			backing = append(backing, EvaluationDue{})
-			d = &backing[len(backing)-1]
-		} else {
-			d = new(EvaluationDue)
-		}
-		*d = EvaluationDue{Period: period, Term: term, OpensOn: opens, DueOn: due}
+		backing = append(backing, EvaluationDue{Period: period, Term: term, OpensOn: opens, DueOn: due})
+		d := &backing[len(backing)-1]
 		if e := find(period, term); e != nil {
 			id := e.ID
 			d.EvaluationID, d.Grade = &id, e.Grade
@@ -479,13 +466,16 @@ func EvaluationSchedule(x *Exchange, evals []*Evaluation, asOf Date) []*Evaluati
 	if x.Status == StatusActive || x.Status == StatusCompleted {
 		first := AcademicYearOf(x.PlannedStart)
 		last := AcademicYearOf(x.PlannedEnd)
+		// At most two semesters and the annual evaluation a year, and the end one.
+		n := 3*max(0, last.Start()-first.Start()+1) + 1
+		backing, out = make([]EvaluationDue, 0, n), make([]*EvaluationDue, 0, n)
 		for y := first; y.Start() <= last.Start(); y = y.Next() {
-			for _, s := range y.Semesters() {
+			sem := y.Semesters()
+			for _, s := range sem {
 				if !s.To.Before(x.PlannedStart) && !s.From.After(x.PlannedEnd) {
 					add(PeriodSemester, s.Term, s.OpensOn, s.DueOn)
 				}
 			}
-			sem := y.Semesters()
 			add(PeriodAnnual, string(y), sem[1].OpensOn, sem[1].DueOn)
 		}
 		add(PeriodEndOfExchange, string(AcademicYearOf(x.PlannedEnd.AddDays(-1))),
@@ -684,8 +674,8 @@ func (p PolicyParams) checkLength(x *Exchange, pos Position, sending, receiving 
 		verdict = "，符合"
 	}
 	// Every exchange has this one: without fmt.
-	c.Explanation = "计划交流期" + x.PlannedStart.String() + "至" + x.PlannedEnd.String() + "，计" + itoa(c.PlannedSemesters) + "个学期（" +
-		strconv.FormatFloat(float64(c.PlannedSemesters)/2, 'g', -1, 64) + "学年）" + verdict + rule + "不少于" + itoa(c.RequiredYears) + "年的规定。"
+	c.Explanation = "计划交流期" + x.PlannedStart.String() + "至" + x.PlannedEnd.String() + "，计" + strconv.Itoa(c.PlannedSemesters) + "个学期（" +
+		strconv.FormatFloat(float64(c.PlannedSemesters)/2, 'g', -1, 64) + "学年）" + verdict + rule + "不少于" + strconv.Itoa(c.RequiredYears) + "年的规定。"
 }
 
 var lengthRules = map[LengthBasis]string{LengthPrincipal: "校长交流期限为一个任期", LengthGroup: "集团内交流期限",

@@ -8,6 +8,7 @@ var (
 	AbsentRecordsQuery = absentRecordsQuery
 	PairsFPQuery       = pairsFingerprintQuery
 	PairDatesQuery     = pairDatesQuery
+	EvaluationsQuery   = evaluationsQuery
 )
 
 // SetProbeBroadLists switches the per-row scope lookup of broad lists and returns a

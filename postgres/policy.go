@@ -855,8 +855,7 @@ func (s *Store) progressOf(ctx context.Context, exchanges []*jiaoliu.Exchange, y
 		tids = dedupe(tids)
 		return []func(context.Context) error{
 			s.step(ctx, "evaluations", func(ctx context.Context) error {
-				if err := s.db.SelectContext(ctx, &evals, `SELECT `+columns(jiaoliu.EvaluationEntity)+` FROM evaluations t
-				WHERE t.exchange_id = ANY($1::uuid[]) AND NOT t.deleted ORDER BY t.exchange_id, t.term`, pq.Array(xids)); err != nil {
+				if err := s.db.SelectContext(ctx, &evals, evaluationsQuery, pq.Array(xids)); err != nil {
 					return fmt.Errorf("load evaluations: %w", err)
 				}
 				return nil
@@ -1046,14 +1045,11 @@ func (s *Store) progressOf(ctx context.Context, exchanges []*jiaoliu.Exchange, y
 	if err != nil {
 		return nil, err
 	}
-	computed := make(map[string]*jiaoliu.ExchangeProgress, len(compute))
-	for i, x := range compute {
-		computed[x.ID] = results[i]
-	}
+	// compute is the exchanges not reused, in the list's order.
 	out := make([]*jiaoliu.ExchangeProgress, len(exchanges))
-	for i, x := range exchanges {
+	for i := range exchanges {
 		if out[i] = reused[i]; out[i] == nil {
-			out[i] = computed[x.ID]
+			out[i], results = results[0], results[1:]
 		}
 	}
 	if cacheKey != "" {
@@ -1067,6 +1063,10 @@ func (s *Store) progressOf(ctx context.Context, exchanges []*jiaoliu.Exchange, y
 	}
 	return out, nil
 }
+
+// evaluationsQuery reads the live evaluations of exchanges ($1), by exchange and term.
+var evaluationsQuery = `SELECT ` + columns(jiaoliu.EvaluationEntity) + ` FROM evaluations t
+	WHERE t.exchange_id = ANY($1::uuid[]) AND NOT t.deleted ORDER BY t.exchange_id, t.term`
 
 type activityRow struct {
 	ExchangeID    string `db:"exchange_id"`

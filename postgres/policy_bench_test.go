@@ -457,7 +457,7 @@ func BenchmarkExplain(b *testing.B) {
 			WHERE s.district_id = $1 AND NOT t.deleted AND NOT s.deleted ORDER BY t.school_id, t.name, t.id`, []any{w.district}},
 		{"pairs-fingerprint", fmt.Sprintf(postgres.PairsFPQuery, `(SELECT id FROM schools WHERE district_id = $1)`), []any{w.district, "2026-2027"}},
 		{"pairs-days", postgres.PairDatesQuery, []any{pq.Array(pairs)}},
-		{"evaluations", `SELECT * FROM evaluations t WHERE t.exchange_id = ANY($1::uuid[]) AND NOT t.deleted ORDER BY t.exchange_id, t.term`, []any{pq.Array(ids)}},
+		{"evaluations", postgres.EvaluationsQuery, []any{pq.Array(ids)}},
 	}
 	for _, q := range queries {
 		var plan []string
