@@ -28,16 +28,20 @@ const watchedDevicesQuery = `SELECT d.id::text, d.name, u.id::text, u.username,
 					LEFT JOIN schools sc ON sc.id = i.id,
 					LATERAL (VALUES ('s:' || i.id), ('d:' || sc.district_id)) v(tok)
 			) z(tok) WHERE tok IS NOT NULL ORDER BY tok)
-	FROM devices d JOIN users u ON u.id = d.user_id WHERE d.id = ANY($1::uuid[])`
+	FROM devices d JOIN users u ON u.id = d.user_id WHERE d.id = ANY((SELECT $1::uuid[])::uuid[])`
 
 // WatchedDevices returns, by device id, each device's name, its user, and the district
 // and school tokens of who may watch its activity: those of the user's scope tokens
 // (teacher_tokens, school_tokens of migration 00002), read from the tables directly —
 // the scope functions, nested and planned on every call, cost 2.3 ms a device, more
-// than the single-op push whose activity was being published.
+// than the single-op push whose activity was being published. The query is prepared,
+// and its devices are read through a subquery: with the array in sight PostgreSQL
+// found a plan for the one device of a push cheaper than the generic plan and planned
+// every call (0.45–0.65 ms, for 0.17 ms of running it); hidden, it keeps the generic
+// plan after five calls.
 // TestWatchedDevicesAreTheScopeFunctions compares both.
 func (s *Store) WatchedDevices(ctx context.Context, ids []string) (map[string]jiaoliu.WatchedDevice, error) {
-	rows, err := s.db.QueryContext(ctx, watchedDevicesQuery, pq.Array(ids))
+	rows, err := s.queryx(ctx, watchedDevicesQuery, pq.Array(ids))
 	if err != nil {
 		return nil, fmt.Errorf("watched devices: %w", err)
 	}

@@ -319,15 +319,20 @@ func (s *Store) AuthenticateToken(ctx context.Context, token string) (*jiaoliu.A
 		sum := sha256.Sum256([]byte(token))
 		// The sync layer authenticates every message: read, and write last_seen_at only
 		// when it is more than a minute old.
-		var stale bool
-		err := s.db.QueryRowContext(ctx, `SELECT id::text, user_id::text, coalesce(last_seen_at < now() - interval '1 minute', true)
-			FROM devices WHERE token_hash = $1 AND revoked_at IS NULL`, sum[:]).Scan(&deviceID, &userID, &stale)
+		var dev struct {
+			ID    string `db:"id"`
+			User  string `db:"user_id"`
+			Stale bool   `db:"stale"`
+		}
+		err := s.get(ctx, &dev, `SELECT id::text, user_id::text, coalesce(last_seen_at < now() - interval '1 minute', true) AS stale
+			FROM devices WHERE token_hash = $1 AND revoked_at IS NULL`, sum[:])
+		deviceID, userID = dev.ID, dev.User
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, unauth
 		} else if err != nil {
 			return nil, fmt.Errorf("authenticate device: %w", err)
 		}
-		if stale {
+		if dev.Stale {
 			if _, err := s.db.ExecContext(ctx, `UPDATE devices SET last_seen_at = now() WHERE id = $1`, deviceID); err != nil {
 				return nil, fmt.Errorf("authenticate device: %w", err)
 			}

@@ -1,6 +1,10 @@
 package postgres
 
-import "github.com/jiaoliu/jiaoliu"
+import (
+	"time"
+
+	"github.com/jiaoliu/jiaoliu"
+)
 
 // Queries of the policy views, for the benchmarks' EXPLAIN.
 var (
@@ -53,3 +57,17 @@ func DashboardKept(s *Store, district string, y jiaoliu.AcademicYear, asOf jiaol
 
 // PairInputLoads is how many times the pairs' activities were read so far.
 func PairInputLoads() int64 { return pairInputLoads.Load() }
+
+// WaitWriteStatements waits until no shared statement of the write path is being
+// prepared (at most 10 s).
+func WaitWriteStatements(s *Store) {
+	for range 10000 {
+		s.writeStmts.mu.Lock()
+		n := len(s.writeStmts.pending)
+		s.writeStmts.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

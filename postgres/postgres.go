@@ -76,8 +76,10 @@ type Store struct {
 	// overflowed PostgreSQL's shared lock table ("out of shared memory").
 	writeSlots chan struct{}
 
-	stmts    preparedCache // prepared statements of the read path
-	sessions sessionCache  // recently authenticated sessions
+	stmts      preparedCache // prepared statements of the read path
+	writeStmts sharedStmts   // prepared statements of the write path (stmt.go)
+	sessions   sessionCache  // recently authenticated sessions
+	syncMarks  syncMarks     // when each device's last_sync_at was last written (pull.go)
 
 	// teachers caches the teachers of the district views, checked against a
 	// fingerprint on every use (see policy.go).
@@ -121,7 +123,7 @@ func NewStore(db *sqlx.DB, clock *hlc.Clock, log *slog.Logger) *Store {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Store{db: db, clock: clock, log: log, writeSlots: make(chan struct{}, ConcurrentWrites)}
+	return &Store{db: db, clock: clock, log: log, writeSlots: make(chan struct{}, ConcurrentWrites), writeStmts: sharedStmts{db: db}}
 }
 
 // DB returns the underlying database handle.

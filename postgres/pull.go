@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
@@ -604,7 +606,7 @@ func (s *Store) Reject(ctx context.Context, op jiaoliu.Op, code, message string)
 		return res, fmt.Errorf("reject: store rejection: %w", err)
 	}
 	if op.OpID != "" {
-		w := &writer{store: s, tx: newStmtTx(tx), actor: actor}
+		w := &writer{store: s, tx: newStmtTx(tx, &s.writeStmts), actor: actor}
 		if err := w.remember(ctx, op, res); err != nil {
 			return res, fmt.Errorf("reject: %w", err)
 		}
@@ -619,10 +621,58 @@ func (s *Store) Reject(ctx context.Context, op jiaoliu.Op, code, message string)
 }
 
 // DeviceSynced records that the device of the actor of ctx has just synced
-// (devices.last_sync_at). It does nothing for actors without a device, and while the
-// devices table does not exist.
+// (devices.last_sync_at), at most once every SyncMarkInterval per device and Store: the
+// time an administrator reads is that of a sync less than that long ago, and a device
+// pushing one op at a time does not pay a commit of its own (a WAL flush) per push. It
+// does nothing for actors without a device, and while the devices table does not exist.
 func (s *Store) DeviceSynced(ctx context.Context) error {
-	return s.updateDevice(ctx, `UPDATE devices SET last_sync_at = now() WHERE id = $1`)
+	a := jiaoliu.ActorFromContext(ctx)
+	if a == nil || a.DeviceID == "" {
+		return nil
+	}
+	now := time.Now()
+	if !s.syncMarks.due(a.DeviceID, now) {
+		return nil
+	}
+	if err := s.updateDevice(ctx, `UPDATE devices SET last_sync_at = now() WHERE id = $1`); err != nil {
+		s.syncMarks.forget(a.DeviceID)
+		return err
+	}
+	return nil
+}
+
+// SyncMarkInterval is how long a device's last_sync_at may lag its latest sync.
+var SyncMarkInterval = 30 * time.Second
+
+// maxSyncMarks bounds the devices syncMarks remembers; it starts over when full.
+const maxSyncMarks = 100_000
+
+// syncMarks remembers when the Store last wrote each device's last_sync_at.
+type syncMarks struct {
+	mu sync.Mutex
+	at map[string]time.Time
+}
+
+// due reports whether the device's last_sync_at is to be written now, and if so
+// takes it as written at now.
+func (m *syncMarks) due(device string, now time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if t, ok := m.at[device]; ok && now.Sub(t) < SyncMarkInterval && now.After(t) {
+		return false
+	}
+	if m.at == nil || len(m.at) >= maxSyncMarks {
+		m.at = map[string]time.Time{}
+	}
+	m.at[device] = now
+	return true
+}
+
+// forget makes the device's next sync write last_sync_at (the write just failed).
+func (m *syncMarks) forget(device string) {
+	m.mu.Lock()
+	delete(m.at, device)
+	m.mu.Unlock()
 }
 
 // DeviceVerified records that the device of the actor of ctx has just verified its

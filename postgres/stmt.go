@@ -5,31 +5,49 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 )
 
-// stmtTx is a transaction that prepares each distinct query it runs more than once and
-// reuses it: lib/pq spends two round trips on a query with arguments (parse, then
-// execute) but one on a prepared statement, and a batch runs the same few queries for
-// every op. A query's first run is not prepared: a prepared statement costs a third
-// round trip to close (with the transaction), which a query run once (most of those of
-// a one-op batch, and the bulk path's) never pays back. Statements close with the
-// transaction.
+// stmtTx is a transaction that runs the queries it meets again as prepared
+// statements: lib/pq spends two round trips on a query with arguments (parse, then
+// execute) and PostgreSQL parses and plans it every time, where a prepared statement is
+// one round trip and planned once per connection.
+//
+// Two kinds of prepared statements serve it:
+//   - the write path's shared statements (sharedStmts), prepared on the Store's pool
+//     and kept across transactions: a query looked up a second time is prepared on the
+//     pool (in the background), and every later transaction runs it as that statement
+//     (database/sql prepares it once on each connection and keeps it there). A device
+//     pushing one op at a time runs the same dozen queries in every transaction; each
+//     was parsed and planned every time (the row reads' plans alone 0.25–0.3 ms each,
+//     pg_stat_statements).
+//   - statements of this transaction only, for a query run more than once in it that
+//     is not shared (yet, or past the shared bound): its first run is not prepared, as
+//     a statement of the transaction costs a third round trip to close (with the
+//     transaction), which a query run once never pays back.
 type stmtTx struct {
 	*sqlx.Tx
-	stmts map[string]*sqlx.Stmt
-	ran   map[string]bool // queries run once, unprepared
+	shared *sharedStmts
+	stmts  map[string]*sqlx.Stmt
+	ran    map[string]bool // queries run once, unprepared
 }
 
-func newStmtTx(tx *sqlx.Tx) *stmtTx {
-	return &stmtTx{Tx: tx, stmts: map[string]*sqlx.Stmt{}, ran: map[string]bool{}}
+func newStmtTx(tx *sqlx.Tx, shared *sharedStmts) *stmtTx {
+	return &stmtTx{Tx: tx, shared: shared, stmts: map[string]*sqlx.Stmt{}, ran: map[string]bool{}}
 }
 
-// prep returns the prepared statement of q, or nil when q runs for the first time.
+// prep returns the prepared statement of q, or nil when q is to run unprepared.
 func (t *stmtTx) prep(ctx context.Context, q string) (*sqlx.Stmt, error) {
 	if st, ok := t.stmts[q]; ok {
 		return st, nil
+	}
+	if st := t.shared.lookup(q); st != nil {
+		tst := t.Tx.StmtxContext(ctx, st)
+		t.stmts[q] = tst
+		return tst, nil
 	}
 	if t.ran != nil && !t.ran[q] {
 		t.ran[q] = true
@@ -41,6 +59,80 @@ func (t *stmtTx) prep(ctx context.Context, q string) (*sqlx.Stmt, error) {
 	}
 	t.stmts[q] = st
 	return st, nil
+}
+
+// maxSharedStmts bounds the write path's shared statements: its queries are built from
+// the entity and the fields an op carries, some dozens of texts in practice. Past the
+// bound, queries run as stmtTx did before (prepared within a transaction from their
+// second run there).
+const maxSharedStmts = 256
+
+// maxSeenStmts bounds the texts remembered as seen once; the set starts over when full.
+const maxSeenStmts = 4096
+
+// sharedStmts are the write path's statements prepared on the Store's pool. A query is
+// prepared the second time it is looked up (at the first, the cache would fill with
+// texts built for one batch), by a goroutine of its own: preparing on the pool
+// takes a connection, which a transaction holding one must not wait for (a pool whose
+// every connection is a transaction waiting for another would never free one).
+type sharedStmts struct {
+	db *sqlx.DB
+
+	mu       sync.Mutex
+	m        map[string]*sqlx.Stmt
+	seen     map[string]bool // looked up once
+	pending  map[string]bool // being prepared
+	prepared func()          // called after each background prepare, done or failed (tests)
+}
+
+// lookup returns the shared statement of q, or nil (then q may be prepared for the
+// transactions after this one).
+func (c *sharedStmts) lookup(q string) *sqlx.Stmt {
+	if c == nil || c.db == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st := c.m[q]; st != nil {
+		return st
+	}
+	switch {
+	case c.pending[q] || len(c.m)+len(c.pending) >= maxSharedStmts:
+	case !c.seen[q]:
+		if len(c.seen) >= maxSeenStmts {
+			clear(c.seen)
+		}
+		if c.seen == nil {
+			c.seen = map[string]bool{}
+		}
+		c.seen[q] = true
+	default:
+		delete(c.seen, q)
+		if c.pending == nil {
+			c.pending, c.m = map[string]bool{}, map[string]*sqlx.Stmt{}
+		}
+		c.pending[q] = true
+		go c.prepare(q)
+	}
+	return nil
+}
+
+// prepare prepares q on the pool and shares it; on failure (the database away, the
+// pool closed) q is forgotten and may be tried again.
+func (c *sharedStmts) prepare(q string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := c.db.PreparexContext(ctx, q)
+	c.mu.Lock()
+	delete(c.pending, q)
+	if err == nil {
+		c.m[q] = st
+	}
+	done := c.prepared
+	c.mu.Unlock()
+	if done != nil {
+		done()
+	}
 }
 
 // GetContext runs q, prepared from its second run on (queries without arguments run

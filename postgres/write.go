@@ -120,7 +120,7 @@ func (s *Store) applyOnce(ctx context.Context, actor *jiaoliu.Actor, batch jiaol
 	}
 	defer tx.Rollback()
 
-	w := &writer{store: s, tx: newStmtTx(tx), actor: actor, atomic: batch.Atomic}
+	w := &writer{store: s, tx: newStmtTx(tx, &s.writeStmts), actor: actor, atomic: batch.Atomic}
 	if err := w.lockBatch(ctx, batch.Ops); err != nil {
 		return nil, err
 	}

@@ -114,6 +114,24 @@ func setup(ctx context.Context, c config) error {
 // stats are the counters the progress line shows.
 type stats struct {
 	connected, connErrs, acked, pushErrs, pulled, pokes, pullErrs, pokesWriter, pokesOther atomic.Int64
+
+	rateLimited atomic.Int64 // pushes sent again after rate_limited
+
+	firstMu sync.Mutex
+	first   map[string]string // the first error of each phase, for the summary
+}
+
+// fail counts an error in n and keeps the first message of its phase.
+func (s *stats) fail(n *atomic.Int64, phase, msg string) {
+	n.Add(1)
+	s.firstMu.Lock()
+	defer s.firstMu.Unlock()
+	if s.first == nil {
+		s.first = map[string]string{}
+	}
+	if _, ok := s.first[phase]; !ok {
+		s.first[phase] = msg
+	}
 }
 
 type fleet struct {
@@ -171,14 +189,22 @@ func run(ctx context.Context, c config) error {
 			bl := bench.NewBacklog(bench.ExchangeID(i), d.ID, time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, 500*(time.Now().Second()%7)))
 			for sent := 0; sent < c.backlog && ctx.Err() == nil; sent += c.batch {
 				n := min(c.batch, c.backlog-sent)
-				ack, err := d.Push(ctx, &wire.Push{BatchID: fmt.Sprintf("b-%d-%d", i, sent), Ops: bl.Batch(n)})
+				push := &wire.Push{BatchID: fmt.Sprintf("b-%d-%d", i, sent), Ops: bl.Batch(n)}
+				ack, err := d.Push(ctx, push)
+				for attempt := 1; err != nil && strings.Contains(err.Error(), "rate_limited") && attempt <= 20 && ctx.Err() == nil; attempt++ {
+					// Over the server's per-device rate: as a device does, wait and send
+					// the same batch again.
+					f.st.rateLimited.Add(1)
+					time.Sleep(100 * time.Millisecond)
+					ack, err = d.Push(ctx, push)
+				}
 				if err != nil {
-					f.st.pushErrs.Add(1)
+					f.st.fail(&f.st.pushErrs, "push", err.Error())
 					return
 				}
 				for _, r := range ack.Results {
 					if r.Status == "rejected" {
-						f.st.pushErrs.Add(1)
+						f.st.fail(&f.st.pushErrs, "push", "op rejected: "+r.Code+": "+r.Message)
 					}
 				}
 				f.st.acked.Add(int64(len(ack.Results)))
@@ -201,7 +227,7 @@ func run(ctx context.Context, c config) error {
 			defer wg.Done()
 			n, _, err := d.PullAll(ctx, 500)
 			if err != nil {
-				f.st.pullErrs.Add(1)
+				f.st.fail(&f.st.pullErrs, "pull", err.Error())
 			}
 			f.st.pulled.Add(int64(n))
 		}(d)
@@ -236,7 +262,7 @@ func run(ctx context.Context, c config) error {
 				ack, err := d.Push(pokeCtx, &wire.Push{BatchID: fmt.Sprintf("p-%d-%d", w, k), Ops: bl.Batch(1)})
 				if err != nil {
 					if pokeCtx.Err() == nil {
-						f.st.pushErrs.Add(1)
+						f.st.fail(&f.st.pushErrs, "poke write", err.Error())
 					}
 					continue
 				}
@@ -283,6 +309,9 @@ func run(ctx context.Context, c config) error {
 		fmt.Printf("memory        server RSS %d MiB → %d MiB idle: %.1f KiB per connection\n", rss0>>20, rss1>>20, float64(rss1-rss0)/1024/float64(max(1, c.devices)))
 	}
 	fmt.Printf("push          %d ops acknowledged by %d devices (batch %d) in %v: %.0f ops/s, %d errors\n", pushed, pushers, c.batch, pushTime.Round(time.Millisecond), float64(pushed)/pushTime.Seconds(), f.st.pushErrs.Load())
+	if n := f.st.rateLimited.Load(); n > 0 {
+		fmt.Printf("rate limited  %d pushes answered rate_limited and sent again (the server allows each device 20 messages/s, burst 100)\n", n)
+	}
 	fmt.Printf("pull          %d records by %d devices in %v: %.0f records/s, %d errors\n", f.st.pulled.Load(), pushers, pullTime.Round(time.Millisecond), float64(f.st.pulled.Load())/pullTime.Seconds(), f.st.pullErrs.Load())
 	f.latMu.Lock()
 	fmt.Printf("poke          %d writes by %d writers over %v; push sent → poke on the other device: %s; ack → poke: %s\n",
@@ -294,6 +323,13 @@ func run(ctx context.Context, c config) error {
 	if rss2 := rss(c.serverPID); rss2 > 0 {
 		fmt.Printf("memory        server RSS at the end %d MiB\n", rss2>>20)
 	}
+	f.st.firstMu.Lock()
+	for _, phase := range []string{"push", "pull", "poke write"} {
+		if msg, ok := f.st.first[phase]; ok {
+			fmt.Printf("first error   %s: %s\n", phase, msg)
+		}
+	}
+	f.st.firstMu.Unlock()
 	for _, d := range f.devices {
 		if d != nil {
 			d.Close()

@@ -1,0 +1,99 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jiaoliu/jiaoliu"
+	"github.com/jiaoliu/jiaoliu/postgres"
+)
+
+// A device pushing one lesson at a time runs the write path's queries as statements
+// prepared once on the connection and reused by every later transaction (they were
+// parsed and planned in every one), and a pool of a single connection still works: the
+// shared statements are prepared outside the transaction that met them.
+func TestWriteStatementsAreSharedAcrossTransactions(t *testing.T) {
+	f := newFixture(t)
+	f.db.SetMaxOpenConns(1) // every transaction and every prepare on one connection
+	ctx, cancel := context.WithTimeout(sys(), time.Minute)
+	defer cancel()
+	const pushes = 12
+	for i := range pushes {
+		id := newID()
+		res, err := f.store.Apply(ctx, jiaoliu.Batch{Ops: []jiaoliu.Op{upsert("lesson", id, lessonFields(f, fmt.Sprintf("2026-10-%02d", 12+i/8), 1+i%8))}})
+		if err != nil || res[0].Status != jiaoliu.StatusApplied {
+			t.Fatalf("push %d: %+v, %v", i, res, err)
+		}
+		postgres.WaitWriteStatements(f.store)
+		l, err := postgres.Get[jiaoliu.Lesson](sys(), f.store, jiaoliu.LessonEntity, id)
+		if err != nil || l.Period != 1+i%8 {
+			t.Fatalf("push %d: lesson %+v, %v", i, l, err)
+		}
+	}
+	// The connection's own prepared statements (pg_prepared_statements is per session:
+	// with one connection, the pool's).
+	var stmts []struct {
+		Statement string `db:"statement"`
+		Runs      int    `db:"runs"`
+	}
+	if err := f.db.SelectContext(ctx, &stmts, `SELECT statement, generic_plans + custom_plans AS runs FROM pg_prepared_statements
+		WHERE statement LIKE 'INSERT INTO lessons%' OR statement LIKE 'INSERT INTO sync_log%' OR statement LIKE 'INSERT INTO audit_log%'`); err != nil {
+		t.Fatal(err)
+	}
+	// Looked up in push 1, prepared after push 2: run by the 10 pushes after.
+	for _, prefix := range []string{"INSERT INTO lessons ", "INSERT INTO sync_log ", "INSERT INTO audit_log "} {
+		runs := 0
+		for _, s := range stmts {
+			if strings.HasPrefix(s.Statement, prefix) {
+				runs += s.Runs
+			}
+		}
+		if runs < pushes-2 {
+			t.Errorf("%q… ran %d times as a kept prepared statement, want ≥ %d", prefix, runs, pushes-2)
+		}
+	}
+}
+
+// A device's last_sync_at is written at its first sync and then at most once every
+// SyncMarkInterval, not by each of its pushes.
+func TestDeviceSyncedAtMostOncePerInterval(t *testing.T) {
+	f := newFixture(t)
+	u, err := f.store.CreateUser(sys(), postgres.NewUser{Username: "wangfang", DisplayName: "王芳", Password: "a long enough password",
+		Role: jiaoliu.RoleTeacher, TeacherID: f.teacher})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, _, err := f.store.RegisterDevice(sys(), "平板", u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := jiaoliu.NewContextWithActor(context.Background(), &jiaoliu.Actor{UserID: u.ID, Role: jiaoliu.RoleTeacher, TeacherID: f.teacher, DeviceID: dev.ID})
+	synced := func() time.Time {
+		t.Helper()
+		if err := f.store.DeviceSynced(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var at *time.Time
+		if err := f.db.Get(&at, `SELECT last_sync_at FROM devices WHERE id = $1`, dev.ID); err != nil {
+			t.Fatal(err)
+		}
+		if at == nil {
+			t.Fatal("last_sync_at not written")
+		}
+		return *at
+	}
+	first := synced()
+	time.Sleep(5 * time.Millisecond)
+	if again := synced(); !again.Equal(first) {
+		t.Fatalf("a second sync within %v wrote last_sync_at again: %v → %v", postgres.SyncMarkInterval, first, again)
+	}
+	defer func(d time.Duration) { postgres.SyncMarkInterval = d }(postgres.SyncMarkInterval)
+	postgres.SyncMarkInterval = time.Millisecond
+	time.Sleep(5 * time.Millisecond)
+	if later := synced(); !later.After(first) {
+		t.Fatalf("a sync after the interval left last_sync_at at %v", later)
+	}
+}
