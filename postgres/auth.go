@@ -309,6 +309,28 @@ func (s *Store) signingKey(ctx context.Context) ([]byte, error) {
 // session ended by a password change (its session version is no longer the user's)
 // stops working at once on this server, and within sessionCheckEvery on the others.
 func (s *Store) AuthenticateToken(ctx context.Context, token string) (*jiaoliu.Actor, error) {
+	return s.authenticate(ctx, token, true)
+}
+
+// AuthenticateDevice checks a token as AuthenticateToken does, but returns the actor
+// without its read tokens (ReadTokens nil: a read computes them when it needs them).
+// The sync layer checks its token before every message, and its pushes and pulls
+// compute the tokens themselves in their own transaction: computing them for the check
+// too was a third of a single-op push's re-authentication (actor_tokens, 0.29 ms).
+func (s *Store) AuthenticateDevice(ctx context.Context, token string) (*jiaoliu.Actor, error) {
+	return s.authenticate(ctx, token, false)
+}
+
+// The user of a token, with or without the scope tokens they read with.
+const (
+	userWithTokensQuery = `SELECT ` + userColumns + `,
+		CASE WHEN role = 'ADMIN' THEN NULL ELSE actor_tokens(role, district_id, school_id, teacher_id) END AS read_tokens
+		FROM users WHERE id = $1 AND NOT disabled AND ($2::int < 0 OR session_version = $2)`
+	userOfTokenQuery = `SELECT ` + userColumns + `, NULL::text[] AS read_tokens
+		FROM users WHERE id = $1 AND NOT disabled AND ($2::int < 0 OR session_version = $2)`
+)
+
+func (s *Store) authenticate(ctx context.Context, token string, withTokens bool) (*jiaoliu.Actor, error) {
 	unauth := jiaoliu.Errorf(jiaoliu.EUNAUTHENTICATED, "invalid or expired token")
 	if token == "" {
 		return nil, unauth
@@ -362,15 +384,20 @@ func (s *Store) AuthenticateToken(ctx context.Context, token string) (*jiaoliu.A
 		jiaoliu.User
 		Tokens pq.StringArray `db:"read_tokens"`
 	}
-	err := s.get(ctx, &row, `SELECT `+userColumns+`,
-		CASE WHEN role = 'ADMIN' THEN NULL ELSE actor_tokens(role, district_id, school_id, teacher_id) END AS read_tokens
-		FROM users WHERE id = $1 AND NOT disabled AND ($2::int < 0 OR session_version = $2)`, userID, version)
+	q := userWithTokensQuery
+	if !withTokens {
+		q = userOfTokenQuery
+	}
+	err := s.get(ctx, &row, q, userID, version)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, unauth
 	} else if err != nil {
 		return nil, fmt.Errorf("authenticate: %w", err)
 	}
 	a := ActorOf(&row.User, deviceID, sessionID)
+	if !withTokens {
+		return a, nil
+	}
 	if !a.System {
 		a.ReadTokens = []string(row.Tokens)
 		if a.ReadTokens == nil {

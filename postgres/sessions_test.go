@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"reflect"
 	"testing"
 	"time"
 
@@ -74,5 +75,47 @@ func TestSessionsAreCheckedAgain(t *testing.T) {
 			t.Fatalf("session of a user disabled elsewhere still accepted after %v", postgres.SessionCheckEvery+time.Second)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestAuthenticateDeviceSkipsReadTokens: the sync layer's check of a device token is
+// AuthenticateToken's — the same actor, refused once the device is revoked — without
+// the read tokens, which a read then computes itself.
+func TestAuthenticateDeviceSkipsReadTokens(t *testing.T) {
+	f := newFixture(t)
+	u, err := f.store.CreateUser(sys(), postgres.NewUser{Username: "teacher-a", Password: "correct horse 1", Role: jiaoliu.RoleTeacher, TeacherID: f.teacher})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, token, err := f.store.RegisterDevice(sys(), "平板", u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := f.store.AuthenticateToken(context.Background(), token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare, err := f.store.AuthenticateDevice(context.Background(), token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(full.ReadTokens) == 0 || bare.ReadTokens != nil {
+		t.Fatalf("read tokens: AuthenticateToken %v, AuthenticateDevice %v (want some, nil)", full.ReadTokens, bare.ReadTokens)
+	}
+	full.ReadTokens = nil
+	if !reflect.DeepEqual(full, bare) {
+		t.Fatalf("actors differ: %+v and %+v", full, bare)
+	}
+	// A read with the bare actor sees what the full one sees.
+	lesson := newID()
+	MustApply(t, sys(), f.store, upsert("lesson", lesson, lessonFields(f, "2026-10-12", 3)))
+	if _, err := postgres.Get[jiaoliu.Lesson](jiaoliu.NewContextWithActor(context.Background(), bare), f.store, jiaoliu.LessonEntity, lesson); err != nil {
+		t.Fatalf("the teacher's lesson through the bare actor: %v", err)
+	}
+	if _, err := f.store.RevokeDevice(sys(), dev.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.store.AuthenticateDevice(context.Background(), token); jiaoliu.ErrorCode(err) != jiaoliu.EUNAUTHENTICATED {
+		t.Fatalf("revoked device: %v, want UNAUTHENTICATED", err)
 	}
 }

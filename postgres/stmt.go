@@ -28,6 +28,12 @@ import (
 //     is not shared (yet, or past the shared bound): its first run is not prepared, as
 //     a statement of the transaction costs a third round trip to close (with the
 //     transaction), which a query run once never pays back.
+//
+// A prepared statement is still planned on every run while PostgreSQL finds a plan for
+// the values given cheaper than its generic plan; an array's length is what it sees
+// most, so the batch's statements over an array of keys read it through a subquery
+// (`unnest((SELECT $1::bigint[]))`): then every plan is the generic one, kept after
+// five runs.
 type stmtTx struct {
 	*sqlx.Tx
 	shared *sharedStmts

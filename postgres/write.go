@@ -649,7 +649,7 @@ func (w *writer) lockKeys(ctx context.Context, keys []int64) error {
 	}
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
-	if _, err := w.tx.Tx.ExecContext(ctx, `SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k`, pq.Array(keys)); err != nil {
+	if _, err := w.tx.ExecContext(ctx, `SELECT count(pg_advisory_xact_lock(k)) FROM unnest((SELECT $1::bigint[])) AS k`, pq.Array(keys)); err != nil {
 		return fmt.Errorf("lock keys: %w", err)
 	}
 	for _, k := range keys {
@@ -789,7 +789,7 @@ func (w *writer) loadSeen(ctx context.Context, ops []jiaoliu.Op) error {
 	for _, op := range ops {
 		ids = append(ids, op.OpID)
 	}
-	rows, err := w.tx.Tx.QueryxContext(ctx, `SELECT op_id, result FROM sync_ops WHERE op_id = ANY($1)`, pq.Array(ids))
+	rows, err := w.tx.QueryxContext(ctx, `SELECT op_id, result FROM sync_ops WHERE op_id = ANY((SELECT $1::text[])::text[])`, pq.Array(ids))
 	if err != nil {
 		return fmt.Errorf("look up ops: %w", err)
 	}
@@ -904,8 +904,8 @@ func (w *writer) flushRemembered(ctx context.Context) error {
 	for i, r := range w.remembered {
 		ids[i], results[i] = r.opID, string(r.result)
 	}
-	if _, err := w.tx.Tx.ExecContext(ctx, `INSERT INTO sync_ops (op_id, device_id, user_id, result)
-		SELECT id, $3, $4, r::jsonb FROM unnest($1::text[], $2::text[]) AS t(id, r)
+	if _, err := w.tx.ExecContext(ctx, `INSERT INTO sync_ops (op_id, device_id, user_id, result)
+		SELECT id, $3, $4, r::jsonb FROM unnest((SELECT $1::text[]), (SELECT $2::text[])) AS t(id, r)
 		ON CONFLICT (op_id) DO UPDATE SET result = excluded.result`,
 		textArray(ids), textArray(results), nullID(w.actor.DeviceID), nullID(w.actor.UserID)); err != nil {
 		return fmt.Errorf("remember ops: %w", err)
