@@ -29,14 +29,20 @@ import (
 //     a statement of the transaction costs a third round trip to close (with the
 //     transaction), which a query run once never pays back.
 //
-// A prepared statement is still planned on every run while PostgreSQL finds a plan for
-// the values given cheaper than its generic plan; an array's length is what it sees
-// most, so the batch's statements over an array of keys read it through a subquery
-// (`unnest((SELECT $1::bigint[]))`): then every plan is the generic one, kept after
-// five runs.
+// A shared statement keeps the generic plan PostgreSQL made when it was prepared, until
+// an ANALYZE of one of its tables (autovacuum's, as a table grows) makes it plan again.
+// Only statements whose plan is the same whatever the size of the tables may be
+// shared, and the write path says which by running them through shareable(): those
+// that read or write one row by a unique key, and those that scan no table (taking the
+// batch's advisory locks, inserting its ops' results from arrays). Not a lookup of
+// several rows by an array of keys: the batch's opIds, shared in a trial, were looked
+// up by a plan made on an empty sync_ops, a sequential scan kept while the table grew to
+// 20,000 rows in a benchmark's seconds.
 type stmtTx struct {
 	*sqlx.Tx
 	shared *sharedStmts
+	share  bool    // this view looks queries up in shared
+	shareV *stmtTx // the view shareable() returns, made on first use
 	stmts  map[string]*sqlx.Stmt
 	ran    map[string]bool // queries run once, unprepared
 }
@@ -45,15 +51,29 @@ func newStmtTx(tx *sqlx.Tx, shared *sharedStmts) *stmtTx {
 	return &stmtTx{Tx: tx, shared: shared, stmts: map[string]*sqlx.Stmt{}, ran: map[string]bool{}}
 }
 
+// shareable returns the transaction for statements that may run as shared statements
+// (see above); it shares the statements of t.
+func (t *stmtTx) shareable() *stmtTx {
+	if t.share {
+		return t
+	}
+	if t.shareV == nil {
+		t.shareV = &stmtTx{Tx: t.Tx, shared: t.shared, share: true, stmts: t.stmts, ran: t.ran}
+	}
+	return t.shareV
+}
+
 // prep returns the prepared statement of q, or nil when q is to run unprepared.
 func (t *stmtTx) prep(ctx context.Context, q string) (*sqlx.Stmt, error) {
 	if st, ok := t.stmts[q]; ok {
 		return st, nil
 	}
-	if st := t.shared.lookup(q); st != nil {
-		tst := t.Tx.StmtxContext(ctx, st)
-		t.stmts[q] = tst
-		return tst, nil
+	if t.share {
+		if st := t.shared.lookup(q); st != nil {
+			tst := t.Tx.StmtxContext(ctx, st)
+			t.stmts[q] = tst
+			return tst, nil
+		}
 	}
 	if t.ran != nil && !t.ran[q] {
 		t.ran[q] = true

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 
 	"github.com/jiaoliu/jiaoliu"
@@ -649,7 +650,7 @@ func (w *writer) lockKeys(ctx context.Context, keys []int64) error {
 	}
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
-	if _, err := w.tx.ExecContext(ctx, `SELECT count(pg_advisory_xact_lock(k)) FROM unnest((SELECT $1::bigint[])) AS k`, pq.Array(keys)); err != nil {
+	if _, err := w.tx.shareable().ExecContext(ctx, `SELECT count(pg_advisory_xact_lock(k)) FROM unnest((SELECT $1::bigint[])) AS k`, pq.Array(keys)); err != nil {
 		return fmt.Errorf("lock keys: %w", err)
 	}
 	for _, k := range keys {
@@ -789,7 +790,14 @@ func (w *writer) loadSeen(ctx context.Context, ops []jiaoliu.Op) error {
 	for _, op := range ops {
 		ids = append(ids, op.OpID)
 	}
-	rows, err := w.tx.QueryxContext(ctx, `SELECT op_id, result FROM sync_ops WHERE op_id = ANY((SELECT $1::text[])::text[])`, pq.Array(ids))
+	var rows *sqlx.Rows
+	var err error
+	if len(ids) == 1 {
+		// A device saving one op at a time: by the key, shared.
+		rows, err = w.tx.shareable().QueryxContext(ctx, `SELECT op_id, result FROM sync_ops WHERE op_id = $1`, ids[0])
+	} else {
+		rows, err = w.tx.Tx.QueryxContext(ctx, `SELECT op_id, result FROM sync_ops WHERE op_id = ANY($1)`, pq.Array(ids))
+	}
 	if err != nil {
 		return fmt.Errorf("look up ops: %w", err)
 	}
@@ -904,7 +912,7 @@ func (w *writer) flushRemembered(ctx context.Context) error {
 	for i, r := range w.remembered {
 		ids[i], results[i] = r.opID, string(r.result)
 	}
-	if _, err := w.tx.ExecContext(ctx, `INSERT INTO sync_ops (op_id, device_id, user_id, result)
+	if _, err := w.tx.shareable().ExecContext(ctx, `INSERT INTO sync_ops (op_id, device_id, user_id, result)
 		SELECT id, $3, $4, r::jsonb FROM unnest((SELECT $1::text[]), (SELECT $2::text[])) AS t(id, r)
 		ON CONFLICT (op_id) DO UPDATE SET result = excluded.result`,
 		textArray(ids), textArray(results), nullID(w.actor.DeviceID), nullID(w.actor.UserID)); err != nil {
@@ -1012,7 +1020,7 @@ func (w *writer) create(ctx context.Context, def *jiaoliu.Entity, op jiaoliu.Op,
 	}
 	q := fmt.Sprintf(`INSERT INTO %s (%s) VALUES (%s) RETURNING version`, def.Table, strings.Join(cols, ", "), strings.Join(vals, ", "))
 	var version int64
-	if err := w.tx.GetContext(ctx, &version, q, args...); err != nil {
+	if err := w.tx.shareable().GetContext(ctx, &version, q, args...); err != nil {
 		return jiaoliu.OpResult{}, constraintError(def, err)
 	}
 	after, err := w.log(ctx, def, op.ID, version, false)
@@ -1090,7 +1098,7 @@ func (w *writer) update(ctx context.Context, def *jiaoliu.Entity, op jiaoliu.Op,
 	}
 	q := fmt.Sprintf(`UPDATE %s SET %s WHERE id = $1 RETURNING version`, def.Table, strings.Join(assign, ", "))
 	var version int64
-	if err := w.tx.GetContext(ctx, &version, q, args...); err != nil {
+	if err := w.tx.shareable().GetContext(ctx, &version, q, args...); err != nil {
 		return res, constraintError(def, err)
 	}
 	after, err := w.log(ctx, def, id, version, deleted)
@@ -1218,10 +1226,12 @@ func scanCurrent(row interface{ Scan(...any) error }, def *jiaoliu.Entity) (*cur
 	return &cur, nil
 }
 
+// loadOne reads and locks the record of def matching where, a unique key (the id, or a
+// natural key among live records), as a shared statement (see stmtTx).
 func loadOne(ctx context.Context, tx *stmtTx, def *jiaoliu.Entity, where string, args ...any) (*current, error) {
 	q := fmt.Sprintf(`SELECT %s FROM %s t LEFT JOIN sync_log l ON l.entity = '%s' AND l.id = t.id WHERE %s FOR UPDATE OF t`,
 		loadColumns(def), def.Table, def.Name, where)
-	cur, err := scanCurrent(tx.QueryRowxContext(ctx, q, args...), def)
+	cur, err := scanCurrent(tx.shareable().QueryRowxContext(ctx, q, args...), def)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	} else if err != nil {
@@ -1234,7 +1244,7 @@ func loadOne(ctx context.Context, tx *stmtTx, def *jiaoliu.Entity, where string,
 // returns its scope tokens.
 func (w *writer) log(ctx context.Context, def *jiaoliu.Entity, id string, version int64, deleted bool) ([]string, error) {
 	var scopes []string
-	err := w.tx.GetContext(ctx, pq.Array(&scopes), `INSERT INTO sync_log (entity, id, seq, deleted, scopes)
+	err := w.tx.shareable().GetContext(ctx, pq.Array(&scopes), `INSERT INTO sync_log (entity, id, seq, deleted, scopes)
 		VALUES ($1, $2, $3, $4, scope_tokens($1, $2))
 		ON CONFLICT (entity, id) DO UPDATE SET seq = excluded.seq, txid = pg_current_xact_id(), deleted = excluded.deleted, scopes = excluded.scopes
 		RETURNING scopes`, def.Name, id, version, deleted)
@@ -1323,7 +1333,7 @@ func (w *writer) audit(ctx context.Context, def *jiaoliu.Entity, op jiaoliu.Op, 
 	if err != nil {
 		return fmt.Errorf("encode audit: %w", err)
 	}
-	_, err = w.tx.ExecContext(ctx, `INSERT INTO audit_log (user_id, username, device_id, session_id, entity, record_id, op_id, action, changes, scopes)
+	_, err = w.tx.shareable().ExecContext(ctx, `INSERT INTO audit_log (user_id, username, device_id, session_id, entity, record_id, op_id, action, changes, scopes)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 		nullID(w.actor.UserID), w.actor.Username, nullID(w.actor.DeviceID), w.actor.SessionID, def.Name, id, op.OpID, action, raw, pq.Array(scopes))
 	if err != nil {
