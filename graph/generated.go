@@ -7891,7 +7891,9 @@ type Device {
   user: User
   name: String!
   createdAt: Time!
+  "When the device last used its token (written at most once a minute)."
   lastSeenAt: Time
+  "When the device last pushed, or pulled to the end (written at most once every 30 seconds)."
   lastSyncAt: Time
   lastVerifyAt: Time
   "Whether the device's last checksum matched the server's."
