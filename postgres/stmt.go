@@ -104,11 +104,10 @@ const maxSeenStmts = 4096
 type sharedStmts struct {
 	db *sqlx.DB
 
-	mu       sync.Mutex
-	m        map[string]*sqlx.Stmt
-	seen     map[string]bool // looked up once
-	pending  map[string]bool // being prepared
-	prepared func()          // called after each background prepare, done or failed (tests)
+	mu      sync.Mutex
+	m       map[string]*sqlx.Stmt
+	seen    map[string]bool // looked up once
+	pending map[string]bool // being prepared
 }
 
 // lookup returns the shared statement of q, or nil (then q may be prepared for the
@@ -150,14 +149,10 @@ func (c *sharedStmts) prepare(q string) {
 	defer cancel()
 	st, err := c.db.PreparexContext(ctx, q)
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	delete(c.pending, q)
 	if err == nil {
 		c.m[q] = st
-	}
-	done := c.prepared
-	c.mu.Unlock()
-	if done != nil {
-		done()
 	}
 }
 
