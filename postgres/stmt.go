@@ -25,7 +25,7 @@ import (
 //     was parsed and planned every time (the row reads' plans alone 0.25–0.3 ms each,
 //     pg_stat_statements).
 //   - statements of this transaction only, for a query run more than once in it that
-//     is not shared (yet, or past the shared bound): its first run is not prepared, as
+//     is not shared (not shareable, or not yet): its first run is not prepared, as
 //     a statement of the transaction costs a third round trip to close (with the
 //     transaction), which a query run once never pays back.
 //
@@ -88,10 +88,11 @@ func (t *stmtTx) prep(ctx context.Context, q string) (*sqlx.Stmt, error) {
 }
 
 // maxSharedStmts bounds the write path's shared statements: its queries are built from
-// the entity and the fields an op carries, some dozens of texts in practice. Past the
-// bound, queries run as stmtTx did before (prepared within a transaction from their
-// second run there).
-const maxSharedStmts = 256
+// the entity and the fields an op carries, some dozens of texts in practice, but an
+// administrator's edits through GraphQL name any subset of a record's fields. When the
+// bound is reached, the statement served longest ago is closed to make room, so a
+// server running for months keeps sharing the statements in use.
+var maxSharedStmts = 256
 
 // maxSeenStmts bounds the texts remembered as seen once; the set starts over when full.
 const maxSeenStmts = 4096
@@ -105,9 +106,15 @@ type sharedStmts struct {
 	db *sqlx.DB
 
 	mu      sync.Mutex
-	m       map[string]*sqlx.Stmt
+	m       map[string]*sharedStmt
+	tick    uint64          // stamps the statements as they are served
 	seen    map[string]bool // looked up once
 	pending map[string]bool // being prepared
+}
+
+type sharedStmt struct {
+	st   *sqlx.Stmt
+	used uint64 // tick when last served
 }
 
 // lookup returns the shared statement of q, or nil (then q may be prepared for the
@@ -118,11 +125,13 @@ func (c *sharedStmts) lookup(q string) *sqlx.Stmt {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if st := c.m[q]; st != nil {
-		return st
+	c.tick++
+	if e := c.m[q]; e != nil {
+		e.used = c.tick
+		return e.st
 	}
 	switch {
-	case c.pending[q] || len(c.m)+len(c.pending) >= maxSharedStmts:
+	case c.pending[q] || len(c.pending) >= maxSharedStmts:
 	case !c.seen[q]:
 		if len(c.seen) >= maxSeenStmts {
 			clear(c.seen)
@@ -134,12 +143,30 @@ func (c *sharedStmts) lookup(q string) *sqlx.Stmt {
 	default:
 		delete(c.seen, q)
 		if c.pending == nil {
-			c.pending, c.m = map[string]bool{}, map[string]*sqlx.Stmt{}
+			c.pending, c.m = map[string]bool{}, map[string]*sharedStmt{}
+		}
+		for len(c.m) > 0 && len(c.m)+len(c.pending) >= maxSharedStmts {
+			c.evictLocked()
 		}
 		c.pending[q] = true
 		go c.prepare(q)
 	}
 	return nil
+}
+
+// evictLocked closes the statement served longest ago. Transactions running it keep
+// it until they end (database/sql closes a statement once its last user is done).
+func (c *sharedStmts) evictLocked() {
+	var oldest string
+	var least uint64
+	for q, e := range c.m {
+		if oldest == "" || e.used < least {
+			oldest, least = q, e.used
+		}
+	}
+	st := c.m[oldest].st
+	delete(c.m, oldest)
+	go st.Close()
 }
 
 // prepare prepares q on the pool and shares it; on failure (the database away, the
@@ -152,7 +179,8 @@ func (c *sharedStmts) prepare(q string) {
 	defer c.mu.Unlock()
 	delete(c.pending, q)
 	if err == nil {
-		c.m[q] = st
+		c.tick++
+		c.m[q] = &sharedStmt{st: st, used: c.tick}
 	}
 }
 
