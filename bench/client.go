@@ -69,7 +69,7 @@ func DialWith(ctx context.Context, dialer *websocket.Dialer, url, deviceID, toke
 	}
 	if e, ok := m.(*wire.Error); ok {
 		ws.Close()
-		return nil, fmt.Errorf("hello: %s: %s", e.Code, e.Message)
+		return nil, fmt.Errorf("hello: %w", e)
 	}
 	if _, ok := m.(*wire.Welcome); !ok {
 		ws.Close()
@@ -140,7 +140,7 @@ func (d *Device) roundTrip(ctx context.Context, m wire.Message) (wire.Message, e
 				continue // an unsolicited reset (scope changed): not this request's answer
 			}
 			if e, ok := r.(*wire.Error); ok {
-				return nil, fmt.Errorf("%s: %s", e.Code, e.Message)
+				return nil, e
 			}
 			return r, nil
 		case <-d.done:

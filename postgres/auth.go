@@ -321,13 +321,13 @@ func (s *Store) AuthenticateDevice(ctx context.Context, token string) (*jiaoliu.
 	return s.authenticate(ctx, token, false)
 }
 
-// The user of a token, with or without the scope tokens they read with.
+// The user of a token ($1, and $2 its session version or -1), with or without the
+// scope tokens they read with.
 const (
+	userOfToken         = ` FROM users WHERE id = $1 AND NOT disabled AND ($2::int < 0 OR session_version = $2)`
 	userWithTokensQuery = `SELECT ` + userColumns + `,
-		CASE WHEN role = 'ADMIN' THEN NULL ELSE actor_tokens(role, district_id, school_id, teacher_id) END AS read_tokens
-		FROM users WHERE id = $1 AND NOT disabled AND ($2::int < 0 OR session_version = $2)`
-	userOfTokenQuery = `SELECT ` + userColumns + `, NULL::text[] AS read_tokens
-		FROM users WHERE id = $1 AND NOT disabled AND ($2::int < 0 OR session_version = $2)`
+		CASE WHEN role = 'ADMIN' THEN NULL ELSE actor_tokens(role, district_id, school_id, teacher_id) END AS read_tokens` + userOfToken
+	userOfTokenQuery = `SELECT ` + userColumns + `, NULL::text[] AS read_tokens` + userOfToken
 )
 
 func (s *Store) authenticate(ctx context.Context, token string, withTokens bool) (*jiaoliu.Actor, error) {

@@ -90,9 +90,9 @@ type sized interface {
 	lastUsed() uint64
 }
 
-// used is when an entry by day was last put or served, on the cache's clock
-// (viewCache.tick); guarded by viewCache.mu, the only part of an entry that changes
-// once it is put.
+// used is when a cache entry was last put or served, on its cache's clock
+// (viewCache.tick for the entries by day, sharedStmts.tick for shared statements);
+// guarded by that cache's mutex, the only part of an entry that changes once it is put.
 type used struct{ at uint64 }
 
 func (u *used) use(tick uint64)  { u.at = tick }

@@ -79,7 +79,6 @@ type Store struct {
 	stmts      preparedCache // prepared statements of the read path
 	writeStmts sharedStmts   // prepared statements of the write path (stmt.go)
 	sessions   sessionCache  // recently authenticated sessions
-	syncMarks  syncMarks     // when each device's last_sync_at was last written (pull.go)
 
 	// teachers caches the teachers of the district views, checked against a
 	// fingerprint on every use (see policy.go).

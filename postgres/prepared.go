@@ -8,9 +8,10 @@ import (
 	"github.com/jmoiron/sqlx"
 )
 
-// maxPrepared bounds the read statements a Store keeps prepared. The read path builds
-// its SQL from the entity and the filters used, a few hundred texts at most; past the
-// bound a query runs unprepared.
+// maxPrepared bounds the statements a Store keeps prepared outside transactions (the
+// read path's, and a device's bookkeeping). The read path builds its SQL from the
+// entity and the filters used, a few hundred texts at most; past the bound a query runs
+// unprepared.
 const maxPrepared = 512
 
 // preparedCache holds the read path's prepared statements by query text.
@@ -83,4 +84,18 @@ func (s *Store) selectx(ctx context.Context, dest any, q string, args ...any) er
 		return s.db.SelectContext(ctx, dest, q, args...)
 	}
 	return st.SelectContext(ctx, dest, args...)
+}
+
+// exec runs a statement, prepared.
+func (s *Store) exec(ctx context.Context, q string, args ...any) error {
+	st, err := s.prepared(ctx, q)
+	if err != nil {
+		return err
+	}
+	if st == nil {
+		_, err = s.db.ExecContext(ctx, q, args...)
+	} else {
+		_, err = st.ExecContext(ctx, args...)
+	}
+	return err
 }

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -621,59 +620,18 @@ func (s *Store) Reject(ctx context.Context, op jiaoliu.Op, code, message string)
 }
 
 // DeviceSynced records that the device of the actor of ctx has just synced
-// (devices.last_sync_at), at most once every SyncMarkInterval per device and Store: the
-// time an administrator reads is that of a sync less than that long ago, and a device
-// pushing one op at a time does not pay a commit of its own (a WAL flush) per push. It
-// does nothing for actors without a device, and while the devices table does not exist.
+// (devices.last_sync_at), at most once every SyncMarkInterval per device: the time an
+// administrator reads is that of a sync less than that long ago, and a device pushing
+// one op at a time does not pay a write and its commit (a WAL flush) per push — an
+// UPDATE that matches no row writes nothing. It does nothing for actors without a
+// device, and while the devices table does not exist.
 func (s *Store) DeviceSynced(ctx context.Context) error {
-	a := jiaoliu.ActorFromContext(ctx)
-	if a == nil || a.DeviceID == "" {
-		return nil
-	}
-	now := time.Now()
-	if !s.syncMarks.due(a.DeviceID, now) {
-		return nil
-	}
-	if err := s.updateDevice(ctx, `UPDATE devices SET last_sync_at = now() WHERE id = $1`); err != nil {
-		s.syncMarks.forget(a.DeviceID)
-		return err
-	}
-	return nil
+	return s.updateDevice(ctx, `UPDATE devices SET last_sync_at = now()
+		WHERE id = $1 AND (last_sync_at IS NULL OR last_sync_at <= now() - make_interval(secs => $2))`, SyncMarkInterval.Seconds())
 }
 
 // SyncMarkInterval is how long a device's last_sync_at may lag its latest sync.
 var SyncMarkInterval = 30 * time.Second
-
-// maxSyncMarks bounds the devices syncMarks remembers; it starts over when full.
-const maxSyncMarks = 100_000
-
-// syncMarks remembers when the Store last wrote each device's last_sync_at.
-type syncMarks struct {
-	mu sync.Mutex
-	at map[string]time.Time
-}
-
-// due reports whether the device's last_sync_at is to be written now, and if so
-// takes it as written at now.
-func (m *syncMarks) due(device string, now time.Time) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if t, ok := m.at[device]; ok && now.Sub(t) < SyncMarkInterval && now.After(t) {
-		return false
-	}
-	if m.at == nil || len(m.at) >= maxSyncMarks {
-		m.at = map[string]time.Time{}
-	}
-	m.at[device] = now
-	return true
-}
-
-// forget makes the device's next sync write last_sync_at (the write just failed).
-func (m *syncMarks) forget(device string) {
-	m.mu.Lock()
-	delete(m.at, device)
-	m.mu.Unlock()
-}
 
 // DeviceVerified records that the device of the actor of ctx has just verified its
 // replica (devices.last_verify_at) and whether it matched (last_verify_ok; nil when the
@@ -688,7 +646,7 @@ func (s *Store) updateDevice(ctx context.Context, q string, args ...any) error {
 	if a == nil || a.DeviceID == "" || !isUUID(a.DeviceID) {
 		return nil
 	}
-	_, err := s.db.ExecContext(ctx, q, append([]any{a.DeviceID}, args...)...)
+	err := s.exec(ctx, q, append([]any{a.DeviceID}, args...)...)
 	var pe *pq.Error
 	if errors.As(err, &pe) && (pe.Code == "42P01" || pe.Code == "42703") {
 		// The devices table (migration 00003) is not there yet.

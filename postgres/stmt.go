@@ -113,21 +113,18 @@ type sharedStmts struct {
 }
 
 type sharedStmt struct {
+	used // tick when last served (sharedStmts.tick)
 	st   *sqlx.Stmt
-	used uint64 // tick when last served
 }
 
 // lookup returns the shared statement of q, or nil (then q may be prepared for the
 // transactions after this one).
 func (c *sharedStmts) lookup(q string) *sqlx.Stmt {
-	if c == nil || c.db == nil {
-		return nil
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.tick++
 	if e := c.m[q]; e != nil {
-		e.used = c.tick
+		e.use(c.tick)
 		return e.st
 	}
 	switch {
@@ -160,8 +157,8 @@ func (c *sharedStmts) evictLocked() {
 	var oldest string
 	var least uint64
 	for q, e := range c.m {
-		if oldest == "" || e.used < least {
-			oldest, least = q, e.used
+		if oldest == "" || e.lastUsed() < least {
+			oldest, least = q, e.lastUsed()
 		}
 	}
 	st := c.m[oldest].st
@@ -180,7 +177,7 @@ func (c *sharedStmts) prepare(q string) {
 	delete(c.pending, q)
 	if err == nil {
 		c.tick++
-		c.m[q] = &sharedStmt{st: st, used: c.tick}
+		c.m[q] = &sharedStmt{used: used{c.tick}, st: st}
 	}
 }
 

@@ -111,6 +111,13 @@ func setup(ctx context.Context, c config) error {
 	return nil
 }
 
+// rateLimited reports whether the server answered rate_limited (to a hello or a push):
+// a device waits and tries again.
+func rateLimited(err error) bool {
+	var we *wire.Error
+	return errors.As(err, &we) && we.Code == wire.CodeRateLimited
+}
+
 // stats are the counters the progress line shows.
 type stats struct {
 	connected, connErrs, acked, pushErrs, pulled, pokes, pullErrs, pokesWriter, pokesOther atomic.Int64
@@ -191,7 +198,7 @@ func run(ctx context.Context, c config) error {
 				n := min(c.batch, c.backlog-sent)
 				push := &wire.Push{BatchID: fmt.Sprintf("b-%d-%d", i, sent), Ops: bl.Batch(n)}
 				ack, err := d.Push(ctx, push)
-				for attempt := 1; err != nil && strings.Contains(err.Error(), "rate_limited") && attempt <= 20 && ctx.Err() == nil; attempt++ {
+				for attempt := 1; rateLimited(err) && attempt <= 20 && ctx.Err() == nil; attempt++ {
 					// Over the server's per-device rate: as a device does, wait and send
 					// the same batch again.
 					f.st.rateLimited.Add(1)
@@ -388,7 +395,7 @@ func (f *fleet) connect(ctx context.Context, which []int) {
 				dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 				dev, err = bench.DialWith(dctx, &dialer, f.c.url, bench.DeviceID(i, j), bench.DeviceToken(i, j), f.onPoke(i, j))
 				cancel()
-				if err == nil || !strings.Contains(err.Error(), "rate_limited") {
+				if !rateLimited(err) {
 					break
 				}
 				time.Sleep(time.Duration(200*(attempt+1)) * time.Millisecond)
