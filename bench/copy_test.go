@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 
 	"github.com/jiaoliu/jiaoliu"
@@ -15,63 +16,95 @@ import (
 
 // BenchmarkCopy writes the rows of the push benchmark's ops (record, change log, audit,
 // stored result) with COPY, in transactions of 500 ops, from 1 and 2 connections: the
-// raw rate the push rate is compared with.
+// raw rate the push rate is compared with. (BenchmarkPush at batch 500 also measures
+// COPY in its own database, around its pushes: see benchPush.)
 func BenchmarkCopy(b *testing.B) {
 	for _, conns := range []int{1, 2} {
 		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {
-			ctx := context.Background()
 			_, db := newDB(b, "copy", bench.Spec{Schools: 30, Teachers: 300, Exchanges: 300, Users: 300, DevicesPerUser: 1})
-			const batch = 500
-			per := (pushOps(batch) + conns*batch - 1) / (conns * batch)
-			logs := make([]*bench.Backlog, conns)
-			scopes := make([][]string, conns)
-			for i := range logs {
-				logs[i] = bench.NewBacklog(bench.ExchangeID(i), bench.DeviceID(i, 0), start)
-				if err := db.QueryRowContext(ctx, `SELECT exchange_child_tokens($1, NULL)`, bench.ExchangeID(i)).Scan(pq.Array(&scopes[i])); err != nil {
-					b.Fatal(err)
-				}
-			}
-			total := 0
-			var goCPU, pgCPU time.Duration
-			b.ResetTimer()
+			w := newCopyWriter(b, db, conns, 0)
+			var c copyRun
 			for it := 0; it < b.N; it++ {
-				b.StopTimer()
-				work := make([][][]jiaoliu.Op, conns)
-				for i := range work {
-					for k := 0; k < per; k++ {
-						work[i] = append(work[i], logs[i].Batch(batch))
-					}
-				}
-				cpu := bench.StartCPU(ctx, db)
-				b.StartTimer()
-				var wg sync.WaitGroup
-				errs := make(chan error, conns)
-				for i := range work {
-					wg.Add(1)
-					go func(i int) {
-						defer wg.Done()
-						for _, ops := range work[i] {
-							if err := bench.CopyOps(ctx, db, ops, scopes[i], bench.UserID(i), bench.DeviceID(i, 0)); err != nil {
-								errs <- err
-								return
-							}
-						}
-					}(i)
-				}
-				wg.Wait()
-				b.StopTimer()
-				g, p := cpu.Stop()
-				goCPU, pgCPU = goCPU+g, pgCPU+p
-				close(errs)
-				for err := range errs {
-					b.Fatal(err)
-				}
-				total += conns * per * batch
+				c.add(w.run(b, pushOps(500)))
 			}
-			b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "ops/s")
-			b.ReportMetric(float64(goCPU.Microseconds())/float64(total), "go-µs/op")
-			b.ReportMetric(float64(pgCPU.Microseconds())/float64(total), "pg-µs/op")
+			b.ReportMetric(c.rate(), "ops/s")
+			b.ReportMetric(float64(c.goCPU.Microseconds())/float64(c.ops), "go-µs/op")
+			b.ReportMetric(float64(c.pgCPU.Microseconds())/float64(c.ops), "pg-µs/op")
 			b.ReportMetric(0, "ns/op")
 		})
 	}
+}
+
+// copyWriter writes backlogs of ops with COPY (bench.CopyOps) in transactions of 500
+// ops from conns connections, each its own exchange's backlog (exchange first+i, of
+// user and device first+i), continued from run to run.
+type copyWriter struct {
+	db     *sqlx.DB
+	first  int
+	logs   []*bench.Backlog
+	scopes [][]string
+}
+
+func newCopyWriter(b *testing.B, db *sqlx.DB, conns, first int) *copyWriter {
+	w := &copyWriter{db: db, first: first, logs: make([]*bench.Backlog, conns), scopes: make([][]string, conns)}
+	for i := range w.logs {
+		k := first + i
+		w.logs[i] = bench.NewBacklog(bench.ExchangeID(k), bench.DeviceID(k, 0), start)
+		if err := db.QueryRowContext(context.Background(), `SELECT exchange_child_tokens($1, NULL)`, bench.ExchangeID(k)).Scan(pq.Array(&w.scopes[i])); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return w
+}
+
+// copyRun is what COPY runs wrote: ops, wall time and CPU of this process and of the
+// cluster.
+type copyRun struct {
+	ops          int
+	elapsed      time.Duration
+	goCPU, pgCPU time.Duration
+}
+
+func (c *copyRun) add(d copyRun) {
+	c.ops, c.elapsed, c.goCPU, c.pgCPU = c.ops+d.ops, c.elapsed+d.elapsed, c.goCPU+d.goCPU, c.pgCPU+d.pgCPU
+}
+
+func (c *copyRun) rate() float64 { return float64(c.ops) / c.elapsed.Seconds() }
+
+// run writes at least ops ops, in whole batches of 500 on every connection, timed once
+// they are generated.
+func (w *copyWriter) run(b *testing.B, ops int) copyRun {
+	ctx := context.Background()
+	const batch = 500
+	conns := len(w.logs)
+	per := (ops + conns*batch - 1) / (conns * batch)
+	work := make([][][]jiaoliu.Op, conns)
+	for i := range work {
+		for range per {
+			work[i] = append(work[i], w.logs[i].Batch(batch))
+		}
+	}
+	cpu := bench.StartCPU(ctx, w.db)
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, conns)
+	for i := range work {
+		k := w.first + i
+		wg.Go(func() {
+			for _, ops := range work[i] {
+				if err := bench.CopyOps(ctx, w.db, ops, w.scopes[i], bench.UserID(k), bench.DeviceID(k, 0)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	el := time.Since(t0)
+	g, p := cpu.Stop()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	return copyRun{ops: conns * per * batch, elapsed: el, goCPU: g, pgCPU: p}
 }

@@ -55,7 +55,8 @@ var narrowQueries = []struct {
 // BenchmarkGraphQLLists measures the list queries of a district admin on the generated
 // district (300 schools, 12,000 teachers, 2,000 exchanges with 500 lessons each: 1M
 // lessons; BENCH_DISTRICT_SCALE divides it), then the narrow ones, with 4 concurrent
-// clients: p50/p95 latency and requests per second per query.
+// clients: p50/p95 latency and requests per second per query, ours and PostGraphile's
+// measured in alternating rounds.
 func BenchmarkGraphQLLists(b *testing.B) {
 	ctx := context.Background()
 	scale := envInt("BENCH_DISTRICT_SCALE", 1)
@@ -86,24 +87,50 @@ func BenchmarkGraphQLLists(b *testing.B) {
 	}
 	defer db.Close()
 	ours := cpuMeter{db: db}
+	rounds := max(1, envInt("BENCH_GRAPHQL_ROUNDS", 8))
 	// PostGraphile v4 on the same tables, when installed (bench/peers/install.sh). Each
-	// query is measured on our server and then on PostGraphile, back to back, so that a
-	// change in the machine's speed during the run (other load, the VM's host) falls on
-	// both sides of a ratio rather than on all of ours or all of theirs.
+	// query is measured on both servers in alternating rounds (ours, theirs, theirs,
+	// ours, …: BENCH_GRAPHQL_ROUNDS, 8), each side's figures summed over its rounds: the
+	// speed of this shared machine drifts by tens of percent within a minute (other
+	// tenants, the VM's host), and measured one after the other the two sides of a ratio
+	// fell in different minutes.
 	pgURL, pid := startPostGraphile(b, dsn)
 	peer := &bench.GraphQL{URL: pgURL, Client: client}
 	for i, q := range listQueries {
-		var rate float64
+		mine := &listSide{g: g, query: q.query, vars: q.vars, m: ours}
+		var theirs *listSide
+		if pgURL != "" {
+			pgq := postGraphileQueries[i]
+			theirs = &listSide{g: peer, query: pgq.query, vars: pgq.vars, m: cpuMeter{db: db, peer: pid}}
+		}
 		b.Run(q.name, func(b *testing.B) {
-			rate = measureGraphQL(b, g, q.query, q.vars, n, ours)
+			sides := []*listSide{mine}
+			if theirs != nil {
+				sides = append(sides, theirs)
+			}
+			for _, s := range sides {
+				s.reset()
+				s.warm(b, n)
+			}
+			for it := 0; it < b.N; it++ {
+				for r := range rounds {
+					for k := range sides {
+						if r%2 == 1 { // ABBA: a steady drift falls on both sides alike
+							k = len(sides) - 1 - k
+						}
+						sides[k].round(b, n/rounds)
+					}
+				}
+			}
+			mine.report(b)
 		})
-		if pgURL == "" {
+		if theirs == nil {
 			continue
 		}
-		pgq := postGraphileQueries[i]
-		b.Run("postgraphile/"+pgq.name, func(b *testing.B) {
-			if r := measureGraphQL(b, peer, pgq.query, pgq.vars, n, cpuMeter{db: db, peer: pid}); r > 0 && rate > 0 {
-				b.Logf("%s: ours %.0f req/s ÷ PostGraphile's %s %.0f req/s = %.2f×", q.name, rate, pgq.name, r, rate/r)
+		b.Run("postgraphile/"+postGraphileQueries[i].name, func(b *testing.B) {
+			if r := theirs.report(b); r > 0 && mine.rate() > 0 {
+				b.Logf("%s: ours %.0f req/s ÷ PostGraphile's %s %.0f req/s = %.2f× (%d alternated rounds)",
+					q.name, mine.rate(), postGraphileQueries[i].name, r, mine.rate()/r, rounds)
 			}
 		})
 	}
@@ -113,7 +140,12 @@ func BenchmarkGraphQLLists(b *testing.B) {
 			if err := u.Login(ctx, q.user, bench.Password); err != nil {
 				b.Fatal(err)
 			}
-			measureGraphQL(b, u, q.query, q.vars, n, ours)
+			s := &listSide{g: u, query: q.query, vars: q.vars, m: ours}
+			s.warm(b, n)
+			for it := 0; it < b.N; it++ {
+				s.round(b, n)
+			}
+			s.report(b)
 		})
 	}
 }
@@ -145,89 +177,129 @@ type cpuMeter struct {
 	peer int
 }
 
-// measureGraphQL sends n requests of query from 4 concurrent clients per iteration, after
-// n untimed ones, and reports p50/p95 latency, requests per second, and the CPU time per
+// listClients is the number of concurrent clients of a list benchmark.
+const listClients = 4
+
+// listSide is one server's measurement of a list query, summed over its timed rounds:
+// the latency of each request, the wall time of the rounds, and the CPU time of this
+// process (our server and the 4 clients, or the clients alone for a peer), of
+// PostgreSQL and of the peer's server, and this process's allocations.
+type listSide struct {
+	g     *bench.GraphQL
+	query string
+	vars  map[string]any
+	m     cpuMeter
+
+	lat                            []time.Duration
+	elapsed, goCPU, pgCPU, peerCPU time.Duration
+	mallocs                        uint64
+}
+
+func (s *listSide) reset() {
+	s.lat, s.elapsed, s.goCPU, s.pgCPU, s.peerCPU, s.mallocs = nil, 0, 0, 0, 0, 0
+}
+
+// warm checks that the query works, then sends n requests untimed from the same 4
+// clients: in its first few hundred requests a server opens its PostgreSQL connections
+// and prepares their statements, a Go server's heap grows to its working size (fresh
+// memory zeroed page by page) and a JIT compiles its hot paths; both servers get the
+// same.
+func (s *listSide) warm(b *testing.B, n int) {
+	ctx := context.Background()
+	if err := s.g.Do(ctx, s.query, s.vars, nil); err != nil {
+		b.Fatal(err)
+	}
+	var warm sync.WaitGroup
+	for range listClients {
+		warm.Go(func() {
+			for range n / listClients {
+				_ = s.g.Do(ctx, s.query, s.vars, nil)
+			}
+		})
+	}
+	warm.Wait()
+}
+
+// round sends n requests from 4 concurrent clients, timed, and adds them to s.
+func (s *listSide) round(b *testing.B, n int) {
+	ctx := context.Background()
+	var mu sync.Mutex
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	cpu := bench.StartCPU(ctx, s.m.db)
+	var peer0 time.Duration
+	if s.m.peer != 0 {
+		peer0 = cpustat.Tree(s.m.peer)
+	}
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, listClients)
+	for range listClients {
+		wg.Go(func() {
+			for range n / listClients {
+				t := time.Now()
+				if err := s.g.Do(ctx, s.query, s.vars, nil); err != nil {
+					errs <- err
+					return
+				}
+				d := time.Since(t)
+				mu.Lock()
+				s.lat = append(s.lat, d)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	s.elapsed += time.Since(t0)
+	goCPU, pgCPU := cpu.Stop()
+	s.goCPU, s.pgCPU = s.goCPU+goCPU, s.pgCPU+pgCPU
+	if s.m.peer != 0 {
+		s.peerCPU += cpustat.Tree(s.m.peer) - peer0
+	}
+	runtime.ReadMemStats(&ms1)
+	s.mallocs += ms1.Mallocs - ms0.Mallocs
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+}
+
+// rate is the requests per second of s's timed rounds.
+func (s *listSide) rate() float64 {
+	if s.elapsed <= 0 {
+		return 0
+	}
+	return float64(len(s.lat)) / s.elapsed.Seconds()
+}
+
+// report reports s's p50/p95 latency, requests per second, and the CPU time per
 // request of this process (go-µs/req), of PostgreSQL (pg-µs/req) and of the peer's
 // server (peer-µs/req), and this process's allocations per request (allocs/req: ours
 // and the clients', or the clients' alone for a peer). On a shared machine the rate
 // moves with others' load, the CPU per request less, the allocations not at all.
 // It returns the requests per second.
-func measureGraphQL(b *testing.B, g *bench.GraphQL, query string, vars map[string]any, n int, m cpuMeter) float64 {
-	ctx := context.Background()
-	const clients = 4
-	if err := g.Do(ctx, query, vars, nil); err != nil { // check it works
-		b.Fatal(err)
+func (s *listSide) report(b *testing.B) float64 {
+	if len(s.lat) == 0 {
+		b.Fatal("no timed requests")
 	}
-	// Warm up, untimed, as many requests as are timed, from the same 4 clients: in its
-	// first few hundred requests a server opens its PostgreSQL connections and prepares
-	// their statements, and a Go server's heap grows to its working size (fresh memory
-	// zeroed page by page); both servers get the same.
-	var warm sync.WaitGroup
-	for range clients {
-		warm.Go(func() {
-			for range n / clients {
-				_ = g.Do(ctx, query, vars, nil)
-			}
-		})
+	n := float64(len(s.lat))
+	b.ReportMetric(float64(s.mallocs)/n, "allocs/req")
+	perReq := func(d time.Duration) float64 { return float64(d.Microseconds()) / n }
+	b.ReportMetric(perReq(s.goCPU), "go-µs/req")
+	b.ReportMetric(perReq(s.pgCPU), "pg-µs/req")
+	if s.m.peer != 0 {
+		b.ReportMetric(perReq(s.peerCPU), "peer-µs/req")
 	}
-	warm.Wait()
-	var mu sync.Mutex
-	var lat []time.Duration
-	var ms0, ms1 runtime.MemStats
-	runtime.ReadMemStats(&ms0)
-	cpu := bench.StartCPU(ctx, m.db)
-	var peer0 time.Duration
-	if m.peer != 0 {
-		peer0 = cpustat.Tree(m.peer)
-	}
-	b.ResetTimer()
-	t0 := time.Now()
-	for it := 0; it < b.N; it++ {
-		var wg sync.WaitGroup
-		errs := make(chan error, clients)
-		for c := 0; c < clients; c++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for k := 0; k < n/clients; k++ {
-					s := time.Now()
-					if err := g.Do(ctx, query, vars, nil); err != nil {
-						errs <- err
-						return
-					}
-					d := time.Since(s)
-					mu.Lock()
-					lat = append(lat, d)
-					mu.Unlock()
-				}
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			b.Fatal(err)
-		}
-	}
-	el := time.Since(t0)
-	goCPU, pgCPU := cpu.Stop()
-	runtime.ReadMemStats(&ms1)
-	b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(len(lat)), "allocs/req")
-	perReq := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(len(lat)) }
-	b.ReportMetric(perReq(goCPU), "go-µs/req")
-	b.ReportMetric(perReq(pgCPU), "pg-µs/req")
-	if m.peer != 0 {
-		b.ReportMetric(perReq(cpustat.Tree(m.peer)-peer0), "peer-µs/req")
-	}
+	lat := slices.Clone(s.lat)
 	slices.Sort(lat)
 	p := func(q float64) float64 {
 		return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))].Microseconds()) / 1000
 	}
 	b.ReportMetric(p(0.5), "p50-ms")
 	b.ReportMetric(p(0.95), "p95-ms")
-	rate := float64(len(lat)) / el.Seconds()
-	b.ReportMetric(rate, "req/s")
+	b.ReportMetric(s.rate(), "req/s")
 	b.ReportMetric(0, "ns/op")
-	return rate
+	return s.rate()
 }
 
 // postGraphileQueries are listQueries in PostGraphile v4's generated schema (no

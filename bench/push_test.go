@@ -26,7 +26,12 @@ var start = time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC)
 
 // BenchmarkPush measures ops applied and acknowledged per second: D devices (of D
 // teachers), each pushing its backlog over its own WebSocket in batches of B and
-// waiting for each ack, against the in-process server.
+// waiting for each ack, against the in-process server. At batch 500 it also writes the
+// same number of ops with COPY (bench.CopyOps, 2 connections) into the same database,
+// half just before the pushes and half just after, and reports that rate (copy-ops/s)
+// and the push's share of it (copy-%): the speed of this shared machine drifts by tens
+// of percent within minutes, and a COPY measured by BenchmarkCopy minutes earlier, in
+// another database, made the ratio move with it.
 func BenchmarkPush(b *testing.B) {
 	for _, devices := range []int{1, 10, 100} {
 		for _, batch := range []int{1, 50, 500} {
@@ -56,9 +61,18 @@ func benchPush(b *testing.B, devices, batch int) {
 	}
 	per := (pushOps(batch) + devices*batch - 1) / (devices * batch) // batches per device
 	total := 0
-	var goCPU, pgCPU time.Duration
+	var goCPU, pgCPU, elapsed time.Duration
+	var copies *copyWriter // exchanges 200 and 201: none of the devices' (at most 100)
+	var copied copyRun
+	if batch == 500 {
+		copies = newCopyWriter(b, db, 2, 200)
+	}
 	b.ResetTimer()
+	b.StopTimer()
 	for it := 0; it < b.N; it++ {
+		if copies != nil {
+			copied.add(copies.run(b, devices*per*batch/2))
+		}
 		// Build the batches before the clock runs: generating ops is the device's work.
 		pushes := make([][]*wire.Push, devices)
 		for i := range pushes {
@@ -70,6 +84,7 @@ func benchPush(b *testing.B, devices, batch int) {
 		errs := make(chan error, devices)
 		cpu := bench.StartCPU(ctx, db)
 		b.StartTimer()
+		t0 := time.Now()
 		for i := range devs {
 			wg.Add(1)
 			go func(d *bench.Device, ps []*wire.Push) {
@@ -90,6 +105,7 @@ func benchPush(b *testing.B, devices, batch int) {
 			}(devs[i], pushes[i])
 		}
 		wg.Wait()
+		elapsed += time.Since(t0)
 		b.StopTimer()
 		g, p := cpu.Stop()
 		goCPU, pgCPU = goCPU+g, pgCPU+p
@@ -98,10 +114,18 @@ func benchPush(b *testing.B, devices, batch int) {
 			b.Fatal(err)
 		}
 		total += devices * per * batch
+		if copies != nil {
+			copied.add(copies.run(b, devices*per*batch/2))
+		}
 	}
 	// How the server's connection pool held up (waits, connections closed and opened).
 	b.Logf("pool %+v", srv.DB.Stats())
-	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "ops/s")
+	rate := float64(total) / elapsed.Seconds()
+	b.ReportMetric(rate, "ops/s")
+	if copies != nil {
+		b.ReportMetric(copied.rate(), "copy-ops/s")
+		b.ReportMetric(100*rate/copied.rate(), "copy-%")
+	}
 	// CPU per op: "go" is this process, the server and the devices' clients together.
 	b.ReportMetric(float64(goCPU.Microseconds())/float64(total), "go-µs/op")
 	b.ReportMetric(float64(pgCPU.Microseconds())/float64(total), "pg-µs/op")
