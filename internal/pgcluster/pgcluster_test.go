@@ -139,6 +139,37 @@ func TestLongDir(t *testing.T) {
 	}
 }
 
+// TestCollatesByCodePoint: a new cluster collates with C (memcmp, the fast path of
+// PostgreSQL's text comparisons) and classifies characters as C.UTF-8 does, where it is
+// installed: upper() of a non-ASCII letter still works, and text sorts by code point,
+// as it did under C.UTF-8.
+func TestCollatesByCodePoint(t *testing.T) {
+	t.Parallel()
+	c := MustStart(t, t.TempDir())
+	db := MustOpen(t, c, "postgres")
+	defer db.Close()
+	var collate, ctype string
+	if err := db.QueryRow(`SELECT datcollate, datctype FROM pg_database WHERE datname = current_database()`).Scan(&collate, &ctype); err != nil {
+		t.Fatal(err)
+	}
+	if collate != "C" {
+		t.Errorf("datcollate = %q, want C", collate)
+	}
+	if ctype == "C.UTF-8" {
+		var up string
+		if err := db.QueryRow(`SELECT upper('é')`).Scan(&up); err != nil || up != "É" {
+			t.Errorf("upper('é') = %q (%v), want É under ctype C.UTF-8", up, err)
+		}
+	}
+	var sorted string
+	if err := db.QueryRow(`SELECT string_agg(x, ',' ORDER BY x) FROM unnest(ARRAY['李四', 'b', 'é', '张三', 'B', 'a', '教研10', '教研2', 'z']) x`).Scan(&sorted); err != nil {
+		t.Fatal(err)
+	}
+	if want := "B,a,b,z,é,张三,教研10,教研2,李四"; sorted != want {
+		t.Errorf("sorted %s, want %s (code points)", sorted, want)
+	}
+}
+
 func TestStartEmptyDir(t *testing.T) {
 	if _, err := pgcluster.Start(context.Background(), pgcluster.Options{}); err == nil {
 		t.Fatal("Start with an empty Dir returned nil, want an error")
