@@ -201,11 +201,13 @@ func scopeFingerprint(tokens []string, system bool) string {
 
 // syncRead is the state of one read-only pull or verify transaction.
 type syncRead struct {
-	tx     *sqlx.Tx
-	snap   snapshot // the transaction's snapshot
-	tokens []string // the actor's scope tokens as of snap; nil for the system actor
-	system bool
-	scope  string // fingerprint of tokens
+	tx         *sqlx.Tx
+	snap       snapshot // the transaction's snapshot
+	wal        string   // the WAL's insert position just after snap was taken
+	walFlushed bool     // whether the WAL was flushed up to wal then
+	tokens     []string // the actor's scope tokens as of snap; nil for the system actor
+	system     bool
+	scope      string // fingerprint of tokens
 }
 
 // scopeCond returns the condition restricting sync_log alias l to the reader's scope,
@@ -232,11 +234,15 @@ func (s *Store) readSync(ctx context.Context, fn func(r *syncRead) error) error 
 	defer tx.Rollback()
 	r := &syncRead{tx: tx, system: a.System}
 	var snap string
+	// The WAL's insert position read after the snapshot is taken is past the commit or
+	// abort record of every transaction the snapshot sees as ended (see durableSnapshot).
+	const snapWAL = `SELECT pg_current_snapshot()::text, w.l::text, w.l <= pg_current_wal_flush_lsn()%s
+		FROM (SELECT pg_current_wal_insert_lsn() AS l) w`
 	if a.System {
-		err = tx.QueryRowxContext(ctx, `SELECT pg_current_snapshot()::text`).Scan(&snap)
+		err = tx.QueryRowxContext(ctx, fmt.Sprintf(snapWAL, "")).Scan(&snap, &r.wal, &r.walFlushed)
 	} else {
-		err = tx.QueryRowxContext(ctx, `SELECT pg_current_snapshot()::text, actor_tokens($1, $2, $3, $4)`,
-			string(a.Role), nullID(a.DistrictID), nullID(a.SchoolID), nullID(a.TeacherID)).Scan(&snap, pq.Array(&r.tokens))
+		err = tx.QueryRowxContext(ctx, fmt.Sprintf(snapWAL, ", actor_tokens($1, $2, $3, $4)"),
+			string(a.Role), nullID(a.DistrictID), nullID(a.SchoolID), nullID(a.TeacherID)).Scan(&snap, &r.wal, &r.walFlushed, pq.Array(&r.tokens))
 	}
 	if err != nil {
 		return fmt.Errorf("sync snapshot: %w", err)
@@ -252,6 +258,29 @@ func (s *Store) readSync(ctx context.Context, fn func(r *syncRead) error) error 
 		return err
 	}
 	return tx.Commit()
+}
+
+// durableSnapshot makes a cursor at r's snapshot safe from a crash of PostgreSQL before
+// it is handed out. A cursor says that every transaction its snapshot saw as ended was
+// delivered; but the transaction ids of those that aborted (a push cut off, a client
+// gone) are on disk only once the WAL is flushed past their abort record, which
+// PostgreSQL does not wait for. Killed before that, PostgreSQL starts again below those
+// ids and gives them to new transactions — whose changes a device holding the cursor
+// would then never pull (found by the chaos suite: after "crash PostgreSQL", a change
+// logged with txid 2085 missed by a device whose cursor ended at 2228). So the WAL must
+// be flushed up to where it was when the snapshot was taken: mostly it already is (a
+// commit flushes all before it), else one statement makes it so — setval takes a
+// transaction id and writes a WAL record, so its commit, synchronous even where the
+// server's default is not, flushes the WAL up to it.
+func (s *Store) durableSnapshot(ctx context.Context, r *syncRead) error {
+	if r.walFlushed {
+		return nil
+	}
+	if err := s.exec(ctx, `SELECT set_config('synchronous_commit', 'on', true),
+		CASE WHEN pg_current_wal_flush_lsn() < $1::pg_lsn THEN setval('sync_wal_flush', 1) END`, r.wal); err != nil {
+		return fmt.Errorf("flush the WAL before handing out a cursor: %w", err)
+	}
+	return nil
 }
 
 // check validates a decoded cursor against the reader: the same scope, and snapshots
@@ -291,13 +320,20 @@ func (s *Store) Pull(ctx context.Context, cursor string, limit int) (records []P
 	if err != nil {
 		return nil, "", false, err
 	}
+	var read *syncRead
 	err = s.readSync(ctx, func(r *syncRead) error {
 		if err := r.check(cur); err != nil {
 			return err
 		}
+		read = r
 		records, next, more, err = r.pull(ctx, cur, limit)
 		return err
 	})
+	if err == nil && cur.hi == nil {
+		// The next cursor holds this read's snapshot (a page within a range holds the
+		// range's, made durable when the range began).
+		err = s.durableSnapshot(ctx, read)
+	}
 	if err != nil {
 		return nil, "", false, fmt.Errorf("pull: %w", err)
 	}
@@ -511,7 +547,9 @@ func (s *Store) Pending(ctx context.Context, cursor string) (bool, error) {
 // deviceCursor is not an error: it only makes the figures not comparable.
 func (s *Store) Verify(ctx context.Context, deviceCursor string) (cursor string, count int, checksum string, err error) {
 	dc, derr := decodeSyncCursor(deviceCursor)
+	var read *syncRead
 	err = s.readSync(ctx, func(r *syncRead) error {
+		read = r
 		cursor = syncCursor{V: cursorVersion, Scope: r.scope, Lo: r.snap.String()}.encode()
 		if derr == nil && dc.V != 0 && dc.lo != nil && dc.hi == nil && r.check(dc) == nil {
 			changed, err := r.changedSince(ctx, *dc.lo)
@@ -527,6 +565,9 @@ func (s *Store) Verify(ctx context.Context, deviceCursor string) (cursor string,
 		checksum = fmt.Sprintf("%016x", sum)
 		return err
 	})
+	if err == nil && cursor != deviceCursor {
+		err = s.durableSnapshot(ctx, read)
+	}
 	if err != nil {
 		return "", 0, "", fmt.Errorf("verify: %w", err)
 	}
