@@ -234,15 +234,11 @@ func (s *Store) readSync(ctx context.Context, fn func(r *syncRead) error) error 
 	defer tx.Rollback()
 	r := &syncRead{tx: tx, system: a.System}
 	var snap string
-	// The WAL's insert position read after the snapshot is taken is past the commit or
-	// abort record of every transaction the snapshot sees as ended (see durableSnapshot).
-	const snapWAL = `SELECT pg_current_snapshot()::text, w.l::text, w.l <= pg_current_wal_flush_lsn()%s
-		FROM (SELECT pg_current_wal_insert_lsn() AS l) w`
 	if a.System {
-		err = tx.QueryRowxContext(ctx, fmt.Sprintf(snapWAL, "")).Scan(&snap, &r.wal, &r.walFlushed)
+		err = tx.QueryRowxContext(ctx, snapshotQuery).Scan(&snap, &r.wal, &r.walFlushed)
 	} else {
-		err = tx.QueryRowxContext(ctx, fmt.Sprintf(snapWAL, ", actor_tokens($1, $2, $3, $4)"),
-			string(a.Role), nullID(a.DistrictID), nullID(a.SchoolID), nullID(a.TeacherID)).Scan(&snap, &r.wal, &r.walFlushed, pq.Array(&r.tokens))
+		err = tx.QueryRowxContext(ctx, snapshotTokensQuery, string(a.Role), nullID(a.DistrictID), nullID(a.SchoolID), nullID(a.TeacherID)).
+			Scan(&snap, &r.wal, &r.walFlushed, pq.Array(&r.tokens))
 	}
 	if err != nil {
 		return fmt.Errorf("sync snapshot: %w", err)
@@ -259,6 +255,17 @@ func (s *Store) readSync(ctx context.Context, fn func(r *syncRead) error) error 
 	}
 	return tx.Commit()
 }
+
+// snapshotQuery starts a sync read: its snapshot, and the WAL's insert position read
+// after the snapshot was taken — past the commit or abort record of every transaction
+// the snapshot sees as ended (see durableSnapshot) — and whether the WAL is flushed that
+// far. snapshotTokensQuery adds the actor's scope tokens.
+const (
+	snapshotQuery = `SELECT pg_current_snapshot()::text, w.l::text, w.l <= pg_current_wal_flush_lsn()
+		FROM (SELECT pg_current_wal_insert_lsn() AS l) w`
+	snapshotTokensQuery = `SELECT pg_current_snapshot()::text, w.l::text, w.l <= pg_current_wal_flush_lsn(), actor_tokens($1, $2, $3, $4)
+		FROM (SELECT pg_current_wal_insert_lsn() AS l) w`
+)
 
 // durableSnapshot makes a cursor at r's snapshot safe from a crash of PostgreSQL before
 // it is handed out. A cursor says that every transaction its snapshot saw as ended was
