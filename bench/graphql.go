@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"sync"
 )
@@ -33,7 +32,13 @@ func (g *GraphQL) Login(ctx context.Context, username, password string) error {
 // Do runs a query and decodes its data into out (when not nil); GraphQL errors are
 // errors.
 func (g *GraphQL) Do(ctx context.Context, query string, vars map[string]any, out any) error {
-	status, raw, err := g.post(ctx, NewRequest(query, vars).body, nil)
+	return g.DoRequest(ctx, NewRequest(query, vars), out)
+}
+
+// DoRequest is Do with the query and variables encoded beforehand.
+func (g *GraphQL) DoRequest(ctx context.Context, r *Request, out any) error {
+	var buf bytes.Buffer
+	status, raw, err := g.post(ctx, r.body, &buf)
 	if err != nil {
 		return err
 	}
@@ -84,7 +89,7 @@ func (g *GraphQL) Send(ctx context.Context, r *Request) error {
 }
 
 // post sends a GraphQL request body and returns the answer's status and body, read
-// into buf when not nil.
+// into buf.
 func (g *GraphQL) post(ctx context.Context, body []byte, buf *bytes.Buffer) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.URL, bytes.NewReader(body))
 	if err != nil {
@@ -103,10 +108,6 @@ func (g *GraphQL) post(ctx context.Context, body []byte, buf *bytes.Buffer) (int
 		return 0, nil, err
 	}
 	defer resp.Body.Close()
-	if buf == nil {
-		raw, err := io.ReadAll(resp.Body)
-		return resp.StatusCode, raw, err
-	}
 	if _, err := buf.ReadFrom(resp.Body); err != nil {
 		return 0, nil, err
 	}

@@ -97,11 +97,11 @@ func BenchmarkGraphQLLists(b *testing.B) {
 	pgURL, pid := startPostGraphile(b, dsn)
 	peer := &bench.GraphQL{URL: pgURL, Client: client}
 	for i, q := range listQueries {
-		mine := &listSide{g: g, query: q.query, vars: q.vars, m: ours}
+		mine := &listSide{g: g, req: bench.NewRequest(q.query, q.vars), m: ours}
 		var theirs *listSide
 		if pgURL != "" {
 			pgq := postGraphileQueries[i]
-			theirs = &listSide{g: peer, query: pgq.query, vars: pgq.vars, m: cpuMeter{db: db, peer: pid}}
+			theirs = &listSide{g: peer, req: bench.NewRequest(pgq.query, pgq.vars), m: cpuMeter{db: db, peer: pid}}
 		}
 		b.Run(q.name, func(b *testing.B) {
 			sides := []*listSide{mine}
@@ -140,7 +140,7 @@ func BenchmarkGraphQLLists(b *testing.B) {
 			if err := u.Login(ctx, q.user, bench.Password); err != nil {
 				b.Fatal(err)
 			}
-			s := &listSide{g: u, query: q.query, vars: q.vars, m: ours}
+			s := &listSide{g: u, req: bench.NewRequest(q.query, q.vars), m: ours}
 			s.warm(b, n)
 			for it := 0; it < b.N; it++ {
 				s.round(b, n)
@@ -185,12 +185,10 @@ const listClients = 4
 // process (our server and the 4 clients, or the clients alone for a peer), of
 // PostgreSQL and of the peer's server, and this process's allocations.
 type listSide struct {
-	g     *bench.GraphQL
-	query string
-	vars  map[string]any
-	m     cpuMeter
+	g   *bench.GraphQL
+	req *bench.Request // the query and its variables, encoded once
+	m   cpuMeter
 
-	req                            *bench.Request // query and vars, encoded once
 	lat                            []time.Duration
 	elapsed, goCPU, pgCPU, peerCPU time.Duration
 	mallocs                        uint64
@@ -207,10 +205,9 @@ func (s *listSide) reset() {
 // same.
 func (s *listSide) warm(b *testing.B, n int) {
 	ctx := context.Background()
-	if err := s.g.Do(ctx, s.query, s.vars, nil); err != nil { // the whole answer decoded once
+	if err := s.g.DoRequest(ctx, s.req, nil); err != nil { // the whole answer decoded once
 		b.Fatal(err)
 	}
-	s.req = bench.NewRequest(s.query, s.vars)
 	var warm sync.WaitGroup
 	for range listClients {
 		warm.Go(func() {

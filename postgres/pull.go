@@ -205,6 +205,7 @@ type syncRead struct {
 	snap       snapshot // the transaction's snapshot
 	wal        string   // the WAL's insert position just after snap was taken
 	walFlushed bool     // whether the WAL was flushed up to wal then
+	handsOut   bool     // fn hands out a cursor naming snap: readSync makes it durable
 	tokens     []string // the actor's scope tokens as of snap; nil for the system actor
 	system     bool
 	scope      string // fingerprint of tokens
@@ -221,7 +222,8 @@ func (r *syncRead) scopeCond(n int) (string, []any) {
 
 // readSync runs fn in a read-only REPEATABLE READ transaction, so that every statement
 // sees the snapshot that the first one records, together with the actor's tokens as of
-// that snapshot.
+// that snapshot. When fn sets r.handsOut, the snapshot is made durable after the
+// transaction (durableSnapshot), before a cursor naming it leaves the server.
 func (s *Store) readSync(ctx context.Context, fn func(r *syncRead) error) error {
 	a := jiaoliu.ActorFromContext(ctx)
 	if a == nil {
@@ -253,7 +255,13 @@ func (s *Store) readSync(ctx context.Context, fn func(r *syncRead) error) error 
 	if err := fn(r); err != nil {
 		return err
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	if r.handsOut {
+		return s.durableSnapshot(ctx, r)
+	}
+	return nil
 }
 
 // snapshotQuery starts a sync read: its snapshot, and the WAL's insert position read
@@ -327,20 +335,16 @@ func (s *Store) Pull(ctx context.Context, cursor string, limit int) (records []P
 	if err != nil {
 		return nil, "", false, err
 	}
-	var read *syncRead
 	err = s.readSync(ctx, func(r *syncRead) error {
 		if err := r.check(cur); err != nil {
 			return err
 		}
-		read = r
+		// The next cursor holds this read's snapshot, unless the page is within a range
+		// (it holds the range's, made durable when the range began).
+		r.handsOut = cur.hi == nil
 		records, next, more, err = r.pull(ctx, cur, limit)
 		return err
 	})
-	if err == nil && cur.hi == nil {
-		// The next cursor holds this read's snapshot (a page within a range holds the
-		// range's, made durable when the range began).
-		err = s.durableSnapshot(ctx, read)
-	}
 	if err != nil {
 		return nil, "", false, fmt.Errorf("pull: %w", err)
 	}
@@ -554,9 +558,7 @@ func (s *Store) Pending(ctx context.Context, cursor string) (bool, error) {
 // deviceCursor is not an error: it only makes the figures not comparable.
 func (s *Store) Verify(ctx context.Context, deviceCursor string) (cursor string, count int, checksum string, err error) {
 	dc, derr := decodeSyncCursor(deviceCursor)
-	var read *syncRead
 	err = s.readSync(ctx, func(r *syncRead) error {
-		read = r
 		cursor = syncCursor{V: cursorVersion, Scope: r.scope, Lo: r.snap.String()}.encode()
 		if derr == nil && dc.V != 0 && dc.lo != nil && dc.hi == nil && r.check(dc) == nil {
 			changed, err := r.changedSince(ctx, *dc.lo)
@@ -567,14 +569,12 @@ func (s *Store) Verify(ctx context.Context, deviceCursor string) (cursor string,
 				cursor = deviceCursor
 			}
 		}
+		r.handsOut = cursor != deviceCursor
 		var sum uint64
 		count, sum, err = r.checksum(ctx)
 		checksum = fmt.Sprintf("%016x", sum)
 		return err
 	})
-	if err == nil && cursor != deviceCursor {
-		err = s.durableSnapshot(ctx, read)
-	}
 	if err != nil {
 		return "", 0, "", fmt.Errorf("verify: %w", err)
 	}
