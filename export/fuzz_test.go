@@ -18,7 +18,7 @@ import (
 	"github.com/jiaoliu/jiaoliu/sync/hlc"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Run(m, postgres.Migrate)) }
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m, postgres.Migrate, postgres.CheckScopeCopies)) }
 
 // FuzzExportParameters sends arbitrary query strings to every export, served from a
 // store on a real database, as an admin: bad parameters must be refused with 4xx and

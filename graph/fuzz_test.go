@@ -20,7 +20,7 @@ import (
 	"github.com/jiaoliu/jiaoliu/sync/hlc"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Run(m, postgres.Migrate)) }
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m, postgres.Migrate, postgres.CheckScopeCopies)) }
 
 // fuzzOps are the operations FuzzGraphQLVariables sends random variables to: the
 // mutations that write (through the one write path), and the lists with filters and

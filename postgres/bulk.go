@@ -321,7 +321,7 @@ func (w *writer) bulkScopes(ctx context.Context, run []bulkOp) ([]bulkOp, error)
 			if err := rows.Scan(&n, pq.Array(&toks)); err != nil {
 				return nil, fmt.Errorf("bulk: scopes: %w", err)
 			}
-			w.childScopes[missing[n-1]] = scopeTokens{toks, arrayLiteral(toks)}
+			w.childScopes[missing[n-1]] = scopeTokens{toks, arrayLiteral(toks), arrayLiteral(districtTokens(toks))}
 		}
 		if err := rows.Err(); err != nil {
 			return nil, fmt.Errorf("bulk: scopes: %w", err)
@@ -340,10 +340,25 @@ func (w *writer) bulkScopes(ctx context.Context, run []bulkOp) ([]bulkOp, error)
 	return run, nil
 }
 
-// scopeTokens are scope tokens and their text[] literal.
+// scopeTokens are scope tokens and their text[] literal, and the literal of their
+// district tokens (a record's district_scopes).
 type scopeTokens struct {
-	tokens  []string
-	literal string
+	tokens    []string
+	literal   string
+	districts string
+}
+
+// districtTokens returns the district tokens among toks, in their order: what
+// district_tokens (migration 00018) returns for toks sorted as the database sorts them,
+// which scope tokens are.
+func districtTokens(toks []string) []string {
+	var ds []string
+	for _, t := range toks {
+		if strings.HasPrefix(t, "d:") {
+			ds = append(ds, t)
+		}
+	}
+	return ds
 }
 
 // bulkWrite writes the run in a savepoint. It reports false, with the savepoint
@@ -449,8 +464,10 @@ func (w *writer) bulkInsert(ctx context.Context, def *jiaoliu.Entity, run []bulk
 	if len(idx) == 0 {
 		return nil
 	}
-	cols := make([]string, 0, len(def.Fields)+3)
-	cols = append(cols, "id", "field_hlc", "version")
+	// The records carry their district_scopes (copied from the change log's scopes by a
+	// trigger, migration 00018, which then finds nothing to change).
+	cols := make([]string, 0, len(def.Fields)+4)
+	cols = append(cols, "id", "field_hlc", "version", "district_scopes")
 	for _, f := range def.Fields {
 		cols = append(cols, f.Column())
 	}
@@ -459,8 +476,9 @@ func (w *writer) bulkInsert(ctx context.Context, def *jiaoliu.Entity, run []bulk
 		b := &run[idx[j]]
 		buf = appendClock(buf[:0], b.clock)
 		row[0], row[1], row[2] = b.op.ID, string(buf), b.version
+		row[3] = w.childScopes[childScope{b.rec.String("exchangeId"), b.rec.String("schoolId")}].districts
 		for k, f := range def.Fields {
-			row[3+k] = copyValue(b.rec[f.Name])
+			row[4+k] = copyValue(b.rec[f.Name])
 		}
 	}); err != nil {
 		return fmt.Errorf("bulk: insert %s: %w", def.Name, err)
@@ -489,6 +507,7 @@ func (w *writer) bulkUpdate(ctx context.Context, def *jiaoliu.Entity, run []bulk
 	versions := make([]int64, len(idx))
 	deleted := make([]bool, len(idx))
 	masks := make([]int64, len(idx))
+	districts := make([]string, len(idx))
 	cols := make([][]sql.NullString, len(def.Fields))
 	for k := range cols {
 		cols[k] = make([]sql.NullString, len(idx))
@@ -496,16 +515,18 @@ func (w *writer) bulkUpdate(ctx context.Context, def *jiaoliu.Entity, run []bulk
 	for j, i := range idx {
 		b := &run[i]
 		ids[j], clocks[j], versions[j], deleted[j], masks[j] = b.id, string(appendClock(nil, b.clock)), b.version, b.deleted, int64(b.mask)
+		districts[j] = w.childScopes[childScope{b.rec.String("exchangeId"), b.rec.String("schoolId")}].districts
 		for k, f := range def.Fields {
 			if b.mask&(1<<k) != 0 {
 				cols[k][j] = textValue(b.rec[f.Name])
 			}
 		}
 	}
-	args := []any{pq.Array(ids), textArray(clocks), pq.Array(versions), pq.Array(deleted), pq.Array(masks)}
-	params := []string{"$1::uuid[]", "$2::text[]", "$3::bigint[]", "$4::bool[]", "$5::bigint[]"}
-	names := []string{"id", "clock", "version", "deleted", "mask"}
-	assign := []string{"version = u.version", "updated_at = now()", "field_hlc = u.clock::jsonb", "deleted = u.deleted"}
+	args := []any{pq.Array(ids), textArray(clocks), pq.Array(versions), pq.Array(deleted), pq.Array(masks), textArray(districts)}
+	params := []string{"$1::uuid[]", "$2::text[]", "$3::bigint[]", "$4::bool[]", "$5::bigint[]", "$6::text[]"}
+	names := []string{"id", "clock", "version", "deleted", "mask", "districts"}
+	assign := []string{"version = u.version", "updated_at = now()", "field_hlc = u.clock::jsonb", "deleted = u.deleted",
+		"district_scopes = u.districts::text[]"}
 	for k, f := range def.Fields {
 		args = append(args, nullTextArray(cols[k]))
 		params = append(params, fmt.Sprintf("$%d::text[]", len(args)))

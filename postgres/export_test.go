@@ -31,6 +31,14 @@ func SetBlindRanges(on bool) func() {
 	return func() { blindRanges = old }
 }
 
+// SetDistrictScopes switches reading a district reader's scope from the records'
+// district_scopes (off: from the change log) and returns a function that restores it.
+func SetDistrictScopes(on bool) func() {
+	old := districtScopes
+	districtScopes = on
+	return func() { districtScopes = old }
+}
+
 // SetNarrowLists switches the by-exchange reading of narrow lists and returns a
 // function that restores it.
 func SetNarrowLists(on bool) func() {

@@ -22,7 +22,7 @@ import (
 // refers to a level at a time (graph/prime.go). Each statement is a round trip, a
 // portal and an executor in PostgreSQL, and in the server a driver call, a scan and
 // their allocations. With joins the page's statement reads them too: each reference
-// is a LEFT JOIN LATERAL of one row by id, under the same change-log condition as
+// is a LEFT JOIN LATERAL of one row by id, under the same read condition as
 // GetManyColumns, so what the actor may not read comes back NULL, as a missing record
 // does.
 
@@ -42,9 +42,9 @@ type Join struct {
 const maxJoins = 6
 
 // joinsSQL returns the select list of the joins' columns (each named _j<i>_<column>)
-// and their LEFT JOIN LATERAL clauses, under the change-log condition cond; a join of
-// the page's rows (Parent -1) reads its id from the column of the rows of alias p.
-func joinsSQL(joins []Join, cond string) (sel, from string, err error) {
+// and their LEFT JOIN LATERAL clauses, under the read condition rs; a join of the page's
+// rows (Parent -1) reads its id from the column of the rows of alias p.
+func joinsSQL(joins []Join, rs readScope) (sel, from string, err error) {
 	var sb, fb strings.Builder
 	for i, j := range joins {
 		cols, err := selectColumns(j.Entity, j.Columns)
@@ -64,16 +64,16 @@ func joinsSQL(joins []Join, cond string) (sel, from string, err error) {
 		}
 		// LIMIT 1 keeps the lateral read a probe by id per row (PostgreSQL would otherwise
 		// pull it up into a join it may plan as a hash of the whole table).
-		fmt.Fprintf(&fb, ` LEFT JOIN LATERAL (SELECT %s FROM %s t JOIN sync_log l ON l.entity = '%s' AND l.id = t.id
-			WHERE t.id = %s AND %s LIMIT 1) j%d ON true`, cols, j.Entity.Table, j.Entity.Name, parent, cond, i)
+		fmt.Fprintf(&fb, ` LEFT JOIN LATERAL (SELECT %s FROM %s
+			WHERE t.id = %s AND %s LIMIT 1) j%d ON true`, cols, rs.from(j.Entity), parent, rs.cond, i)
 	}
 	return sb.String(), fb.String(), nil
 }
 
 // joinedPageSQL wraps the page's statement page (selecting from alias t, ordered by
 // orderCol dir, t.id dir) with the joins; the page's rows keep their order.
-func joinedPageSQL(page string, joins []Join, cond, orderCol, dir string) (string, error) {
-	sel, from, err := joinsSQL(joins, cond)
+func joinedPageSQL(page string, joins []Join, rs readScope, orderCol, dir string) (string, error) {
+	sel, from, err := joinsSQL(joins, rs)
 	if err != nil {
 		return "", err
 	}
@@ -222,15 +222,15 @@ func scanJoins(rows *sqlx.Rows, joins []Join, pageType reflect.Type, item func(r
 
 // listJoined runs the page's statement page (with its arguments args) with the joins.
 func listJoined[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, joins []Join, page string, args []any, orderCol, dir string) ([]*T, []map[string]any, error) {
-	cond, scopeArgs, err := s.scope(ctx, len(args)+1)
+	rs, err := s.scope(ctx, len(args)+1)
 	if err != nil {
 		return nil, nil, err
 	}
-	q, err := joinedPageSQL(page, joins, cond, orderCol, dir)
+	q, err := joinedPageSQL(page, joins, rs, orderCol, dir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list %s: %w", def.Name, err)
 	}
-	rows, err := s.queryx(ctx, q, append(slices.Clip(args), scopeArgs...)...)
+	rows, err := s.queryx(ctx, q, append(slices.Clip(args), rs.args...)...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list %s with references: %w", def.Name, err)
 	}
@@ -265,11 +265,11 @@ func ReadRefs(ctx context.Context, s *Store, items []any, joins []Join) ([]map[s
 		}
 		args = append(args, nullTextArray(ids))
 	}
-	cond, scopeArgs, err := s.scope(ctx, len(args)+1)
+	rs, err := s.scope(ctx, len(args)+1)
 	if err != nil {
 		return nil, err
 	}
-	sel, from, err := joinsSQL(joins, cond)
+	sel, from, err := joinsSQL(joins, rs)
 	if err != nil {
 		return nil, err
 	}
@@ -278,7 +278,7 @@ func ReadRefs(ctx context.Context, s *Store, items []any, joins []Join) ([]map[s
 		unnest[i] = fmt.Sprintf("$%d::uuid[]", i+1)
 	}
 	q := fmt.Sprintf("SELECT %s FROM unnest(%s) AS p(%s)%s", sel, strings.Join(unnest, ", "), strings.Join(rootCols, ", "), from)
-	rows, err := s.queryx(ctx, q, append(args, scopeArgs...)...)
+	rows, err := s.queryx(ctx, q, append(args, rs.args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("read references: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -136,6 +137,34 @@ func (s *Store) Ready(ctx context.Context) error {
 	var n int
 	if err := s.db.GetContext(ctx, &n, `SELECT count(*) FROM districts WHERE false`); err != nil {
 		return fmt.Errorf("database not ready: %w", err)
+	}
+	return nil
+}
+
+// CheckScopeCopies returns an error naming the records whose district_scopes differ
+// from the district tokens of their change log's scopes (migration 00018: a copy kept
+// by a trigger, which a district reader's lists read instead of the change log), or nil
+// when every copy agrees. Tests run it on every test database.
+func CheckScopeCopies(ctx context.Context, db *sql.DB) error {
+	rows, err := db.QueryContext(ctx, `SELECT entity, id::text, district_scopes::text, coalesce(scopes::text, 'no change-log row')
+		FROM scope_copy_disagreements() LIMIT 5`)
+	if err != nil {
+		return fmt.Errorf("check scope copies: %w", err)
+	}
+	defer rows.Close()
+	var bad []string
+	for rows.Next() {
+		var entity, id, copied, scopes string
+		if err := rows.Scan(&entity, &id, &copied, &scopes); err != nil {
+			return fmt.Errorf("check scope copies: %w", err)
+		}
+		bad = append(bad, fmt.Sprintf("%s %s has district_scopes %s, change log %s", entity, id, copied, scopes))
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("check scope copies: %w", err)
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("records whose district_scopes disagree with the change log: %s", strings.Join(bad, "; "))
 	}
 	return nil
 }

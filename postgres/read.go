@@ -46,25 +46,65 @@ func (s *Store) ActorTokens(ctx context.Context, a *jiaoliu.Actor) ([]string, er
 	return toks, nil
 }
 
-// scope returns the SQL condition restricting rows of sync_log alias l to what the
-// actor of ctx may read, with its argument, or an UNAUTHENTICATED error.
-func (s *Store) scope(ctx context.Context, argN int) (string, []any, error) {
+// readScope is the SQL condition on a record t restricting it to what an actor may
+// read, with its argument: on the record's change-log row l (sync_log.scopes, the one
+// definition of who reads what), or, for a district reader, on the record's own copy
+// of the change log's district tokens (district_scopes, migration 00018), which spares
+// a probe of the change log per record.
+type readScope struct {
+	cond string
+	args []any
+	log  bool // cond reads l, the record's change-log row (from joins it)
+}
+
+// from is the FROM item of the records of def as alias t, with their change-log rows as
+// alias l when the condition reads them.
+func (r readScope) from(def *jiaoliu.Entity) string {
+	if r.log {
+		return fmt.Sprintf("%s t JOIN sync_log l ON l.entity = '%s' AND l.id = t.id", def.Table, def.Name)
+	}
+	return def.Table + " t"
+}
+
+// districtScopes turns on reading a district reader's scope from the records' own
+// district_scopes (tests turn it off to compare with the change log).
+var districtScopes = true
+
+// scope returns the condition restricting records (alias t, change-log rows alias l) to
+// what the actor of ctx may read, its argument numbered argN, or an UNAUTHENTICATED
+// error.
+func (s *Store) scope(ctx context.Context, argN int) (readScope, error) {
 	a := jiaoliu.ActorFromContext(ctx)
 	if a == nil {
-		return "", nil, jiaoliu.Errorf(jiaoliu.EUNAUTHENTICATED, "sign in to read records")
+		return readScope{}, jiaoliu.Errorf(jiaoliu.EUNAUTHENTICATED, "sign in to read records")
 	}
 	if a.System {
-		return "true", nil, nil
+		return readScope{cond: "true", log: true}, nil
 	}
 	toks := a.ReadTokens
 	if toks == nil {
 		var err error
 		if toks, err = s.ActorTokens(ctx, a); err != nil {
-			return "", nil, err
+			return readScope{}, err
 		}
 		a.ReadTokens = toks
 	}
-	return fmt.Sprintf("l.scopes && $%d", argN), []any{textArray(toks)}, nil
+	if districtScopes && districtReader(toks) {
+		return readScope{cond: fmt.Sprintf("t.district_scopes && $%d", argN), args: []any{textArray(toks)}}, nil
+	}
+	return readScope{cond: fmt.Sprintf("l.scopes && $%d", argN), args: []any{textArray(toks)}, log: true}, nil
+}
+
+// districtReader reports whether toks are district tokens only (a district's
+// administrators and auditors): such a reader may read a record exactly when one of
+// them is among its change log's scopes, that is among its district_scopes.
+func districtReader(toks []string) bool {
+	for _, t := range toks {
+		if !strings.HasPrefix(t, "d:") {
+			return false
+		}
+	}
+	return len(toks) > 0
 }
 
 func columns(def *jiaoliu.Entity) string {
@@ -134,7 +174,7 @@ func GetManyColumns[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, i
 	if len(valid) == 0 {
 		return out, nil
 	}
-	cond, args, err := s.scope(ctx, 2)
+	rs, err := s.scope(ctx, 2)
 	if err != nil {
 		return nil, err
 	}
@@ -149,9 +189,8 @@ func GetManyColumns[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, i
 	if err != nil {
 		return nil, err
 	}
-	q := fmt.Sprintf(`SELECT %s FROM %s t JOIN sync_log l ON l.entity = '%s' AND l.id = t.id WHERE %s AND %s`,
-		sel, def.Table, def.Name, match, cond)
-	rows, err := s.queryx(ctx, q, append([]any{key}, args...)...)
+	q := fmt.Sprintf(`SELECT %s FROM %s WHERE %s AND %s`, sel, rs.from(def), match, rs.cond)
+	rows, err := s.queryx(ctx, q, append([]any{key}, rs.args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", def.Name, err)
 	}
@@ -305,8 +344,11 @@ func ListJoined[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, q jia
 	if order.desc {
 		cmp, dir = "<", "DESC"
 	}
-	join := fmt.Sprintf(`FROM %s t JOIN sync_log l ON l.entity = '%s' AND l.id = t.id WHERE %s`,
-		def.Table, def.Name, strings.Join(append(slices.Clip(where), logWhere...), " AND "))
+	join := fmt.Sprintf(`FROM %s t WHERE %s`, def.Table, strings.Join(where, " AND "))
+	if len(logWhere) > 0 {
+		join = fmt.Sprintf(`FROM %s t JOIN sync_log l ON l.entity = '%s' AND l.id = t.id WHERE %s`,
+			def.Table, def.Name, strings.Join(append(slices.Clip(where), logWhere...), " AND "))
+	}
 	narrow, isNarrow := narrowOf(ctx, def, q.Filter)
 	switch {
 	case q.WithTotal && isNarrow:
@@ -432,14 +474,15 @@ func (s *Store) filter(ctx context.Context, def *jiaoliu.Entity, f jiaoliu.Filte
 		args = append(args, v)
 		logWhere = append(logWhere, fmt.Sprintf(format, len(args)))
 	}
-	cond, sargs, err := s.scope(ctx, 1)
+	rs, err := s.scope(ctx, 1)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if len(sargs) > 0 {
-		addLog("l.scopes && $%d", sargs[0])
-	} else if cond != "true" {
-		logWhere = append(logWhere, cond)
+	switch {
+	case !rs.log:
+		add("t.district_scopes && $%d", rs.args[0])
+	case len(rs.args) > 0:
+		addLog("l.scopes && $%d", rs.args[0])
 	}
 	fe := jiaoliu.FieldErrors{}
 	for name, id := range map[string]string{"d:": f.DistrictID, "s:": f.SchoolID, "t:": f.TeacherID} {
@@ -448,6 +491,11 @@ func (s *Store) filter(ctx context.Context, def *jiaoliu.Entity, f jiaoliu.Filte
 		}
 		if !isUUID(id) {
 			fe.Add(map[string]string{"d:": "districtId", "s:": "schoolId", "t:": "teacherId"}[name], "must be an id (UUID)")
+			continue
+		}
+		if name == "d:" && !rs.log {
+			// A district token is in the record's copy of them.
+			add("t.district_scopes @> ARRAY[$%d]", name+strings.ToLower(id))
 			continue
 		}
 		addLog("l.scopes @> ARRAY[$%d]", name+strings.ToLower(id))
@@ -496,7 +544,7 @@ func ChildrenOf[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, field
 	if !ok {
 		return nil, fmt.Errorf("children of %s: unknown field %s", def.Name, field)
 	}
-	cond, args, err := s.scope(ctx, 2)
+	rs, err := s.scope(ctx, 2)
 	if err != nil {
 		return nil, err
 	}
@@ -506,10 +554,10 @@ func ChildrenOf[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, field
 	if order.desc {
 		dir = "DESC"
 	}
-	q := fmt.Sprintf(`SELECT %s FROM %s t JOIN sync_log l ON l.entity = '%s' AND l.id = t.id
+	q := fmt.Sprintf(`SELECT %s FROM %s
 		WHERE t.%s = ANY($1::uuid[]) AND NOT t.deleted AND %s ORDER BY t.%s %s, t.id`,
-		columns(def), def.Table, def.Name, fd.Column(), cond, of.Column(), dir)
-	rows, err := s.queryx(ctx, q, append([]any{textArray(parentIDs)}, args...)...)
+		columns(def), rs.from(def), fd.Column(), rs.cond, of.Column(), dir)
+	rows, err := s.queryx(ctx, q, append([]any{textArray(parentIDs)}, rs.args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("children of %s: %w", def.Name, err)
 	}

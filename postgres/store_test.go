@@ -15,7 +15,7 @@ import (
 	"github.com/jiaoliu/jiaoliu/sync/hlc"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Run(m, postgres.Migrate)) }
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m, postgres.Migrate, postgres.CheckScopeCopies)) }
 
 // fixture is a small world: one district, two schools, a teacher on an exchange.
 type fixture struct {

@@ -15,7 +15,7 @@ import (
 	"github.com/jiaoliu/jiaoliu/postgres"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Run(m, postgres.Migrate)) }
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m, postgres.Migrate, postgres.CheckScopeCopies)) }
 
 const adminPassword = "admin-secret-1"
 

@@ -23,7 +23,7 @@ import (
 	syncserver "github.com/jiaoliu/jiaoliu/sync/server"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Run(m, postgres.Migrate)) }
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m, postgres.Migrate, postgres.CheckScopeCopies)) }
 
 // server starts a sync server with a teacher on an exchange and returns its URL, the
 // teacher's device id and token, the exchange id, and another teacher's exchange.

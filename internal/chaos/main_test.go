@@ -59,7 +59,7 @@ func run(m *testing.M) int {
 	if testing.Verbose() {
 		fmt.Fprintf(os.Stderr, "chaos: built the server (race detector: %v) in %v\n", raceEnabled, time.Since(begin).Round(time.Millisecond))
 	}
-	return pgtest.Run(m, postgres.Migrate)
+	return pgtest.Run(m, postgres.Migrate, postgres.CheckScopeCopies)
 }
 
 // iterations returns CHAOS_ITERATIONS, or def in short mode.

@@ -57,7 +57,12 @@ var (
 	// STRATEGY FILE_COPY, which copies a small template in about 12 ms here
 	// where the default WAL_LOG writes the whole copy to the WAL.
 	createSuffix string
+	checks       []Check
 )
+
+// A Check verifies an invariant of a test's database after the test, before the
+// database is dropped (such as postgres.CheckScopeCopies); an error fails the test.
+type Check func(ctx context.Context, db *sql.DB) error
 
 // minServerVersion is the oldest server with DROP DATABASE ... WITH (FORCE).
 const minServerVersion = 130000
@@ -71,13 +76,15 @@ const minServerVersion = 130000
 //	func TestMain(m *testing.M) { os.Exit(pgtest.Run(m, postgres.Migrate)) }
 //
 // If the PostgreSQL binaries are missing, Run prints what to install and
-// returns 1 rather than skipping the tests. migrate may be nil.
+// returns 1 rather than skipping the tests. migrate may be nil. Every test database
+// is checked with checks when its test ends.
 //
 // The cluster is also stopped and its directory removed when the test binary
 // dies before Run returns: on a panic in a test, a -timeout, SIGINT or
 // SIGKILL. A watchdog process that outlives the binary does that, since no
 // deferred function runs in those cases.
-func Run(m *testing.M, migrate func(ctx context.Context, db *sql.DB) error) (code int) {
+func Run(m *testing.M, migrate func(ctx context.Context, db *sql.DB) error, check ...Check) (code int) {
+	checks = check
 	// Parse the flags now (m.Run would parse them anyway) so that
 	// testing.Verbose can decide whether to report timings.
 	flag.Parse()
@@ -132,12 +139,33 @@ func NewDSN(tb testing.TB) string {
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), dbTimeout)
 		defer cancel()
+		if err := runChecks(ctx, cluster.DSN(name)); err != nil {
+			tb.Errorf("pgtest: database %s after the test: %v", name, err)
+		}
 		// FORCE terminates the connections the test left open.
 		if _, err := admin.ExecContext(ctx, "DROP DATABASE IF EXISTS "+pq.QuoteIdentifier(name)+" WITH (FORCE)"); err != nil {
 			tb.Errorf("pgtest: drop database %s: %v", name, err)
 		}
 	})
 	return cluster.DSN(name)
+}
+
+// runChecks runs the checks Run was given on the database at dsn.
+func runChecks(ctx context.Context, dsn string) error {
+	if len(checks) == 0 {
+		return nil
+	}
+	db, err := sql.Open("postgres", dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	for _, c := range checks {
+		if err := c(ctx, db); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Cluster returns the cluster Run started, for fault-injection tests, or nil

@@ -17,7 +17,7 @@ import (
 	"github.com/jiaoliu/jiaoliu/sync/hlc"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Run(m, postgres.Migrate)) }
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m, postgres.Migrate, postgres.CheckScopeCopies)) }
 
 func TestLoad(t *testing.T) {
 	db := pgtest.NewDB(t)

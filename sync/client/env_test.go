@@ -26,7 +26,7 @@ import (
 	syncserver "github.com/jiaoliu/jiaoliu/sync/server"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Run(m, postgres.Migrate)) }
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m, postgres.Migrate, postgres.CheckScopeCopies)) }
 
 func sys() context.Context {
 	return jiaoliu.NewContextWithActor(context.Background(), jiaoliu.SystemActor)

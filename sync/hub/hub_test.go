@@ -13,7 +13,7 @@ import (
 	"github.com/jiaoliu/jiaoliu/sync/hub"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Run(m, postgres.Migrate)) }
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m, postgres.Migrate, postgres.CheckScopeCopies)) }
 
 func poked(s *hub.Subscription) bool {
 	select {

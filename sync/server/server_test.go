@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 		// A child of TestIdleConnectionFootprint: hold the sockets, start no database.
 		os.Exit(holdConns(url))
 	}
-	os.Exit(pgtest.Run(m, postgres.Migrate))
+	os.Exit(pgtest.Run(m, postgres.Migrate, postgres.CheckScopeCopies))
 }
 
 // holdConns is the device side of TestIdleConnectionFootprint, in a process of its own

@@ -1,0 +1,156 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"testing"
+
+	"github.com/jiaoliu/jiaoliu"
+	"github.com/jiaoliu/jiaoliu/postgres"
+)
+
+// TestDistrictReadersReadWhatTheChangeLogSays: a district's administrators and
+// auditors read records through the records' own district_scopes (migration 00018),
+// and must read exactly what the change log's scopes let them read — records shared by
+// two districts (an exchange between them, a lesson held at another district's school),
+// before and after an exchange moves to a school of the other district (which rewrites
+// its children's copies, a finalized evaluation's included), through lists, lists with
+// references, reads by id and nested lists.
+func TestDistrictReadersReadWhatTheChangeLogSays(t *testing.T) {
+	f := newFixture(t)
+	d2, s2, s3, t2, x2, x3 := newID(), newID(), newID(), newID(), newID(), newID()
+	MustApply(t, sys(), f.store,
+		upsert("district", d2, map[string]any{"name": "巩义市"}),
+		upsert("school", s2, map[string]any{"districtId": d2, "name": "回郭镇一中", "locality": "TOWN", "tier": "GENERAL"}),
+		upsert("school", s3, map[string]any{"districtId": d2, "name": "小关镇教学点", "locality": "TEACHING_POINT", "tier": "WEAK"}),
+		upsert("teacher", t2, map[string]any{"name": "赵敏", "gender": "FEMALE", "birthDate": "1984-03-02", "schoolId": s2, "joinedSchoolOn": "2012-09-01"}),
+		// Between the districts: t2 from s2 (d2) to the fixture's rural school.
+		exchangeOp(x2, t2, s2, f.rural, "APPROVED"),
+		// Within d2.
+		exchangeOp(x3, f.other, f.rural, f.urban, "APPROVED"),
+	)
+	var ops []jiaoliu.Op
+	var lessons []string
+	lesson := func(exchange, school string, day int) {
+		id := newID()
+		fields := map[string]any{"exchangeId": exchange, "date": fmt.Sprintf("2026-10-%02d", day), "period": float64(1), "subject": "数学", "kind": "REGULAR"}
+		if school != "" {
+			fields["schoolId"] = school
+		}
+		ops = append(ops, upsert("lesson", id, fields))
+		lessons = append(lessons, id)
+	}
+	// Runs long enough for the bulk path (which writes the copies itself) and single
+	// lessons (the per-op path, whose copies the trigger writes).
+	for d := 1; d <= 5; d++ {
+		lesson(f.exchange, "", d)
+		lesson(x2, "", d)
+	}
+	for d := 1; d <= 5; d++ {
+		lesson(x3, "", d)
+	}
+	MustApply(t, sys(), f.store, ops...)
+	ops = ops[:0]
+	lesson(f.exchange, s2, 9) // held at d2's school: d2 reads it too
+	MustApply(t, sys(), f.store, ops...)
+	eval := newID()
+	MustApply(t, sys(), f.store, upsert("evaluation", eval, map[string]any{"exchangeId": x2, "period": "SEMESTER", "term": "2026-2027-1",
+		"evaluatorSchoolId": f.rural, "grade": "EXCELLENT", "finalized": true}))
+
+	reader := func(role jiaoliu.Role, district string) context.Context {
+		return jiaoliu.NewContextWithActor(context.Background(), &jiaoliu.Actor{UserID: newID(), Role: role, DistrictID: district})
+	}
+	d1Admin, d2Admin, d2Auditor := reader(jiaoliu.RoleDistrictAdmin, f.district), reader(jiaoliu.RoleDistrictAdmin, d2), reader(jiaoliu.RoleAuditor, d2)
+
+	// reads returns what ctx reads, each way of reading by name.
+	reads := func(t *testing.T, ctx context.Context) map[string][]string {
+		t.Helper()
+		out := map[string][]string{}
+		out["lessons"] = listIDs(t, ctx, f.store, jiaoliu.LessonEntity, jiaoliu.Filter{}, func(x *jiaoliu.Lesson) string { return x.ID })
+		out["lessons of d2"] = listIDs(t, ctx, f.store, jiaoliu.LessonEntity, jiaoliu.Filter{DistrictID: d2}, func(x *jiaoliu.Lesson) string { return x.ID })
+		out["exchanges"] = listIDs(t, ctx, f.store, jiaoliu.ExchangeEntity, jiaoliu.Filter{}, func(x *jiaoliu.Exchange) string { return x.ID })
+		out["teachers"] = listIDs(t, ctx, f.store, jiaoliu.TeacherEntity, jiaoliu.Filter{}, func(x *jiaoliu.Teacher) string { return x.ID })
+		out["evaluations"] = listIDs(t, ctx, f.store, jiaoliu.EvaluationEntity, jiaoliu.Filter{}, func(x *jiaoliu.Evaluation) string { return x.ID })
+		joins := []postgres.Join{
+			{Parent: -1, Column: "exchange_id", Entity: jiaoliu.ExchangeEntity, Columns: []string{"teacher_id"}, New: func() any { return new(jiaoliu.Exchange) }},
+			{Parent: 0, Column: "teacher_id", Entity: jiaoliu.TeacherEntity, Columns: []string{"name"}, New: func() any { return new(jiaoliu.Teacher) }},
+		}
+		page, joined, err := postgres.ListJoined[jiaoliu.Lesson](ctx, f.store, jiaoliu.LessonEntity, jiaoliu.ListQuery{First: 100}, joins)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if joined == nil {
+			t.Fatal("the page was read without its references")
+		}
+		for _, l := range page.Items {
+			ref := "-"
+			if x, ok := joined[0][l.ExchangeID].(*jiaoliu.Exchange); ok && x != nil {
+				ref = x.ID
+				if tc, ok := joined[1][x.TeacherID].(*jiaoliu.Teacher); ok && tc != nil {
+					ref += "/" + tc.ID
+				}
+			}
+			out["lessons with references"] = append(out["lessons with references"], l.ID+" "+ref)
+		}
+		byID, err := postgres.GetMany[jiaoliu.Lesson](ctx, f.store, jiaoliu.LessonEntity, lessons)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out["lessons by id"] = slices.Sorted(maps.Keys(byID))
+		children, err := postgres.ChildrenOf[jiaoliu.Lesson](ctx, f.store, jiaoliu.LessonEntity, "exchangeId", []string{f.exchange, x2, x3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range []string{f.exchange, x2, x3} {
+			for _, l := range children[x] {
+				out["lessons of exchanges"] = append(out["lessons of exchanges"], x+" "+l.ID)
+			}
+		}
+		return out
+	}
+	// check compares each reader's reads from the copies with those from the change log,
+	// and wants counts.
+	check := func(t *testing.T, want map[string]map[string]int) {
+		t.Helper()
+		for name, ctx := range map[string]context.Context{"d1 admin": d1Admin, "d2 admin": d2Admin, "d2 auditor": d2Auditor} {
+			copied := reads(t, ctx)
+			restore := postgres.SetDistrictScopes(false)
+			logged := reads(t, ctx)
+			restore()
+			for what, ids := range logged {
+				if !slices.Equal(copied[what], ids) {
+					t.Errorf("%s, %s: from district_scopes %v, from the change log %v", name, what, copied[what], ids)
+				}
+			}
+			for what, n := range want[name[:2]] {
+				if len(copied[what]) != n {
+					t.Errorf("%s reads %d %s, want %d", name, len(copied[what]), what, n)
+				}
+			}
+		}
+		if err := postgres.CheckScopeCopies(context.Background(), f.db.DB); err != nil {
+			t.Error(err)
+		}
+	}
+
+	t.Run("shared records", func(t *testing.T) {
+		check(t, map[string]map[string]int{
+			// d1: every lesson (x3 is within d1).
+			"d1": {"lessons": 16, "exchanges": 3, "evaluations": 1, "lessons by id": 16, "lessons of exchanges": 16},
+			// d2: x2's lessons and the lesson held at s2; x2 and its teacher t2.
+			"d2": {"lessons": 6, "lessons of d2": 6, "exchanges": 1, "evaluations": 1, "lessons by id": 6, "lessons of exchanges": 6},
+		})
+	})
+
+	// x2 now receives at s3, in d2: it and its lessons leave d1 (its finalized
+	// evaluation stays, by its evaluating school).
+	MustApply(t, sys(), f.store, upsert("exchange", x2, map[string]any{"receivingSchoolId": s3}))
+	t.Run("after the exchange moves", func(t *testing.T) {
+		check(t, map[string]map[string]int{
+			"d1": {"lessons": 11, "exchanges": 2, "evaluations": 1, "lessons by id": 11, "lessons of exchanges": 11},
+			"d2": {"lessons": 6, "lessons of d2": 6, "exchanges": 1, "evaluations": 1, "lessons by id": 6, "lessons of exchanges": 6},
+		})
+	})
+}
