@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
@@ -52,14 +53,23 @@ func CopyOps(ctx context.Context, db *sqlx.DB, ops []jiaoliu.Op, scopes []string
 		b, _ := json.Marshal(c)
 		return string(b)
 	}
-	if err := copyRows(`COPY lessons (id, field_hlc, version, exchange_id, date, period, grade_level, class_name, subject, kind, topic, minutes, device_id) FROM STDIN`,
+	// The records carry the district tokens of their scopes, as the push's bulk path
+	// writes them (migration 00018's trigger then finds nothing to rewrite).
+	var districts []string
+	for _, t := range scopes {
+		if strings.HasPrefix(t, "d:") {
+			districts = append(districts, t)
+		}
+	}
+	dlit, _ := pq.Array(districts).Value()
+	if err := copyRows(`COPY lessons (id, field_hlc, version, district_scopes, exchange_id, date, period, grade_level, class_name, subject, kind, topic, minutes, device_id) FROM STDIN`,
 		func(exec func(args ...any) error) error {
 			for i, op := range ops {
 				if op.Entity != "lesson" {
 					continue
 				}
 				f := op.Fields
-				if err := exec(op.ID, clock(op), versions[i], f["exchangeId"], f["date"], str(f["period"]), f["gradeLevel"], f["className"],
+				if err := exec(op.ID, clock(op), versions[i], dlit, f["exchangeId"], f["date"], str(f["period"]), f["gradeLevel"], f["className"],
 					f["subject"], f["kind"], f["topic"], str(f["minutes"]), deviceID); err != nil {
 					return err
 				}
@@ -68,11 +78,11 @@ func CopyOps(ctx context.Context, db *sqlx.DB, ops []jiaoliu.Op, scopes []string
 		}); err != nil {
 		return err
 	}
-	if err := copyRows(`COPY attendance (id, field_hlc, version, exchange_id, date, status) FROM STDIN`,
+	if err := copyRows(`COPY attendance (id, field_hlc, version, district_scopes, exchange_id, date, status) FROM STDIN`,
 		func(exec func(args ...any) error) error {
 			for i, op := range ops {
 				if op.Entity == "attendance" {
-					if err := exec(op.ID, clock(op), versions[i], op.Fields["exchangeId"], op.Fields["date"], op.Fields["status"]); err != nil {
+					if err := exec(op.ID, clock(op), versions[i], dlit, op.Fields["exchangeId"], op.Fields["date"], op.Fields["status"]); err != nil {
 						return err
 					}
 				}
@@ -81,11 +91,11 @@ func CopyOps(ctx context.Context, db *sqlx.DB, ops []jiaoliu.Op, scopes []string
 		}); err != nil {
 		return err
 	}
-	if err := copyRows(`COPY research_activities (id, field_hlc, version, exchange_id, date, kind, topic) FROM STDIN`,
+	if err := copyRows(`COPY research_activities (id, field_hlc, version, district_scopes, exchange_id, date, kind, topic) FROM STDIN`,
 		func(exec func(args ...any) error) error {
 			for i, op := range ops {
 				if op.Entity == "researchActivity" {
-					if err := exec(op.ID, clock(op), versions[i], op.Fields["exchangeId"], op.Fields["date"], op.Fields["kind"], op.Fields["topic"]); err != nil {
+					if err := exec(op.ID, clock(op), versions[i], dlit, op.Fields["exchangeId"], op.Fields["date"], op.Fields["kind"], op.Fields["topic"]); err != nil {
 						return err
 					}
 				}

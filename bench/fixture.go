@@ -12,6 +12,8 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/jiaoliu/jiaoliu/postgres"
 )
 
 // Spec sizes a generated district. Every record is inserted in SQL (generate_series),
@@ -103,18 +105,21 @@ func Seed(ctx context.Context, db *sqlx.DB, s Spec) (time.Duration, error) {
 			SELECT md5('jl-bench/device/' || j || '/' || i)::uuid, ` + sqlID("user", "i") + `, 'tablet ' || j,
 				sha256(convert_to('dev_bench_' || i || '_' || j, 'UTF8'))
 			FROM generate_series(0, ` + n(s.Users-1) + `) i, generate_series(0, ` + n(s.DevicesPerUser-1) + `) j`, nil},
-		{"lessons", `INSERT INTO lessons (id, exchange_id, date, period, subject, kind, topic, minutes, field_hlc, version)
+		// The children carry their district tokens (every school is the district's), as
+		// the write path's bulk path writes them: the change log's trigger (migration
+		// 00018) then leaves them as they are rather than writing each row twice.
+		{"lessons", `INSERT INTO lessons (id, exchange_id, date, period, subject, kind, topic, minutes, field_hlc, version, district_scopes)
 			SELECT ` + sqlID("lesson", "x || '/' || k") + `, ` + sqlID("exchange", "x") + `, date '2026-09-01' + k / 8, 1 + k % 8,
-				'数学', (ARRAY['REGULAR','DEMONSTRATION','GUIDANCE'])[1 + k % 3], '第' || k || '课', 40, '{}', nextval('change_seq')
-			FROM generate_series(0, ` + n(s.Exchanges-1) + `) x, generate_series(0, ` + n(s.LessonsPerXchg-1) + `) k`, nil},
-		{"attendance", `INSERT INTO attendance (id, exchange_id, date, status, version)
+				'数学', (ARRAY['REGULAR','DEMONSTRATION','GUIDANCE'])[1 + k % 3], '第' || k || '课', 40, '{}', nextval('change_seq'), ARRAY['d:' || $1]
+			FROM generate_series(0, ` + n(s.Exchanges-1) + `) x, generate_series(0, ` + n(s.LessonsPerXchg-1) + `) k`, []any{DistrictID}},
+		{"attendance", `INSERT INTO attendance (id, exchange_id, date, status, version, district_scopes)
 			SELECT ` + sqlID("attendance", "x || '/' || k") + `, ` + sqlID("exchange", "x") + `, date '2026-09-01' + k,
-				(ARRAY['PRESENT','PRESENT','PRESENT','LEAVE','SICK'])[1 + k % 5], nextval('change_seq')
-			FROM generate_series(0, ` + n(s.Exchanges-1) + `) x, generate_series(0, ` + n(s.AttendancePerXchg-1) + `) k`, nil},
-		{"research", `INSERT INTO research_activities (id, exchange_id, date, kind, topic, version)
+				(ARRAY['PRESENT','PRESENT','PRESENT','LEAVE','SICK'])[1 + k % 5], nextval('change_seq'), ARRAY['d:' || $1]
+			FROM generate_series(0, ` + n(s.Exchanges-1) + `) x, generate_series(0, ` + n(s.AttendancePerXchg-1) + `) k`, []any{DistrictID}},
+		{"research", `INSERT INTO research_activities (id, exchange_id, date, kind, topic, version, district_scopes)
 			SELECT ` + sqlID("research", "x || '/' || k") + `, ` + sqlID("exchange", "x") + `, date '2026-09-01' + k * 7,
-				(ARRAY['JOINT_PREPARATION','GROUP_ACTIVITY','LECTURE','SURVEY'])[1 + k % 4], '教研' || k, nextval('change_seq')
-			FROM generate_series(0, ` + n(s.Exchanges-1) + `) x, generate_series(0, ` + n(s.ResearchPerXchg-1) + `) k`, nil},
+				(ARRAY['JOINT_PREPARATION','GROUP_ACTIVITY','LECTURE','SURVEY'])[1 + k % 4], '教研' || k, nextval('change_seq'), ARRAY['d:' || $1]
+			FROM generate_series(0, ` + n(s.Exchanges-1) + `) x, generate_series(0, ` + n(s.ResearchPerXchg-1) + `) k`, []any{DistrictID}},
 	}
 	for _, st := range steps {
 		if _, err := db.ExecContext(ctx, st.q, st.args...); err != nil {
@@ -123,6 +128,9 @@ func Seed(ctx context.Context, db *sqlx.DB, s Spec) (time.Duration, error) {
 	}
 	if err := seedLog(ctx, db); err != nil {
 		return 0, err
+	}
+	if err := postgres.CheckScopeCopies(ctx, db.DB); err != nil {
+		return 0, fmt.Errorf("seed: %w", err)
 	}
 	// As a running server's database: autovacuum has set the visibility map and merged
 	// the GIN indexes' pending lists (the scope indexes), which ANALYZE alone does not;

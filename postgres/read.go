@@ -47,7 +47,7 @@ func (s *Store) ActorTokens(ctx context.Context, a *jiaoliu.Actor) ([]string, er
 }
 
 // readScope is the SQL condition on a record t restricting it to what an actor may
-// read, with its argument: on the record's change-log row l (sync_log.scopes, the one
+// read, with its arguments: on the record's change-log row l (sync_log.scopes, the one
 // definition of who reads what), or, for a district reader, on the record's own copy
 // of the change log's district tokens (district_scopes, migration 00018), which spares
 // a probe of the change log per record.
@@ -90,7 +90,13 @@ func (s *Store) scope(ctx context.Context, argN int) (readScope, error) {
 		a.ReadTokens = toks
 	}
 	if districtScopes && districtReader(toks) {
-		return readScope{cond: fmt.Sprintf("t.district_scopes && $%d", argN), args: []any{textArray(toks)}}, nil
+		// The tokens are written into the statement, not passed: the planner then weighs
+		// the district's share of the rows (the column's most common elements) as for any
+		// constant. Given as an argument, a generic plan assumes 1 % of the rows match and
+		// would sort a table's rows rather than walk its ordered index to the first page
+		// (a district's page of exchanges of a year: 2.1 ms against 0.2 ms). A statement
+		// per district; a county's server serves a few.
+		return readScope{cond: "t.district_scopes && " + pq.QuoteLiteral(arrayLiteral(toks)) + "::text[]"}, nil
 	}
 	return readScope{cond: fmt.Sprintf("l.scopes && $%d", argN), args: []any{textArray(toks)}, log: true}, nil
 }
@@ -100,7 +106,7 @@ func (s *Store) scope(ctx context.Context, argN int) (readScope, error) {
 // them is among its change log's scopes, that is among its district_scopes.
 func districtReader(toks []string) bool {
 	for _, t := range toks {
-		if !strings.HasPrefix(t, "d:") {
+		if id, ok := strings.CutPrefix(t, "d:"); !ok || !isUUID(id) {
 			return false
 		}
 	}
@@ -480,7 +486,7 @@ func (s *Store) filter(ctx context.Context, def *jiaoliu.Entity, f jiaoliu.Filte
 	}
 	switch {
 	case !rs.log:
-		add("t.district_scopes && $%d", rs.args[0])
+		where = append(where, rs.cond)
 	case len(rs.args) > 0:
 		addLog("l.scopes && $%d", rs.args[0])
 	}
