@@ -154,3 +154,34 @@ func TestDistrictReadersReadWhatTheChangeLogSays(t *testing.T) {
 		})
 	})
 }
+
+// TestBulkPathWritesEachRecordOnce: the bulk path writes a new record with its
+// district_scopes, so that the change log's trigger has nothing to rewrite (a second
+// version of every pushed row, and the daily-count triggers run again for it).
+func TestBulkPathWritesEachRecordOnce(t *testing.T) {
+	f := newFixture(t)
+	defer postgres.SetBulk(true)()
+	var ops []jiaoliu.Op
+	for p := 1; p <= 8; p++ {
+		ops = append(ops, upsert("lesson", newID(), lessonFields(f, "2026-10-12", p)),
+			upsert("attendance", newID(), map[string]any{"exchangeId": f.exchange, "date": fmt.Sprintf("2026-10-%02d", p), "status": "PRESENT"}))
+	}
+	before, _ := postgres.BulkCounts()
+	if _, err := f.store.Apply(sys(), jiaoliu.Batch{Ops: ops}); err != nil { // not atomic: the bulk path's
+		t.Fatal(err)
+	}
+	if n, _ := postgres.BulkCounts(); n-before != int64(len(ops)) {
+		t.Fatalf("the bulk path applied %d ops of %d", n-before, len(ops))
+	}
+	f.db.SetMaxOpenConns(1)
+	f.db.MustExec(`SELECT pg_stat_force_next_flush()`)
+	for _, table := range []string{"lessons", "attendance"} {
+		var ins, upd int64
+		if err := f.db.QueryRow(`SELECT n_tup_ins, n_tup_upd FROM pg_stat_user_tables WHERE relname = $1`, table).Scan(&ins, &upd); err != nil {
+			t.Fatal(err)
+		}
+		if ins != 8 || upd != 0 {
+			t.Errorf("%s: %d rows inserted and %d updated, want 8 and 0", table, ins, upd)
+		}
+	}
+}

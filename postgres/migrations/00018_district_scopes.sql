@@ -69,68 +69,55 @@ BEGIN
 END $$;
 -- +goose StatementEnd
 
--- The rows of the statement, by entity, are compared by id with their records (the
--- arrays keep the plan a probe of the primary key per row, whatever the statement's size).
+-- The rows of the statement are taken by entity and scopes (the children of an exchange
+-- share theirs), so that district_tokens runs once per group, and compared by id with
+-- their records (an array of ids keeps the plan a probe of the primary key per row,
+-- whatever the statement's size).
 -- +goose StatementBegin
 CREATE FUNCTION copy_district_scopes() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     e text;
+    s text[];
     ids uuid[];
-    ds text[];
+    d text[];
 BEGIN
-    FOR e, ids, ds IN SELECT entity, array_agg(id), array_agg(district_tokens(scopes)::text) FROM new_rows GROUP BY entity LOOP
+    FOR e, s, ids IN SELECT entity, scopes, array_agg(id) FROM new_rows GROUP BY entity, scopes LOOP
+        d := district_tokens(s);
         CASE e
         WHEN 'district' THEN
-            UPDATE districts t SET district_scopes = u.d::text[] FROM unnest(ids, ds) u(id, d)
-            WHERE t.id = u.id AND t.district_scopes IS DISTINCT FROM u.d::text[];
+            UPDATE districts SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
         WHEN 'zone' THEN
-            UPDATE zones t SET district_scopes = u.d::text[] FROM unnest(ids, ds) u(id, d)
-            WHERE t.id = u.id AND t.district_scopes IS DISTINCT FROM u.d::text[];
+            UPDATE zones SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
         WHEN 'schoolGroup' THEN
-            UPDATE school_groups t SET district_scopes = u.d::text[] FROM unnest(ids, ds) u(id, d)
-            WHERE t.id = u.id AND t.district_scopes IS DISTINCT FROM u.d::text[];
+            UPDATE school_groups SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
         WHEN 'school' THEN
-            UPDATE schools t SET district_scopes = u.d::text[] FROM unnest(ids, ds) u(id, d)
-            WHERE t.id = u.id AND t.district_scopes IS DISTINCT FROM u.d::text[];
+            UPDATE schools SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
         WHEN 'teacher' THEN
-            UPDATE teachers t SET district_scopes = u.d::text[] FROM unnest(ids, ds) u(id, d)
-            WHERE t.id = u.id AND t.district_scopes IS DISTINCT FROM u.d::text[];
+            UPDATE teachers SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
         WHEN 'schoolStint' THEN
-            UPDATE school_stints t SET district_scopes = u.d::text[] FROM unnest(ids, ds) u(id, d)
-            WHERE t.id = u.id AND t.district_scopes IS DISTINCT FROM u.d::text[];
+            UPDATE school_stints SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
         WHEN 'deferral' THEN
-            UPDATE deferrals t SET district_scopes = u.d::text[] FROM unnest(ids, ds) u(id, d)
-            WHERE t.id = u.id AND t.district_scopes IS DISTINCT FROM u.d::text[];
+            UPDATE deferrals SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
         WHEN 'exchange' THEN
-            UPDATE exchanges t SET district_scopes = u.d::text[] FROM unnest(ids, ds) u(id, d)
-            WHERE t.id = u.id AND t.district_scopes IS DISTINCT FROM u.d::text[];
+            UPDATE exchanges SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
         WHEN 'lesson' THEN
-            UPDATE lessons t SET district_scopes = u.d::text[] FROM unnest(ids, ds) u(id, d)
-            WHERE t.id = u.id AND t.district_scopes IS DISTINCT FROM u.d::text[];
+            UPDATE lessons SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
         WHEN 'observation' THEN
-            UPDATE observations t SET district_scopes = u.d::text[] FROM unnest(ids, ds) u(id, d)
-            WHERE t.id = u.id AND t.district_scopes IS DISTINCT FROM u.d::text[];
+            UPDATE observations SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
         WHEN 'researchActivity' THEN
-            UPDATE research_activities t SET district_scopes = u.d::text[] FROM unnest(ids, ds) u(id, d)
-            WHERE t.id = u.id AND t.district_scopes IS DISTINCT FROM u.d::text[];
+            UPDATE research_activities SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
         WHEN 'attendance' THEN
-            UPDATE attendance t SET district_scopes = u.d::text[] FROM unnest(ids, ds) u(id, d)
-            WHERE t.id = u.id AND t.district_scopes IS DISTINCT FROM u.d::text[];
+            UPDATE attendance SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
         WHEN 'mentoringPair' THEN
-            UPDATE mentoring_pairs t SET district_scopes = u.d::text[] FROM unnest(ids, ds) u(id, d)
-            WHERE t.id = u.id AND t.district_scopes IS DISTINCT FROM u.d::text[];
+            UPDATE mentoring_pairs SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
         WHEN 'mentoringActivity' THEN
-            UPDATE mentoring_activities t SET district_scopes = u.d::text[] FROM unnest(ids, ds) u(id, d)
-            WHERE t.id = u.id AND t.district_scopes IS DISTINCT FROM u.d::text[];
+            UPDATE mentoring_activities SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
         WHEN 'evaluation' THEN
-            UPDATE evaluations t SET district_scopes = u.d::text[] FROM unnest(ids, ds) u(id, d)
-            WHERE t.id = u.id AND t.district_scopes IS DISTINCT FROM u.d::text[];
+            UPDATE evaluations SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
         WHEN 'semesterReport' THEN
-            UPDATE semester_reports t SET district_scopes = u.d::text[] FROM unnest(ids, ds) u(id, d)
-            WHERE t.id = u.id AND t.district_scopes IS DISTINCT FROM u.d::text[];
+            UPDATE semester_reports SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
         WHEN 'policy' THEN
-            UPDATE policies t SET district_scopes = u.d::text[] FROM unnest(ids, ds) u(id, d)
-            WHERE t.id = u.id AND t.district_scopes IS DISTINCT FROM u.d::text[];
+            UPDATE policies SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
         END CASE;
     END LOOP;
     RETURN NULL;
