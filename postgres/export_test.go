@@ -15,14 +15,6 @@ var (
 	EvaluationsQuery   = evaluationsQuery
 )
 
-// SetProbeBroadLists switches the per-row scope lookup of broad lists and returns a
-// function that restores it.
-func SetProbeBroadLists(on bool) func() {
-	old := probeBroadLists
-	probeBroadLists = on
-	return func() { probeBroadLists = old }
-}
-
 // SetBlindRanges switches reading a broad page's date range through subqueries and
 // returns a function that restores it.
 func SetBlindRanges(on bool) func() {

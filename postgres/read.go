@@ -334,11 +334,13 @@ func ListJoined[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, q jia
 		return page, nil, &jiaoliu.Error{Code: jiaoliu.EINVALID, Message: "invalid page size",
 			Fields: map[string]string{"first": fmt.Sprintf("must be 1..%d", jiaoliu.MaxPageSize)}}
 	}
-	// A page of a broad scope filtered by a date range reads its bounds through
-	// subqueries (blindRange, see filter), so that PostgreSQL keeps one generic plan for
-	// it; a count is planned with the values, as before.
-	broad := probeBroadLists && s.broadScope(ctx, q.Filter)
-	blindRange := blindRanges && broad && !q.WithTotal
+	// A page whose condition is on the rows alone (broadScope: the system's, or a
+	// district reader's, whose scope is the rows' district_scopes) walks the entity's
+	// ordered index and stops after a page; filtered by a date range, it reads the bounds
+	// through subqueries (blindRange, see filter), so that PostgreSQL keeps one generic
+	// plan for it (a count is planned with the values). Other scopes join the change
+	// log, starting from the scope's index entries.
+	blindRange := blindRanges && s.broadScope(ctx, q.Filter) && !q.WithTotal
 	where, logWhere, args, err := s.filter(ctx, def, q.Filter, blindRange)
 	if err != nil {
 		return page, nil, err
@@ -364,20 +366,6 @@ func ListJoined[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, q jia
 	case q.WithTotal:
 		if err := s.get(ctx, &page.TotalCount, "SELECT count(*) "+join, args...); err != nil {
 			return page, nil, fmt.Errorf("count %s: %w", def.Name, err)
-		}
-	}
-	// Which rows the actor may read is in the change log. When the actor reads most of
-	// them (a district's administrators and auditors, not narrowed to a school or a
-	// teacher), the page walks the entity's ordered index and looks up each row's log
-	// entry, stopping after a page: the planner cannot know that most log rows of the
-	// scope join a row of the list, and would otherwise join every one of them and sort
-	// (2,000 exchanges of a district: 1.0–1.4 ms against 0.15–0.25 ms). Narrow scopes
-	// keep the join, which starts from the scope's index entries.
-	base := join
-	if broad {
-		base = fmt.Sprintf(`FROM %s t WHERE %s`, def.Table, strings.Join(where, " AND "))
-		if len(logWhere) > 0 {
-			base += fmt.Sprintf(` AND (SELECT %s FROM sync_log l WHERE l.entity = '%s' AND l.id = t.id)`, strings.Join(logWhere, " AND "), def.Name)
 		}
 	}
 	pageWhere := ""
@@ -406,7 +394,7 @@ func ListJoined[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, q jia
 			return page, nil, err
 		}
 	}
-	sqlq := fmt.Sprintf(`SELECT %s %s%s ORDER BY %s %s, t.id %s LIMIT %d`, sel, base, pageWhere, col, dir, dir, limit)
+	sqlq := fmt.Sprintf(`SELECT %s %s%s ORDER BY %s %s, t.id %s LIMIT %d`, sel, join, pageWhere, col, dir, dir, limit)
 	switch {
 	case done:
 	case len(joins) > 0 && len(joins) <= maxJoins && (blindRange || q.Filter.From == nil && q.Filter.To == nil) && q.Filter.Search == "":
@@ -436,26 +424,15 @@ func ListJoined[T any](ctx context.Context, s *Store, def *jiaoliu.Entity, q jia
 // filter; tests turn it off to compare).
 var blindRanges = true
 
-// probeBroadLists turns on the per-row log lookup of broad scopes in List (tests turn
-// it off to compare both forms).
-var probeBroadLists = true
-
-// broadScope reports whether the actor of ctx reads whole districts (every read token
-// a district's) and f does not narrow the list to a school or a teacher.
+// broadScope reports whether a page of the actor of ctx under f is conditioned on the
+// rows alone: the system's, or a district reader's (see scope) that f does not narrow to
+// a school or a teacher (whose tokens only the change log has).
 func (s *Store) broadScope(ctx context.Context, f jiaoliu.Filter) bool {
 	a := jiaoliu.ActorFromContext(ctx)
 	if a == nil || f.SchoolID != "" || f.TeacherID != "" {
 		return false
 	}
-	if a.System {
-		return true
-	}
-	for _, t := range a.ReadTokens {
-		if !strings.HasPrefix(t, "d:") {
-			return false
-		}
-	}
-	return len(a.ReadTokens) > 0
+	return a.System || districtScopes && districtReader(a.ReadTokens)
 }
 
 // filter turns a Filter into SQL conditions on t (the entity) and on l (its log row).
