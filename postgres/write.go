@@ -1297,6 +1297,9 @@ func (w *writer) refreshRelated(ctx context.Context, def *jiaoliu.Entity, rec, o
 	default:
 		return nil
 	}
+	if err := w.lockRelated(ctx, q, args); err != nil {
+		return err
+	}
 	rows, err := w.tx.QueryxContext(ctx, `WITH fresh AS (
 			SELECT entity, id, scope_tokens(entity, id) AS scopes FROM sync_log WHERE `+q+`)
 		UPDATE sync_log l SET scopes = fresh.scopes, seq = nextval('change_seq'), txid = pg_current_xact_id()
@@ -1314,6 +1317,33 @@ func (w *writer) refreshRelated(ctx context.Context, def *jiaoliu.Entity, rec, o
 		w.markChanged(scopes)
 	}
 	return rows.Err()
+}
+
+// lockRelated locks the records whose change-log rows match q (refreshRelated's) before
+// their change-log rows are rewritten: children before parents and in id order, as
+// lockBatch locks them. The change log's trigger (migration 00018) rewrites a record's
+// district_scopes after its change-log row, and a batch editing the record holds it
+// while it waits for that change-log row: taken the other way round, the two
+// deadlocked (2–5 batches run again in TestExchangeMovesWhileItsLessonsAreEdited).
+func (w *writer) lockRelated(ctx context.Context, q string, args []any) error {
+	var related []struct {
+		Entity string         `db:"entity"`
+		IDs    pq.StringArray `db:"ids"`
+	}
+	if err := w.tx.SelectContext(ctx, &related, `SELECT entity, array_agg(id::text) AS ids FROM sync_log WHERE `+q+` GROUP BY entity`, args...); err != nil {
+		return fmt.Errorf("refresh related scopes: lock: %w", err)
+	}
+	for _, def := range lockOrder {
+		for _, r := range related {
+			if r.Entity != def.Name {
+				continue
+			}
+			if _, err := w.tx.ExecContext(ctx, fmt.Sprintf(`SELECT FROM %s WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`, def.Table), r.IDs); err != nil {
+				return fmt.Errorf("refresh related scopes: lock %s: %w", def.Name, err)
+			}
+		}
+	}
+	return nil
 }
 
 func (w *writer) conflict(ctx context.Context, def *jiaoliu.Entity, op jiaoliu.Op, id, field string, before *current, lostValue any) error {
