@@ -158,10 +158,12 @@ func TestDistrictReadersReadWhatTheChangeLogSays(t *testing.T) {
 	})
 }
 
-// TestBulkPathWritesEachRecordOnce: the bulk path writes a new record with its
-// district_scopes, so that the change log's trigger has nothing to rewrite (a second
-// version of every pushed row, and the daily-count triggers run again for it).
-func TestBulkPathWritesEachRecordOnce(t *testing.T) {
+// TestWritesCarryTheirDistrictScopes: the write path writes a new exchange child with
+// its district_scopes, on the bulk path and the per-op path, so that the change log's
+// trigger has nothing to rewrite (a second version of every pushed row, and the
+// daily-count triggers run again for it); an edit that leaves the scopes as they were
+// does not run the trigger's update at all.
+func TestWritesCarryTheirDistrictScopes(t *testing.T) {
 	f := newFixture(t)
 	defer postgres.SetBulk(true)()
 	var ops []jiaoliu.Op
@@ -176,15 +178,23 @@ func TestBulkPathWritesEachRecordOnce(t *testing.T) {
 	if n, _ := postgres.BulkCounts(); n-before != int64(len(ops)) {
 		t.Fatalf("the bulk path applied %d ops of %d", n-before, len(ops))
 	}
+	// The per-op path: two creates, one at another school, and an edit.
+	one, two := newID(), newID()
+	at := lessonFields(f, "2026-10-13", 1)
+	at["schoolId"] = f.urban
+	MustApply(t, sys(), f.store, upsert("lesson", one, lessonFields(f, "2026-10-13", 2)))
+	MustApply(t, sys(), f.store, upsert("lesson", two, at))
+	MustApply(t, sys(), f.store, upsert("attendance", newID(), map[string]any{"exchangeId": f.exchange, "date": "2026-10-13", "status": "LEAVE"}))
+	MustApply(t, sys(), f.store, upsert("lesson", one, map[string]any{"topic": "分数"}))
 	f.db.SetMaxOpenConns(1)
 	f.db.MustExec(`SELECT pg_stat_force_next_flush()`)
-	for _, table := range []string{"lessons", "attendance"} {
+	for table, want := range map[string][2]int64{"lessons": {10, 1}, "attendance": {9, 0}} {
 		var ins, upd int64
 		if err := f.db.QueryRow(`SELECT n_tup_ins, n_tup_upd FROM pg_stat_user_tables WHERE relname = $1`, table).Scan(&ins, &upd); err != nil {
 			t.Fatal(err)
 		}
-		if ins != 8 || upd != 0 {
-			t.Errorf("%s: %d rows inserted and %d updated, want 8 and 0", table, ins, upd)
+		if ins != want[0] || upd != want[1] {
+			t.Errorf("%s: %d rows inserted and %d updated, want %d and %d", table, ins, upd, want[0], want[1])
 		}
 	}
 }

@@ -1013,10 +1013,23 @@ func (w *writer) create(ctx context.Context, def *jiaoliu.Entity, op jiaoliu.Op,
 	cols := []string{"id", "field_hlc", "version"}
 	vals := []string{"$1", "$2", "nextval('change_seq')"}
 	args := []any{op.ID, clockJSON(clock)}
+	param := map[string]string{}
 	for _, f := range def.Fields {
 		args = append(args, rec[f.Name])
 		cols = append(cols, f.Column())
 		vals = append(vals, fmt.Sprintf("$%d", len(args)))
+		param[f.Name] = vals[len(vals)-1]
+	}
+	if bulkEntities[def.Name] {
+		// An exchange's child carries its district_scopes from the start, as the bulk path
+		// writes them (the change log's trigger, migration 00018, then has nothing to
+		// rewrite): the district tokens of exchange_child_tokens, its scope.
+		school := "NULL"
+		if p, ok := param["schoolId"]; ok {
+			school = p
+		}
+		cols = append(cols, "district_scopes")
+		vals = append(vals, fmt.Sprintf("district_tokens(exchange_child_tokens(%s::uuid, %s::uuid))", param["exchangeId"], school))
 	}
 	q := fmt.Sprintf(`INSERT INTO %s (%s) VALUES (%s) RETURNING version`, def.Table, strings.Join(cols, ", "), strings.Join(vals, ", "))
 	var version int64

@@ -8,10 +8,11 @@
 -- such a reader's condition is on the row already read.
 --
 -- The change log stays the one definition of who may read a record: district_scopes is
--- a copy, written by a trigger on sync_log in the same statement as the scopes it
+-- a copy, written by triggers on sync_log in the same statement as the scopes it
 -- copies, whoever writes them (the write path, its bulk path, refreshRelated, fixtures).
--- The write path's bulk path writes the copy with the record, so that the trigger finds
--- nothing to change (a second version of each new row would double its writes).
+-- The write path writes an exchange child's copy with the record (its scope is
+-- exchange_child_tokens, 00005), so that the trigger finds nothing to change (a second
+-- version of each new row would double its writes).
 -- scope_copy_disagreements lists the records whose copy differs (tests check it is
 -- empty after every test database's writes).
 
@@ -69,64 +70,81 @@ BEGIN
 END $$;
 -- +goose StatementEnd
 
--- The rows of the statement are taken by entity and scopes (the children of an exchange
--- share theirs), so that district_tokens runs once per group, and compared by id with
--- their records (an array of ids keeps the plan a probe of the primary key per row,
--- whatever the statement's size).
+-- copy_district_scopes_of sets the district_scopes of the records ids of entity to d
+-- where they differ (an array of ids keeps the plan a probe of the primary key per row,
+-- whatever their number).
+-- +goose StatementBegin
+CREATE FUNCTION copy_district_scopes_of(e text, ids uuid[], d text[]) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    CASE e
+    WHEN 'district' THEN
+        UPDATE districts SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
+    WHEN 'zone' THEN
+        UPDATE zones SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
+    WHEN 'schoolGroup' THEN
+        UPDATE school_groups SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
+    WHEN 'school' THEN
+        UPDATE schools SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
+    WHEN 'teacher' THEN
+        UPDATE teachers SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
+    WHEN 'schoolStint' THEN
+        UPDATE school_stints SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
+    WHEN 'deferral' THEN
+        UPDATE deferrals SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
+    WHEN 'exchange' THEN
+        UPDATE exchanges SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
+    WHEN 'lesson' THEN
+        UPDATE lessons SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
+    WHEN 'observation' THEN
+        UPDATE observations SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
+    WHEN 'researchActivity' THEN
+        UPDATE research_activities SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
+    WHEN 'attendance' THEN
+        UPDATE attendance SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
+    WHEN 'mentoringPair' THEN
+        UPDATE mentoring_pairs SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
+    WHEN 'mentoringActivity' THEN
+        UPDATE mentoring_activities SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
+    WHEN 'evaluation' THEN
+        UPDATE evaluations SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
+    WHEN 'semesterReport' THEN
+        UPDATE semester_reports SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
+    WHEN 'policy' THEN
+        UPDATE policies SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
+    END CASE;
+END $$;
+-- +goose StatementEnd
+
+-- New change-log rows, per statement: a device's batch is one COPY of hundreds, taken by
+-- entity and scopes (the children of an exchange share theirs), so that district_tokens
+-- runs once per group.
 -- +goose StatementBegin
 CREATE FUNCTION copy_district_scopes() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     e text;
     s text[];
     ids uuid[];
-    d text[];
 BEGIN
     FOR e, s, ids IN SELECT entity, scopes, array_agg(id) FROM new_rows GROUP BY entity, scopes LOOP
-        d := district_tokens(s);
-        CASE e
-        WHEN 'district' THEN
-            UPDATE districts SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
-        WHEN 'zone' THEN
-            UPDATE zones SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
-        WHEN 'schoolGroup' THEN
-            UPDATE school_groups SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
-        WHEN 'school' THEN
-            UPDATE schools SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
-        WHEN 'teacher' THEN
-            UPDATE teachers SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
-        WHEN 'schoolStint' THEN
-            UPDATE school_stints SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
-        WHEN 'deferral' THEN
-            UPDATE deferrals SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
-        WHEN 'exchange' THEN
-            UPDATE exchanges SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
-        WHEN 'lesson' THEN
-            UPDATE lessons SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
-        WHEN 'observation' THEN
-            UPDATE observations SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
-        WHEN 'researchActivity' THEN
-            UPDATE research_activities SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
-        WHEN 'attendance' THEN
-            UPDATE attendance SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
-        WHEN 'mentoringPair' THEN
-            UPDATE mentoring_pairs SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
-        WHEN 'mentoringActivity' THEN
-            UPDATE mentoring_activities SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
-        WHEN 'evaluation' THEN
-            UPDATE evaluations SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
-        WHEN 'semesterReport' THEN
-            UPDATE semester_reports SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
-        WHEN 'policy' THEN
-            UPDATE policies SET district_scopes = d WHERE id = ANY(ids) AND district_scopes IS DISTINCT FROM d;
-        END CASE;
+        PERFORM copy_district_scopes_of(e, ids, district_tokens(s));
     END LOOP;
     RETURN NULL;
 END $$;
 -- +goose StatementEnd
 CREATE TRIGGER sync_log_district_scopes_insert AFTER INSERT ON sync_log REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION copy_district_scopes();
-CREATE TRIGGER sync_log_district_scopes_update AFTER UPDATE ON sync_log REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION copy_district_scopes();
+
+-- Changed scopes, per row: most updates of a change-log row (every edit of a record)
+-- leave its scopes as they were, and then the trigger does not run at all.
+-- +goose StatementBegin
+CREATE FUNCTION copy_changed_district_scopes() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM copy_district_scopes_of(NEW.entity, ARRAY[NEW.id], district_tokens(NEW.scopes));
+    RETURN NULL;
+END $$;
+-- +goose StatementEnd
+CREATE TRIGGER sync_log_district_scopes_update AFTER UPDATE OF scopes ON sync_log
+    FOR EACH ROW WHEN (OLD.scopes IS DISTINCT FROM NEW.scopes) EXECUTE FUNCTION copy_changed_district_scopes();
 
 -- +goose StatementBegin
 CREATE FUNCTION scope_copy_disagreements() RETURNS TABLE (entity text, id uuid, district_scopes text[], scopes text[])
@@ -188,7 +206,9 @@ $$;
 DROP FUNCTION scope_copy_disagreements();
 DROP TRIGGER sync_log_district_scopes_update ON sync_log;
 DROP TRIGGER sync_log_district_scopes_insert ON sync_log;
+DROP FUNCTION copy_changed_district_scopes();
 DROP FUNCTION copy_district_scopes();
+DROP FUNCTION copy_district_scopes_of(text, uuid[], text[]);
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION evaluations_locked() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
