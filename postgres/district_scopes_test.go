@@ -166,6 +166,8 @@ func TestDistrictReadersReadWhatTheChangeLogSays(t *testing.T) {
 func TestWritesCarryTheirDistrictScopes(t *testing.T) {
 	f := newFixture(t)
 	defer postgres.SetBulk(true)()
+	// One connection: its table statistics are flushed on request before being read.
+	f.db.SetMaxOpenConns(1)
 	var ops []jiaoliu.Op
 	for p := 1; p <= 8; p++ {
 		ops = append(ops, upsert("lesson", newID(), lessonFields(f, "2026-10-12", p)),
@@ -186,7 +188,6 @@ func TestWritesCarryTheirDistrictScopes(t *testing.T) {
 	MustApply(t, sys(), f.store, upsert("lesson", two, at))
 	MustApply(t, sys(), f.store, upsert("attendance", newID(), map[string]any{"exchangeId": f.exchange, "date": "2026-10-13", "status": "LEAVE"}))
 	MustApply(t, sys(), f.store, upsert("lesson", one, map[string]any{"topic": "分数"}))
-	f.db.SetMaxOpenConns(1)
 	f.db.MustExec(`SELECT pg_stat_force_next_flush()`)
 	for table, want := range map[string][2]int64{"lessons": {10, 1}, "attendance": {9, 0}} {
 		var ins, upd int64
