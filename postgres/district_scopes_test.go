@@ -220,31 +220,41 @@ func TestExchangeMovesWhileItsLessonsAreEdited(t *testing.T) {
 	}
 	MustApply(t, sys(), f.store, ops...)
 
+	// The ops are made here: upsert's clock is not for concurrent use.
+	moves := make([]jiaoliu.Op, 10)
+	for i := range moves {
+		to := s2
+		if i%2 == 1 {
+			to = f.rural
+		}
+		moves[i] = upsert("exchange", f.exchange, map[string]any{"receivingSchoolId": to})
+	}
+	edits := make([][][]jiaoliu.Op, 3) // writer, batch, op
+	for w := range edits {
+		edits[w] = make([][]jiaoliu.Op, 10)
+		for i := range edits[w] {
+			for _, id := range lessons {
+				edits[w][i] = append(edits[w][i], upsert("lesson", id, map[string]any{"topic": fmt.Sprintf("writer %d edit %d", w, i)}))
+			}
+		}
+	}
 	before := postgres.ApplyRetries()
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for i := range 10 {
-			to := s2
-			if i%2 == 1 {
-				to = f.rural
-			}
-			if _, err := f.store.Apply(sys(), jiaoliu.Batch{Atomic: true, Ops: []jiaoliu.Op{upsert("exchange", f.exchange, map[string]any{"receivingSchoolId": to})}}); err != nil {
+		for i, op := range moves {
+			if _, err := f.store.Apply(sys(), jiaoliu.Batch{Atomic: true, Ops: []jiaoliu.Op{op}}); err != nil {
 				errs <- fmt.Errorf("move %d: %w", i, err)
 			}
 		}
 	}()
-	for w := range 3 {
+	for w, batches := range edits {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range 10 {
-				var batch []jiaoliu.Op
-				for _, id := range lessons {
-					batch = append(batch, upsert("lesson", id, map[string]any{"topic": fmt.Sprintf("writer %d edit %d", w, i)}))
-				}
+			for i, batch := range batches {
 				res, err := f.store.Apply(sys(), jiaoliu.Batch{Ops: batch})
 				if err != nil {
 					errs <- fmt.Errorf("writer %d batch %d: %w", w, i, err)
