@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 
 	"github.com/jiaoliu/jiaoliu"
+	"github.com/jiaoliu/jiaoliu/postgres"
 )
 
 // CopyOps writes the rows that applying ops writes (the record, its change-log row,
@@ -55,13 +55,7 @@ func CopyOps(ctx context.Context, db *sqlx.DB, ops []jiaoliu.Op, scopes []string
 	}
 	// The records carry the district tokens of their scopes, as the push's bulk path
 	// writes them (migration 00018's trigger then finds nothing to rewrite).
-	var districts []string
-	for _, t := range scopes {
-		if strings.HasPrefix(t, "d:") {
-			districts = append(districts, t)
-		}
-	}
-	dlit, _ := pq.Array(districts).Value()
+	dlit, _ := pq.Array(postgres.DistrictTokens(scopes)).Value()
 	if err := copyRows(`COPY lessons (id, field_hlc, version, district_scopes, exchange_id, date, period, grade_level, class_name, subject, kind, topic, minutes, device_id) FROM STDIN`,
 		func(exec func(args ...any) error) error {
 			for i, op := range ops {

@@ -72,7 +72,7 @@ type bulkOp struct {
 	action    string
 	res       jiaoliu.OpResult // without Version
 	version   int64
-	scopes    []string
+	scope     scopeTokens // of a record written: its exchange's and school's (bulkScopes)
 }
 
 // bulkApplied and bulkRefused count the ops the bulk path applied and the ops of runs
@@ -321,7 +321,7 @@ func (w *writer) bulkScopes(ctx context.Context, run []bulkOp) ([]bulkOp, error)
 			if err := rows.Scan(&n, pq.Array(&toks)); err != nil {
 				return nil, fmt.Errorf("bulk: scopes: %w", err)
 			}
-			w.childScopes[missing[n-1]] = scopeTokens{toks, arrayLiteral(toks), arrayLiteral(districtTokens(toks))}
+			w.childScopes[missing[n-1]] = scopeTokens{toks, arrayLiteral(toks), arrayLiteral(DistrictTokens(toks))}
 		}
 		if err := rows.Err(); err != nil {
 			return nil, fmt.Errorf("bulk: scopes: %w", err)
@@ -332,8 +332,8 @@ func (w *writer) bulkScopes(ctx context.Context, run []bulkOp) ([]bulkOp, error)
 		if !b.write {
 			continue
 		}
-		b.scopes = w.childScopes[childScope{b.rec.String("exchangeId"), b.rec.String("schoolId")}].tokens
-		if w.mayWrite(b.def, nil, b.scopes) != nil {
+		b.scope = w.childScopes[childScope{b.rec.String("exchangeId"), b.rec.String("schoolId")}]
+		if w.mayWrite(b.def, nil, b.scope.tokens) != nil {
 			return run[:i], nil
 		}
 	}
@@ -348,10 +348,10 @@ type scopeTokens struct {
 	districts string
 }
 
-// districtTokens returns the district tokens among toks, in their order: what
+// DistrictTokens returns the district tokens among toks, in their order: what
 // district_tokens (migration 00018) returns for toks sorted as the database sorts them,
 // which scope tokens are.
-func districtTokens(toks []string) []string {
+func DistrictTokens(toks []string) []string {
 	var ds []string
 	for _, t := range toks {
 		if strings.HasPrefix(t, "d:") {
@@ -425,14 +425,14 @@ func (w *writer) bulkWrite(ctx context.Context, run []bulkOp, results []jiaoliu.
 		res := b.res
 		if b.write {
 			res.Version = strconv.FormatInt(b.version, 10)
-			w.markChanged(b.scopes)
+			w.markChanged(b.scope.tokens)
 			if b.cur != nil {
 				if k, ok := naturalKey(b.def, b.cur.rec); ok && w.live[k] == b.id {
 					delete(w.live, k)
 				}
 			}
 			b.rec["id"] = b.id
-			w.cache(b.def, &current{rec: b.rec, clock: b.clock, deleted: b.deleted, version: b.version, scopes: b.scopes})
+			w.cache(b.def, &current{rec: b.rec, clock: b.clock, deleted: b.deleted, version: b.version, scopes: b.scope.tokens})
 		}
 		if err := w.remember(ctx, b.op, res); err != nil {
 			return false, err
@@ -476,7 +476,7 @@ func (w *writer) bulkInsert(ctx context.Context, def *jiaoliu.Entity, run []bulk
 		b := &run[idx[j]]
 		buf = appendClock(buf[:0], b.clock)
 		row[0], row[1], row[2] = b.op.ID, string(buf), b.version
-		row[3] = w.childScopes[childScope{b.rec.String("exchangeId"), b.rec.String("schoolId")}].districts
+		row[3] = b.scope.districts
 		for k, f := range def.Fields {
 			row[4+k] = copyValue(b.rec[f.Name])
 		}
@@ -515,7 +515,7 @@ func (w *writer) bulkUpdate(ctx context.Context, def *jiaoliu.Entity, run []bulk
 	for j, i := range idx {
 		b := &run[i]
 		ids[j], clocks[j], versions[j], deleted[j], masks[j] = b.id, string(appendClock(nil, b.clock)), b.version, b.deleted, int64(b.mask)
-		districts[j] = w.childScopes[childScope{b.rec.String("exchangeId"), b.rec.String("schoolId")}].districts
+		districts[j] = b.scope.districts
 		for k, f := range def.Fields {
 			if b.mask&(1<<k) != 0 {
 				cols[k][j] = textValue(b.rec[f.Name])
@@ -562,14 +562,14 @@ func (w *writer) bulkLog(ctx context.Context, run []bulkOp) error {
 			created = append(created, i)
 		default:
 			entities, ids, seqs, deleted = append(entities, b.def.Name), append(ids, b.id), append(seqs, b.version), append(deleted, b.deleted)
-			scopes = append(scopes, w.childScopes[childScope{b.rec.String("exchangeId"), b.rec.String("schoolId")}].literal)
+			scopes = append(scopes, b.scope.literal)
 		}
 	}
 	if len(created) > 0 {
 		if err := w.tx.copyIn(ctx, "sync_log", []string{"entity", "id", "seq", "scopes"}, len(created), func(j int, row []any) {
 			b := &run[created[j]]
 			row[0], row[1], row[2] = b.def.Name, b.id, b.version
-			row[3] = w.childScopes[childScope{b.rec.String("exchangeId"), b.rec.String("schoolId")}].literal
+			row[3] = b.scope.literal
 		}); err != nil {
 			return fmt.Errorf("bulk: change log: %w", err)
 		}
@@ -614,7 +614,7 @@ func (w *writer) bulkAudit(ctx context.Context, run []bulkOp) error {
 			}
 			row[0], row[1], row[2], row[3] = nullID(a.UserID), a.Username, nullID(a.DeviceID), a.SessionID
 			row[4], row[5], row[6], row[7], row[8] = b.def.Name, b.id, b.op.OpID, b.action, string(buf)
-			row[9] = w.childScopes[childScope{b.rec.String("exchangeId"), b.rec.String("schoolId")}].literal
+			row[9] = b.scope.literal
 		})
 	if encErr != nil {
 		return fmt.Errorf("encode audit: %w", encErr)

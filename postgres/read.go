@@ -454,15 +454,16 @@ func (s *Store) filter(ctx context.Context, def *jiaoliu.Entity, f jiaoliu.Filte
 		args = append(args, v)
 		logWhere = append(logWhere, fmt.Sprintf(format, len(args)))
 	}
-	rs, err := s.scope(ctx, 1)
+	rs, err := s.scope(ctx, 1) // the first condition: its argument is $1
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	args = append(args, rs.args...)
 	switch {
 	case !rs.log:
 		where = append(where, rs.cond)
-	case len(rs.args) > 0:
-		addLog("l.scopes && $%d", rs.args[0])
+	case len(rs.args) > 0: // not the system's "true"
+		logWhere = append(logWhere, rs.cond)
 	}
 	fe := jiaoliu.FieldErrors{}
 	for name, id := range map[string]string{"d:": f.DistrictID, "s:": f.SchoolID, "t:": f.TeacherID} {

@@ -733,10 +733,7 @@ func (w *writer) lockRows(ctx context.Context, def *jiaoliu.Entity, ids []string
 		return nil, nil
 	}
 	if !read {
-		if _, err := w.tx.Tx.ExecContext(ctx, fmt.Sprintf(`SELECT FROM %s WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`, def.Table), pq.Array(found)); err != nil {
-			return nil, fmt.Errorf("lock %s: %w", def.Name, err)
-		}
-		return nil, nil
+		return nil, w.lockIDs(ctx, def, found)
 	}
 	rows, err := w.tx.Tx.QueryxContext(ctx, fmt.Sprintf(`SELECT %s FROM %s t LEFT JOIN sync_log l ON l.entity = '%s' AND l.id = t.id
 		WHERE t.id = ANY($1::uuid[]) ORDER BY t.id FOR UPDATE OF t`, loadColumns(def), def.Table, def.Name), pq.Array(found))
@@ -1013,23 +1010,26 @@ func (w *writer) create(ctx context.Context, def *jiaoliu.Entity, op jiaoliu.Op,
 	cols := []string{"id", "field_hlc", "version"}
 	vals := []string{"$1", "$2", "nextval('change_seq')"}
 	args := []any{op.ID, clockJSON(clock)}
-	param := map[string]string{}
 	for _, f := range def.Fields {
 		args = append(args, rec[f.Name])
 		cols = append(cols, f.Column())
 		vals = append(vals, fmt.Sprintf("$%d", len(args)))
-		param[f.Name] = vals[len(vals)-1]
 	}
 	if bulkEntities[def.Name] {
 		// An exchange's child carries its district_scopes from the start, as the bulk path
 		// writes them (the change log's trigger, migration 00018, then has nothing to
-		// rewrite): the district tokens of exchange_child_tokens, its scope.
-		school := "NULL"
-		if p, ok := param["schoolId"]; ok {
-			school = p
+		// rewrite): the district tokens of exchange_child_tokens, its scope. A field's
+		// value is the argument after the id and the clock.
+		param := func(name string) string {
+			for i, f := range def.Fields {
+				if f.Name == name {
+					return fmt.Sprintf("$%d", 3+i)
+				}
+			}
+			return "NULL"
 		}
 		cols = append(cols, "district_scopes")
-		vals = append(vals, fmt.Sprintf("district_tokens(exchange_child_tokens(%s::uuid, %s::uuid))", param["exchangeId"], school))
+		vals = append(vals, fmt.Sprintf("district_tokens(exchange_child_tokens(%s::uuid, %s::uuid))", param("exchangeId"), param("schoolId")))
 	}
 	q := fmt.Sprintf(`INSERT INTO %s (%s) VALUES (%s) RETURNING version`, def.Table, strings.Join(cols, ", "), strings.Join(vals, ", "))
 	var version int64
@@ -1346,15 +1346,24 @@ func (w *writer) lockRelated(ctx context.Context, q string, args []any) error {
 	if err := w.tx.SelectContext(ctx, &related, `SELECT entity, array_agg(id::text) AS ids FROM sync_log WHERE `+q+` GROUP BY entity`, args...); err != nil {
 		return fmt.Errorf("refresh related scopes: lock: %w", err)
 	}
+	ids := make(map[string][]string, len(related))
+	for _, r := range related {
+		ids[r.Entity] = r.IDs
+	}
 	for _, def := range lockOrder {
-		for _, r := range related {
-			if r.Entity != def.Name {
-				continue
-			}
-			if _, err := w.tx.ExecContext(ctx, fmt.Sprintf(`SELECT FROM %s WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`, def.Table), r.IDs); err != nil {
-				return fmt.Errorf("refresh related scopes: lock %s: %w", def.Name, err)
+		if len(ids[def.Name]) > 0 {
+			if err := w.lockIDs(ctx, def, ids[def.Name]); err != nil {
+				return fmt.Errorf("refresh related scopes: %w", err)
 			}
 		}
+	}
+	return nil
+}
+
+// lockIDs locks the records ids of def, in id order.
+func (w *writer) lockIDs(ctx context.Context, def *jiaoliu.Entity, ids []string) error {
+	if _, err := w.tx.Tx.ExecContext(ctx, fmt.Sprintf(`SELECT FROM %s WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`, def.Table), pq.Array(ids)); err != nil {
+		return fmt.Errorf("lock %s: %w", def.Name, err)
 	}
 	return nil
 }
