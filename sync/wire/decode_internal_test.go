@@ -1,0 +1,38 @@
+package wire
+
+import (
+	"reflect"
+	"testing"
+)
+
+// FuzzDecodeAgreesWithStrict checks that Decode's one pass gives, for any input, what
+// decodeStrict gives: the same message, or an error with the same text.
+func FuzzDecodeAgreesWithStrict(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"hello","protocol":1,"deviceId":"d-1","token":"t","schemaVersion":3,"cursor":"c"}`,
+		`{"type":"push","batchId":"b-17","ops":[{"opId":"o1","kind":"upsert","entity":"lesson","id":"i","hlc":"h","fields":{"period":3,"date":"2026-10-12","topic":"分数\"的\\认识","x":[1,{"y":null}]}},{"opId":"o2","kind":"delete","entity":"attendance","id":"j","hlc":"h"}]}`,
+		`{"type":"push","batchId":"b","ops":[null]}`, `{"type":"push","batchId":"b","ops":[{}]}`, `{"type":"push","batchId":"b","ops":[]}`,
+		`{"type":"push","batchId":"b","ops":[1]}`, `{"type":"push","batchId":"b","ops":{}}`, `{"type":"push","batchId":"b","ops":null}`,
+		`{"type":"push","batchId":"b","ops":[{"OPID":"o","Fields":{"a":1}}]}`, `{"type":"push","BatchId":"b","ops":[]}`,
+		`{"type":"changes","records":[{"entity":"lesson","id":"i","version":"3","deleted":false,"fields":{"period":3}}],"cursor":"c","more":false}`,
+		`{"type":"changes","records":[{}],"cursor":"","more":true}`,
+		` { "type" : "pull" , "cursor" : "c" , "limit" : 500 } `, `{"type":"pull"} x`, `{"type":"pull"}}`, `{"type":"pull",}`,
+		`{"type":"ping","type":"pong"}`, `{"type":"ping","type":null}`, `{"type":"p\u0069ng"}`, `{"typ\u0065":"ping"}`, `{"type":1}`,
+		`{"type":"hello","protocol":1,"deviceId":null,"schemaVersion":1}`, `{"type":"hello","protocol":"1","deviceId":"d","schemaVersion":1}`,
+		`{"type":"hello","protocol":1,"deviceId":"d","deviceId":null,"schemaVersion":1}`, `{"type":"dance"}`, `{}`, `null`, `[1]`, ``,
+		`{"type":"pull","limit":1e999}`, `{"type":"pull","cursor":"\"}"}`, `{"type":"reset","reason":"a\\"}`, "{\"type\":\"pull\",\"cursor\":\"\xff\"}",
+		`{"type":"push","batchId":"b","ops":[{"fields":{"a":1e999}}]}`, `{"type":"error","code":"x","message":"m","a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"k":11,"l":12,"m":13,"n":14,"o":15}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, gotErr := Decode(data)
+		want, wantErr := decodeStrict(data)
+		if (gotErr == nil) != (wantErr == nil) || gotErr != nil && gotErr.Error() != wantErr.Error() {
+			t.Fatalf("%q: error %v, strict %v", data, gotErr, wantErr)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: decoded %#v, strict %#v", data, got, want)
+		}
+	})
+}
