@@ -123,7 +123,7 @@ func (w *writer) applyBulk(ctx context.Context, ops []jiaoliu.Op, start int, res
 // bulkRun decides the ops from position start that the bulk path may apply, in memory:
 // nothing here writes (restamp moves the server's clock, as the per-op path would).
 func (w *writer) bulkRun(ops []jiaoliu.Op, start int) []bulkOp {
-	var run []bulkOp
+	run := make([]bulkOp, 0, len(ops)-start)
 	opIDs := map[string]bool{} // of the run
 	taken := map[string]bool{} // records (entity/id) and natural keys the run writes
 	for i := start; i < len(ops); i++ {
@@ -472,13 +472,16 @@ func (w *writer) bulkInsert(ctx context.Context, def *jiaoliu.Entity, run []bulk
 		cols = append(cols, f.Column())
 	}
 	var buf []byte
-	if err := w.tx.copyIn(ctx, def.Table, cols, len(idx), func(j int, row []any) {
+	if err := w.tx.copyIn(ctx, def.Table, cols, len(idx), func(j int, r *CopyRow) {
 		b := &run[idx[j]]
 		buf = appendClock(buf[:0], b.clock)
-		row[0], row[1], row[2] = b.op.ID, string(buf), b.version
-		row[3] = b.scope.districts
-		for k, f := range def.Fields {
-			row[4+k] = copyValue(b.rec[f.Name])
+		r.Text(b.op.ID)
+		r.TextBytes(buf)
+		r.Int(b.version)
+		r.Text(b.scope.districts)
+		for _, f := range def.Fields {
+			t := textValue(b.rec[f.Name])
+			r.NullText(t.String, t.Valid)
 		}
 	}); err != nil {
 		return fmt.Errorf("bulk: insert %s: %w", def.Name, err)
@@ -566,10 +569,12 @@ func (w *writer) bulkLog(ctx context.Context, run []bulkOp) error {
 		}
 	}
 	if len(created) > 0 {
-		if err := w.tx.copyIn(ctx, "sync_log", []string{"entity", "id", "seq", "scopes"}, len(created), func(j int, row []any) {
+		if err := w.tx.copyIn(ctx, "sync_log", []string{"entity", "id", "seq", "scopes"}, len(created), func(j int, r *CopyRow) {
 			b := &run[created[j]]
-			row[0], row[1], row[2] = b.def.Name, b.id, b.version
-			row[3] = b.scope.literal
+			r.Text(b.def.Name)
+			r.Text(b.id)
+			r.Int(b.version)
+			r.Text(b.scope.literal)
 		}); err != nil {
 			return fmt.Errorf("bulk: change log: %w", err)
 		}
@@ -601,7 +606,7 @@ func (w *writer) bulkAudit(ctx context.Context, run []bulkOp) error {
 	var buf []byte
 	var encErr error
 	err := w.tx.copyIn(ctx, "audit_log", []string{"user_id", "username", "device_id", "session_id", "entity", "record_id", "op_id", "action", "changes", "scopes"},
-		len(idx), func(j int, row []any) {
+		len(idx), func(j int, r *CopyRow) {
 			b := &run[idx[j]]
 			var err error
 			if b.cur == nil {
@@ -612,9 +617,16 @@ func (w *writer) bulkAudit(ctx context.Context, run []bulkOp) error {
 			if err != nil && encErr == nil {
 				encErr = err
 			}
-			row[0], row[1], row[2], row[3] = nullID(a.UserID), a.Username, nullID(a.DeviceID), a.SessionID
-			row[4], row[5], row[6], row[7], row[8] = b.def.Name, b.id, b.op.OpID, b.action, string(buf)
-			row[9] = b.scope.literal
+			r.NullText(a.UserID, a.UserID != "")
+			r.Text(a.Username)
+			r.NullText(a.DeviceID, a.DeviceID != "")
+			r.Text(a.SessionID)
+			r.Text(b.def.Name)
+			r.Text(b.id)
+			r.Text(b.op.OpID)
+			r.Text(b.action)
+			r.TextBytes(buf)
+			r.Text(b.scope.literal)
 		})
 	if encErr != nil {
 		return fmt.Errorf("encode audit: %w", encErr)
@@ -694,15 +706,6 @@ func textValue(v any) sql.NullString {
 		return sql.NullString{String: x.Format(time.RFC3339Nano), Valid: true}
 	}
 	return sql.NullString{String: fmt.Sprint(dv), Valid: true}
-}
-
-// copyValue is v as a COPY row value: its text form, or nil for NULL.
-func copyValue(v any) any {
-	t := textValue(v)
-	if !t.Valid {
-		return nil
-	}
-	return t.String
 }
 
 // arrayLiteral is a text[] literal of ss, as pq.Array would send it.

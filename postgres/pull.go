@@ -611,11 +611,11 @@ func (s *Store) Reject(ctx context.Context, op jiaoliu.Op, code, message string)
 	op = withoutNUL([]jiaoliu.Op{op})[0]
 	message = strings.ReplaceAll(message, "\x00", "\uFFFD")
 	res := jiaoliu.OpResult{OpID: op.OpID, ID: op.ID, Status: jiaoliu.StatusRejected, Code: code, Message: message}
-	tx, err := s.db.BeginTxx(ctx, nil)
+	tx, end, err := s.beginWrite(ctx)
 	if err != nil {
 		return res, fmt.Errorf("reject: begin: %w", err)
 	}
-	defer tx.Rollback()
+	defer end()
 	if op.OpID != "" {
 		var raw []byte
 		err := tx.GetContext(ctx, &raw, `SELECT result FROM sync_ops WHERE op_id = $1`, op.OpID)
@@ -653,7 +653,7 @@ func (s *Store) Reject(ctx context.Context, op jiaoliu.Op, code, message string)
 		return res, fmt.Errorf("reject: store rejection: %w", err)
 	}
 	if op.OpID != "" {
-		w := &writer{store: s, tx: newStmtTx(tx, &s.writeStmts), actor: actor}
+		w := &writer{store: s, tx: tx, actor: actor}
 		if err := w.remember(ctx, op, res); err != nil {
 			return res, fmt.Errorf("reject: %w", err)
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -40,6 +39,7 @@ import (
 // 20,000 rows in a benchmark's seconds.
 type stmtTx struct {
 	*sqlx.Tx
+	conn   *sqlx.Conn // the connection the transaction runs on (for COPY)
 	shared *sharedStmts
 	share  bool    // this view looks queries up in shared
 	shareV *stmtTx // the view shareable() returns, made on first use
@@ -47,8 +47,21 @@ type stmtTx struct {
 	ran    map[string]bool // queries run once, unprepared
 }
 
-func newStmtTx(tx *sqlx.Tx, shared *sharedStmts) *stmtTx {
-	return &stmtTx{Tx: tx, shared: shared, stmts: map[string]*sqlx.Stmt{}, ran: map[string]bool{}}
+// beginWrite starts a write transaction on a connection of its own (CopyIn needs the
+// connection). end rolls the transaction back unless it was committed, and returns
+// the connection to the pool.
+func (s *Store) beginWrite(ctx context.Context) (tx *stmtTx, end func(), err error) {
+	conn, err := s.db.Connx(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	sqlTx, err := conn.BeginTxx(ctx, nil)
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	tx = &stmtTx{Tx: sqlTx, conn: conn, shared: &s.writeStmts, stmts: map[string]*sqlx.Stmt{}, ran: map[string]bool{}}
+	return tx, func() { sqlTx.Rollback(); conn.Close() }, nil
 }
 
 // shareable returns the transaction for statements that may run as shared statements
@@ -58,7 +71,7 @@ func (t *stmtTx) shareable() *stmtTx {
 		return t
 	}
 	if t.shareV == nil {
-		t.shareV = &stmtTx{Tx: t.Tx, shared: t.shared, share: true, stmts: t.stmts, ran: t.ran}
+		t.shareV = &stmtTx{Tx: t.Tx, conn: t.conn, shared: t.shared, share: true, stmts: t.stmts, ran: t.ran}
 	}
 	return t.shareV
 }
@@ -247,24 +260,7 @@ func (t *stmtTx) SelectContext(ctx context.Context, dest any, q string, args ...
 	return st.SelectContext(ctx, dest, args...)
 }
 
-// copyIn writes n rows into cols of table with COPY FROM STDIN: one round trip to start,
-// the rows streamed in 64 KiB messages, one round trip to end. row fills the values of
-// row i (text, int64, or nil for NULL). A row the database refuses fails the whole
-// statement, with the constraint's error.
-func (t *stmtTx) copyIn(ctx context.Context, table string, cols []string, n int, row func(i int, vals []any)) error {
-	st, err := t.Tx.PrepareContext(ctx, fmt.Sprintf(`COPY %s (%s) FROM STDIN`, table, strings.Join(cols, ", ")))
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	vals := make([]any, len(cols))
-	for i := 0; i < n; i++ {
-		clear(vals)
-		row(i, vals)
-		if _, err := st.ExecContext(ctx, vals...); err != nil {
-			return err
-		}
-	}
-	_, err = st.ExecContext(ctx)
-	return err
+// copyIn writes n rows into cols of table with COPY (CopyIn).
+func (t *stmtTx) copyIn(ctx context.Context, table string, cols []string, n int, row func(i int, r *CopyRow)) error {
+	return CopyIn(ctx, t.conn, table, cols, n, row)
 }

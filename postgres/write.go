@@ -115,13 +115,13 @@ func (s *Store) applyOnce(ctx context.Context, actor *jiaoliu.Actor, batch jiaol
 			return nil, err
 		}
 	}
-	tx, err := s.db.BeginTxx(ctx, nil)
+	tx, end, err := s.beginWrite(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("apply: begin: %w", err)
 	}
-	defer tx.Rollback()
+	defer end()
 
-	w := &writer{store: s, tx: newStmtTx(tx, &s.writeStmts), actor: actor, atomic: batch.Atomic}
+	w := &writer{store: s, tx: tx, actor: actor, atomic: batch.Atomic}
 	if err := w.lockBatch(ctx, batch.Ops); err != nil {
 		return nil, err
 	}
@@ -886,9 +886,12 @@ func (w *writer) flushRemembered(ctx context.Context) error {
 		if _, err := w.tx.Tx.ExecContext(ctx, `SAVEPOINT remember`); err != nil {
 			return fmt.Errorf("remember ops: %w", err)
 		}
-		device, user := nullID(w.actor.DeviceID), nullID(w.actor.UserID)
-		err := w.tx.copyIn(ctx, "sync_ops", []string{"op_id", "device_id", "user_id", "result"}, len(w.remembered), func(i int, row []any) {
-			row[0], row[1], row[2], row[3] = w.remembered[i].opID, device, user, string(w.remembered[i].result)
+		device, user := w.actor.DeviceID, w.actor.UserID
+		err := w.tx.copyIn(ctx, "sync_ops", []string{"op_id", "device_id", "user_id", "result"}, len(w.remembered), func(i int, r *CopyRow) {
+			r.Text(w.remembered[i].opID)
+			r.NullText(device, device != "")
+			r.NullText(user, user != "")
+			r.TextBytes(w.remembered[i].result)
 		})
 		if err == nil {
 			if _, err := w.tx.Tx.ExecContext(ctx, `RELEASE SAVEPOINT remember`); err != nil {
