@@ -12,48 +12,33 @@ import (
 	"github.com/jiaoliu/jiaoliu/postgres"
 )
 
-// CopyOps writes the rows that applying ops writes (the record, its change-log row,
-// its audit row, its stored result) with PostgreSQL COPY in one transaction, as the
-// write path writes them (postgres.CopyIn): the physical limit that the push benchmark
-// is compared with. scopes are the records' scope tokens (the same for every child of
-// one exchange).
-func CopyOps(ctx context.Context, db *sqlx.DB, ops []jiaoliu.Op, scopes []string, userID, deviceID string) error {
-	conn, err := db.Connx(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	tx, err := conn.BeginTxx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
+// CopyBatch is a batch of ops as the rows that applying them writes (each record, its
+// change-log row, its audit row, its stored result), in their text form: made by
+// NewCopyBatch before a clock starts, written with Write.
+type CopyBatch struct {
+	tables []copyTable
+}
+
+type copyTable struct {
+	name string
+	cols []string
+	rows [][]any // string, or nil for NULL
+}
+
+// NewCopyBatch renders ops (creates) as the rows that applying them writes. scopes are
+// the records' scope tokens (the same for every child of one exchange); the versions are
+// taken from the database's sequence now, as the write path takes them.
+func NewCopyBatch(ctx context.Context, db *sqlx.DB, ops []jiaoliu.Op, scopes []string, userID, deviceID string) (*CopyBatch, error) {
 	var versions []int64
-	if err := tx.SelectContext(ctx, &versions, `SELECT nextval('change_seq') FROM generate_series(1, $1)`, len(ops)); err != nil {
-		return err
+	if err := db.SelectContext(ctx, &versions, `SELECT nextval('change_seq') FROM generate_series(1, $1)`, len(ops)); err != nil {
+		return nil, err
 	}
-	// copyRows writes the ops of entity (all when entity is "") into table's cols.
-	copyRows := func(table, entity string, cols []string, row func(i int, op jiaoliu.Op, r *postgres.CopyRow)) error {
-		var idx []int
-		for i, op := range ops {
-			if entity == "" || op.Entity == entity {
-				idx = append(idx, i)
-			}
-		}
-		if err := postgres.CopyIn(ctx, conn, table, cols, len(idx), func(j int, r *postgres.CopyRow) { row(idx[j], ops[idx[j]], r) }); err != nil {
-			return fmt.Errorf("copy %s: %w", table, err)
-		}
-		return nil
-	}
-	field := func(r *postgres.CopyRow, v any) {
+	field := func(v any) any {
 		switch v := v.(type) {
-		case nil:
-			r.NullText("", false)
-		case string:
-			r.Text(v)
-		default:
-			r.Text(fmt.Sprint(v))
+		case nil, string:
+			return v
 		}
+		return fmt.Sprint(v)
 	}
 	clock := func(op jiaoliu.Op) string {
 		c := map[string]string{}
@@ -67,68 +52,79 @@ func CopyOps(ctx context.Context, db *sqlx.DB, ops []jiaoliu.Op, scopes []string
 	// writes them (migration 00018's trigger then finds nothing to rewrite).
 	dlit, _ := pq.Array(postgres.DistrictTokens(scopes)).Value()
 	lit, _ := pq.Array(scopes).Value()
-	head := func(i int, op jiaoliu.Op, r *postgres.CopyRow) {
-		r.Text(op.ID)
-		r.Text(clock(op))
-		r.Int(versions[i])
-		r.Text(dlit.(string))
+	records := []struct {
+		entity, table string
+		cols          []string
+		fields        []string
+	}{
+		{"lesson", "lessons", []string{"exchange_id", "date", "period", "grade_level", "class_name", "subject", "kind", "topic", "minutes", "device_id"},
+			[]string{"exchangeId", "date", "period", "gradeLevel", "className", "subject", "kind", "topic", "minutes", ""}},
+		{"attendance", "attendance", []string{"exchange_id", "date", "status"}, []string{"exchangeId", "date", "status"}},
+		{"researchActivity", "research_activities", []string{"exchange_id", "date", "kind", "topic"}, []string{"exchangeId", "date", "kind", "topic"}},
 	}
-	if err := copyRows("lessons", "lesson", []string{"id", "field_hlc", "version", "district_scopes", "exchange_id", "date", "period", "grade_level", "class_name", "subject", "kind", "topic", "minutes", "device_id"},
-		func(i int, op jiaoliu.Op, r *postgres.CopyRow) {
-			head(i, op, r)
-			for _, k := range []string{"exchangeId", "date", "period", "gradeLevel", "className", "subject", "kind", "topic", "minutes"} {
-				field(r, op.Fields[k])
+	b := &CopyBatch{}
+	for _, e := range records {
+		t := copyTable{name: e.table, cols: append([]string{"id", "field_hlc", "version", "district_scopes"}, e.cols...)}
+		for i, op := range ops {
+			if op.Entity != e.entity {
+				continue
 			}
-			r.Text(deviceID)
-		}); err != nil {
-		return err
-	}
-	if err := copyRows("attendance", "attendance", []string{"id", "field_hlc", "version", "district_scopes", "exchange_id", "date", "status"},
-		func(i int, op jiaoliu.Op, r *postgres.CopyRow) {
-			head(i, op, r)
-			for _, k := range []string{"exchangeId", "date", "status"} {
-				field(r, op.Fields[k])
+			row := []any{op.ID, clock(op), fmt.Sprint(versions[i]), dlit}
+			for _, f := range e.fields {
+				if f == "" {
+					row = append(row, deviceID)
+				} else {
+					row = append(row, field(op.Fields[f]))
+				}
 			}
-		}); err != nil {
-		return err
-	}
-	if err := copyRows("research_activities", "researchActivity", []string{"id", "field_hlc", "version", "district_scopes", "exchange_id", "date", "kind", "topic"},
-		func(i int, op jiaoliu.Op, r *postgres.CopyRow) {
-			head(i, op, r)
-			for _, k := range []string{"exchangeId", "date", "kind", "topic"} {
-				field(r, op.Fields[k])
-			}
-		}); err != nil {
-		return err
-	}
-	if err := copyRows("sync_log", "", []string{"entity", "id", "seq", "scopes"}, func(i int, op jiaoliu.Op, r *postgres.CopyRow) {
-		r.Text(op.Entity)
-		r.Text(op.ID)
-		r.Int(versions[i])
-		r.Text(lit.(string))
-	}); err != nil {
-		return err
-	}
-	if err := copyRows("audit_log", "", []string{"user_id", "username", "device_id", "entity", "record_id", "op_id", "action", "changes", "scopes"},
-		func(i int, op jiaoliu.Op, r *postgres.CopyRow) {
-			ch := map[string]any{}
-			for k, v := range op.Fields {
-				ch[k] = map[string]any{"new": v}
-			}
-			b, _ := json.Marshal(ch)
-			for _, v := range []string{userID, "bench", deviceID, op.Entity, op.ID, op.OpID, "CREATE", string(b), lit.(string)} {
-				r.Text(v)
-			}
-		}); err != nil {
-		return err
-	}
-	if err := copyRows("sync_ops", "", []string{"op_id", "device_id", "user_id", "result"}, func(i int, op jiaoliu.Op, r *postgres.CopyRow) {
-		b, _ := json.Marshal(jiaoliu.OpResult{OpID: op.OpID, Status: "applied", ID: op.ID, Version: fmt.Sprint(versions[i])})
-		for _, v := range []string{op.OpID, deviceID, userID, string(b)} {
-			r.Text(v)
+			t.rows = append(t.rows, row)
 		}
-	}); err != nil {
+		b.tables = append(b.tables, t)
+	}
+	log := copyTable{name: "sync_log", cols: []string{"entity", "id", "seq", "scopes"}}
+	audit := copyTable{name: "audit_log", cols: []string{"user_id", "username", "device_id", "entity", "record_id", "op_id", "action", "changes", "scopes"}}
+	results := copyTable{name: "sync_ops", cols: []string{"op_id", "device_id", "user_id", "result"}}
+	for i, op := range ops {
+		log.rows = append(log.rows, []any{op.Entity, op.ID, fmt.Sprint(versions[i]), lit})
+		ch := map[string]any{}
+		for k, v := range op.Fields {
+			ch[k] = map[string]any{"new": v}
+		}
+		changes, _ := json.Marshal(ch)
+		audit.rows = append(audit.rows, []any{userID, "bench", deviceID, op.Entity, op.ID, op.OpID, "CREATE", string(changes), lit})
+		res, _ := json.Marshal(jiaoliu.OpResult{OpID: op.OpID, Status: "applied", ID: op.ID, Version: fmt.Sprint(versions[i])})
+		results.rows = append(results.rows, []any{op.OpID, deviceID, userID, string(res)})
+	}
+	b.tables = append(b.tables, log, audit, results)
+	return b, nil
+}
+
+// Write writes the batch's rows with PostgreSQL COPY in one transaction, as the write
+// path writes its rows (postgres.CopyIn): the physical limit that the push benchmark
+// is compared with.
+func (b *CopyBatch) Write(ctx context.Context, db *sqlx.DB) error {
+	conn, err := db.Connx(ctx)
+	if err != nil {
 		return err
+	}
+	defer conn.Close()
+	tx, err := conn.BeginTxx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, t := range b.tables {
+		if len(t.rows) == 0 {
+			continue
+		}
+		if err := postgres.CopyIn(ctx, conn, t.name, t.cols, len(t.rows), func(i int, r *postgres.CopyRow) {
+			for _, v := range t.rows[i] {
+				s, ok := v.(string)
+				r.NullText(s, ok)
+			}
+		}); err != nil {
+			return fmt.Errorf("copy %s: %w", t.name, err)
+		}
 	}
 	return tx.Commit()
 }

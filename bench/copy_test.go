@@ -10,7 +10,6 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 
-	"github.com/jiaoliu/jiaoliu"
 	"github.com/jiaoliu/jiaoliu/bench"
 )
 
@@ -35,7 +34,7 @@ func BenchmarkCopy(b *testing.B) {
 	}
 }
 
-// copyWriter writes backlogs of ops with COPY (bench.CopyOps) in transactions of 500
+// copyWriter writes backlogs of ops with COPY (bench.CopyBatch) in transactions of 500
 // ops from conns connections, each its own exchange's backlog (exchange first+i, of
 // user and device first+i), continued from run to run.
 type copyWriter struct {
@@ -78,10 +77,15 @@ func (w *copyWriter) run(b *testing.B, ops int) copyRun {
 	const batch = 500
 	conns := len(w.logs)
 	per := (ops + conns*batch - 1) / (conns * batch)
-	work := make([][][]jiaoliu.Op, conns)
+	work := make([][]*bench.CopyBatch, conns)
 	for i := range work {
+		k := w.first + i
 		for range per {
-			work[i] = append(work[i], w.logs[i].Batch(batch))
+			cb, err := bench.NewCopyBatch(ctx, w.db, w.logs[i].Batch(batch), w.scopes[i], bench.UserID(k), bench.DeviceID(k, 0))
+			if err != nil {
+				b.Fatal(err)
+			}
+			work[i] = append(work[i], cb)
 		}
 	}
 	cpu := bench.StartCPU(ctx, w.db)
@@ -89,10 +93,9 @@ func (w *copyWriter) run(b *testing.B, ops int) copyRun {
 	var wg sync.WaitGroup
 	errs := make(chan error, conns)
 	for i := range work {
-		k := w.first + i
 		wg.Go(func() {
-			for _, ops := range work[i] {
-				if err := bench.CopyOps(ctx, w.db, ops, w.scopes[i], bench.UserID(k), bench.DeviceID(k, 0)); err != nil {
+			for _, cb := range work[i] {
+				if err := cb.Write(ctx, w.db); err != nil {
 					errs <- err
 					return
 				}

@@ -27,7 +27,7 @@ var start = time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC)
 // BenchmarkPush measures ops applied and acknowledged per second: D devices (of D
 // teachers), each pushing its backlog over its own WebSocket in batches of B and
 // waiting for each ack, against the in-process server. At batch 500 it also writes the
-// same number of ops with COPY (bench.CopyOps, 2 connections) into the same database,
+// same number of ops with COPY (bench.CopyBatch, 2 connections) into the same database,
 // half just before the pushes and half just after, and reports that rate (copy-ops/s)
 // and the push's share of it (copy-%): the speed of this shared machine drifts by tens
 // of percent within minutes, and a COPY measured by BenchmarkCopy minutes earlier, in
