@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -158,11 +159,33 @@ func TestDistrictReadersReadWhatTheChangeLogSays(t *testing.T) {
 	})
 }
 
+// TestWhoCopiesNewScopes: a new change-log row of a lesson, attendance record or
+// research activity is not copied by a trigger (its writer writes the copy, migration
+// 00019), and the check every test database gets at its end names a writer that did
+// not; other entities' new rows are copied by the change log's row trigger.
+func TestWhoCopiesNewScopes(t *testing.T) {
+	f := newFixture(t)
+	lesson, observation := newID(), newID()
+	f.db.MustExec(`INSERT INTO lessons (id, exchange_id, date, period, subject, kind, version) VALUES ($1, $2, '2026-10-12', 1, '数学', 'REGULAR', 1)`, lesson, f.exchange)
+	f.db.MustExec(`INSERT INTO observations (id, observer_id, observed_teacher_id, exchange_id, date, version) VALUES ($1, $2, $3, $4, '2026-10-12', 1)`,
+		observation, f.other, f.teacher, f.exchange)
+	f.db.MustExec(`INSERT INTO sync_log (entity, id, seq, scopes) VALUES ('lesson', $1, 1, scope_tokens('lesson', $1)), ('observation', $2, 2, scope_tokens('observation', $2))`,
+		lesson, observation)
+	err := postgres.CheckScopeCopies(context.Background(), f.db.DB)
+	if err == nil || !strings.Contains(err.Error(), "lesson "+lesson) || strings.Contains(err.Error(), observation) {
+		t.Fatalf("check: %v, want it to name lesson %s and not observation %s", err, lesson, observation)
+	}
+	// The writer's part, done late: the database ends in agreement (the check at cleanup).
+	f.db.MustExec(`UPDATE lessons SET district_scopes = ARRAY['d:' || $2] WHERE id = $1`, lesson, f.district)
+	if err := postgres.CheckScopeCopies(context.Background(), f.db.DB); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestWritesCarryTheirDistrictScopes: the write path writes a new exchange child with
-// its district_scopes, on the bulk path and the per-op path, so that the change log's
-// trigger has nothing to rewrite (a second version of every pushed row, and the
-// daily-count triggers run again for it); an edit that leaves the scopes as they were
-// does not run the trigger's update at all.
+// its district_scopes, on the bulk path and the per-op path (no trigger copies them,
+// migration 00019; before it, a trigger checked every one and rewrote none); an edit
+// that leaves the scopes as they were does not run the change log's update trigger.
 func TestWritesCarryTheirDistrictScopes(t *testing.T) {
 	f := newFixture(t)
 	defer postgres.SetBulk(true)()

@@ -215,23 +215,25 @@ var benchSQL = []string{
 	SELECT row_number() OVER (ORDER BY d) - 1 AS idx, d::date AS d
 	FROM generate_series(date '2026-09-01', date '2027-08-31', interval '1 day') d WHERE extract(isodow FROM d) < 6 LIMIT 196`,
 	// 1,700 × 196 days × 3 periods = 999,600 lessons, and 400 more in a fourth period.
-	`INSERT INTO lessons (id, exchange_id, school_id, date, period, subject, kind, minutes, version)
+	// Every school is the district's: the records of an exchange carry its district
+	// token (district_scopes), as their writers write it (migration 00019).
+	`INSERT INTO lessons (id, exchange_id, school_id, date, period, subject, kind, minutes, version, district_scopes)
 	SELECT gen_random_uuid(), a.id, a.receiving_school_id, d.d, p, '数学',
 		CASE WHEN p = 1 AND d.idx % 45 = 7 THEN 'DEMONSTRATION' WHEN p = 1 AND d.idx % 45 = 22 THEN 'GUIDANCE'
-			WHEN a.mode = 'LESSON_DELIVERY' THEN 'DELIVERED' ELSE 'REGULAR' END, 40, nextval('change_seq')
+			WHEN a.mode = 'LESSON_DELIVERY' THEN 'DELIVERED' ELSE 'REGULAR' END, 40, nextval('change_seq'), ARRAY['d:' || $1]
 	FROM bench_days d CROSS JOIN bench_active a CROSS JOIN generate_series(1, 3) p
 	UNION ALL
-	SELECT gen_random_uuid(), a.id, a.receiving_school_id, date '2026-09-01', 4, '数学', 'REGULAR', 40, nextval('change_seq')
+	SELECT gen_random_uuid(), a.id, a.receiving_school_id, date '2026-09-01', 4, '数学', 'REGULAR', 40, nextval('change_seq'), ARRAY['d:' || $1]
 	FROM bench_active a WHERE a.k < 400`,
 	// Attendance: a record a school day; about 1% ABSENT, an 11-day run for every 100th
 	// exchange and a 10-day run for every 100th from the 50th.
-	`INSERT INTO attendance (id, exchange_id, date, status, version)
+	`INSERT INTO attendance (id, exchange_id, date, status, version, district_scopes)
 	SELECT gen_random_uuid(), a.id, d.d,
 		CASE WHEN (a.k % 100 = 0 AND d.idx BETWEEN 40 AND 50) OR (a.k % 100 = 50 AND d.idx BETWEEN 60 AND 69) OR (a.k * 31 + d.idx * 17) % 97 = 0 THEN 'ABSENT'
-			WHEN (a.k + d.idx) % 61 = 0 THEN 'LEAVE' WHEN (a.k + d.idx) % 89 = 0 THEN 'SICK' ELSE 'PRESENT' END, nextval('change_seq')
+			WHEN (a.k + d.idx) % 61 = 0 THEN 'LEAVE' WHEN (a.k + d.idx) % 89 = 0 THEN 'SICK' ELSE 'PRESENT' END, nextval('change_seq'), ARRAY['d:' || $1]
 	FROM bench_days d CROSS JOIN bench_active a`,
-	`INSERT INTO research_activities (id, exchange_id, date, kind, version)
-	SELECT gen_random_uuid(), a.id, d.d, CASE WHEN a.mode = 'SECONDMENT' AND r = 7 THEN 'SURVEY' ELSE 'GROUP_ACTIVITY' END, nextval('change_seq')
+	`INSERT INTO research_activities (id, exchange_id, date, kind, version, district_scopes)
+	SELECT gen_random_uuid(), a.id, d.d, CASE WHEN a.mode = 'SECONDMENT' AND r = 7 THEN 'SURVEY' ELSE 'GROUP_ACTIVITY' END, nextval('change_seq'), ARRAY['d:' || $1]
 	FROM bench_active a CROSS JOIN generate_series(0, 7) r JOIN bench_days d ON d.idx = 10 + 20 * r`,
 	`INSERT INTO observations (id, observer_id, observed_teacher_id, exchange_id, date, critique, version)
 	SELECT gen_random_uuid(), a.teacher_id, t.id, a.id, d.d, r % 2 = 0, nextval('change_seq')
