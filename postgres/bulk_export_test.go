@@ -42,3 +42,7 @@ func SetApplyFault(f func(attempt int) error) (restore func()) {
 	applyFault = f
 	return func() { applyFault = old }
 }
+
+// SeenRetries returns how many batches taken for new were run again, their opIds looked
+// up first.
+func SeenRetries() int64 { return seenRetries.Load() }

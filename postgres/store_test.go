@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -156,6 +157,77 @@ func TestIdempotentOps(t *testing.T) {
 	var n int
 	if err := f.db.Get(&n, `SELECT count(*) FROM audit_log WHERE entity = 'lesson'`); err != nil || n != 1 {
 		t.Fatalf("audit rows=%d err=%v, want 1", n, err)
+	}
+}
+
+// TestResentBatchesAreAnsweredFromTheirFirstResults: a device batch large enough to be
+// taken for new (its opIds not looked up before it is applied) and then resent whole,
+// or partly with new ops, or carrying an op stored by Reject: the ops seen before are
+// answered with their first results and applied once, the new ones applied.
+func TestResentBatchesAreAnsweredFromTheirFirstResults(t *testing.T) {
+	f := newFixture(t)
+	ctx := sys()
+	var ops []jiaoliu.Op
+	for d := 1; d <= 20; d++ {
+		ops = append(ops, upsert("lesson", newID(), lessonFields(f, fmt.Sprintf("2026-10-%02d", d), 1)))
+	}
+	apply := func(ops []jiaoliu.Op) []jiaoliu.OpResult {
+		t.Helper()
+		res, err := f.store.Apply(ctx, jiaoliu.Batch{Ops: ops})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	audited := func() (n int) {
+		t.Helper()
+		if err := f.db.Get(&n, `SELECT count(*) FROM audit_log WHERE entity = 'lesson'`); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	retries := postgres.SeenRetries()
+	first := apply(ops)
+	if got := postgres.SeenRetries() - retries; got != 0 {
+		t.Fatalf("a new batch was run again %d times", got)
+	}
+	again := apply(ops)
+	for i, r := range again {
+		if want := first[i]; !r.Duplicate || r.Version != want.Version || r.Status != want.Status || r.ID != want.ID {
+			t.Fatalf("resent op %d: %+v, want a duplicate of %+v", i, r, want)
+		}
+	}
+	if got := postgres.SeenRetries() - retries; got != 1 {
+		t.Fatalf("the resent batch was run again %d times, want 1", got)
+	}
+	if n := audited(); n != 20 {
+		t.Fatalf("%d audit rows, want 20: an op applied twice", n)
+	}
+	// Half resent, half new, and one op a sync server refused (Store.Reject) before.
+	refused := upsert("lesson", newID(), lessonFields(f, "2026-11-30", 1))
+	if _, err := f.store.Reject(ctx, refused, jiaoliu.RejectSchemaMismatch, "schema 1 is gone"); err != nil {
+		t.Fatal(err)
+	}
+	mixed := append([]jiaoliu.Op{refused}, ops[10:]...)
+	for d := 1; d <= 10; d++ {
+		mixed = append(mixed, upsert("lesson", newID(), lessonFields(f, fmt.Sprintf("2026-11-%02d", d), 1)))
+	}
+	res := apply(mixed)
+	if r := res[0]; !r.Duplicate || r.Status != jiaoliu.StatusRejected || r.Code != jiaoliu.RejectSchemaMismatch {
+		t.Fatalf("refused op: %+v, want its rejection again", r)
+	}
+	for i, r := range res[1:11] {
+		if !r.Duplicate || r.Version != first[10+i].Version {
+			t.Fatalf("resent op %d: %+v, want a duplicate of %+v", i, r, first[10+i])
+		}
+	}
+	for i, r := range res[11:] {
+		if r.Duplicate || r.Status != jiaoliu.StatusApplied {
+			t.Fatalf("new op %d: %+v, want applied", i, r)
+		}
+	}
+	if n := audited(); n != 30 {
+		t.Fatalf("%d audit rows, want 30", n)
 	}
 }
 
