@@ -73,11 +73,16 @@ func benchPush(b *testing.B, devices, batch int) {
 		if copies != nil {
 			copied.add(copies.run(b, devices*per*batch/2))
 		}
-		// Build the batches before the clock runs: generating ops is the device's work.
-		pushes := make([][]*wire.Push, devices)
+		// Build and encode the batches before the clock runs: generating and encoding
+		// ops is the device's work.
+		pushes := make([][]*bench.EncodedPush, devices)
 		for i := range pushes {
 			for k := 0; k < per; k++ {
-				pushes[i] = append(pushes[i], &wire.Push{BatchID: fmt.Sprintf("b-%d-%d", it, k), Ops: logs[i].Batch(batch)})
+				p, err := bench.EncodePush(&wire.Push{BatchID: fmt.Sprintf("b-%d-%d", it, k), Ops: logs[i].Batch(batch)})
+				if err != nil {
+					b.Fatal(err)
+				}
+				pushes[i] = append(pushes[i], p)
 			}
 		}
 		var wg sync.WaitGroup
@@ -87,10 +92,10 @@ func benchPush(b *testing.B, devices, batch int) {
 		t0 := time.Now()
 		for i := range devs {
 			wg.Add(1)
-			go func(d *bench.Device, ps []*wire.Push) {
+			go func(d *bench.Device, ps []*bench.EncodedPush) {
 				defer wg.Done()
 				for _, p := range ps {
-					ack, err := d.Push(ctx, p)
+					ack, err := d.PushEncoded(ctx, p)
 					if err != nil {
 						errs <- err
 						return
