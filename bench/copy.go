@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
@@ -16,23 +18,30 @@ import (
 // change-log row, its audit row, its stored result), in their text form: made by
 // NewCopyBatch before a clock starts, written with Write.
 type CopyBatch struct {
+	ops    int
 	tables []copyTable
 }
 
 type copyTable struct {
 	name string
 	cols []string
-	rows [][]any // string, or nil for NULL
+	rows [][]any // string, nil for NULL, or a version (versionOf, versionIn)
 }
 
-// NewCopyBatch renders ops (creates) as the rows that applying them writes. scopes are
-// the records' scope tokens (the same for every child of one exchange); the versions are
-// taken from the database's sequence now, as the write path takes them.
+// versionOf is the version of the batch's op i, taken by Write.
+type versionOf int
+
+// versionIn is a text holding the version of the batch's op, between before and after.
+type versionIn struct {
+	op            int
+	before, after string
+}
+
+// NewCopyBatch renders ops (creates) as the rows that applying them writes, but for
+// their versions, which Write takes from the database's sequence as the write path
+// does. scopes are the records' scope tokens (the same for every child of one exchange).
 func NewCopyBatch(ctx context.Context, db *sqlx.DB, ops []jiaoliu.Op, scopes []string, userID, deviceID string) (*CopyBatch, error) {
-	var versions []int64
-	if err := db.SelectContext(ctx, &versions, `SELECT nextval('change_seq') FROM generate_series(1, $1)`, len(ops)); err != nil {
-		return nil, err
-	}
+	b := &CopyBatch{ops: len(ops)}
 	field := func(v any) any {
 		switch v := v.(type) {
 		case nil, string:
@@ -62,14 +71,13 @@ func NewCopyBatch(ctx context.Context, db *sqlx.DB, ops []jiaoliu.Op, scopes []s
 		{"attendance", "attendance", []string{"exchange_id", "date", "status"}, []string{"exchangeId", "date", "status"}},
 		{"researchActivity", "research_activities", []string{"exchange_id", "date", "kind", "topic"}, []string{"exchangeId", "date", "kind", "topic"}},
 	}
-	b := &CopyBatch{}
 	for _, e := range records {
 		t := copyTable{name: e.table, cols: append([]string{"id", "field_hlc", "version", "district_scopes"}, e.cols...)}
 		for i, op := range ops {
 			if op.Entity != e.entity {
 				continue
 			}
-			row := []any{op.ID, clock(op), fmt.Sprint(versions[i]), dlit}
+			row := []any{op.ID, clock(op), versionOf(i), dlit}
 			for _, f := range e.fields {
 				if f == "" {
 					row = append(row, deviceID)
@@ -85,15 +93,16 @@ func NewCopyBatch(ctx context.Context, db *sqlx.DB, ops []jiaoliu.Op, scopes []s
 	audit := copyTable{name: "audit_log", cols: []string{"user_id", "username", "device_id", "entity", "record_id", "op_id", "action", "changes", "scopes"}}
 	results := copyTable{name: "sync_ops", cols: []string{"op_id", "device_id", "user_id", "result"}}
 	for i, op := range ops {
-		log.rows = append(log.rows, []any{op.Entity, op.ID, fmt.Sprint(versions[i]), lit})
+		log.rows = append(log.rows, []any{op.Entity, op.ID, versionOf(i), lit})
 		ch := map[string]any{}
 		for k, v := range op.Fields {
 			ch[k] = map[string]any{"new": v}
 		}
 		changes, _ := json.Marshal(ch)
 		audit.rows = append(audit.rows, []any{userID, "bench", deviceID, op.Entity, op.ID, op.OpID, "CREATE", string(changes), lit})
-		res, _ := json.Marshal(jiaoliu.OpResult{OpID: op.OpID, Status: "applied", ID: op.ID, Version: fmt.Sprint(versions[i])})
-		results.rows = append(results.rows, []any{op.OpID, deviceID, userID, string(res)})
+		res, _ := json.Marshal(jiaoliu.OpResult{OpID: op.OpID, Status: "applied", ID: op.ID, Version: "\x00"})
+		before, after, _ := strings.Cut(string(res), "\\u0000")
+		results.rows = append(results.rows, []any{op.OpID, deviceID, userID, versionIn{i, before, after}})
 	}
 	b.tables = append(b.tables, log, audit, results)
 	return b, nil
@@ -113,14 +122,26 @@ func (b *CopyBatch) Write(ctx context.Context, db *sqlx.DB) error {
 		return err
 	}
 	defer tx.Rollback()
+	var versions []int64
+	if err := tx.SelectContext(ctx, &versions, `SELECT nextval('change_seq') FROM generate_series(1, $1)`, b.ops); err != nil {
+		return err
+	}
 	for _, t := range b.tables {
 		if len(t.rows) == 0 {
 			continue
 		}
 		if err := postgres.CopyIn(ctx, conn, t.name, t.cols, len(t.rows), func(i int, r *postgres.CopyRow) {
 			for _, v := range t.rows[i] {
-				s, ok := v.(string)
-				r.NullText(s, ok)
+				switch v := v.(type) {
+				case string:
+					r.Text(v)
+				case versionOf:
+					r.Int(versions[v])
+				case versionIn:
+					r.Text(v.before + strconv.FormatInt(versions[v.op], 10) + v.after)
+				default:
+					r.NullText("", false)
+				}
 			}
 		}); err != nil {
 			return fmt.Errorf("copy %s: %w", t.name, err)
