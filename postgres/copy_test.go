@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 
 	"github.com/jiaoliu/jiaoliu/internal/pgtest"
@@ -25,16 +26,7 @@ func TestCopyInWritesWhatItIsGiven(t *testing.T) {
 		s = texts[i%len(texts)]
 		return s, strings.Repeat("x", i%40) + s, fmt.Sprint(i), i%3 != 0
 	}
-	conn, err := db.Connx(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	tx, err := conn.BeginTxx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
+	conn, tx := beginOnConn(t, db)
 	if err := postgres.CopyIn(ctx, conn, "copied", []string{"n", "s", "b", "maybe"}, n, func(i int, r *postgres.CopyRow) {
 		s, b, maybe, valid := row(i)
 		r.Int(int64(i))
@@ -77,19 +69,28 @@ func TestCopyInRefusal(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.NewDB(t)
 	db.MustExec(`CREATE TABLE copied (n bigint PRIMARY KEY)`)
-	conn, err := db.Connx(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	tx, err := conn.BeginTxx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
-	err = postgres.CopyIn(ctx, conn, "copied", []string{"n"}, 10, func(i int, r *postgres.CopyRow) { r.Int(int64(i % 7)) })
+	conn, _ := beginOnConn(t, db)
+	err := postgres.CopyIn(ctx, conn, "copied", []string{"n"}, 10, func(i int, r *postgres.CopyRow) { r.Int(int64(i % 7)) })
 	var pe *pq.Error
 	if !errors.As(err, &pe) || pe.Code != "23505" {
 		t.Fatalf("err=%v, want a unique violation", err)
 	}
+}
+
+// beginOnConn starts a transaction on a connection of its own, as the write path's
+// (CopyIn needs the connection); both end with the test.
+func beginOnConn(t *testing.T, db *sqlx.DB) (*sqlx.Conn, *sqlx.Tx) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := db.Connx(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	tx, err := conn.BeginTxx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Rollback() })
+	return conn, tx
 }
