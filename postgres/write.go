@@ -59,10 +59,13 @@ func (s *Store) Apply(ctx context.Context, batch jiaoliu.Batch) ([]jiaoliu.OpRes
 	assumeNew := !batch.Atomic && len(batch.Ops) >= minAssumeNew
 	for attempt := 1; ; attempt++ {
 		results, err := s.applyOnce(ctx, actor, batch, attempt, assumeNew)
-		if err != nil && assumeNew && !retryable(err) {
+		if err != nil && assumeNew && !retryable(err) && ctx.Err() == nil {
 			// An op of the batch was seen before (errSeenBefore), or applying such an
 			// op again failed: nothing was committed; run the batch as a resend is run,
 			// its opIds looked up first.
+			if !errors.Is(err, errSeenBefore) {
+				s.log.Warn("apply: a batch taken for new failed; running it again with its opIds looked up", logKeyErr, err, logKeyOps, len(batch.Ops))
+			}
 			assumeNew = false
 			seenRetries.Add(1)
 			results, err = s.applyOnce(ctx, actor, batch, attempt, false)
