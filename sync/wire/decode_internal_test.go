@@ -21,7 +21,15 @@ func FuzzDecodeAgreesWithStrict(f *testing.F) {
 		`{"type":"hello","protocol":1,"deviceId":null,"schemaVersion":1}`, `{"type":"hello","protocol":"1","deviceId":"d","schemaVersion":1}`,
 		`{"type":"hello","protocol":1,"deviceId":"d","deviceId":null,"schemaVersion":1}`, `{"type":"dance"}`, `{}`, `null`, `[1]`, ``,
 		`{"type":"pull","limit":1e999}`, `{"type":"pull","cursor":"\"}"}`, `{"type":"reset","reason":"a\\"}`, "{\"type\":\"pull\",\"cursor\":\"\xff\"}",
-		`{"type":"push","batchId":"b","ops":[{"fields":{"a":1e999}}]}`, `{"type":"error","code":"x","message":"m","a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"k":11,"l":12,"m":13,"n":14,"o":15}`,
+		`{"type":"push","batchId":"b","ops":[{"fields":{"a":1e999}}]}`,
+		`{"type":"push","batchId":"b","ops":[{"opId":"a","OPID":"b","Fields":{"x":-1.5e3,"y":[1,{"z":null}],"w":true,"v":null}}],"SchemaVersion":2}`,
+		`{"type":"push","batchId":"b","ops":[{"opId":"a","fields":{"x":1},"fields":{"y":2}},{"fields":null,"fields":{"q":"\u00e9\ud83d\ude00"}}]}`,
+		`{"type":"push","batchId":"b","ops":[{"opId":"a"}],"ops":[{"kind":"upsert"}]}`, `{"type":"push","batchId":"b","ops":[{"ſields":{},"\u006fpId":"x"}]}`,
+		`{"type":"push","batchId":"b","ops":[{"opId":"a\"b","hlc":null,"entity":"lesson"}],"schemaVersion":1.0}`, "{\"type\":\"push\",\"batchId\":\"b\",\"ops\":[{\"id\":\"\xff\xfe\"}]}",
+		`{"type":"push","batchId":"b","ops":[{"opId":5}]}`, `{"type":"push","batchId":7,"ops":[]}`, `{"type":"push","batchId":"b","ops":[[]]}`,
+		`{"type":"changes","records":[{"entity":"lesson","id":"i","version":"3","deleted":true,"fields":{"period":3,"notes":null}},{"entity":"x","id":"y","deleted":null,"fields":null}],"cursor":"c","more":true}`,
+		`{"type":"changes","records":[null],"cursor":"c","more":false}`, `{"type":"changes","records":[{"entity":"e","id":"i","deleted":"no"}],"cursor":"c","more":false}`,
+		`{"type":"changes","records":[],"cursor":null,"more":false,"cursor":"d"}`, `{"type":"changes","Records":[{"Entity":"e","ID":"i","DELETED":true}],"cursor":"c","more":1}`, `{"type":"error","code":"x","message":"m","a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"k":11,"l":12,"m":13,"n":14,"o":15}`,
 	} {
 		f.Add([]byte(s))
 	}
