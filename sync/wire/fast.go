@@ -170,8 +170,15 @@ func fieldsAt(data []byte, i int, m *map[string]any) (int, bool) {
 		*m = make(map[string]any, 12)
 	}
 	return forMembers(data, i, func(key []byte, v int) (int, bool) {
+		name := string(key)
+		if !utf8.Valid(key) {
+			// encoding/json writes each invalid byte of a name as U+FFFD.
+			if err := json.Unmarshal([]byte(`"`+name+`"`), &name); err != nil {
+				return 0, false
+			}
+		}
 		val, next, ok := valueAt(data, v)
-		(*m)[string(key)] = val
+		(*m)[name] = val
 		return next, ok
 	})
 }
@@ -245,39 +252,55 @@ func arrayAt(data []byte, i int, elem func(k, at int) (int, bool)) (n int, next 
 	}
 }
 
+// readTop reads the top-level members ms of a message into its fields: read reads the
+// value at v of the field names[f].
+func readTop(data []byte, ms *members, names []string, read func(f, v int) bool) bool {
+	var seen uint8
+	for k := 0; k < ms.n; k++ {
+		m := &ms.list[k]
+		f, ok := fieldOf(data[m.keyStart:m.keyEnd], names, &seen)
+		if ok && f >= 0 {
+			ok = read(f, m.valStart)
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// sliceAt reads the array at data[v] into *s, each element with elem (a null array
+// makes *s nil, an empty one empty).
+func sliceAt[T any](data []byte, v int, s *[]T, elem func(data []byte, at int, e *T) (int, bool)) bool {
+	n, _, ok := arrayAt(data, v, func(k, at int) (int, bool) {
+		var zero T
+		*s = append(*s, zero)
+		return elem(data, at, &(*s)[k])
+	})
+	if n < 0 {
+		*s = nil
+	} else if *s == nil {
+		*s = []T{}
+	}
+	return ok
+}
+
 var pushNames = []string{"batchId", "ops", "schemaVersion"}
 
 // decodePush reads a push from valid JSON whose top level is ms.
 func decodePush(data []byte, ms *members) (*Push, bool) {
 	p := &Push{}
-	var seen uint8
-	for k := 0; k < ms.n; k++ {
-		m := &ms.list[k]
-		f, ok := fieldOf(data[m.keyStart:m.keyEnd], pushNames, &seen)
-		v := m.valStart
-		switch {
-		case !ok:
-		case f == 0:
+	return p, readTop(data, ms, pushNames, func(f, v int) (ok bool) {
+		switch f {
+		case 0:
 			_, ok = stringAt(data, v, &p.BatchID)
-		case f == 1:
-			var n int
-			n, _, ok = arrayAt(data, v, func(k, at int) (int, bool) {
-				p.Ops = append(p.Ops, jiaoliu.Op{})
-				return opAt(data, at, &p.Ops[k])
-			})
-			if n < 0 {
-				p.Ops = nil
-			} else if p.Ops == nil {
-				p.Ops = []jiaoliu.Op{}
-			}
-		case f == 2:
+		case 1:
+			ok = sliceAt(data, v, &p.Ops, opAt)
+		default:
 			_, ok = intAt(data, v, &p.SchemaVersion)
 		}
-		if !ok {
-			return nil, false
-		}
-	}
-	return p, true
+		return ok
+	})
 }
 
 var changesNames = []string{"records", "cursor", "more"}
@@ -285,32 +308,15 @@ var changesNames = []string{"records", "cursor", "more"}
 // decodeChanges reads a changes message from valid JSON whose top level is ms.
 func decodeChanges(data []byte, ms *members) (*Changes, bool) {
 	c := &Changes{}
-	var seen uint8
-	for k := 0; k < ms.n; k++ {
-		m := &ms.list[k]
-		f, ok := fieldOf(data[m.keyStart:m.keyEnd], changesNames, &seen)
-		v := m.valStart
-		switch {
-		case !ok:
-		case f == 0:
-			var n int
-			n, _, ok = arrayAt(data, v, func(k, at int) (int, bool) {
-				c.Records = append(c.Records, Record{})
-				return recordAt(data, at, &c.Records[k])
-			})
-			if n < 0 {
-				c.Records = nil
-			} else if c.Records == nil {
-				c.Records = []Record{}
-			}
-		case f == 1:
+	return c, readTop(data, ms, changesNames, func(f, v int) (ok bool) {
+		switch f {
+		case 0:
+			ok = sliceAt(data, v, &c.Records, recordAt)
+		case 1:
 			_, ok = stringAt(data, v, &c.Cursor)
-		case f == 2:
+		default:
 			_, ok = boolAt(data, v, &c.More)
 		}
-		if !ok {
-			return nil, false
-		}
-	}
-	return c, true
+		return ok
+	})
 }
