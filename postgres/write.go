@@ -130,6 +130,12 @@ func retryable(err error) bool {
 	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
 }
 
+// uniqueViolation reports whether err is PostgreSQL's unique violation (23505).
+func uniqueViolation(err error) bool {
+	var pe *pq.Error
+	return errors.As(err, &pe) && pe.Code == "23505"
+}
+
 // retryPause is a random pause before attempt+1, growing with attempt (10 to 40 ms,
 // then 20 to 80 ms …): the batches that collided start again at different times.
 func retryPause(attempt int) time.Duration {
@@ -907,39 +913,37 @@ func encodeResult(r jiaoliu.OpResult) ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-// flushRemembered stores the batch's results. Those of a batch taken for new go in with
-// COPY, and an opId stored already fails the attempt with errSeenBefore. Otherwise many
-// go in with COPY in a savepoint; should
-// an opId be there already (stored by Store.Reject, which takes no lock, at the same
-// moment), the savepoint is rolled back and they go in with an upsert, as few always do.
+// flushRemembered stores the batch's results. Many go in with COPY, in a savepoint;
+// should an opId be there already, the COPY fails on the primary key. For a batch taken
+// for new that fails the attempt (errSeenBefore: the batch runs again, its opIds looked
+// up first). Otherwise the opId was stored by Store.Reject, which takes no lock, at the
+// same moment: the savepoint is rolled back and the results go in with an upsert, as
+// few always do.
 func (w *writer) flushRemembered(ctx context.Context) error {
 	if len(w.remembered) == 0 {
 		return nil
 	}
-	if w.assumeNew {
-		// The opIds were not looked up: the primary key finds any seen before.
-		err := w.copyRemembered(ctx)
-		if pe := (*pq.Error)(nil); errors.As(err, &pe) && pe.Code == "23505" {
-			return errSeenBefore
-		} else if err != nil {
-			return fmt.Errorf("remember ops: %w", err)
-		}
-		return nil
-	}
-	if len(w.remembered) >= 16 {
-		if _, err := w.tx.Tx.ExecContext(ctx, `SAVEPOINT remember`); err != nil {
-			return fmt.Errorf("remember ops: %w", err)
+	if w.assumeNew || len(w.remembered) >= 16 {
+		// A batch taken for new needs no savepoint: the whole attempt is given up.
+		savepoint := !w.assumeNew
+		if savepoint {
+			if _, err := w.tx.Tx.ExecContext(ctx, `SAVEPOINT remember`); err != nil {
+				return fmt.Errorf("remember ops: %w", err)
+			}
 		}
 		err := w.copyRemembered(ctx)
-		if err == nil {
+		switch {
+		case err == nil && savepoint:
 			if _, err := w.tx.Tx.ExecContext(ctx, `RELEASE SAVEPOINT remember`); err != nil {
 				return fmt.Errorf("remember ops: %w", err)
 			}
 			return nil
-		}
-		var pe *pq.Error
-		if !errors.As(err, &pe) || pe.Code != "23505" {
+		case err == nil:
+			return nil
+		case !uniqueViolation(err):
 			return fmt.Errorf("remember ops: %w", err)
+		case !savepoint:
+			return errSeenBefore
 		}
 		if _, err := w.tx.Tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT remember`); err != nil {
 			return fmt.Errorf("remember ops: %w", err)
