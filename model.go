@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -119,19 +120,25 @@ var reserved = map[string]bool{"id": true, "version": true, "deleted": true, "cr
 // nothing a user typed disappears: the op is rejected and stored for an admin.
 func (e *Entity) Parse(raw map[string]any) (Record, error) {
 	rec := make(Record, len(raw))
-	fe := FieldErrors{}
+	var fe FieldErrors // made on the first error
+	add := func(name, msg string) {
+		if fe == nil {
+			fe = FieldErrors{}
+		}
+		fe.Add(name, msg)
+	}
 	for name, v := range raw {
 		if reserved[name] {
 			continue
 		}
 		f, ok := e.Field(name)
 		if !ok {
-			fe.Add(name, fmt.Sprintf("unknown field of %s", e.Name))
+			add(name, fmt.Sprintf("unknown field of %s", e.Name))
 			continue
 		}
 		val, err := f.Parse(v)
 		if err != nil {
-			fe.Add(name, err.Error())
+			add(name, err.Error())
 			continue
 		}
 		rec[name] = val
@@ -186,12 +193,17 @@ func (f FieldDef) zero() any {
 
 // Parse converts one raw value to the field's canonical value.
 func (f FieldDef) Parse(v any) (any, error) {
-	// GraphQL inputs may carry optional values as pointers to named types.
-	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Pointer {
-		if rv.IsNil() {
-			v = nil
-		} else {
-			v = rv.Elem().Interface()
+	switch v.(type) {
+	case nil, string, float64, bool, json.Number, int64, Date, []any:
+		// As JSON decodes them (the sync path): no pointer to look through.
+	default:
+		// GraphQL inputs may carry optional values as pointers to named types.
+		if rv := reflect.ValueOf(v); rv.Kind() == reflect.Pointer {
+			if rv.IsNil() {
+				v = nil
+			} else {
+				v = rv.Elem().Interface()
+			}
 		}
 	}
 	if v == nil {
@@ -213,10 +225,10 @@ func (f FieldDef) Parse(v any) (any, error) {
 		if f.Kind == KindText {
 			limit = 20000
 		}
-		if n := len([]rune(s)); n > limit {
+		if n := utf8.RuneCountInString(s); n > limit {
 			return nil, fmt.Errorf("must be at most %d characters", limit)
 		}
-		return strings.TrimSpace(s), nil
+		return keep(v, s, strings.TrimSpace(s)), nil
 	case KindInt:
 		n, ok := numberOf(v)
 		if !ok || n != math.Trunc(n) || math.Abs(n) > 1<<40 {
@@ -262,6 +274,9 @@ func (f FieldDef) Parse(v any) (any, error) {
 		if !ok {
 			return nil, fmt.Errorf("must be an id (UUID)")
 		}
+		if canonicalUUID(s) {
+			return keep(v, s, s), nil
+		}
 		id, err := uuid.Parse(s)
 		if err != nil {
 			return nil, fmt.Errorf("must be an id (UUID)")
@@ -272,7 +287,7 @@ func (f FieldDef) Parse(v any) (any, error) {
 		if !ok || !slices.Contains(Enums[f.Enum], s) {
 			return nil, fmt.Errorf("must be one of %s", strings.Join(Enums[f.Enum], ", "))
 		}
-		return s, nil
+		return keep(v, s, s), nil
 	case KindStrings:
 		var list []any
 		switch l := v.(type) {
@@ -295,7 +310,7 @@ func (f FieldDef) Parse(v any) (any, error) {
 		out := make(StringList, 0, len(list))
 		for _, x := range list {
 			s, ok := stringOf(x)
-			if !ok || len([]rune(s)) > 100 {
+			if !ok || utf8.RuneCountInString(s) > 100 {
 				return nil, fmt.Errorf("must be a list of strings of at most 100 characters")
 			}
 			out = append(out, strings.TrimSpace(s))
@@ -318,6 +333,41 @@ func (f FieldDef) checkRange(n float64) error {
 }
 
 func fmtNum(f float64) string { return fmt.Sprintf("%g", f) }
+
+// keep returns a parsed string value: v itself when it is the string s and parsing left
+// it as it was (out == s), else out. The values of a decoded op stay as they were
+// boxed, instead of each being boxed again.
+func keep(v any, s, out string) any {
+	if len(out) == len(s) {
+		if _, plain := v.(string); plain {
+			return v
+		}
+	}
+	return out
+}
+
+// canonicalUUID reports whether s is a UUID as uuid.UUID's String writes it (lower-case
+// hex digits in groups of 8-4-4-4-12), which parsing and writing again would return
+// unchanged.
+func canonicalUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+				return false
+			}
+		}
+	}
+	return true
+}
 
 func stringOf(v any) (string, bool) {
 	switch s := v.(type) {

@@ -753,21 +753,36 @@ func appendQuotedElem(b []byte, s string) []byte {
 }
 
 // appendClock appends a field clock as a JSON object with sorted keys (as
-// json.Marshal writes a map).
+// json.Marshal writes a map). A create's clock holds one HLC for every field: a value
+// equal to the previous one is copied as it was escaped, not escaped again.
 func appendClock(b []byte, clock map[string]string) []byte {
-	names := make([]string, 0, len(clock))
-	for k := range clock {
-		names = append(names, k)
+	type entry struct{ k, v string }
+	var fixed [24]entry
+	es := fixed[:0]
+	for k, v := range clock {
+		// Insertion sort: a clock has a few dozen fields at most.
+		i := len(es)
+		es = append(es, entry{})
+		for ; i > 0 && es[i-1].k > k; i-- {
+			es[i] = es[i-1]
+		}
+		es[i] = entry{k, v}
 	}
-	slices.Sort(names)
 	b = append(b, '{')
-	for i, k := range names {
+	from, to := 0, -1 // where the previous value's encoding is in b
+	for i, e := range es {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, k)
+		b = appendJSONString(b, e.k)
 		b = append(b, ':')
-		b = appendJSONString(b, clock[k])
+		if to >= 0 && e.v == es[i-1].v {
+			b = append(b, b[from:to]...)
+			continue
+		}
+		from = len(b)
+		b = appendJSONString(b, e.v)
+		to = len(b)
 	}
 	return append(b, '}')
 }
