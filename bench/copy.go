@@ -49,13 +49,17 @@ func NewCopyBatch(ctx context.Context, db *sqlx.DB, ops []jiaoliu.Op, scopes []s
 		}
 		return fmt.Sprint(v)
 	}
+	// A record's field clock as the write path stores it: every field the op set, and a
+	// lesson's device, at the op's HLC.
 	clock := func(op jiaoliu.Op) string {
 		c := map[string]string{}
 		for k := range op.Fields {
 			c[k] = op.HLC
 		}
-		b, _ := json.Marshal(c)
-		return string(b)
+		if op.Entity == "lesson" {
+			c["deviceId"] = op.HLC
+		}
+		return postgres.EncodeFieldClock(c)
 	}
 	// The records carry the district tokens of their scopes, as the push's bulk path
 	// writes them (migration 00018's trigger then finds nothing to rewrite).
@@ -97,6 +101,9 @@ func NewCopyBatch(ctx context.Context, db *sqlx.DB, ops []jiaoliu.Op, scopes []s
 		ch := map[string]any{}
 		for k, v := range op.Fields {
 			ch[k] = map[string]any{"new": v}
+		}
+		if op.Entity == "lesson" {
+			ch["deviceId"] = map[string]any{"new": deviceID}
 		}
 		changes, _ := json.Marshal(ch)
 		audit.rows = append(audit.rows, []any{userID, "bench", deviceID, op.Entity, op.ID, op.OpID, "CREATE", string(changes), lit})

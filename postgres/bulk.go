@@ -752,41 +752,6 @@ func appendQuotedElem(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// appendClock appends a field clock as a JSON object with sorted keys (as
-// json.Marshal writes a map). A create's clock holds one HLC for every field: a value
-// equal to the previous one is copied as it was escaped, not escaped again.
-func appendClock(b []byte, clock map[string]string) []byte {
-	type entry struct{ k, v string }
-	var fixed [24]entry
-	es := fixed[:0]
-	for k, v := range clock {
-		// Insertion sort: a clock has a few dozen fields at most.
-		i := len(es)
-		es = append(es, entry{})
-		for ; i > 0 && es[i-1].k > k; i-- {
-			es[i] = es[i-1]
-		}
-		es[i] = entry{k, v}
-	}
-	b = append(b, '{')
-	from, to := 0, -1 // where the previous value's encoding is in b
-	for i, e := range es {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendJSONString(b, e.k)
-		b = append(b, ':')
-		if to >= 0 && e.v == es[i-1].v {
-			b = append(b, b[from:to]...)
-			continue
-		}
-		from = len(b)
-		b = appendJSONString(b, e.v)
-		to = len(b)
-	}
-	return append(b, '}')
-}
-
 // appendChanges appends an audit row's changes ({"field": {"old": …, "new": …}}) as
 // JSON. PostgreSQL stores it as jsonb, which keeps neither key order nor spacing.
 func appendChanges(b []byte, changes map[string]any) ([]byte, error) {

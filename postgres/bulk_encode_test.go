@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"encoding/json"
-	"maps"
 	"reflect"
 	"testing"
 	"unicode/utf8"
@@ -39,20 +38,6 @@ func TestEncodersAreEncodingJSON(t *testing.T) {
 		same(t, "string", appendJSONString(nil, s), s)
 		if want, _ := json.Marshal(s); string(appendJSONString(nil, s)) != string(want) {
 			t.Errorf("string %q: %s, encoding/json %s", s, appendJSONString(nil, s), want)
-		}
-		clock := map[string]string{s: s, "topic": "1767225600000-0000-" + s}
-		same(t, "clock", appendClock(nil, clock), clock)
-		// A create's clock (one HLC for every field), and one edited since.
-		createdClock := map[string]string{}
-		for _, k := range []string{"topic", "date", "period", "notes", "kind", "minutes", s, "className", "gradeLevel", "subject", "exchangeId", "deviceId"} {
-			createdClock[k] = "1767225600000-0001-" + s
-		}
-		edited := maps.Clone(createdClock)
-		edited["kind"], edited["period"], edited["zzz"] = "1767225600001-0000-x", "1767225600001-0000-x", s
-		for _, c := range []map[string]string{clock, createdClock, edited, {}, {s: ""}} {
-			if want, _ := json.Marshal(c); string(appendClock(nil, c)) != string(want) {
-				t.Errorf("clock %q: %s, encoding/json %s", c, appendClock(nil, c), want)
-			}
 		}
 		in := jiaoliu.Record{"topic": s, "period": int64(3), "date": jiaoliu.MustDate("2026-10-12"), "minutes": 40.5,
 			"open": true, "none": nil, s: s}
@@ -104,17 +89,3 @@ func TestEncodersAreEncodingJSON(t *testing.T) {
 }
 
 func badUTF8(s string) bool { return !utf8.ValidString(s) }
-
-// BenchmarkAppendClock encodes a created lesson's field clock (one HLC for each of its
-// ten fields), as every pushed create does.
-func BenchmarkAppendClock(b *testing.B) {
-	clock := map[string]string{}
-	for _, k := range []string{"exchangeId", "date", "period", "gradeLevel", "className", "subject", "kind", "topic", "minutes", "deviceId"} {
-		clock[k] = "1795512922416-61a8-890d4e84-6d3d-e205-da27-8706d33a57af"
-	}
-	var buf []byte
-	b.ReportAllocs()
-	for b.Loop() {
-		buf = appendClock(buf[:0], clock)
-	}
-}

@@ -393,3 +393,49 @@ func createFunctionOf00002(tb testing.TB, db *sqlx.DB, name, as string) {
 		tb.Fatal(err)
 	}
 }
+
+// A created record's field clock names the create's HLC once (the compact form, see
+// postgres/fieldclock.go) and still means what it meant: a field the create set keeps
+// its HLC against an earlier edit, a field it did not set takes any edit. Both paths:
+// an atomic batch of one op (per op) and a batch of 20 (bulk).
+func TestCreatedFieldClock(t *testing.T) {
+	f := newFixture(t)
+	const created, earlier = 1000_000_000_500, 1000_000_000_100
+	for _, n := range []int{1, 20} {
+		ops := make([]jiaoliu.Op, n)
+		for i := range ops {
+			ops[i] = jiaoliu.Op{OpID: newID(), Kind: jiaoliu.OpUpsert, Entity: "lesson", ID: newID(), HLC: hlcAt(created, "a"),
+				Fields: lessonFields(f, fmt.Sprintf("2026-%02d-%02d", 10+n/20, 1+i), 1)}
+			ops[i].Fields["topic"] = "分数"
+		}
+		res, err := f.store.Apply(sys(), jiaoliu.Batch{Ops: ops, Atomic: n == 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res {
+			if r.Status != jiaoliu.StatusApplied {
+				t.Fatalf("batch of %d: %+v", n, r)
+			}
+		}
+		id := ops[n-1].ID
+		var stored string
+		if err := f.db.Get(&stored, `SELECT field_hlc::text FROM lessons WHERE id = $1`, id); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Count(stored, hlcAt(created, "a")) != 1 {
+			t.Errorf("batch of %d: field clock %s names the create's HLC more than once", n, stored)
+		}
+		res = MustApply(t, sys(), f.store, jiaoliu.Op{OpID: newID(), Kind: jiaoliu.OpUpsert, Entity: "lesson", ID: id, HLC: hlcAt(earlier, "b"),
+			Fields: map[string]any{"topic": "小数", "notes": "带教具"}})
+		if got := res[0].Lost; len(got) != 1 || got[0] != "topic" {
+			t.Errorf("batch of %d: lost=%v, want [topic] (notes was never set)", n, got)
+		}
+		l, err := postgres.Get[jiaoliu.Lesson](sys(), f.store, jiaoliu.LessonEntity, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Topic != "分数" || l.Notes != "带教具" {
+			t.Errorf("batch of %d: topic=%q notes=%q, want 分数 / 带教具", n, l.Topic, l.Notes)
+		}
+	}
+}

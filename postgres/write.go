@@ -1288,9 +1288,9 @@ func scanCurrent(row interface{ Scan(...any) error }, def *jiaoliu.Entity) (*cur
 	}
 	cur.rec = recordFrom(def, holders)
 	cur.rec["id"] = id
-	cur.clock = map[string]string{}
-	if err := json.Unmarshal(clock, &cur.clock); err != nil {
-		return nil, fmt.Errorf("load %s clock: %w", def.Name, err)
+	var err error
+	if cur.clock, err = decodeClock(clock); err != nil {
+		return nil, fmt.Errorf("load %s: %w", def.Name, err)
 	}
 	return &cur, nil
 }
@@ -1544,11 +1544,6 @@ func fieldOfConstraint(def *jiaoliu.Entity, constraint string) string {
 		}
 	}
 	return "record"
-}
-
-func clockJSON(clock map[string]string) string {
-	b, _ := json.Marshal(clock)
-	return string(b)
 }
 
 func nullID(s string) any {

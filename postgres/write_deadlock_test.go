@@ -230,7 +230,7 @@ func checkLastWriterWins(t *testing.T, db *sqlx.DB, applied []appliedOp) {
 			if g := got[name]; fmt.Sprint(g) != fmt.Sprint(f.value) {
 				t.Errorf("%s.%s=%v, want %v (hlc %s)", r.ID, name, g, f.value, f.hlc)
 			}
-			if !strings.Contains(r.Clock, fmt.Sprintf("%q: %q", name, f.hlc)) {
+			if clock, err := postgres.DecodeFieldClock(r.Clock); err != nil || clock[name] != f.hlc {
 				t.Errorf("%s: clock of %s in %s, want %s", r.ID, name, r.Clock, f.hlc)
 			}
 		}

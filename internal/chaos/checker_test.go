@@ -13,6 +13,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/jiaoliu/jiaoliu"
+	"github.com/jiaoliu/jiaoliu/postgres"
 )
 
 // checkedEntities are the entities the devices write.
@@ -163,7 +164,9 @@ func check(ctx context.Context, tb testing.TB, db *sqlx.DB, serverURL string, de
 				tb.Fatalf("checker: scan %s: %v", def.Table, err)
 			}
 			sr := serverRecord{deleted: deleted, version: version, fields: map[string][]byte{}}
-			_ = json.Unmarshal([]byte(clock), &sr.clock)
+			if sr.clock, err = postgres.DecodeFieldClock(clock); err != nil {
+				tb.Fatalf("checker: %s %s: %v", def.Table, id, err)
+			}
 			var cols map[string]any
 			_ = json.Unmarshal([]byte(row), &cols)
 			for _, f := range def.Fields {
