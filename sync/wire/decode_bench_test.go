@@ -40,13 +40,23 @@ func changesOf(n int) []byte {
 	return wire.MustEncode(c)
 }
 
-// BenchmarkDecode measures decoding a device's push of 500 ops (the server's side) and a
-// pull's page of 500 records (the device's side).
+// ackOf returns the ack of a push of n ops, all applied.
+func ackOf(n int) []byte {
+	a := &wire.Ack{BatchID: "b-1"}
+	for i := range n {
+		a.Results = append(a.Results, jiaoliu.OpResult{OpID: fmt.Sprintf("op-%08d-0000-4000-8000-000000000000", i), Status: jiaoliu.StatusApplied,
+			ID: fmt.Sprintf("%08d-0000-4000-8000-000000000001", i), Version: fmt.Sprint(1000 + i)})
+	}
+	return wire.MustEncode(a)
+}
+
+// BenchmarkDecode measures decoding a device's push of 500 ops (the server's side), a
+// pull's page of 500 records and the ack of a push of 500 ops (the device's side).
 func BenchmarkDecode(b *testing.B) {
 	for _, c := range []struct {
 		name string
 		data []byte
-	}{{"push=500", pushOf(500)}, {"changes=500", changesOf(500)}} {
+	}{{"push=500", pushOf(500)}, {"changes=500", changesOf(500)}, {"ack=500", ackOf(500)}} {
 		b.Run(c.name, func(b *testing.B) {
 			b.SetBytes(int64(len(c.data)))
 			b.ReportAllocs()

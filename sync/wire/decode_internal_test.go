@@ -29,6 +29,10 @@ func FuzzDecodeAgreesWithStrict(f *testing.F) {
 		`{"type":"push","batchId":"b","ops":[{"opId":5}]}`, `{"type":"push","batchId":7,"ops":[]}`, `{"type":"push","batchId":"b","ops":[[]]}`,
 		`{"type":"changes","records":[{"entity":"lesson","id":"i","version":"3","deleted":true,"fields":{"period":3,"notes":null}},{"entity":"x","id":"y","deleted":null,"fields":null}],"cursor":"c","more":true}`,
 		`{"type":"changes","records":[null],"cursor":"c","more":false}`, `{"type":"changes","records":[{"entity":"e","id":"i","deleted":"no"}],"cursor":"c","more":false}`,
+		`{"type":"ack","batchId":"b-17","results":[{"opId":"o1","status":"applied","id":"i","version":"42"},{"opId":"o2","status":"merged","id":"i","canonicalId":"c","lost":["topic","notes"],"restamped":true,"hlc":"h"},{"opId":"o3","status":"rejected","code":"validation_failed","message":"m \"q\"","fields":{"date":"must be a date","period":"x"}},{"opId":"o4","status":"applied","duplicate":true}]}`,
+		`{"type":"ack","batchId":"b","results":[{"opId":"o","fields":{"a":null}}]}`, `{"type":"ack","batchId":"b","results":[{"lost":[null]}]}`, `{"type":"ack","batchId":"b","results":[{"lost":null,"fields":null,"duplicate":null}]}`,
+		`{"type":"ack","batchId":"b","results":[{"OPID":"o","Lost":["a"],"LOST":["b"]}]}`, `{"type":"ack","batchId":"b","results":[{"fields":{"a":"1","a":"2"},"lost":[1]}]}`, `{"type":"ack","batchId":"b","results":null}`,
+		`{"type":"ack","batchId":"b","results":[{"fields":{"\u0061":"x"}}]}`, "{\"type\":\"ack\",\"batchId\":\"b\",\"results\":[{\"fields\":{\"\xff\":\"x\"}}]}",
 		`{"type":"changes","records":[],"cursor":null,"more":false,"cursor":"d"}`, `{"type":"changes","Records":[{"Entity":"e","ID":"i","DELETED":true}],"cursor":"c","more":1}`, `{"type":"error","code":"x","message":"m","a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"k":11,"l":12,"m":13,"n":14,"o":15}`,
 	} {
 		f.Add([]byte(s))

@@ -53,7 +53,7 @@ func forMembers(data []byte, i int, f func(key []byte, v int) (int, bool)) (int,
 // when Decode leaves the object to encoding/json: a field named twice (encoding/json
 // would decode the second into what the first left), or a non-ASCII key that is not an
 // exact match (its folding is encoding/json's to say). seen keeps the fields met.
-func fieldOf(key []byte, names []string, seen *uint8) (idx int, ok bool) {
+func fieldOf(key []byte, names []string, seen *uint16) (idx int, ok bool) {
 	idx = -1
 	for k, name := range names {
 		if string(key) == name {
@@ -187,7 +187,7 @@ var opNames = []string{"opId", "kind", "entity", "id", "hlc", "fields"}
 
 // opAt reads one op of a push.
 func opAt(data []byte, i int, op *jiaoliu.Op) (int, bool) {
-	var seen uint8
+	var seen uint16
 	return forMembers(data, i, func(key []byte, v int) (int, bool) {
 		k, ok := fieldOf(key, opNames, &seen)
 		switch {
@@ -206,7 +206,7 @@ var recordNames = []string{"entity", "id", "version", "deleted", "fields"}
 
 // recordAt reads one record of a changes message.
 func recordAt(data []byte, i int, r *Record) (int, bool) {
-	var seen uint8
+	var seen uint16
 	return forMembers(data, i, func(key []byte, v int) (int, bool) {
 		k, ok := fieldOf(key, recordNames, &seen)
 		switch {
@@ -255,7 +255,7 @@ func arrayAt(data []byte, i int, elem func(k, at int) (int, bool)) (n int, next 
 // readTop reads the top-level members ms of a message into its fields: read reads the
 // value at v of the field names[f].
 func readTop(data []byte, ms *members, names []string, read func(f, v int) bool) bool {
-	var seen uint8
+	var seen uint16
 	for k := 0; k < ms.n; k++ {
 		m := &ms.list[k]
 		f, ok := fieldOf(data[m.keyStart:m.keyEnd], names, &seen)
@@ -316,6 +316,77 @@ func decodeChanges(data []byte, ms *members) (*Changes, bool) {
 			_, ok = stringAt(data, v, &c.Cursor)
 		default:
 			_, ok = boolAt(data, v, &c.More)
+		}
+		return ok
+	})
+}
+
+var resultNames = []string{"opId", "status", "id", "version", "canonicalId", "code", "message", "hlc", "fields", "lost", "duplicate", "restamped"}
+
+// resultAt reads one result of an ack.
+func resultAt(data []byte, i int, r *jiaoliu.OpResult) (int, bool) {
+	var seen uint16
+	return forMembers(data, i, func(key []byte, v int) (int, bool) {
+		k, ok := fieldOf(key, resultNames, &seen)
+		switch {
+		case !ok:
+			return 0, false
+		case k < 0:
+			return skipValue(data, v), true
+		case k == 8:
+			return stringMapAt(data, v, &r.Fields)
+		case k == 9:
+			if !sliceAt(data, v, &r.Lost, stringElem) {
+				return 0, false
+			}
+			return skipValue(data, v), true
+		case k == 10:
+			return boolAt(data, v, &r.Duplicate)
+		case k == 11:
+			return boolAt(data, v, &r.Restamped)
+		}
+		return stringAt(data, v, [...]*string{&r.OpID, &r.Status, &r.ID, &r.Version, &r.CanonicalID, &r.Code, &r.Message, &r.HLC}[k])
+	})
+}
+
+func stringElem(data []byte, at int, s *string) (int, bool) {
+	if data[at] != '"' {
+		return 0, false
+	}
+	return stringAt(data, at, s)
+}
+
+// stringMapAt reads an object of strings into *m (kept and added to if it exists, as
+// encoding/json does; a null makes it nil). A null or other value in it: ok false.
+func stringMapAt(data []byte, i int, m *map[string]string) (int, bool) {
+	if data[i] == 'n' {
+		*m = nil
+		return i + 4, true
+	}
+	if *m == nil {
+		*m = map[string]string{}
+	}
+	return forMembers(data, i, func(key []byte, v int) (int, bool) {
+		if !utf8.Valid(key) || data[v] != '"' {
+			return 0, false
+		}
+		var s string
+		next, ok := stringAt(data, v, &s)
+		(*m)[string(key)] = s
+		return next, ok
+	})
+}
+
+var ackNames = []string{"batchId", "results"}
+
+// decodeAck reads an ack from valid JSON whose top level is ms.
+func decodeAck(data []byte, ms *members) (*Ack, bool) {
+	a := &Ack{}
+	return a, readTop(data, ms, ackNames, func(f, v int) (ok bool) {
+		if f == 0 {
+			_, ok = stringAt(data, v, &a.BatchID)
+		} else {
+			ok = sliceAt(data, v, &a.Results, resultAt)
 		}
 		return ok
 	})

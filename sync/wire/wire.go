@@ -246,17 +246,20 @@ func Decode(data []byte) (Message, error) {
 	if !ok || !members.hasAll(data, kind.required) {
 		return decodeStrict(data)
 	}
-	if t := string(typ); t == TypePush || t == TypeChanges {
-		// Records by the hundred: read without reflection (fast.go).
+	if t := string(typ); t == TypePush || t == TypeChanges || t == TypeAck {
+		// Records and results by the hundred: read without reflection (fast.go).
 		if !json.Valid(data) {
 			return decodeStrict(data)
 		}
 		var m Message
 		var ok bool
-		if t == TypePush {
+		switch t {
+		case TypePush:
 			m, ok = decodePush(data, &members)
-		} else {
+		case TypeChanges:
 			m, ok = decodeChanges(data, &members)
+		default:
+			m, ok = decodeAck(data, &members)
 		}
 		if !ok {
 			return decodeStrict(data)
