@@ -61,9 +61,10 @@ func (s *Store) Apply(ctx context.Context, batch jiaoliu.Batch) ([]jiaoliu.OpRes
 		results, err := s.applyOnce(ctx, actor, batch, attempt, assumeNew)
 		if err != nil && assumeNew && !retryable(err) && ctx.Err() == nil {
 			// An op of the batch was seen before (errSeenBefore), or applying such an
-			// op again failed: nothing was committed; run the batch as a resend is run,
-			// its opIds looked up first.
-			if !errors.Is(err, errSeenBefore) {
+			// op again failed (a record it creates exists: a unique violation, as when
+			// a resend runs beside the first application): nothing was committed; run
+			// the batch as a resend is run, its opIds looked up first.
+			if !errors.Is(err, errSeenBefore) && !uniqueViolation(err) {
 				s.log.Warn("apply: a batch taken for new failed; running it again with its opIds looked up", logKeyErr, err, logKeyOps, len(batch.Ops))
 			}
 			assumeNew = false
@@ -557,9 +558,10 @@ type remembered struct {
 // 200-fault chaos run). In order:
 //
 //  1. transaction advisory locks on the opIds of a device batch (a resend waits for the
-//     first application to commit, then finds its result) and on the natural keys of
-//     its upserts (concurrent creates of one key merge instead of failing), all in one
-//     statement, in ascending order of key;
+//     first application to commit, then finds its result; not for a batch taken for
+//     new, which the unique indexes of what it writes make wait) and on the natural
+//     keys of its upserts (concurrent creates of one key merge instead of failing), all
+//     in one statement, in ascending order of key;
 //  2. the first results of the opIds seen before (idempotency), unless the batch is
 //     taken for new (minAssumeNew: storing its results finds any seen before);
 //  3. row locks on the records the ops name and on the live records holding their
@@ -575,7 +577,10 @@ type remembered struct {
 func (w *writer) lockBatch(ctx context.Context, ops []jiaoliu.Op) error {
 	w.locked = map[int64]bool{}
 	var keys []int64
-	if !w.atomic {
+	if !w.atomic && !w.assumeNew {
+		// A batch taken for new needs no lock on its opIds: a resend of it running at
+		// once writes the same records and results, whose unique indexes make it wait
+		// for this one and then fail, to be run again with its opIds looked up.
 		for _, op := range ops {
 			keys = append(keys, advisoryKey("op/"+op.OpID))
 		}
