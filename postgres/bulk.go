@@ -124,8 +124,8 @@ func (w *writer) applyBulk(ctx context.Context, ops []jiaoliu.Op, start int, res
 // nothing here writes (restamp moves the server's clock, as the per-op path would).
 func (w *writer) bulkRun(ops []jiaoliu.Op, start int) []bulkOp {
 	run := make([]bulkOp, 0, len(ops)-start)
-	opIDs := map[string]bool{} // of the run
-	taken := map[string]bool{} // records (entity/id) and natural keys the run writes
+	opIDs := make(map[string]bool, len(ops)-start)     // of the run
+	taken := make(map[string]bool, 2*(len(ops)-start)) // records (entity/id) and natural keys the run writes
 	for i := start; i < len(ops); i++ {
 		b, ok := w.bulkPlan(ops[i], w.parse(ops, i), opIDs, taken)
 		if !ok {

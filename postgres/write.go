@@ -576,6 +576,9 @@ type remembered struct {
 // one lock while it waits for another batch that waits for it.
 func (w *writer) lockBatch(ctx context.Context, ops []jiaoliu.Op) error {
 	w.locked = map[int64]bool{}
+	if w.seen == nil {
+		w.seen = make(map[string]jiaoliu.OpResult, len(ops)) // every op's result, by remember
+	}
 	var keys []int64
 	if !w.atomic && !w.assumeNew {
 		// A batch taken for new needs no lock on its opIds: a resend of it running at
@@ -643,7 +646,8 @@ func (w *writer) lockBatch(ctx context.Context, ops []jiaoliu.Op) error {
 			ls.keys = append(ls.keys, vals)
 		}
 	}
-	w.rows, w.live, w.stale, w.bulkOK = map[string]*current{}, map[string]string{}, map[string]bool{}, !w.atomic && minBulk <= len(ops)
+	// Sized for a batch of creates, which the bulk path caches as it writes them.
+	w.rows, w.live, w.stale, w.bulkOK = make(map[string]*current, len(ops)), make(map[string]string, len(ops)), map[string]bool{}, !w.atomic && minBulk <= len(ops)
 	for _, def := range lockOrder {
 		ls := sets[def]
 		if ls == nil {
