@@ -752,12 +752,12 @@ func appendQuotedElem(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// appendChanges appends an audit row's changes ({"field": {"old": …, "new": …}}) as
-// JSON. PostgreSQL stores it as jsonb, which keeps neither key order nor spacing.
+// appendChanges appends an audit row's changes ({"field": {"new": …, "old": …}}) as
+// JSON, as json.Marshal writes them (keys sorted).
 func appendChanges(b []byte, changes map[string]any) ([]byte, error) {
 	return appendObject(b, changes, func(b []byte, ch any) ([]byte, error) {
 		m, _ := ch.(map[string]any)
-		return appendObject(b, m, appendJSONValue, "old", "new")
+		return appendObject(b, m, appendJSONValue, "new", "old")
 	})
 }
 
@@ -786,11 +786,14 @@ func appendObject[V any](b []byte, m map[string]V, value func([]byte, V) ([]byte
 		return err
 	}
 	if keys == nil {
-		for k, v := range m {
-			if err := field(k, v); err != nil {
-				return nil, err
-			}
+		// Sorted, as json.Marshal writes a map: the per-op path's audit rows are
+		// json.Marshal's, and the column keeps the text as it is written.
+		var fixed [32]string
+		sorted := fixed[:0]
+		for k := range m {
+			sorted = insertSorted(sorted, k)
 		}
+		keys = sorted
 	}
 	for _, k := range keys {
 		if v, ok := m[k]; ok {

@@ -50,6 +50,11 @@ func TestEncodersAreEncodingJSON(t *testing.T) {
 			want[k] = map[string]any{"new": v}
 		}
 		same(t, "created", created, want)
+		// Byte for byte: audit_log.changes is json (migration 00020), which keeps the
+		// text, and the per-op path writes json.Marshal's.
+		if raw, _ := json.Marshal(want); string(created) != string(raw) {
+			t.Errorf("created: %s, encoding/json %s", created, raw)
+		}
 		changes := map[string]any{"topic": map[string]any{"old": s, "new": "x"}, "deleted": map[string]any{"old": false, "new": true},
 			s: map[string]any{"old": nil, "new": jiaoliu.Date{}}}
 		got, err := appendChanges(nil, changes)
@@ -57,6 +62,9 @@ func TestEncodersAreEncodingJSON(t *testing.T) {
 			t.Fatal(err)
 		}
 		same(t, "changes", got, changes)
+		if raw, _ := json.Marshal(changes); string(got) != string(raw) {
+			t.Errorf("changes: %s, encoding/json %s", got, raw)
+		}
 		for _, r := range []jiaoliu.OpResult{
 			{OpID: s, Status: jiaoliu.StatusApplied, ID: s, Version: "42"},
 			{OpID: "o", Status: jiaoliu.StatusMerged, ID: "i", CanonicalID: "c", Lost: []string{s, "notes"}, Restamped: true, HLC: s},

@@ -152,3 +152,14 @@ func DecodeFieldClock(raw string) (map[string]string, error) {
 func EncodeFieldClock(clock map[string]string) string {
 	return clockJSON(clock)
 }
+
+// insertSorted inserts k into names, sorted.
+func insertSorted(names []string, k string) []string {
+	i := len(names)
+	names = append(names, "")
+	for ; i > 0 && names[i-1] > k; i-- {
+		names[i] = names[i-1]
+	}
+	names[i] = k
+	return names
+}
