@@ -192,7 +192,9 @@ func (w *writer) bulkPlan(op jiaoliu.Op, p *opInfo, opIDs, taken map[string]bool
 		return bulkOp{}, false
 	}
 	taken[rk] = true
-	taken[def.Name+"/"+b.id] = true
+	if merged {
+		taken[def.Name+"/"+b.id] = true // the twin it merged into
+	}
 	if hasKey {
 		taken[key] = true
 	}
