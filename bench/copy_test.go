@@ -21,7 +21,7 @@ func BenchmarkCopy(b *testing.B) {
 	for _, conns := range []int{1, 2} {
 		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {
 			_, db := newDB(b, "copy", bench.Spec{Schools: 30, Teachers: 300, Exchanges: 300, Users: 300, DevicesPerUser: 1})
-			w := newCopyWriter(b, db, conns, 0)
+			w := newCopyWriter(b, db, conns, 0, conns)
 			var c copyRun
 			for it := 0; it < b.N; it++ {
 				c.add(w.run(b, pushOps(500)))
@@ -35,23 +35,33 @@ func BenchmarkCopy(b *testing.B) {
 }
 
 // copyWriter writes backlogs of ops with COPY (bench.CopyBatch) in transactions of 500
-// ops from conns connections, each its own exchange's backlog (exchange first+i, of
-// user and device first+i), continued from run to run.
+// ops from conns connections, spread over the backlogs of exchanges first …
+// first+exchanges-1 (of users and devices of the same numbers), continued from run to
+// run: connection i writes the batches of exchanges i, i+conns, i+2·conns … in turn.
+// The push benchmark spreads them as its devices do (one exchange per device), so that
+// the COPY writes rows of as many exchanges (their scope tokens, statistics rows,
+// index pages) as the pushes it is compared with.
 type copyWriter struct {
 	db     *sqlx.DB
 	first  int
+	conns  int
 	logs   []*bench.Backlog
 	scopes [][]string
+	next   []int // per connection, its next exchange (an index into logs)
 }
 
-func newCopyWriter(b *testing.B, db *sqlx.DB, conns, first int) *copyWriter {
-	w := &copyWriter{db: db, first: first, logs: make([]*bench.Backlog, conns), scopes: make([][]string, conns)}
+func newCopyWriter(b *testing.B, db *sqlx.DB, conns, first, exchanges int) *copyWriter {
+	exchanges = max(exchanges, conns)
+	w := &copyWriter{db: db, first: first, conns: conns, logs: make([]*bench.Backlog, exchanges), scopes: make([][]string, exchanges), next: make([]int, conns)}
 	for i := range w.logs {
 		k := first + i
 		w.logs[i] = bench.NewBacklog(bench.ExchangeID(k), bench.DeviceID(k, 0), start)
 		if err := db.QueryRowContext(context.Background(), `SELECT exchange_child_tokens($1, NULL)`, bench.ExchangeID(k)).Scan(pq.Array(&w.scopes[i])); err != nil {
 			b.Fatal(err)
 		}
+	}
+	for c := range w.next {
+		w.next[c] = c
 	}
 	return w
 }
@@ -75,17 +85,21 @@ func (c *copyRun) rate() float64 { return float64(c.ops) / c.elapsed.Seconds() }
 func (w *copyWriter) run(b *testing.B, ops int) copyRun {
 	ctx := context.Background()
 	const batch = 500
-	conns := len(w.logs)
+	conns := w.conns
 	per := (ops + conns*batch - 1) / (conns * batch)
 	work := make([][]*bench.CopyBatch, conns)
-	for i := range work {
-		k := w.first + i
+	for c := range work {
 		for range per {
-			cb, err := bench.NewCopyBatch(ctx, w.db, w.logs[i].Batch(batch), w.scopes[i], bench.UserID(k), bench.DeviceID(k, 0))
+			x := w.next[c]
+			if w.next[c] += conns; w.next[c] >= len(w.logs) {
+				w.next[c] = c
+			}
+			k := w.first + x
+			cb, err := bench.NewCopyBatch(ctx, w.db, w.logs[x].Batch(batch), w.scopes[x], bench.UserID(k), bench.DeviceID(k, 0))
 			if err != nil {
 				b.Fatal(err)
 			}
-			work[i] = append(work[i], cb)
+			work[c] = append(work[c], cb)
 		}
 	}
 	cpu := bench.StartCPU(ctx, w.db)

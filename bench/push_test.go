@@ -27,7 +27,8 @@ var start = time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC)
 // BenchmarkPush measures ops applied and acknowledged per second: D devices (of D
 // teachers), each pushing its backlog over its own WebSocket in batches of B and
 // waiting for each ack, against the in-process server. At batch 500 it also writes the
-// same number of ops with COPY (bench.CopyBatch, 2 connections) into the same database,
+// same number of ops with COPY (bench.CopyBatch, 2 connections, spread over as many
+// exchanges as there are devices, as the pushes are) into the same database,
 // half just before the pushes and half just after, and reports that rate (copy-ops/s)
 // and the push's share of it (copy-%): the speed of this shared machine drifts by tens
 // of percent within minutes, and a COPY measured by BenchmarkCopy minutes earlier, in
@@ -62,10 +63,10 @@ func benchPush(b *testing.B, devices, batch int) {
 	per := (pushOps(batch) + devices*batch - 1) / (devices * batch) // batches per device
 	total := 0
 	var goCPU, pgCPU, elapsed time.Duration
-	var copies *copyWriter // exchanges 200 and 201: none of the devices' (at most 100)
+	var copies *copyWriter // exchanges 200 … 200+devices-1: as many as the devices', none of theirs
 	var copied copyRun
 	if batch == 500 {
-		copies = newCopyWriter(b, db, 2, 200)
+		copies = newCopyWriter(b, db, 2, 200, devices)
 	}
 	b.ResetTimer()
 	b.StopTimer()
