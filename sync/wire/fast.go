@@ -187,18 +187,28 @@ var opNames = []string{"opId", "kind", "entity", "id", "hlc", "fields"}
 
 // opAt reads one op of a push.
 func opAt(data []byte, i int, op *jiaoliu.Op) (int, bool) {
+	return fieldsOf(data, i, opNames, func(k, v int) (int, bool) {
+		if k == 5 {
+			return fieldsAt(data, v, &op.Fields)
+		}
+		return stringAt(data, v, [...]*string{&op.OpID, &op.Kind, &op.Entity, &op.ID, &op.HLC}[k])
+	})
+}
+
+// fieldsOf reads the object at data[i] into the struct whose JSON fields are names
+// (matched as fieldOf matches them; other members skipped): read reads the value at v
+// of the field names[k].
+func fieldsOf(data []byte, i int, names []string, read func(k, v int) (int, bool)) (int, bool) {
 	var seen uint16
 	return forMembers(data, i, func(key []byte, v int) (int, bool) {
-		k, ok := fieldOf(key, opNames, &seen)
+		k, ok := fieldOf(key, names, &seen)
 		switch {
 		case !ok:
 			return 0, false
 		case k < 0:
 			return skipValue(data, v), true
-		case k == 5:
-			return fieldsAt(data, v, &op.Fields)
 		}
-		return stringAt(data, v, [...]*string{&op.OpID, &op.Kind, &op.Entity, &op.ID, &op.HLC}[k])
+		return read(k, v)
 	})
 }
 
@@ -206,17 +216,11 @@ var recordNames = []string{"entity", "id", "version", "deleted", "fields"}
 
 // recordAt reads one record of a changes message.
 func recordAt(data []byte, i int, r *Record) (int, bool) {
-	var seen uint16
-	return forMembers(data, i, func(key []byte, v int) (int, bool) {
-		k, ok := fieldOf(key, recordNames, &seen)
-		switch {
-		case !ok:
-			return 0, false
-		case k < 0:
-			return skipValue(data, v), true
-		case k == 3:
+	return fieldsOf(data, i, recordNames, func(k, v int) (int, bool) {
+		switch k {
+		case 3:
 			return boolAt(data, v, &r.Deleted)
-		case k == 4:
+		case 4:
 			return fieldsAt(data, v, &r.Fields)
 		}
 		return stringAt(data, v, [...]*string{&r.Entity, &r.ID, &r.Version}[k])
@@ -325,24 +329,18 @@ var resultNames = []string{"opId", "status", "id", "version", "canonicalId", "co
 
 // resultAt reads one result of an ack.
 func resultAt(data []byte, i int, r *jiaoliu.OpResult) (int, bool) {
-	var seen uint16
-	return forMembers(data, i, func(key []byte, v int) (int, bool) {
-		k, ok := fieldOf(key, resultNames, &seen)
-		switch {
-		case !ok:
-			return 0, false
-		case k < 0:
-			return skipValue(data, v), true
-		case k == 8:
+	return fieldsOf(data, i, resultNames, func(k, v int) (int, bool) {
+		switch k {
+		case 8:
 			return stringMapAt(data, v, &r.Fields)
-		case k == 9:
+		case 9:
 			if !sliceAt(data, v, &r.Lost, stringElem) {
 				return 0, false
 			}
 			return skipValue(data, v), true
-		case k == 10:
+		case 10:
 			return boolAt(data, v, &r.Duplicate)
-		case k == 11:
+		case 11:
 			return boolAt(data, v, &r.Restamped)
 		}
 		return stringAt(data, v, [...]*string{&r.OpID, &r.Status, &r.ID, &r.Version, &r.CanonicalID, &r.Code, &r.Message, &r.HLC}[k])
