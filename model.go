@@ -334,9 +334,9 @@ func (f FieldDef) checkRange(n float64) error {
 
 func fmtNum(f float64) string { return fmt.Sprintf("%g", f) }
 
-// keep returns a parsed string value: v itself when it is the string s and parsing left
-// it as it was (out == s), else out. The values of a decoded op stay as they were
-// boxed, instead of each being boxed again.
+// keep returns a parsed string value, out, which is s or a part of it (s trimmed): v
+// itself when v is the plain string s and out is all of it, else out. The values of a
+// decoded op stay as they were boxed, instead of each being boxed again.
 func keep(v any, s, out string) any {
 	if len(out) == len(s) {
 		if _, plain := v.(string); plain {
