@@ -619,9 +619,9 @@ func (w *writer) bulkAudit(ctx context.Context, run []bulkOp) error {
 			if err != nil && encErr == nil {
 				encErr = err
 			}
-			r.NullText(a.UserID, a.UserID != "")
+			r.ID(a.UserID)
 			r.Text(a.Username)
-			r.NullText(a.DeviceID, a.DeviceID != "")
+			r.ID(a.DeviceID)
 			r.Text(a.SessionID)
 			r.Text(b.def.Name)
 			r.Text(b.id)
@@ -793,8 +793,9 @@ func appendObject[V any](b []byte, m map[string]V, value func([]byte, V) ([]byte
 		var fixed [32]string
 		sorted := fixed[:0]
 		for k := range m {
-			sorted = insertSorted(sorted, k)
+			sorted = append(sorted, k)
 		}
+		slices.Sort(sorted)
 		keys = sorted
 	}
 	for _, k := range keys {

@@ -49,6 +49,11 @@ func (r *CopyRow) NullText(s string, valid bool) {
 	r.Text(s)
 }
 
+// ID writes an id, or NULL for none (""), as nullID passes one to a statement.
+func (r *CopyRow) ID(id string) {
+	r.NullText(id, id != "")
+}
+
 // Int writes an integer.
 func (r *CopyRow) Int(v int64) {
 	r.next()

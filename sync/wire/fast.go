@@ -274,9 +274,9 @@ func readTop(data []byte, ms *members, names []string, read func(f, v int) bool)
 }
 
 // sliceAt reads the array at data[v] into *s, each element with elem (a null array
-// makes *s nil, an empty one empty).
-func sliceAt[T any](data []byte, v int, s *[]T, elem func(data []byte, at int, e *T) (int, bool)) bool {
-	n, _, ok := arrayAt(data, v, func(k, at int) (int, bool) {
+// makes *s nil, an empty one empty), and returns the index after it.
+func sliceAt[T any](data []byte, v int, s *[]T, elem func(data []byte, at int, e *T) (int, bool)) (int, bool) {
+	n, next, ok := arrayAt(data, v, func(k, at int) (int, bool) {
 		var zero T
 		*s = append(*s, zero)
 		return elem(data, at, &(*s)[k])
@@ -286,7 +286,7 @@ func sliceAt[T any](data []byte, v int, s *[]T, elem func(data []byte, at int, e
 	} else if *s == nil {
 		*s = []T{}
 	}
-	return ok
+	return next, ok
 }
 
 var pushNames = []string{"batchId", "ops", "schemaVersion"}
@@ -299,7 +299,7 @@ func decodePush(data []byte, ms *members) (*Push, bool) {
 		case 0:
 			_, ok = stringAt(data, v, &p.BatchID)
 		case 1:
-			ok = sliceAt(data, v, &p.Ops, opAt)
+			_, ok = sliceAt(data, v, &p.Ops, opAt)
 		default:
 			_, ok = intAt(data, v, &p.SchemaVersion)
 		}
@@ -315,7 +315,7 @@ func decodeChanges(data []byte, ms *members) (*Changes, bool) {
 	return c, readTop(data, ms, changesNames, func(f, v int) (ok bool) {
 		switch f {
 		case 0:
-			ok = sliceAt(data, v, &c.Records, recordAt)
+			_, ok = sliceAt(data, v, &c.Records, recordAt)
 		case 1:
 			_, ok = stringAt(data, v, &c.Cursor)
 		default:
@@ -334,10 +334,7 @@ func resultAt(data []byte, i int, r *jiaoliu.OpResult) (int, bool) {
 		case 8:
 			return stringMapAt(data, v, &r.Fields)
 		case 9:
-			if !sliceAt(data, v, &r.Lost, stringElem) {
-				return 0, false
-			}
-			return skipValue(data, v), true
+			return sliceAt(data, v, &r.Lost, stringElem)
 		case 10:
 			return boolAt(data, v, &r.Duplicate)
 		case 11:
@@ -384,7 +381,7 @@ func decodeAck(data []byte, ms *members) (*Ack, bool) {
 		if f == 0 {
 			_, ok = stringAt(data, v, &a.BatchID)
 		} else {
-			ok = sliceAt(data, v, &a.Results, resultAt)
+			_, ok = sliceAt(data, v, &a.Results, resultAt)
 		}
 		return ok
 	})
