@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -10,6 +11,16 @@ import (
 
 	"github.com/jiaoliu/jiaoliu"
 )
+
+// newID makes the backlog's record and op ids: time-ordered UUIDv7s as the project's
+// client makes them (jiaoliu.NewID), or random UUIDv4s, as another team's app might,
+// when the environment variable JIAOLIU_BENCH_IDS is "v4".
+var newID = func() func() string {
+	if os.Getenv("JIAOLIU_BENCH_IDS") == "v4" {
+		return uuid.NewString
+	}
+	return jiaoliu.NewID
+}()
 
 // Backlog generates a teacher's offline backlog in the order a tablet writes it: for
 // each school day the day's attendance, then its lessons (periods 1..LessonsPerDay), and
@@ -36,7 +47,7 @@ func (b *Backlog) hlc() string {
 // Next returns the next op of the backlog.
 func (b *Backlog) Next() jiaoliu.Op {
 	date := b.Start.AddDate(0, 0, b.day).Format("2006-01-02")
-	op := jiaoliu.Op{OpID: uuid.NewString(), Kind: jiaoliu.OpUpsert, ID: uuid.NewString(), HLC: b.hlc()}
+	op := jiaoliu.Op{OpID: newID(), Kind: jiaoliu.OpUpsert, ID: newID(), HLC: b.hlc()}
 	perDay := 1 + b.LessonsPerDay
 	research := b.day%5 == 0
 	if research {
@@ -76,7 +87,7 @@ func (b *Backlog) Batch(n int) []jiaoliu.Op {
 func (b *Backlog) Edits(ops []jiaoliu.Op, seed int64) []jiaoliu.Op {
 	out := make([]jiaoliu.Op, len(ops))
 	for i, c := range ops {
-		op := jiaoliu.Op{OpID: uuid.NewString(), Kind: jiaoliu.OpUpsert, Entity: c.Entity, ID: c.ID, HLC: b.hlc()}
+		op := jiaoliu.Op{OpID: newID(), Kind: jiaoliu.OpUpsert, Entity: c.Entity, ID: c.ID, HLC: b.hlc()}
 		note := fmt.Sprintf("补记 %d", i)
 		switch c.Entity {
 		case "lesson":

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
-	"github.com/google/uuid"
 	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/jiaoliu/jiaoliu"
@@ -39,7 +38,7 @@ func create[T any](ctx context.Context, r *Resolver, def *jiaoliu.Entity, input 
 	id, _ := input["id"].(string)
 	delete(input, "id")
 	if id == "" {
-		id = uuid.NewString()
+		id = jiaoliu.NewID()
 	}
 	return write[T](ctx, r, def, jiaoliu.Op{Kind: jiaoliu.OpUpsert, ID: id, Fields: input})
 }
@@ -50,7 +49,7 @@ func update[T any](ctx context.Context, r *Resolver, def *jiaoliu.Entity, id str
 }
 
 func write[T any](ctx context.Context, r *Resolver, def *jiaoliu.Entity, op jiaoliu.Op) (*T, error) {
-	op.OpID = uuid.NewString()
+	op.OpID = jiaoliu.NewID()
 	op.Entity = def.Name
 	op.HLC = r.Store.Clock().Now()
 	res, err := r.Store.Apply(ctx, jiaoliu.Batch{Ops: []jiaoliu.Op{op}, Atomic: true})

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/google/uuid"
 	"github.com/jiaoliu/jiaoliu"
 	"github.com/jiaoliu/jiaoliu/graph/model"
 	"github.com/jiaoliu/jiaoliu/postgres"
@@ -374,7 +373,7 @@ func (r *mutationResolver) DeleteRecord(ctx context.Context, entity string, id s
 	if def == nil {
 		return false, &jiaoliu.Error{Code: jiaoliu.EINVALID, Message: "unknown entity", Fields: map[string]string{"entity": "must be one of the sync entity names, e.g. lesson"}}
 	}
-	_, err := r.Store.Apply(ctx, jiaoliu.Batch{Atomic: true, Ops: []jiaoliu.Op{{OpID: uuid.NewString(), Kind: jiaoliu.OpDelete, Entity: def.Name, ID: id, HLC: r.Store.Clock().Now()}}})
+	_, err := r.Store.Apply(ctx, jiaoliu.Batch{Atomic: true, Ops: []jiaoliu.Op{{OpID: jiaoliu.NewID(), Kind: jiaoliu.OpDelete, Entity: def.Name, ID: id, HLC: r.Store.Clock().Now()}}})
 	return err == nil, err
 }
 

@@ -12,8 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
-
+	"github.com/jiaoliu/jiaoliu"
 	"github.com/jiaoliu/jiaoliu/sync/hlc"
 	"github.com/jiaoliu/jiaoliu/sync/wire"
 )
@@ -158,8 +157,9 @@ type hooks struct {
 	beforeAckApplied func(a *wire.Ack) error
 }
 
-// NewID returns a new record id (a UUID), as devices make them.
-func NewID() string { return uuid.NewString() }
+// NewID returns a new record or op id as devices make them: jiaoliu.NewID, a
+// time-ordered UUIDv7.
+func NewID() string { return jiaoliu.NewID() }
 
 // Open opens or creates the device database at path. Non-empty identity fields of
 // cfg are stored; a database that already belongs to another device with data in it
