@@ -104,16 +104,19 @@ var PoolSize = func() int {
 }()
 
 // ConcurrentWrites is how many Apply transactions a Store runs at once (the others wait
-// for a slot): one per core, at least 2 and at most 8. More writing backends than cores
-// mostly wait for each other's buffer and lock-manager locks: on 2 cores, 8 at once cost
-// 10–30 % more PostgreSQL CPU per pushed op than 2 (BENCHMARKS.md, push session 3).
-// The environment variable JIAOLIU_WRITE_SLOTS overrides it (the database may have more
-// cores than this process sees).
+// for a slot): two per core, at least 2 and at most 8. A transaction keeps its slot
+// while its Go side builds rows and while its commit waits for the WAL flush, so one
+// per core left the cores idle a sixth of the time: on 2 cores, 4 slots push 6–8 %
+// more ops per second than 2 at the same CPU per op (BENCHMARKS.md, session 16). Many
+// more writing backends than cores mostly wait for each other's buffer and lock-manager
+// locks: 8 at once cost 10–30 % more PostgreSQL CPU per pushed op than 2 (push
+// session 3). The environment variable JIAOLIU_WRITE_SLOTS overrides it (the database
+// may have more cores than this process sees).
 var ConcurrentWrites = func() int {
 	if n, err := strconv.Atoi(os.Getenv("JIAOLIU_WRITE_SLOTS")); err == nil && n > 0 {
 		return n
 	}
-	return min(max(runtime.NumCPU(), 2), 8)
+	return min(max(2*runtime.NumCPU(), 2), 8)
 }()
 
 var _ jiaoliu.Writer = (*Store)(nil)
