@@ -58,7 +58,18 @@ func newDB(b *testing.B, name string, spec bench.Spec) (string, *sqlx.DB) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { db.Close() })
+	var dbName string
+	if err := db.GetContext(ctx, &dbName, `SELECT current_database()`); err != nil {
+		b.Fatal(err)
+	}
+	// A benchmark's database goes with it, so that later benchmarks in the same cluster
+	// do not share the cores with autovacuum working through its tables.
+	b.Cleanup(func() {
+		db.Close()
+		if err := cluster.DropDatabase(ctx, dbName); err != nil {
+			b.Error(err)
+		}
+	})
 	if _, err := bench.Seed(ctx, db, spec); err != nil {
 		b.Fatal(err)
 	}

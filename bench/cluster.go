@@ -14,6 +14,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/lib/pq"
+
 	"github.com/jiaoliu/jiaoliu/internal/pgcluster"
 	"github.com/jiaoliu/jiaoliu/postgres"
 )
@@ -75,6 +77,14 @@ func (c *Cluster) NewDatabase(ctx context.Context, name string) (string, error) 
 		return "", fmt.Errorf("create database %s: %w", name, err)
 	}
 	return c.DSN(name), nil
+}
+
+// DropDatabase drops the database name, closing its connections.
+func (c *Cluster) DropDatabase(ctx context.Context, name string) error {
+	if _, err := c.admin.ExecContext(ctx, `DROP DATABASE IF EXISTS `+pq.QuoteIdentifier(name)+` WITH (FORCE)`); err != nil {
+		return fmt.Errorf("drop database %s: %w", name, err)
+	}
+	return nil
 }
 
 // Close stops the cluster and removes its directory.
