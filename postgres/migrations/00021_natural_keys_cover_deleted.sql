@@ -10,8 +10,9 @@
 -- key collide, as before; deleted ones never do, as before (the key's columns are NOT
 -- NULL, so any data the partial indexes took, these take). NULLS NOT DISTINCT needs
 -- PostgreSQL 15. Queries by exchange use its first column whether they ask for deleted
--- rows or not, so lessons_exchange_date goes: one index fewer for every pushed lesson (Apply of 10 x 500 creates, alternated 3 times:
--- 18,154-20,324 -> 21,570-21,706 ops/s, BENCHMARKS.md session 16).
+-- rows or not, so lessons_exchange_date goes: one index fewer for every pushed lesson
+-- (Apply of 10 x 500 creates, alternated 3 times: 18,154-20,324 -> 21,570-21,706 ops/s,
+-- BENCHMARKS.md session 16).
 --
 -- Building them reads each table once: 0.65 s for a million lessons here, 0.11 s for
 -- 200,000 attendance records.
