@@ -50,16 +50,12 @@ func TestMain(m *testing.M) {
 func newDB(b *testing.B, name string, spec bench.Spec) (string, *sqlx.DB) {
 	b.Helper()
 	ctx := context.Background()
-	dsn, err := cluster.NewDatabase(ctx, name)
+	dbName, dsn, err := cluster.NewDatabase(ctx, name)
 	if err != nil {
 		b.Fatal(err)
 	}
 	db, err := sqlx.Connect("postgres", dsn)
 	if err != nil {
-		b.Fatal(err)
-	}
-	var dbName string
-	if err := db.GetContext(ctx, &dbName, `SELECT current_database()`); err != nil {
 		b.Fatal(err)
 	}
 	// A benchmark's database goes with it, so that later benchmarks in the same cluster

@@ -66,20 +66,21 @@ func StartCluster(ctx context.Context, dir string, fsync bool) (*Cluster, error)
 	return bc, nil
 }
 
-// NewDatabase creates a fresh migrated database and returns its DSN.
-func (c *Cluster) NewDatabase(ctx context.Context, name string) (string, error) {
+// NewDatabase creates a fresh migrated database and returns its name (name with a
+// number) and DSN.
+func (c *Cluster) NewDatabase(ctx context.Context, name string) (dbName, dsn string, err error) {
 	c.seq++
-	name = fmt.Sprintf("%s_%d", name, c.seq)
-	if _, err := c.admin.ExecContext(ctx, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`); err != nil {
-		return "", err
+	dbName = fmt.Sprintf("%s_%d", name, c.seq)
+	if err := c.DropDatabase(ctx, dbName); err != nil {
+		return "", "", err
 	}
-	if _, err := c.admin.ExecContext(ctx, `CREATE DATABASE `+name+` TEMPLATE bench_template STRATEGY FILE_COPY`); err != nil {
-		return "", fmt.Errorf("create database %s: %w", name, err)
+	if _, err := c.admin.ExecContext(ctx, `CREATE DATABASE `+pq.QuoteIdentifier(dbName)+` TEMPLATE bench_template STRATEGY FILE_COPY`); err != nil {
+		return "", "", fmt.Errorf("create database %s: %w", dbName, err)
 	}
-	return c.DSN(name), nil
+	return dbName, c.DSN(dbName), nil
 }
 
-// DropDatabase drops the database name, closing its connections.
+// DropDatabase drops the database name if it exists, closing its connections.
 func (c *Cluster) DropDatabase(ctx context.Context, name string) error {
 	if _, err := c.admin.ExecContext(ctx, `DROP DATABASE IF EXISTS `+pq.QuoteIdentifier(name)+` WITH (FORCE)`); err != nil {
 		return fmt.Errorf("drop database %s: %w", name, err)

@@ -116,7 +116,7 @@ var ConcurrentWrites = func() int {
 	if n, err := strconv.Atoi(os.Getenv("JIAOLIU_WRITE_SLOTS")); err == nil && n > 0 {
 		return n
 	}
-	return min(max(2*runtime.NumCPU(), 2), 8)
+	return min(2*runtime.NumCPU(), 8) // at least 2: a process sees at least one core
 }()
 
 var _ jiaoliu.Writer = (*Store)(nil)
