@@ -330,32 +330,50 @@ const (
 	userOfTokenQuery = `SELECT ` + userColumns + `, NULL::text[] AS read_tokens` + userOfToken
 )
 
+// The device of a token (its hash, $1) and the device's user, with or without the
+// scope tokens they read with: one round trip, as the sync layer authenticates every
+// message. stale says that last_seen_at is more than a minute old.
+const (
+	deviceOfToken = ` FROM devices d JOIN users u ON u.id = d.user_id AND NOT u.disabled
+		WHERE d.token_hash = $1 AND d.revoked_at IS NULL`
+	tokenDeviceColumns = `d.id::text AS device_id, coalesce(d.last_seen_at < now() - interval '1 minute', true) AS stale,
+		u.id, u.username, u.display_name, u.role, u.district_id, u.school_id, u.teacher_id, u.disabled, u.created_at`
+	deviceWithTokensQuery = `SELECT ` + tokenDeviceColumns + `,
+		CASE WHEN u.role = 'ADMIN' THEN NULL ELSE actor_tokens(u.role, u.district_id, u.school_id, u.teacher_id) END AS read_tokens` + deviceOfToken
+	deviceOfTokenQuery = `SELECT ` + tokenDeviceColumns + `, NULL::text[] AS read_tokens` + deviceOfToken
+)
+
+// tokenUser is a row of the queries above.
+type tokenUser struct {
+	jiaoliu.User
+	Tokens   pq.StringArray `db:"read_tokens"`
+	DeviceID string         `db:"device_id"`
+	Stale    bool           `db:"stale"`
+}
+
 func (s *Store) authenticate(ctx context.Context, token string, withTokens bool) (*jiaoliu.Actor, error) {
 	unauth := jiaoliu.Errorf(jiaoliu.EUNAUTHENTICATED, "invalid or expired token")
 	if token == "" {
 		return nil, unauth
 	}
-	var userID, deviceID, sessionID string
-	version := -1 // device tokens: no session version to match
+	var row tokenUser
+	var sessionID string
+	gen := s.sessions.generation()
 	if strings.HasPrefix(token, devicePrefix) {
 		sum := sha256.Sum256([]byte(token))
-		// The sync layer authenticates every message: read, and write last_seen_at only
-		// when it is more than a minute old.
-		var dev struct {
-			ID    string `db:"id"`
-			User  string `db:"user_id"`
-			Stale bool   `db:"stale"`
+		q := deviceOfTokenQuery
+		if withTokens {
+			q = deviceWithTokensQuery
 		}
-		err := s.get(ctx, &dev, `SELECT id::text, user_id::text, coalesce(last_seen_at < now() - interval '1 minute', true) AS stale
-			FROM devices WHERE token_hash = $1 AND revoked_at IS NULL`, sum[:])
-		deviceID, userID = dev.ID, dev.User
+		err := s.get(ctx, &row, q, sum[:])
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, unauth
 		} else if err != nil {
 			return nil, fmt.Errorf("authenticate device: %w", err)
 		}
-		if dev.Stale {
-			if _, err := s.db.ExecContext(ctx, `UPDATE devices SET last_seen_at = now() WHERE id = $1`, deviceID); err != nil {
+		// last_seen_at is written only when it is more than a minute old.
+		if row.Stale {
+			if _, err := s.db.ExecContext(ctx, `UPDATE devices SET last_seen_at = now() WHERE id = $1`, row.DeviceID); err != nil {
 				return nil, fmt.Errorf("authenticate device: %w", err)
 			}
 		}
@@ -370,31 +388,24 @@ func (s *Store) authenticate(ctx context.Context, token string, withTokens bool)
 		if err != nil || claims.Version < 0 {
 			return nil, unauth
 		}
-		userID, sessionID, version = claims.Subject, claims.ID, claims.Version
-	}
-	if deviceID == "" {
 		if a := s.sessions.get(token); a != nil {
 			return a, nil
 		}
+		// The user and the scope tokens they read with, in one round trip: every
+		// request is authenticated, and every read needs the tokens.
+		q := userWithTokensQuery
+		if !withTokens {
+			q = userOfTokenQuery
+		}
+		sessionID = claims.ID
+		err = s.get(ctx, &row, q, claims.Subject, claims.Version)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, unauth
+		} else if err != nil {
+			return nil, fmt.Errorf("authenticate: %w", err)
+		}
 	}
-	gen := s.sessions.generation()
-	// The user and the scope tokens they read with, in one round trip: every request
-	// and every sync message is authenticated, and every read needs the tokens.
-	var row struct {
-		jiaoliu.User
-		Tokens pq.StringArray `db:"read_tokens"`
-	}
-	q := userWithTokensQuery
-	if !withTokens {
-		q = userOfTokenQuery
-	}
-	err := s.get(ctx, &row, q, userID, version)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, unauth
-	} else if err != nil {
-		return nil, fmt.Errorf("authenticate: %w", err)
-	}
-	a := ActorOf(&row.User, deviceID, sessionID)
+	a := ActorOf(&row.User, row.DeviceID, sessionID)
 	if !withTokens {
 		return a, nil
 	}
@@ -404,7 +415,7 @@ func (s *Store) authenticate(ctx context.Context, token string, withTokens bool)
 			a.ReadTokens = []string{}
 		}
 	}
-	if deviceID == "" && a.Role != jiaoliu.RoleTeacher {
+	if row.DeviceID == "" && a.Role != jiaoliu.RoleTeacher {
 		s.sessions.put(token, a, gen)
 	}
 	return a, nil
