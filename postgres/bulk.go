@@ -391,7 +391,8 @@ func (w *writer) bulkWrite(ctx context.Context, run []bulkOp, results []jiaoliu.
 		if !refusal(err) {
 			return false, err
 		}
-		if _, rerr := w.tx.Tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT bulk`); rerr != nil {
+		// Released too, so that the per-op path's savepoints do not nest in it.
+		if _, rerr := w.tx.Tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT bulk; RELEASE SAVEPOINT bulk`); rerr != nil {
 			return false, fmt.Errorf("bulk: rollback to savepoint: %w", rerr)
 		}
 		return false, nil

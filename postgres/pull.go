@@ -657,7 +657,7 @@ func (s *Store) Reject(ctx context.Context, op jiaoliu.Op, code, message string)
 		if err := w.remember(ctx, op, res); err != nil {
 			return res, fmt.Errorf("reject: %w", err)
 		}
-		if err := w.flushRemembered(ctx); err != nil {
+		if _, err := w.flushRemembered(ctx, ""); err != nil {
 			return res, fmt.Errorf("reject: %w", err)
 		}
 	}

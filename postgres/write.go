@@ -56,7 +56,7 @@ func (s *Store) Apply(ctx context.Context, batch jiaoliu.Batch) ([]jiaoliu.OpRes
 	case <-ctx.Done():
 		return nil, fmt.Errorf("apply: %w", ctx.Err())
 	}
-	assumeNew := !batch.Atomic && len(batch.Ops) >= minAssumeNew
+	assumeNew := !batch.Atomic
 	for attempt := 1; ; attempt++ {
 		results, err := s.applyOnce(ctx, actor, batch, attempt, assumeNew)
 		if err != nil && assumeNew && !retryable(err) && ctx.Err() == nil {
@@ -103,15 +103,15 @@ const (
 // applyRetries counts the batches Apply ran again (tests read it).
 var applyRetries atomic.Int64
 
-// minAssumeNew is the smallest batch whose opIds Apply takes for new rather than looking
-// them up before it applies them (lockBatch's step 2, 3 µs of PostgreSQL per op: an
-// index probe per opId of sync_ops, which grows by every op ever pushed). Storing the
-// results at the end probes the same index for each (its primary key), and finds an
-// opId seen before: the transaction is then given up and the batch run again, its
-// opIds looked up first (seenRetries). A batch carries ops seen before only when it is
-// resent (its ack was lost), so that costs a batch twice, rarely. Smaller batches (a
-// device saving one op at a time) look their opIds up first, as every resend does.
-const minAssumeNew = 16
+// A device batch is taken for new: its opIds are not looked up before it is applied
+// (lockBatch's step 2, an index probe of sync_ops per opId, a table that grows by every
+// op ever pushed, and for a device saving one op at a time a lock and a lookup: two of
+// its transaction's round trips). Storing the results at the end probes the same index
+// (its primary key) and finds an opId seen before: the transaction is then given up and
+// the batch run again, its opIds locked and looked up first (seenRetries). A batch
+// carries ops seen before only when it is resent (its ack was lost), so that costs a
+// batch twice, rarely. Until session 17 only batches of 16 ops or more were taken for
+// new.
 
 // errSeenBefore is an attempt's error when a batch taken for new carries an opId whose
 // result is stored already.
@@ -145,7 +145,7 @@ func retryPause(attempt int) time.Duration {
 }
 
 // applyOnce runs a batch in one transaction. assumeNew takes the batch's opIds for new
-// (minAssumeNew): it then fails with errSeenBefore if one is not.
+// (see errSeenBefore): it then fails with errSeenBefore if one is not.
 func (s *Store) applyOnce(ctx context.Context, actor *jiaoliu.Actor, batch jiaoliu.Batch, attempt int, assumeNew bool) ([]jiaoliu.OpResult, error) {
 	if applyFault != nil {
 		if err := applyFault(attempt); err != nil {
@@ -181,7 +181,7 @@ func (s *Store) applyOnce(ctx context.Context, actor *jiaoliu.Actor, batch jiaol
 			}
 		}
 		op := batch.Ops[i]
-		res, err := w.apply(ctx, op, batch.Atomic)
+		res, err := w.apply(ctx, op, batch.Atomic, i == len(batch.Ops)-1)
 		if err != nil {
 			return nil, fmt.Errorf("apply op %s: %w", op.OpID, err)
 		}
@@ -190,11 +190,16 @@ func (s *Store) applyOnce(ctx context.Context, actor *jiaoliu.Actor, batch jiaol
 		}
 		results[i] = res
 	}
-	if err := w.flushRemembered(ctx); err != nil {
+	var notify string
+	if len(w.changed) > 0 {
+		notify = w.notifyPayload()
+	}
+	notified, err := w.flushRemembered(ctx, notify)
+	if err != nil {
 		return nil, err
 	}
-	if len(w.changed) > 0 {
-		if _, err := tx.ExecContext(ctx, `SELECT pg_notify('sync_changes', $1)`, w.notifyPayload()); err != nil {
+	if notify != "" && !notified {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_notify('sync_changes', $1)`, notify); err != nil {
 			return nil, fmt.Errorf("apply: notify: %w", err)
 		}
 	}
@@ -210,7 +215,7 @@ type writer struct {
 	tx         *stmtTx
 	atomic     bool
 	seen       map[string]jiaoliu.OpResult // first results of the batch's opIds
-	assumeNew  bool                        // the opIds were not looked up (minAssumeNew)
+	assumeNew  bool                        // the opIds were not looked up (errSeenBefore)
 	remembered []remembered                // results to store in sync_ops at the end
 	actor      *jiaoliu.Actor
 	readTokens []string // the actor's read scope; see tokens
@@ -305,7 +310,8 @@ func (w *writer) notifyPayload() string {
 	return p
 }
 
-func (w *writer) apply(ctx context.Context, op jiaoliu.Op, atomic bool) (jiaoliu.OpResult, error) {
+// apply applies op, the last of its batch if last.
+func (w *writer) apply(ctx context.Context, op jiaoliu.Op, atomic, last bool) (jiaoliu.OpResult, error) {
 	res := jiaoliu.OpResult{OpID: op.OpID, ID: op.ID}
 	if err := checkEnvelope(op); err != nil {
 		// Remember even a malformed op's id, so resends do not pile up rejections.
@@ -318,7 +324,12 @@ func (w *writer) apply(ctx context.Context, op jiaoliu.Op, atomic bool) (jiaoliu
 	op, res.Restamped = w.restamp(op)
 
 	// A device batch isolates each op in a savepoint, so a rejected op leaves the
-	// others; an atomic batch fails whole anyway and needs none.
+	// others; an atomic batch fails whole anyway and needs none. The savepoint of the
+	// batch's last op that was applied is left to the commit (one round trip fewer for
+	// a device saving one op at a time); a rejected op's is rolled back and released
+	// at once, so that its rejection is written outside it and the ops after it do not
+	// nest one savepoint deeper each (past 64 open subtransactions PostgreSQL's
+	// snapshots overflow, for every session).
 	if !atomic {
 		if _, err := w.tx.ExecContext(ctx, `SAVEPOINT op`); err != nil {
 			return res, fmt.Errorf("savepoint: %w", err)
@@ -327,7 +338,7 @@ func (w *writer) apply(ctx context.Context, op jiaoliu.Op, atomic bool) (jiaoliu
 	out, err := w.write(ctx, op)
 	if err != nil {
 		if !atomic {
-			if _, rerr := w.tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT op`); rerr != nil {
+			if _, rerr := w.tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT op; RELEASE SAVEPOINT op`); rerr != nil {
 				return res, fmt.Errorf("rollback to savepoint: %w", rerr)
 			}
 		}
@@ -336,7 +347,7 @@ func (w *writer) apply(ctx context.Context, op jiaoliu.Op, atomic bool) (jiaoliu
 		}
 		return res, err
 	}
-	if !atomic {
+	if !atomic && !last {
 		if _, err := w.tx.ExecContext(ctx, `RELEASE SAVEPOINT op`); err != nil {
 			return res, fmt.Errorf("release savepoint: %w", err)
 		}
@@ -563,7 +574,7 @@ type remembered struct {
 //     keys of its upserts (concurrent creates of one key merge instead of failing), all
 //     in one statement, in ascending order of key;
 //  2. the first results of the opIds seen before (idempotency), unless the batch is
-//     taken for new (minAssumeNew: storing its results finds any seen before);
+//     taken for new (errSeenBefore: storing its results finds any seen before);
 //  3. row locks on the records the ops name and on the live records holding their
 //     natural keys: one statement per entity, children before parents (lockOrder), rows
 //     in id order.
@@ -924,49 +935,67 @@ func encodeResult(r jiaoliu.OpResult) ([]byte, error) {
 // for new that fails the attempt (errSeenBefore: the batch runs again, its opIds looked
 // up first). Otherwise the opId was stored by Store.Reject, which takes no lock, at the
 // same moment: the savepoint is rolled back and the results go in with an upsert, as
-// few always do.
-func (w *writer) flushRemembered(ctx context.Context) error {
+// few always do (a plain insert when the batch is taken for new, whose conflict is
+// errSeenBefore too).
+//
+// notify, when not empty, is the payload of the batch's pg_notify, sent by the same
+// statement as a few results (one round trip fewer for a device saving one op at a
+// time); it reports whether it was sent.
+func (w *writer) flushRemembered(ctx context.Context, notify string) (notified bool, err error) {
 	if len(w.remembered) == 0 {
-		return nil
+		return false, nil
 	}
-	if w.assumeNew || len(w.remembered) >= 16 {
+	if len(w.remembered) >= 16 {
 		// A batch taken for new needs no savepoint: the whole attempt is given up.
 		savepoint := !w.assumeNew
 		if savepoint {
 			if _, err := w.tx.Tx.ExecContext(ctx, `SAVEPOINT remember`); err != nil {
-				return fmt.Errorf("remember ops: %w", err)
+				return false, fmt.Errorf("remember ops: %w", err)
 			}
 		}
 		err := w.copyRemembered(ctx)
 		switch {
 		case err == nil && savepoint:
 			if _, err := w.tx.Tx.ExecContext(ctx, `RELEASE SAVEPOINT remember`); err != nil {
-				return fmt.Errorf("remember ops: %w", err)
+				return false, fmt.Errorf("remember ops: %w", err)
 			}
-			return nil
+			return false, nil
 		case err == nil:
-			return nil
+			return false, nil
 		case !uniqueViolation(err):
-			return fmt.Errorf("remember ops: %w", err)
+			return false, fmt.Errorf("remember ops: %w", err)
 		case !savepoint:
-			return errSeenBefore
+			return false, errSeenBefore
 		}
 		if _, err := w.tx.Tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT remember`); err != nil {
-			return fmt.Errorf("remember ops: %w", err)
+			return false, fmt.Errorf("remember ops: %w", err)
 		}
+		w.assumeNew = false // the upsert below settles the conflict
 	}
 	ids := make([]string, len(w.remembered))
 	results := make([]string, len(w.remembered))
 	for i, r := range w.remembered {
 		ids[i], results[i] = r.opID, string(r.result)
 	}
-	if _, err := w.tx.shareable().ExecContext(ctx, `INSERT INTO sync_ops (op_id, device_id, user_id, result)
-		SELECT id, $3, $4, r::jsonb FROM unnest((SELECT $1::text[]), (SELECT $2::text[])) AS t(id, r)
-		ON CONFLICT (op_id) DO UPDATE SET result = excluded.result`,
-		textArray(ids), textArray(results), nullID(w.actor.DeviceID), nullID(w.actor.UserID)); err != nil {
-		return fmt.Errorf("remember ops: %w", err)
+	q := `INSERT INTO sync_ops (op_id, device_id, user_id, result)
+		SELECT id, $3, $4, r::jsonb FROM unnest((SELECT $1::text[]), (SELECT $2::text[])) AS t(id, r)`
+	if !w.assumeNew {
+		q += ` ON CONFLICT (op_id) DO UPDATE SET result = excluded.result`
 	}
-	return nil
+	args := []any{textArray(ids), textArray(results), nullID(w.actor.DeviceID), nullID(w.actor.UserID)}
+	if notify != "" {
+		// A data-modifying WITH runs to its end whether or not the query reads it.
+		q = `WITH stored AS (` + q + `) SELECT pg_notify('sync_changes', $5)`
+		args = append(args, notify)
+	}
+	_, err = w.tx.shareable().ExecContext(ctx, q, args...)
+	switch {
+	case err != nil && w.assumeNew && uniqueViolation(err):
+		return false, errSeenBefore
+	case err != nil:
+		return false, fmt.Errorf("remember ops: %w", err)
+	}
+	return notify != "", nil
 }
 
 // copyRemembered writes the batch's results into sync_ops with COPY.

@@ -21,10 +21,12 @@ import (
 // same moment, as a device does that reconnects while its first push is still being
 // applied: every op must be applied once (one non-duplicate answer, one conflict row
 // per lost field, one audit row), and all three answers must agree, also for ops the
-// server re-stamps (their HLC is the server's, once); every other round's batch is large
-// enough to be taken for new (postgres.minAssumeNew). Before the write path locked
-// op ids, the second transaction did not see the first's uncommitted sync_ops row and
-// applied the batch again.
+// server re-stamps (their HLC is the server's, once). Every batch is taken for new (its
+// opIds not looked up): the second application waits on the unique indexes of what the
+// first writes and runs again with its opIds locked and looked up; every other round's
+// batch is large enough for its results to be stored with COPY, the others with an
+// INSERT. Before the write path locked op ids, the second transaction did not see the
+// first's uncommitted sync_ops row and applied the batch again.
 func TestConcurrentResendAppliesOnce(t *testing.T) {
 	srv := newServer(t)
 	w := newWorld(t, srv.URL())
@@ -67,9 +69,9 @@ func TestConcurrentResendAppliesOnce(t *testing.T) {
 				Fields: map[string]any{"exchangeId": w.exchangeA, "date": "2026-10-13", "kind": "SURVEY", "topic": fmt.Sprint(r)}},
 		}
 		if r%2 == 1 {
-			// 15 more: a batch of 18, taken for new by the write path (not looked up
-			// before it is applied; a second application finds the first's results
-			// when it stores its own, and runs again as a resend).
+			// 15 more: a batch of 18, whose results are stored with COPY (a second
+			// application finds the first's results when it stores its own, and runs
+			// again as a resend).
 			for k := range 15 {
 				ops = append(ops, jiaoliu.Op{OpID: uuid.NewString(), Kind: jiaoliu.OpUpsert, Entity: "researchActivity", ID: uuid.NewString(), HLC: clock.Now(),
 					Fields: map[string]any{"exchangeId": w.exchangeA, "date": "2026-10-14", "kind": "SURVEY", "topic": fmt.Sprint(r, "-", k)}})
