@@ -86,6 +86,9 @@ type Store struct {
 	teachers sync.Map
 	// views caches the parts of the district views (see policy_cache.go).
 	views viewCache
+	// synced holds, by device id, when this Store last wrote the device's
+	// last_sync_at (see DeviceSynced).
+	synced sync.Map
 }
 
 // PoolSize is how many connections to PostgreSQL a process opens at most, all kept

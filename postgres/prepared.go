@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"sync"
 
@@ -87,15 +88,13 @@ func (s *Store) selectx(ctx context.Context, dest any, q string, args ...any) er
 }
 
 // exec runs a statement, prepared.
-func (s *Store) exec(ctx context.Context, q string, args ...any) error {
+func (s *Store) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	st, err := s.prepared(ctx, q)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if st == nil {
-		_, err = s.db.ExecContext(ctx, q, args...)
-	} else {
-		_, err = st.ExecContext(ctx, args...)
+		return s.db.ExecContext(ctx, q, args...)
 	}
-	return err
+	return st.ExecContext(ctx, args...)
 }
