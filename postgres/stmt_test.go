@@ -59,14 +59,15 @@ func TestWriteStatementsAreSharedAcrossTransactions(t *testing.T) {
 		Runs      int    `db:"runs"`
 	}
 	if err := f.db.SelectContext(ctx, &stmts, `SELECT statement, generic_plans + custom_plans AS runs FROM pg_prepared_statements
-		WHERE statement LIKE 'INSERT INTO lessons%' OR statement LIKE 'INSERT INTO sync_log%' OR statement LIKE 'INSERT INTO audit_log%'
+		WHERE statement LIKE 'WITH toks AS MATERIALIZED (%INSERT INTO lessons%' OR statement LIKE 'WITH logged AS (INSERT INTO sync_log%INSERT INTO audit_log%'
 		OR statement LIKE 'WITH stored AS (INSERT INTO sync_ops%'`); err != nil {
 		t.Fatal(err)
 	}
 	// Looked up in push 1, prepared after push 2: run by the 10 pushes after.
-	// (Its opId is not looked up: a batch is taken for new, and a resend found when its
-	// result is stored.)
-	for _, prefix := range []string{"INSERT INTO lessons ", "INSERT INTO sync_log ", "INSERT INTO audit_log ", "WITH stored AS (INSERT INTO sync_ops "} {
+	// The lesson with its scope tokens; its change-log and audit rows; its result and
+	// the batch's notification. (Its opId is not looked up: a batch is taken for new,
+	// and a resend found when its result is stored.)
+	for _, prefix := range []string{"WITH toks AS MATERIALIZED (SELECT exchange_child_tokens(", "WITH logged AS (INSERT INTO sync_log ", "WITH stored AS (INSERT INTO sync_ops "} {
 		runs := 0
 		for _, s := range stmts {
 			if strings.HasPrefix(s.Statement, prefix) {
