@@ -64,7 +64,12 @@ func MustApply(tb testing.TB, ctx context.Context, s *postgres.Store, ops ...jia
 
 func newFixture(tb testing.TB) *fixture {
 	tb.Helper()
-	db := pgtest.NewDB(tb)
+	return newFixtureDB(tb, pgtest.NewDB(tb))
+}
+
+// newFixtureDB is newFixture on a pool of the caller's, to a fresh database.
+func newFixtureDB(tb testing.TB, db *sqlx.DB) *fixture {
+	tb.Helper()
 	f := &fixture{store: postgres.NewStore(db, hlc.NewClock("server"), nil), db: db,
 		district: newID(), urban: newID(), rural: newID(), teacher: newID(), other: newID(), exchange: newID()}
 	MustApply(tb, sys(), f.store,
