@@ -70,10 +70,10 @@ func TestSingleOpPushStatements(t *testing.T) {
 		push(3 + i)
 	}
 	stmts := rec.take()
-	// Authenticate (1); BEGIN, the natural key's lock, the record by id, then by natural
-	// key, SAVEPOINT, the INSERT with its tokens, the change-log and audit rows, the
-	// result with the notification, COMMIT (9); last_sync_at: nothing within the interval.
-	const want = 10
+	// Authenticate (1); BEGIN, the record by id, the natural key's lock, the record by
+	// natural key, the INSERT with its tokens, the change-log and audit rows, the result
+	// with the notification, COMMIT (8); last_sync_at: nothing within the interval.
+	const want = 9
 	if len(stmts) != want*pushes {
 		t.Errorf("%d single-op pushes sent %d statements, want %d each:\n%s", pushes, len(stmts), want, strings.Join(stmts, "\n"))
 	}

@@ -444,3 +444,58 @@ func TestCreatedFieldClock(t *testing.T) {
 		}
 	}
 }
+
+// The only op of a device batch is applied without a savepoint; rejected, the batch
+// runs again with one. Each kind of rejection then gives the answer, the stored
+// rejection and the stored result a batch of several gives, once, and writes nothing
+// else: rejected in Go before any write (a field), by the database (a reference), and
+// after the record was written (a teacher's lesson on another teacher's exchange, whose
+// scope is checked once the record's tokens are known).
+func TestSingleOpRejections(t *testing.T) {
+	f := newFixture(t)
+	other := teacherCtx(f, f.other)
+	for _, c := range []struct {
+		name string
+		ctx  context.Context
+		op   jiaoliu.Op
+		code string
+	}{
+		{"field", sys(), upsert("lesson", newID(), lessonFields(f, "2026-10-14", 13)), jiaoliu.RejectValidation},
+		{"reference", sys(), upsert("lesson", newID(), map[string]any{"exchangeId": newID(), "date": "2026-10-14", "period": 1.0, "subject": "语文", "kind": "REGULAR"}), jiaoliu.RejectMissingRef},
+		{"scope", other, upsert("lesson", newID(), lessonFields(f, "2026-10-15", 1)), jiaoliu.RejectForbidden},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res, err := f.store.Apply(c.ctx, jiaoliu.Batch{Ops: []jiaoliu.Op{c.op}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := res[0]; r.Status != jiaoliu.StatusRejected || r.Code != c.code || r.Duplicate {
+				t.Fatalf("result %+v, want rejected %s", r, c.code)
+			}
+			again, err := f.store.Apply(c.ctx, jiaoliu.Batch{Ops: []jiaoliu.Op{c.op}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := again[0]; !r.Duplicate || r.Code != c.code {
+				t.Fatalf("resend %+v, want the duplicate of %+v", r, res[0])
+			}
+			var n struct {
+				Rejections int `db:"rejections"`
+				Results    int `db:"results"`
+				Lessons    int `db:"lessons"`
+				Logged     int `db:"logged"`
+				Audited    int `db:"audited"`
+			}
+			if err := f.db.Get(&n, `SELECT (SELECT count(*) FROM sync_rejections WHERE op_id = $1) AS rejections,
+				(SELECT count(*) FROM sync_ops WHERE op_id = $1) AS results,
+				(SELECT count(*) FROM lessons WHERE id = $2) AS lessons,
+				(SELECT count(*) FROM sync_log WHERE id = $2) AS logged,
+				(SELECT count(*) FROM audit_log WHERE op_id = $1) AS audited`, c.op.OpID, c.op.ID); err != nil {
+				t.Fatal(err)
+			}
+			if n.Rejections != 1 || n.Results != 1 || n.Lessons != 0 || n.Logged != 0 || n.Audited != 0 {
+				t.Fatalf("stored %+v, want one rejection and one result, nothing else", n)
+			}
+		})
+	}
+}

@@ -64,11 +64,15 @@ func (s *Store) Apply(ctx context.Context, batch jiaoliu.Batch) ([]jiaoliu.OpRes
 			// op again failed (a record it creates exists: a unique violation, as when
 			// a resend runs beside the first application): nothing was committed; run
 			// the batch as a resend is run, its opIds looked up first.
-			if !errors.Is(err, errSeenBefore) && !uniqueViolation(err) {
+			switch {
+			case errors.Is(err, errRejectedAlone):
+			case errors.Is(err, errSeenBefore) || uniqueViolation(err):
+				seenRetries.Add(1)
+			default:
 				s.log.Warn("apply: a batch taken for new failed; running it again with its opIds looked up", logKeyErr, err, logKeyOps, len(batch.Ops))
+				seenRetries.Add(1)
 			}
 			assumeNew = false
-			seenRetries.Add(1)
 			results, err = s.applyOnce(ctx, actor, batch, attempt, false)
 		}
 		if err == nil || !retryable(err) {
@@ -117,6 +121,13 @@ var applyRetries atomic.Int64
 // result is stored already.
 var errSeenBefore = errors.New("apply: the batch carries ops seen before")
 
+// errRejectedAlone is an attempt's error when the only op of a batch taken for new,
+// applied without a savepoint (writer.alone), is rejected: the batch runs again as a
+// resend does, each op in a savepoint, and stores the rejection then. A device saving
+// one op at a time saves the savepoint's round trip on every push; a rejected op, rare,
+// costs a transaction more.
+var errRejectedAlone = errors.New("apply: the batch's only op is rejected")
+
 // seenRetries counts the batches taken for new that were run again (tests read it).
 var seenRetries atomic.Int64
 
@@ -158,7 +169,8 @@ func (s *Store) applyOnce(ctx context.Context, actor *jiaoliu.Actor, batch jiaol
 	}
 	defer end()
 
-	w := &writer{store: s, tx: tx, actor: actor, atomic: batch.Atomic, assumeNew: assumeNew}
+	w := &writer{store: s, tx: tx, actor: actor, atomic: batch.Atomic, assumeNew: assumeNew,
+		alone: assumeNew && !batch.Atomic && len(batch.Ops) == 1}
 	if err := w.lockBatch(ctx, batch.Ops); err != nil {
 		return nil, err
 	}
@@ -216,6 +228,7 @@ type writer struct {
 	atomic     bool
 	seen       map[string]jiaoliu.OpResult // first results of the batch's opIds
 	assumeNew  bool                        // the opIds were not looked up (errSeenBefore)
+	alone      bool                        // the batch's only op is applied without a savepoint (errRejectedAlone)
 	remembered []remembered                // results to store in sync_ops at the end
 	actor      *jiaoliu.Actor
 	readTokens []string // the actor's read scope; see tokens
@@ -324,30 +337,35 @@ func (w *writer) apply(ctx context.Context, op jiaoliu.Op, atomic, last bool) (j
 	op, res.Restamped = w.restamp(op)
 
 	// A device batch isolates each op in a savepoint, so a rejected op leaves the
-	// others; an atomic batch fails whole anyway and needs none. The savepoint of the
-	// batch's last op that was applied is left to the commit (one round trip fewer for
-	// a device saving one op at a time); a rejected op's is rolled back and released
-	// at once, so that its rejection is written outside it and the ops after it do not
-	// nest one savepoint deeper each (past 64 open subtransactions PostgreSQL's
-	// snapshots overflow, for every session).
-	if !atomic {
+	// others; an atomic batch fails whole anyway and needs none, nor does the only op of
+	// a batch taken for new (errRejectedAlone). The savepoint of the batch's last op
+	// that was applied is left to the commit; a rejected op's is rolled back and
+	// released at once, so that its rejection is written outside it and the ops after
+	// it do not nest one savepoint deeper each (past 64 open subtransactions
+	// PostgreSQL's snapshots overflow, for every session).
+	savepoint := !atomic && !w.alone
+	if savepoint {
 		if _, err := w.tx.ExecContext(ctx, `SAVEPOINT op`); err != nil {
 			return res, fmt.Errorf("savepoint: %w", err)
 		}
 	}
 	out, err := w.write(ctx, op)
 	if err != nil {
-		if !atomic {
+		derr := domainError(err)
+		if derr != nil && w.alone {
+			return res, errRejectedAlone
+		}
+		if savepoint {
 			if _, rerr := w.tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT op; RELEASE SAVEPOINT op`); rerr != nil {
 				return res, fmt.Errorf("rollback to savepoint: %w", rerr)
 			}
 		}
-		if derr := domainError(err); derr != nil {
+		if derr != nil {
 			return w.reject(ctx, op, res, derr, atomic, true)
 		}
 		return res, err
 	}
-	if !atomic && !last {
+	if savepoint && !last {
 		if _, err := w.tx.ExecContext(ctx, `RELEASE SAVEPOINT op`); err != nil {
 			return res, fmt.Errorf("release savepoint: %w", err)
 		}
