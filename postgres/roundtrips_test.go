@@ -31,15 +31,7 @@ func TestSingleOpPushStatements(t *testing.T) {
 	db := sqlx.NewDb(sql.OpenDB(countingConnector{connector, rec}), "postgres")
 	t.Cleanup(func() { db.Close() })
 	f := newFixtureDB(t, db)
-	u, err := f.store.CreateUser(sys(), postgres.NewUser{Username: "wangfang", DisplayName: "王芳", Password: "a long enough password",
-		Role: jiaoliu.RoleTeacher, TeacherID: f.teacher})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, token, err := f.store.RegisterDevice(sys(), "平板", u.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, token := f.teacherDevice(t, "wangfang")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	// What the sync layer does for a push: authenticate, apply, mark the device synced.

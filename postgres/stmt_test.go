@@ -84,16 +84,8 @@ func TestWriteStatementsAreSharedAcrossTransactions(t *testing.T) {
 // SyncMarkInterval, not by each of its pushes.
 func TestDeviceSyncedAtMostOncePerInterval(t *testing.T) {
 	f := newFixture(t)
-	u, err := f.store.CreateUser(sys(), postgres.NewUser{Username: "wangfang", DisplayName: "王芳", Password: "a long enough password",
-		Role: jiaoliu.RoleTeacher, TeacherID: f.teacher})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dev, _, err := f.store.RegisterDevice(sys(), "平板", u.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := jiaoliu.NewContextWithActor(context.Background(), &jiaoliu.Actor{UserID: u.ID, Role: jiaoliu.RoleTeacher, TeacherID: f.teacher, DeviceID: dev.ID})
+	dev, _ := f.teacherDevice(t, "wangfang")
+	ctx := jiaoliu.NewContextWithActor(context.Background(), &jiaoliu.Actor{UserID: dev.UserID, Role: jiaoliu.RoleTeacher, TeacherID: f.teacher, DeviceID: dev.ID})
 	synced := func() time.Time {
 		t.Helper()
 		if err := f.store.DeviceSynced(ctx); err != nil {

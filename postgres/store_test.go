@@ -84,6 +84,22 @@ func newFixtureDB(tb testing.TB, db *sqlx.DB) *fixture {
 	return f
 }
 
+// teacherDevice creates a user for the fixture's teacher and registers a device for it,
+// returning the device and its token.
+func (f *fixture) teacherDevice(tb testing.TB, username string) (*jiaoliu.Device, string) {
+	tb.Helper()
+	u, err := f.store.CreateUser(sys(), postgres.NewUser{Username: username, DisplayName: "王芳", Password: "a long enough password",
+		Role: jiaoliu.RoleTeacher, TeacherID: f.teacher})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	dev, token, err := f.store.RegisterDevice(sys(), "平板", u.ID)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return dev, token
+}
+
 func lessonFields(f *fixture, date string, period int) map[string]any {
 	return map[string]any{"exchangeId": f.exchange, "date": date, "period": float64(period), "subject": "数学", "kind": "REGULAR"}
 }
