@@ -988,7 +988,6 @@ func (w *writer) flushRemembered(ctx context.Context, notify string) (notified b
 		if _, err := w.tx.Tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT remember`); err != nil {
 			return false, fmt.Errorf("remember ops: %w", err)
 		}
-		w.assumeNew = false // the upsert below settles the conflict
 	}
 	ids := make([]string, len(w.remembered))
 	results := make([]string, len(w.remembered))
