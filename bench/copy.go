@@ -115,6 +115,22 @@ func NewCopyBatch(ctx context.Context, db *sqlx.DB, ops []jiaoliu.Op, scopes []s
 	return b, nil
 }
 
+// RecordsOnly is the batch without the rows the write path adds to each record (its
+// change-log row, its audit row, its stored result): what COPY of the records alone
+// costs, the bound of any server that stores them durably in PostgreSQL, whatever else
+// it keeps.
+func (b *CopyBatch) RecordsOnly() *CopyBatch {
+	out := &CopyBatch{ops: b.ops}
+	for _, t := range b.tables {
+		switch t.name {
+		case "sync_log", "audit_log", "sync_ops":
+		default:
+			out.tables = append(out.tables, t)
+		}
+	}
+	return out
+}
+
 // Write writes the batch's rows with PostgreSQL COPY in one transaction, as the write
 // path writes its rows (postgres.CopyIn): the physical limit that the push benchmark
 // is compared with.

@@ -2,7 +2,6 @@ package bench_test
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -16,12 +15,21 @@ import (
 // BenchmarkCopy writes the rows of the push benchmark's ops (record, change log, audit,
 // stored result) with COPY, in transactions of 500 ops, from 1 and 2 connections: the
 // raw rate the push rate is compared with. (BenchmarkPush at batch 500 also measures
-// COPY in its own database, around its pushes: see benchPush.)
+// COPY in its own database, around its pushes: see benchPush.) records=only/conns=2
+// writes the records alone, without the three rows the write path adds to each: the
+// bound of any server storing them durably in PostgreSQL (the peers' rates are
+// compared with it in BENCHMARKS.md).
 func BenchmarkCopy(b *testing.B) {
-	for _, conns := range []int{1, 2} {
-		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {
+	for _, cfg := range []struct {
+		name        string
+		conns       int
+		recordsOnly bool
+	}{{"conns=1", 1, false}, {"conns=2", 2, false}, {"records=only/conns=2", 2, true}} {
+		b.Run(cfg.name, func(b *testing.B) {
+			conns := cfg.conns
 			_, db := newDB(b, "copy", bench.Spec{Schools: 30, Teachers: 300, Exchanges: 300, Users: 300, DevicesPerUser: 1})
 			w := newCopyWriter(b, db, conns, 0, conns)
+			w.recordsOnly = cfg.recordsOnly
 			var c copyRun
 			for it := 0; it < b.N; it++ {
 				c.add(w.run(b, pushOps(500)))
@@ -48,6 +56,8 @@ type copyWriter struct {
 	logs   []*bench.Backlog
 	scopes [][]string
 	next   []int // per connection, its next exchange (an index into logs)
+	// recordsOnly writes the records alone (CopyBatch.RecordsOnly).
+	recordsOnly bool
 }
 
 func newCopyWriter(b *testing.B, db *sqlx.DB, conns, first, exchanges int) *copyWriter {
@@ -98,6 +108,9 @@ func (w *copyWriter) run(b *testing.B, ops int) copyRun {
 			cb, err := bench.NewCopyBatch(ctx, w.db, w.logs[x].Batch(batch), w.scopes[x], bench.UserID(k), bench.DeviceID(k, 0))
 			if err != nil {
 				b.Fatal(err)
+			}
+			if w.recordsOnly {
+				cb = cb.RecordsOnly()
 			}
 			work[c] = append(work[c], cb)
 		}
