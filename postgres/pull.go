@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -43,20 +44,33 @@ import (
 // as soon as it commits, even while an older transaction is still open. See
 // docs/sync-protocol.md.
 
-// PulledRecord is one record as a pull delivers it: its whole current state.
+// PulledRecord is one record as a pull delivers it: its whole current state, in the
+// wire form the sync server sends (JSON), encoded once as it is read.
 type PulledRecord struct {
-	Entity  string `json:"entity"`
-	ID      string `json:"id"`
-	Version string `json:"version"`
-	Deleted bool   `json:"deleted"`
-	// Fields holds every field of the entity by GraphQL name, with JSON-ready values:
-	// strings, int64, float64, bool, nil, dates as "YYYY-MM-DD", lists as []string.
-	Fields map[string]any `json:"fields"`
+	Entity  string
+	ID      string
+	Version string
+	Deleted bool
 	// Cursor is the position right after this record, so that a caller may cut a page
 	// short (to keep a message under a size limit) and continue from there.
-	Cursor string `json:"-"`
-	// JSON is the record in its wire form (sync/wire.Record), encoded once here.
-	JSON []byte `json:"-"`
+	Cursor string
+	// JSON is the record in its wire form (sync/wire.Record).
+	JSON []byte
+}
+
+// Fields decodes the record's fields from its wire form, as a device reads them:
+// strings, numbers as json.Number, bools, nil, lists as []any. A pull does not build
+// them (a bootstrap reads 100,000 records, and the server only sends their JSON).
+func (r PulledRecord) Fields() (map[string]any, error) {
+	var w struct {
+		Fields map[string]any `json:"fields"`
+	}
+	d := json.NewDecoder(bytes.NewReader(r.JSON))
+	d.UseNumber()
+	if err := d.Decode(&w); err != nil {
+		return nil, fmt.Errorf("decode %s %s: %w", r.Entity, r.ID, err)
+	}
+	return w.Fields, nil
 }
 
 // Errors of the pull path, which the sync server turns into a reset.
@@ -478,7 +492,6 @@ func (r *syncRead) load(ctx context.Context, rows []logRow) ([]PulledRecord, err
 				return nil, fmt.Errorf("load %s: %w", name, err)
 			}
 			rec.Entity, rec.Version = name, strconv.FormatInt(version, 10)
-			rec.Fields = jsonFields(recordFrom(def, holders))
 			rec.JSON = appendRecordJSON(make([]byte, 0, 256), def, rec.ID, rec.Version, rec.Deleted, holders)
 			state[name+"/"+rec.ID] = rec
 		}
@@ -497,29 +510,6 @@ func (r *syncRead) load(ctx context.Context, rows []logRow) ([]PulledRecord, err
 		out = append(out, rec)
 	}
 	return out, nil
-}
-
-// jsonFields converts a record's canonical values to JSON-ready ones.
-func jsonFields(rec jiaoliu.Record) map[string]any {
-	out := make(map[string]any, len(rec))
-	for k, v := range rec {
-		switch x := v.(type) {
-		case jiaoliu.Date:
-			if x.IsZero() {
-				out[k] = nil
-			} else {
-				out[k] = x.String()
-			}
-		case jiaoliu.StringList:
-			if x == nil {
-				x = jiaoliu.StringList{}
-			}
-			out[k] = []string(x)
-		default:
-			out[k] = v
-		}
-	}
-	return out
 }
 
 // Pending reports whether the device holding cursor has changes to pull: a record in

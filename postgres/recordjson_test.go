@@ -77,3 +77,28 @@ func FuzzRecordJSON(f *testing.F) {
 		}
 	})
 }
+
+// jsonFields converts a record's canonical values to the JSON-ready ones encoding/json
+// encodes as appendRecordJSON must: the reference it is checked against (pulls built
+// these maps per record until session 19).
+func jsonFields(rec jiaoliu.Record) map[string]any {
+	out := make(map[string]any, len(rec))
+	for k, v := range rec {
+		switch x := v.(type) {
+		case jiaoliu.Date:
+			if x.IsZero() {
+				out[k] = nil
+			} else {
+				out[k] = x.String()
+			}
+		case jiaoliu.StringList:
+			if x == nil {
+				x = jiaoliu.StringList{}
+			}
+			out[k] = []string(x)
+		default:
+			out[k] = v
+		}
+	}
+	return out
+}

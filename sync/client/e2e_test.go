@@ -572,8 +572,12 @@ func (s *sim) checkEnd(start time.Time) {
 		if rec.Deleted != deleted[key] {
 			t.Errorf("%s deleted=%v, want %v", key, rec.Deleted, deleted[key])
 		}
+		got, err := rec.Fields()
+		if err != nil {
+			t.Fatal(err)
+		}
 		for f, w := range fields {
-			if a, b := canonJSON(rec.Fields[f]), canonJSON(w.value); a != b {
+			if a, b := canonJSON(got[f]), canonJSON(w.value); a != b {
 				t.Errorf("%s.%s=%s, want %s (the value of the latest write, %s)", key, f, a, b, w.hlc)
 			}
 		}

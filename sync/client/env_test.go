@@ -279,7 +279,11 @@ func (e *env) assertReplicaMatches(d *device) {
 		if r.Pending != 0 || r.Version != s.Version || r.Deleted != s.Deleted {
 			e.t.Errorf("%s: %s is v%s deleted=%v pending=%d, server v%s deleted=%v", d.name, k, r.Version, r.Deleted, r.Pending, s.Version, s.Deleted)
 		}
-		if a, b := canonJSON(r.Fields), canonJSON(s.Fields); a != b {
+		sf, err := s.Fields()
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if a, b := canonJSON(r.Fields), canonJSON(sf); a != b {
 			e.t.Errorf("%s: %s fields differ:\ndevice %s\nserver %s", d.name, k, a, b)
 		}
 	}

@@ -88,40 +88,62 @@ func (s *Server) push(ctx context.Context, log *slog.Logger, schema int, m *wire
 // pull answers a pull with changes, a reset, or an error. The changes message is kept
 // under MaxMessageBytes by cutting the page short.
 func (s *Server) pull(ctx context.Context, log *slog.Logger, m *wire.Pull) wire.Message {
+	return s.answerPull(ctx, log, s.readPage(ctx, m))
+}
+
+// page is a pull's answer as read from the store, before the device is told: a
+// session may read the next page ahead (see readAhead), and only a page sent counts.
+type page struct {
+	cursor string // the pull's
+	limit  int    // the pull's, as asked
+	out    *changes
+	err    error
+}
+
+// readPage reads the page a pull asks for; it has no other effect.
+func (s *Server) readPage(ctx context.Context, m *wire.Pull) page {
+	p := page{cursor: m.Cursor, limit: m.Limit}
 	limit := m.Limit
 	if limit <= 0 || limit > s.MaxBatch {
 		limit = s.MaxBatch
 	}
 	recs, next, more, err := s.store.Pull(ctx, m.Cursor, limit)
-	switch {
-	case errors.Is(err, postgres.ErrScopeChanged):
-		return &wire.Reset{Reason: wire.ReasonScopeChanged}
-	case errors.Is(err, postgres.ErrInvalidCursor):
-		return &wire.Reset{Reason: wire.ReasonInvalidCursor}
-	case err != nil:
-		return s.internalError(ctx, log, "pull", err, "")
+	if err != nil {
+		p.err = err
+		return p
 	}
 	out := &changes{Changes: &wire.Changes{Records: make([]wire.Record, 0, len(recs)), Cursor: next, More: more},
 		raw: make([]json.RawMessage, 0, len(recs))}
 	size := 64 + len(next)
 	for i, r := range recs {
-		rec := wire.Record{Entity: r.Entity, ID: r.ID, Version: r.Version, Deleted: r.Deleted, Fields: r.Fields}
+		// The record goes out as the store encoded it; Records keeps its identity
+		// (the fields are in raw only).
 		b := r.JSON
-		if b == nil {
-			var err error
-			if b, err = json.Marshal(rec); err != nil {
-				return s.internalError(ctx, log, "pull", err, "")
-			}
-		}
 		if i > 0 && size+len(b)+1+len(r.Cursor) > s.MaxMessageBytes {
 			out.Cursor, out.More = recs[i-1].Cursor, true
 			break
 		}
 		size += len(b) + 1
-		out.Records = append(out.Records, rec)
+		out.Records = append(out.Records, wire.Record{Entity: r.Entity, ID: r.ID, Version: r.Version, Deleted: r.Deleted})
 		out.raw = append(out.raw, b)
 		out.size += len(b)
 	}
+	p.out = out
+	return p
+}
+
+// answerPull turns a page read into the answer, recording a device that has pulled
+// everything.
+func (s *Server) answerPull(ctx context.Context, log *slog.Logger, p page) wire.Message {
+	switch {
+	case errors.Is(p.err, postgres.ErrScopeChanged):
+		return &wire.Reset{Reason: wire.ReasonScopeChanged}
+	case errors.Is(p.err, postgres.ErrInvalidCursor):
+		return &wire.Reset{Reason: wire.ReasonInvalidCursor}
+	case p.err != nil:
+		return s.internalError(ctx, log, "pull", p.err, "")
+	}
+	out := p.out
 	if !out.More {
 		if err := s.store.DeviceSynced(ctx); err != nil && ctx.Err() == nil {
 			log.Warn("sync record device", "err", err)
