@@ -76,8 +76,9 @@ type conn struct {
 	token  string
 	authAt time.Time
 	schema int
-	cursor string   // the last cursor this session handed out (or the hello cursor)
-	tokens []string // the scope tokens the session reads with
+	cursor string     // the last cursor this session handed out (or the hello cursor)
+	tokens []string   // the scope tokens the session reads with
+	ahead  *readAhead // the page after the last one sent, read ahead (readahead.go)
 	sub    *hub.Subscription
 	// scope is the group of the user's sessions whose scope is recomputed together
 	// after changes that may change it (see scopeRefresher); nil but for teachers.
@@ -170,9 +171,10 @@ func (c *conn) serve() {
 		c.ws.Close()
 		c.scopeMu.Lock() // a scope refresh that ends now finds the session over
 		c.mu.Lock()
-		sub, scope := c.sub, c.scope
-		c.scope = nil
+		sub, scope, ahead := c.sub, c.scope, c.ahead
+		c.scope, c.ahead = nil, nil
 		c.mu.Unlock()
+		ahead.discard()
 		if sub != nil {
 			sub.Close()
 		}
@@ -433,6 +435,9 @@ func (c *conn) handle(data []byte) {
 		}
 	}()
 	s := c.srv
+	// A page read ahead answers this message or none (see readahead.go).
+	ahead := c.takeReadAhead()
+	defer ahead.discard()
 	actor, _ := c.session()
 	if !s.limits.allow(actor.DeviceID) {
 		c.reply(&wire.Error{Code: wire.CodeRateLimited, Message: "too many messages; slow down"})
@@ -457,7 +462,13 @@ func (c *conn) handle(data []byte) {
 		// session's scope group, which has it recomputed (a reset sent if it changed).
 		c.reply(s.push(ctx, c.log(), schema, m))
 	case *wire.Pull:
-		reply := s.pull(ctx, c.log(), m)
+		var p page
+		if ahead.answers(m, actor) {
+			p = ahead.page()
+		} else {
+			p = s.readPage(ctx, m)
+		}
+		reply := s.answerPull(ctx, c.log(), p)
 		switch r := reply.(type) {
 		case *changes:
 			c.mu.Lock()
@@ -470,6 +481,9 @@ func (c *conn) handle(data []byte) {
 			c.refreshScope(false)
 		}
 		c.reply(reply)
+		if r, ok := reply.(*changes); ok && r.More {
+			c.readAhead(actor, r.Cursor, m.Limit)
+		}
 	case *wire.Verify:
 		c.reply(s.verify(ctx, c.log(), m))
 	case *wire.Ping:
@@ -546,11 +560,14 @@ func (c *conn) setTokens(actor *jiaoliu.Actor, tokens []string, sendReset bool) 
 	}
 	old := c.tokens
 	changed := !sameTokens(old, tokens)
+	var ahead *readAhead
 	if changed {
 		c.tokens = tokens
+		ahead, c.ahead = c.ahead, nil // of the old scope
 	}
 	sub, scope := c.sub, c.scope
 	c.mu.Unlock()
+	ahead.discard()
 	if sub == nil {
 		return // closed before hello finished
 	}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -39,6 +40,7 @@ const (
 	DefaultWriteWait       = 10 * time.Second
 	DefaultCloseGrace      = 2 * time.Second
 	DefaultMaxDeviceConns  = 8
+	DefaultReadAheadWait   = 10 * time.Second
 )
 
 // ShutdownReason is the reason of the close frame every socket gets on shutdown.
@@ -92,6 +94,12 @@ type Server struct {
 	// a message. Zero (the default) re-authenticates before every message, so a revoked
 	// token is refused at the next message even without a device_revoked notification.
 	ReauthInterval time.Duration
+	// ReadAheadPages is the most pages the server reads ahead at once for devices that
+	// are pulling page after page (default the number of cores; 0 turns it off), and
+	// ReadAheadWait how long a page read ahead waits for its device to ask for it
+	// (see readahead.go).
+	ReadAheadPages int
+	ReadAheadWait  time.Duration
 	// Schema is the schema version range and the op conversions (see schema.go).
 	Schema Schema
 	// CheckOrigin decides whether a WebSocket upgrade with an Origin header is allowed;
@@ -123,6 +131,8 @@ type Server struct {
 	observed   map[*conn]string   // sessions the Observer was told connected, with their device
 	nextID     atomic.Uint64
 	init       sync.Once
+	aheadOnce  sync.Once
+	aheadSlots chan struct{} // pages read ahead (readAheadSlots)
 }
 
 // New returns a sync server writing and reading through store, authenticating device
@@ -153,6 +163,8 @@ func newServer(st store, auth jiaoliu.Authenticator, h *hub.Hub, log *slog.Logge
 		WriteWait:       DefaultWriteWait,
 		CloseGrace:      DefaultCloseGrace,
 		MaxDeviceConns:  DefaultMaxDeviceConns,
+		ReadAheadPages:  runtime.GOMAXPROCS(0),
+		ReadAheadWait:   DefaultReadAheadWait,
 		Schema:          DefaultSchema(),
 		Now:             time.Now,
 		store:           st,
