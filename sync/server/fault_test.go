@@ -458,18 +458,24 @@ func dialDevice(t *testing.T, url string, i int) *device {
 // expect waits for a message of type typ, skipping others (pokes).
 func (d *device) expect(t *testing.T, typ string) {
 	t.Helper()
+	d.recv(t, typ, func(m wire.Message) bool { return m.MessageType() == typ })
+}
+
+// recv waits up to 5 s for the first message that take accepts, skipping the others.
+func (d *device) recv(t *testing.T, what string, take func(wire.Message) bool) wire.Message {
+	t.Helper()
 	timeout := time.After(5 * time.Second)
 	for {
 		select {
 		case m, ok := <-d.in:
 			if !ok {
-				t.Fatalf("socket closed while waiting for %s: %v", typ, d.err)
+				t.Fatalf("socket closed while waiting for %s: %v", what, d.err)
 			}
-			if m.MessageType() == typ {
-				return
+			if take(m) {
+				return m
 			}
 		case <-timeout:
-			t.Fatalf("no %s", typ)
+			t.Fatalf("no %s", what)
 		}
 	}
 }

@@ -75,6 +75,16 @@ func TestReadAhead(t *testing.T) {
 		return next[*wire.Changes](t, d)
 	}
 
+	// begin pulls the first page on a new device and waits for the second to be read ahead.
+	begin := func(t *testing.T, configure func(*Server)) (*Server, *pageStore, *device) {
+		s, st, url := setup(t, configure)
+		d := dialDevice(t, url, 0)
+		pull(t, d, "")
+		read(t, st, "t0 ")
+		read(t, st, "t0 p1")
+		return s, st, d
+	}
+
 	t.Run("each page after the one sent is read ahead and answers its pull", func(t *testing.T) {
 		_, st, url := setup(t, nil)
 		d := dialDevice(t, url, 0)
@@ -93,11 +103,7 @@ func TestReadAhead(t *testing.T) {
 		noRead(t, st) // none after the last page, and none twice
 	})
 	t.Run("any other message drops it", func(t *testing.T) {
-		_, st, url := setup(t, nil)
-		d := dialDevice(t, url, 0)
-		pull(t, d, "")
-		read(t, st, "t0 ")
-		read(t, st, "t0 p1")
+		_, st, d := begin(t, nil)
 		if err := d.ws.WriteJSON(map[string]any{"type": "ping"}); err != nil {
 			t.Fatal(err)
 		}
@@ -106,22 +112,14 @@ func TestReadAhead(t *testing.T) {
 		read(t, st, "t0 p1") // read again
 	})
 	t.Run("a pull of another page drops it", func(t *testing.T) {
-		_, st, url := setup(t, nil)
-		d := dialDevice(t, url, 0)
-		pull(t, d, "")
-		read(t, st, "t0 ")
-		read(t, st, "t0 p1")
+		_, st, d := begin(t, nil)
 		if ch := pull(t, d, ""); ch.Cursor != "p1" {
 			t.Fatalf("cursor %q", ch.Cursor)
 		}
 		read(t, st, "t0 ")
 	})
 	t.Run("a changed scope drops it", func(t *testing.T) {
-		s, st, url := setup(t, nil)
-		d := dialDevice(t, url, 0)
-		pull(t, d, "")
-		read(t, st, "t0 ")
-		read(t, st, "t0 p1")
+		s, st, d := begin(t, nil)
 		st.mu.Lock()
 		st.extra = map[string][]string{"t0": {"ps:s7"}}
 		st.mu.Unlock()
@@ -131,11 +129,7 @@ func TestReadAhead(t *testing.T) {
 		read(t, st, "t0 p1") // read again, in the new scope
 	})
 	t.Run("a page not asked for in time is dropped", func(t *testing.T) {
-		_, st, url := setup(t, func(s *Server) { s.ReadAheadWait = 50 * time.Millisecond })
-		d := dialDevice(t, url, 0)
-		pull(t, d, "")
-		read(t, st, "t0 ")
-		read(t, st, "t0 p1")
+		_, st, d := begin(t, func(s *Server) { s.ReadAheadWait = 50 * time.Millisecond })
 		time.Sleep(300 * time.Millisecond)
 		pull(t, d, "p1")
 		read(t, st, "t0 p1")
@@ -170,24 +164,11 @@ func TestReadAhead(t *testing.T) {
 // next waits for the device's next message other than a poke, which must be an M.
 func next[M wire.Message](t *testing.T, d *device) M {
 	t.Helper()
-	timeout := time.After(5 * time.Second)
-	for {
-		select {
-		case m, ok := <-d.in:
-			if !ok {
-				t.Fatalf("socket closed: %v", d.err)
-			}
-			if m.MessageType() == wire.TypePoke {
-				continue
-			}
-			got, ok := m.(M)
-			if !ok {
-				t.Fatalf("got %+v", m)
-			}
-			return got
-		case <-timeout:
-			var zero M
-			t.Fatalf("no %T", zero)
-		}
+	var want M
+	m := d.recv(t, fmt.Sprintf("%T", want), func(m wire.Message) bool { return m.MessageType() != wire.TypePoke })
+	got, ok := m.(M)
+	if !ok {
+		t.Fatalf("got %+v, want %T", m, want)
 	}
+	return got
 }
