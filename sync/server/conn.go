@@ -463,9 +463,11 @@ func (c *conn) handle(data []byte) {
 		c.reply(s.push(ctx, c.log(), schema, m))
 	case *wire.Pull:
 		var p page
+		ok := false
 		if ahead.answers(m, actor) {
-			p = ahead.page()
-		} else {
+			p, ok = ahead.page()
+		}
+		if !ok {
 			p = s.readPage(ctx, m)
 		}
 		reply := s.answerPull(ctx, c.log(), p)

@@ -2,6 +2,7 @@ package syncserver
 
 import (
 	"context"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,11 +36,13 @@ type readAhead struct {
 	limit  int
 	ready  chan struct{} // closed when p is set
 	p      page
-	cancel context.CancelFunc
-	timer  *time.Timer
-	refs   atomic.Int32 // the reader and the session; the slot is given back at 0
-	slots  chan struct{}
-	drop   sync.Once
+	// panicked is set, before ready is closed, when reading the page panicked.
+	panicked bool
+	cancel   context.CancelFunc
+	timer    *time.Timer
+	refs     atomic.Int32 // the reader and the session; the slot is given back at 0
+	slots    chan struct{}
+	drop     sync.Once
 }
 
 // readAheadSlots returns the server's semaphore of pages read ahead, nil when reading
@@ -78,9 +81,18 @@ func (c *conn) readAhead(actor *jiaoliu.Actor, cursor string, limit int) {
 	s.wg.Add(1) // Shutdown waits for the read, which uses the store
 	go func() {
 		defer s.wg.Done()
+		defer ra.unref()
+		defer close(ra.ready)
+		defer func() {
+			// A panic of the store is not the server's end: the page is not read
+			// ahead, and the pull, read when it comes, meets it where a panic is
+			// answered (handle).
+			if p := recover(); p != nil {
+				c.log().Error("sync read ahead panic", "panic", p, "stack", string(debug.Stack()))
+				ra.panicked = true
+			}
+		}()
 		ra.p = s.readPage(ctx, &wire.Pull{Cursor: cursor, Limit: limit})
-		close(ra.ready)
-		ra.unref()
 	}()
 	if c.over() { // the session ended meanwhile: its end may have missed ra
 		c.dropReadAhead(ra)
@@ -116,12 +128,13 @@ func (ra *readAhead) answers(m *wire.Pull, actor *jiaoliu.Actor) bool {
 	return ra != nil && ra.cursor == m.Cursor && ra.limit == m.Limit && ra.key == scopeKey(actor)
 }
 
-// page waits for the page and returns it; the session is done with ra.
-func (ra *readAhead) page() page {
+// page waits for the page and returns it, or false when reading it panicked; the
+// session is done with ra.
+func (ra *readAhead) page() (page, bool) {
 	<-ra.ready
-	p := ra.p
+	p, ok := ra.p, !ra.panicked
 	ra.discard()
-	return p
+	return p, ok
 }
 
 // discard gives ra up: its read is canceled if still running, and its slot given back

@@ -17,12 +17,16 @@ import (
 // tells reads of every Pull ("<teacher> <cursor>").
 type pageStore struct {
 	*fakeStore
-	pages int
-	reads chan string
+	pages   int
+	reads   chan string
+	panicAt string // a cursor whose page panics
 }
 
 func (p *pageStore) Pull(ctx context.Context, cursor string, limit int) ([]postgres.PulledRecord, string, bool, error) {
 	p.reads <- jiaoliu.ActorFromContext(ctx).TeacherID + " " + cursor
+	if cursor != "" && cursor == p.panicAt {
+		panic("page " + cursor + " exploded")
+	}
 	n := 0
 	if cursor != "" {
 		n, _ = strconv.Atoi(strings.TrimPrefix(cursor, "p"))
@@ -133,6 +137,25 @@ func TestReadAhead(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		pull(t, d, "p1")
 		read(t, st, "t0 p1")
+	})
+	t.Run("a store that panics reading ahead leaves the pull to be read again", func(t *testing.T) {
+		_, st, url := setup(t, nil)
+		st.panicAt = "p1"
+		d := dialDevice(t, url, 0)
+		pull(t, d, "")
+		read(t, st, "t0 ")
+		read(t, st, "t0 p1") // read ahead: panics, the server goes on
+		if err := d.ws.WriteJSON(map[string]any{"type": "pull", "cursor": "p1", "limit": 100}); err != nil {
+			t.Fatal(err)
+		}
+		read(t, st, "t0 p1") // read again, as without reading ahead
+		if e := next[*wire.Error](t, d); e.Code != wire.CodeInternal {
+			t.Fatalf("got %+v, want internal", e)
+		}
+		if err := d.ws.WriteJSON(map[string]any{"type": "ping"}); err != nil {
+			t.Fatal(err)
+		}
+		next[*wire.Pong](t, d)
 	})
 	t.Run("off", func(t *testing.T) {
 		_, st, url := setup(t, func(s *Server) { s.ReadAheadPages = 0 })
