@@ -94,42 +94,34 @@ func (s *Server) pull(ctx context.Context, log *slog.Logger, m *wire.Pull) wire.
 // page is a pull's answer as read from the store, before the device is told: a
 // session may read the next page ahead (see readAhead), and only a page sent counts.
 type page struct {
-	cursor string // the pull's
-	limit  int    // the pull's, as asked
-	out    *changes
-	err    error
+	out *changes
+	err error
 }
 
 // readPage reads the page a pull asks for; it has no other effect.
 func (s *Server) readPage(ctx context.Context, m *wire.Pull) page {
-	p := page{cursor: m.Cursor, limit: m.Limit}
 	limit := m.Limit
 	if limit <= 0 || limit > s.MaxBatch {
 		limit = s.MaxBatch
 	}
 	recs, next, more, err := s.store.Pull(ctx, m.Cursor, limit)
 	if err != nil {
-		p.err = err
-		return p
+		return page{err: err}
 	}
-	out := &changes{Changes: &wire.Changes{Records: make([]wire.Record, 0, len(recs)), Cursor: next, More: more},
-		raw: make([]json.RawMessage, 0, len(recs))}
+	// The records go out as the store encoded them (raw); Changes.Records stays empty.
+	out := &changes{Changes: &wire.Changes{Cursor: next, More: more}, raw: make([]json.RawMessage, 0, len(recs))}
 	size := 64 + len(next)
 	for i, r := range recs {
-		// The record goes out as the store encoded it; Records keeps its identity
-		// (the fields are in raw only).
 		b := r.JSON
 		if i > 0 && size+len(b)+1+len(r.Cursor) > s.MaxMessageBytes {
 			out.Cursor, out.More = recs[i-1].Cursor, true
 			break
 		}
 		size += len(b) + 1
-		out.Records = append(out.Records, wire.Record{Entity: r.Entity, ID: r.ID, Version: r.Version, Deleted: r.Deleted})
 		out.raw = append(out.raw, b)
 		out.size += len(b)
 	}
-	p.out = out
-	return p
+	return page{out: out}
 }
 
 // answerPull turns a page read into the answer, recording a device that has pulled
@@ -149,7 +141,7 @@ func (s *Server) answerPull(ctx context.Context, log *slog.Logger, p page) wire.
 			log.Warn("sync record device", "err", err)
 		}
 	}
-	s.observe(func(o Observer) { o.Pulled(jiaoliu.ActorFromContext(ctx), len(out.Records), out.More) })
+	s.observe(func(o Observer) { o.Pulled(jiaoliu.ActorFromContext(ctx), len(out.raw), out.More) })
 	return out
 }
 

@@ -45,22 +45,11 @@ type readAhead struct {
 	drop     sync.Once
 }
 
-// readAheadSlots returns the server's semaphore of pages read ahead, nil when reading
-// ahead is off.
-func (s *Server) readAheadSlots() chan struct{} {
-	s.aheadOnce.Do(func() {
-		if s.ReadAheadPages > 0 {
-			s.aheadSlots = make(chan struct{}, s.ReadAheadPages)
-		}
-	})
-	return s.aheadSlots
-}
-
 // readAhead starts reading the page after the one just sent to actor (cursor), unless
 // the server already reads as many pages ahead as it may.
 func (c *conn) readAhead(actor *jiaoliu.Actor, cursor string, limit int) {
 	s := c.srv
-	slots := s.readAheadSlots()
+	slots := s.aheadSlots
 	if slots == nil || c.over() {
 		return
 	}

@@ -131,8 +131,7 @@ type Server struct {
 	observed   map[*conn]string   // sessions the Observer was told connected, with their device
 	nextID     atomic.Uint64
 	init       sync.Once
-	aheadOnce  sync.Once
-	aheadSlots chan struct{} // pages read ahead (readAheadSlots)
+	aheadSlots chan struct{} // pages read ahead, nil when off (setup; readahead.go)
 }
 
 // New returns a sync server writing and reading through store, authenticating device
@@ -210,7 +209,12 @@ func (s *Server) observe(fn func(o Observer)) {
 }
 
 func (s *Server) setup() {
-	s.init.Do(func() { s.limits = newLimiter(s.RateLimit, s.RateBurst, s.Now) })
+	s.init.Do(func() {
+		s.limits = newLimiter(s.RateLimit, s.RateBurst, s.Now)
+		if s.ReadAheadPages > 0 {
+			s.aheadSlots = make(chan struct{}, s.ReadAheadPages)
+		}
+	})
 }
 
 // Routes registers the sync endpoints on mux: GET /sync (WebSocket), and the HTTP
