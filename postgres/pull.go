@@ -166,6 +166,47 @@ func (c syncCursor) encode() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
+// pageCursors encodes the cursors of the records of one page: base with each record's
+// (txid, seq). They differ only there, the last two members of the JSON, so base is
+// marshalled once, and so is the base64 of its whole 3-byte groups (base64 of a
+// concatenation whose first part is a multiple of 3 bytes long is the concatenation of
+// the two encodings); each cursor encodes the rest with its position. The same bytes as
+// encode gives (TestPageCursorsAreEncode), without a json.Marshal per record (8 % of
+// the Go CPU of reading a page, in a bootstrap's profile).
+type pageCursors struct {
+	head string // base64 of the JSON's first len(head)/4*3 bytes
+	tail []byte // the rest of base's JSON, without its closing brace
+	buf  []byte // the JSON being encoded
+	out  []byte // the cursor being built
+}
+
+func newPageCursors(base syncCursor) *pageCursors {
+	base.Txid, base.Seq = 0, 0
+	b, _ := json.Marshal(base)
+	b = b[:len(b)-1]
+	k := len(b) - len(b)%3
+	return &pageCursors{head: base64.RawURLEncoding.EncodeToString(b[:k]), tail: b[k:]}
+}
+
+// at returns the cursor right after the record at (txid, seq).
+func (p *pageCursors) at(txid uint64, seq int64) string {
+	b := append(p.buf[:0], p.tail...)
+	if txid != 0 {
+		b = append(b, `,"t":`...)
+		b = strconv.AppendUint(b, txid, 10)
+	}
+	if seq != 0 {
+		b = append(b, `,"q":`...)
+		b = strconv.AppendInt(b, seq, 10)
+	}
+	b = append(b, '}')
+	p.buf = b
+	out := append(p.out[:0], p.head...)
+	out = base64.RawURLEncoding.AppendEncode(out, b)
+	p.out = out
+	return string(out)
+}
+
 func decodeSyncCursor(s string) (syncCursor, error) {
 	var c syncCursor
 	if s == "" {
@@ -384,11 +425,11 @@ func (r *syncRead) pull(ctx context.Context, cur syncCursor, limit int) ([]Pulle
 		where = append(where, fmt.Sprintf("(l.txid, l.seq) > ($%d::xid8, $%d::bigint)", len(args)-1, len(args)))
 	}
 	args = append(args, limit+1)
-	q := fmt.Sprintf(`SELECT l.entity, l.id::text AS id, l.txid::text AS txid, l.seq FROM sync_log l
+	q := fmt.Sprintf(`SELECT l.entity, l.id::text, l.txid::text::cstring, l.seq FROM sync_log l
 		WHERE %s ORDER BY l.txid, l.seq LIMIT $%d`, strings.Join(where, " AND "), len(args))
-	var rows []logRow
-	if err := r.tx.SelectContext(ctx, &rows, q, args...); err != nil {
-		return nil, "", false, fmt.Errorf("read change log: %w", err)
+	rows, err := r.readLog(ctx, q, args, limit+1)
+	if err != nil {
+		return nil, "", false, err
 	}
 	more := len(rows) > limit
 	if more {
@@ -398,11 +439,9 @@ func (r *syncRead) pull(ctx context.Context, cur syncCursor, limit int) ([]Pulle
 	if err != nil {
 		return nil, "", false, err
 	}
-	base := syncCursor{V: cursorVersion, Scope: r.scope, Lo: snapString(cur.lo), Hi: hi.String()}
+	cursors := newPageCursors(syncCursor{V: cursorVersion, Scope: r.scope, Lo: snapString(cur.lo), Hi: hi.String()})
 	for i, row := range rows {
-		c := base
-		c.Txid, c.Seq = row.Txid, row.Seq
-		records[i].Cursor = c.encode()
+		records[i].Cursor = cursors.at(row.Txid, row.Seq)
 	}
 	if more {
 		return records, records[len(records)-1].Cursor, true, nil
@@ -421,6 +460,32 @@ func (r *syncRead) pull(ctx context.Context, cur syncCursor, limit int) ([]Pulle
 		records[len(records)-1].Cursor = next.encode()
 	}
 	return records, next.encode(), more, nil
+}
+
+// readLog reads the change-log rows of query q (entity, id, txid as text, seq), with
+// Scan rather than sqlx's reflection (17 % of the Go CPU of reading a page).
+func (r *syncRead) readLog(ctx context.Context, q string, args []any, capacity int) ([]logRow, error) {
+	rs, err := r.tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read change log: %w", err)
+	}
+	defer rs.Close()
+	rows := make([]logRow, 0, capacity)
+	var txid sql.RawBytes
+	for rs.Next() {
+		var row logRow
+		if err := rs.Scan(&row.Entity, &row.ID, &txid, &row.Seq); err != nil {
+			return nil, fmt.Errorf("read change log: %w", err)
+		}
+		if row.Txid, err = strconv.ParseUint(string(txid), 10, 64); err != nil {
+			return nil, fmt.Errorf("read change log: txid %q: %w", txid, err)
+		}
+		rows = append(rows, row)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("read change log: %w", err)
+	}
+	return rows, nil
 }
 
 func snapString(s *snapshot) string {
@@ -466,34 +531,42 @@ func (r *syncRead) load(ctx context.Context, rows []logRow) ([]PulledRecord, err
 	for _, row := range rows {
 		byEntity[row.Entity] = append(byEntity[row.Entity], row.ID)
 	}
-	state := make(map[string]PulledRecord, len(rows))
+	type key struct{ entity, id string }
+	state := make(map[key]PulledRecord, len(rows))
 	for name, ids := range byEntity {
 		def := jiaoliu.Entities[name]
 		if def == nil {
 			return nil, fmt.Errorf("change log names unknown entity %q", name)
 		}
-		cols := []string{"t.id::text", "t.version", "t.deleted"}
-		for _, f := range def.Fields {
-			cols = append(cols, "t."+f.Column())
-		}
-		q := fmt.Sprintf(`SELECT %s FROM %s t WHERE t.id = ANY($1::uuid[])`, strings.Join(cols, ", "), def.Table)
+		q := fmt.Sprintf(`SELECT %s FROM %s t WHERE t.id = ANY($1::uuid[])`, recordTextColumns(def), def.Table)
 		rs, err := r.tx.QueryContext(ctx, q, pq.Array(ids))
 		if err != nil {
 			return nil, fmt.Errorf("load %s: %w", name, err)
 		}
+		// Every column is scanned as the bytes the driver read (recordTextColumns), into
+		// the same destinations for every row; a row's JSON is written before the next
+		// row is scanned over them.
+		var (
+			id, version sql.RawBytes
+			deleted     bool
+			raw         = make([]sql.RawBytes, len(def.Fields))
+			dest        = make([]any, 0, 3+len(raw))
+		)
+		dest = append(dest, &id, &version, &deleted)
+		for i := range raw {
+			dest = append(dest, &raw[i])
+		}
 		for rs.Next() {
-			var (
-				rec     PulledRecord
-				version int64
-				holders = scanHolders(def)
-			)
-			if err := rs.Scan(append([]any{&rec.ID, &version, &rec.Deleted}, holders...)...); err != nil {
+			if err := rs.Scan(dest...); err != nil {
 				rs.Close()
 				return nil, fmt.Errorf("load %s: %w", name, err)
 			}
-			rec.Entity, rec.Version = name, strconv.FormatInt(version, 10)
-			rec.JSON = appendRecordJSON(make([]byte, 0, 256), def, rec.ID, rec.Version, rec.Deleted, holders)
-			state[name+"/"+rec.ID] = rec
+			rec := PulledRecord{Entity: name, ID: string(id), Version: string(version), Deleted: deleted}
+			if rec.JSON, err = appendRawRecordJSON(make([]byte, 0, 256), def, rec.ID, rec.Version, rec.Deleted, raw); err != nil {
+				rs.Close()
+				return nil, fmt.Errorf("load %s: %w", name, err)
+			}
+			state[key{name, rec.ID}] = rec
 		}
 		err = rs.Err()
 		rs.Close()
@@ -503,7 +576,7 @@ func (r *syncRead) load(ctx context.Context, rows []logRow) ([]PulledRecord, err
 	}
 	out := make([]PulledRecord, 0, len(rows))
 	for _, row := range rows {
-		rec, ok := state[row.Entity+"/"+row.ID]
+		rec, ok := state[key{row.Entity, row.ID}]
 		if !ok {
 			return nil, fmt.Errorf("change log names %s %s, which has no row", row.Entity, row.ID)
 		}

@@ -3,88 +3,16 @@ package postgres
 import (
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/jiaoliu/jiaoliu"
 )
-
-// appendRecordJSON appends a pulled record in its wire form (sync/wire.Record:
-// entity, id, version, deleted, fields) straight from the scanned holders of
-// scanHolders. The bytes are those encoding/json writes for the same record — the
-// struct's keys in their order, fields in the order of their names, strings escaped
-// the same way — without building a map
-// and sorting its keys per record: a bootstrap encodes 100,000 of them.
-func appendRecordJSON(b []byte, def *jiaoliu.Entity, id, version string, deleted bool, holders []any) []byte {
-	b = append(b, `{"entity":`...)
-	b = appendJSONString(b, def.Name)
-	b = append(b, `,"id":`...)
-	b = appendJSONString(b, id)
-	b = append(b, `,"version":`...)
-	b = appendJSONString(b, version)
-	b = append(b, `,"deleted":`...)
-	b = strconv.AppendBool(b, deleted)
-	b = append(b, `,"fields":{`...)
-	for n, i := range fieldOrder(def) {
-		if n > 0 {
-			b = append(b, ',')
-		}
-		f := def.Fields[i]
-		b = appendJSONString(b, f.Name)
-		b = append(b, ':')
-		switch h := holders[i].(type) {
-		case *sql.NullInt64:
-			if !h.Valid {
-				b = append(b, "null"...)
-			} else {
-				b = strconv.AppendInt(b, h.Int64, 10)
-			}
-		case *sql.NullFloat64:
-			if !h.Valid {
-				b = append(b, "null"...)
-			} else if v, err := json.Marshal(h.Float64); err == nil {
-				b = append(b, v...)
-			} else {
-				b = append(b, "null"...) // NaN and infinities are refused by the schema's CHECKs
-			}
-		case *sql.NullBool:
-			if !h.Valid {
-				b = append(b, "null"...)
-			} else {
-				b = strconv.AppendBool(b, h.Bool)
-			}
-		case *sql.Null[jiaoliu.Date]:
-			if !h.Valid || h.V.IsZero() {
-				b = append(b, "null"...)
-			} else {
-				b = append(b, '"')
-				b = append(b, h.V.String()...)
-				b = append(b, '"')
-			}
-		case *jiaoliu.StringList:
-			b = append(b, '[')
-			for k, s := range *h {
-				if k > 0 {
-					b = append(b, ',')
-				}
-				b = appendJSONString(b, s)
-			}
-			b = append(b, ']')
-		case *sql.NullString:
-			switch {
-			case h.Valid:
-				b = appendJSONString(b, h.String)
-			case !f.Nullable && (f.Kind == jiaoliu.KindString || f.Kind == jiaoliu.KindText):
-				b = append(b, `""`...)
-			default:
-				b = append(b, "null"...)
-			}
-		}
-	}
-	return append(b, '}', '}')
-}
 
 // fieldOrders caches, per entity, the indexes of its fields sorted by name.
 var fieldOrders sync.Map // *jiaoliu.Entity → []int
@@ -165,4 +93,128 @@ func appendJSONString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// recordTextColumns returns the select list of load's record query for def: the id (a
+// uuid, which lib/pq hands over as the bytes it read), the version, deleted, and every
+// field as its text output typed cstring. lib/pq converts text, dates and integers
+// into Go values, a string or a time.Time allocated per column; a cstring it hands over
+// as the bytes it read, which scan into sql.RawBytes without a copy. Per kind these
+// bytes are what appendRawRecordJSON reads.
+func recordTextColumns(def *jiaoliu.Entity) string {
+	var b strings.Builder
+	b.WriteString("t.id, t.version::text::cstring, t.deleted")
+	for _, f := range def.Fields {
+		b.WriteString(", t.")
+		b.WriteString(f.Column())
+		b.WriteString("::text::cstring")
+	}
+	return b.String()
+}
+
+// appendRawRecordJSON is appendRecordJSON of a record scanned as recordTextColumns
+// selects it: each field's text output in raw (nil for NULL). It writes the bytes
+// appendRecordJSON writes for the same values scanned into scanHolders' holders
+// (TestRawRecordJSONIsRecordJSON, through PostgreSQL, for every column of every
+// entity).
+func appendRawRecordJSON(b []byte, def *jiaoliu.Entity, id, version string, deleted bool, raw []sql.RawBytes) ([]byte, error) {
+	b = append(b, `{"entity":`...)
+	b = appendJSONString(b, def.Name)
+	b = append(b, `,"id":`...)
+	b = appendJSONString(b, id)
+	b = append(b, `,"version":`...)
+	b = appendJSONString(b, version)
+	b = append(b, `,"deleted":`...)
+	b = strconv.AppendBool(b, deleted)
+	b = append(b, `,"fields":{`...)
+	for n, i := range fieldOrder(def) {
+		if n > 0 {
+			b = append(b, ',')
+		}
+		f := def.Fields[i]
+		b = appendJSONString(b, f.Name)
+		b = append(b, ':')
+		v := raw[i]
+		var s string // v's bytes, valid until the next row is scanned
+		if len(v) > 0 {
+			s = unsafe.String(&v[0], len(v))
+		}
+		// The kinds as scanHolders gives them holders.
+		switch f.Kind {
+		case jiaoliu.KindInt:
+			if v == nil {
+				b = append(b, "null"...)
+				break
+			}
+			x, err := strconv.ParseInt(s, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("%s.%s: %w", def.Name, f.Name, err)
+			}
+			b = strconv.AppendInt(b, x, 10)
+		case jiaoliu.KindFloat:
+			if v == nil {
+				b = append(b, "null"...)
+				break
+			}
+			x, err := strconv.ParseFloat(s, 64)
+			if err != nil {
+				return nil, fmt.Errorf("%s.%s: %w", def.Name, f.Name, err)
+			}
+			if j, err := json.Marshal(x); err == nil {
+				b = append(b, j...)
+			} else {
+				b = append(b, "null"...) // NaN and infinities are refused by the schema's CHECKs
+			}
+		case jiaoliu.KindBool:
+			switch {
+			case v == nil:
+				b = append(b, "null"...)
+			case s == "true" || s == "false":
+				b = append(b, s...)
+			default:
+				return nil, fmt.Errorf("%s.%s: bool %q", def.Name, f.Name, s)
+			}
+		case jiaoliu.KindDate:
+			if v == nil {
+				b = append(b, "null"...)
+				break
+			}
+			d, err := jiaoliu.ParseDate(s)
+			if err != nil {
+				return nil, fmt.Errorf("%s.%s: %w", def.Name, f.Name, err)
+			}
+			if d.IsZero() {
+				b = append(b, "null"...)
+			} else {
+				b = append(b, '"')
+				b = append(b, d.String()...)
+				b = append(b, '"')
+			}
+		case jiaoliu.KindStrings:
+			var l jiaoliu.StringList
+			if v != nil {
+				if err := l.Scan([]byte(v)); err != nil {
+					return nil, fmt.Errorf("%s.%s: %w", def.Name, f.Name, err)
+				}
+			}
+			b = append(b, '[')
+			for k, s := range l {
+				if k > 0 {
+					b = append(b, ',')
+				}
+				b = appendJSONString(b, s)
+			}
+			b = append(b, ']')
+		default:
+			switch {
+			case v != nil:
+				b = appendJSONString(b, s)
+			case !f.Nullable && (f.Kind == jiaoliu.KindString || f.Kind == jiaoliu.KindText):
+				b = append(b, `""`...)
+			default:
+				b = append(b, "null"...)
+			}
+		}
+	}
+	return append(b, '}', '}'), nil
 }
