@@ -14,7 +14,7 @@ import (
 func BenchmarkBootstrap(b *testing.B) {
 	ctx := context.Background()
 	n := envInt("BENCH_BOOTSTRAP_RECORDS", 100000)
-	dsn, _ := newDB(b, "bootstrap", bench.Spec{Schools: 2, Teachers: 2, Exchanges: 1, Users: 1, DevicesPerUser: 1, LessonsPerXchg: n})
+	dsn := teacherWithLessons(b, "bootstrap", n)
 	srv, err := bench.StartServer(ctx, dsn)
 	if err != nil {
 		b.Fatal(err)
@@ -43,4 +43,11 @@ func BenchmarkBootstrap(b *testing.B) {
 	b.ReportMetric(float64(records*b.N)/total.Seconds(), "records/s")
 	b.ReportMetric(float64(bytes)/float64(1<<20), "MiB")
 	b.ReportMetric(0, "ns/op")
+}
+
+// teacherWithLessons returns a fresh database whose one teacher (device 0 of user 0) may
+// read an exchange of n lessons.
+func teacherWithLessons(b *testing.B, name string, n int) string {
+	dsn, _ := newDB(b, name, bench.Spec{Schools: 2, Teachers: 2, Exchanges: 1, Users: 1, DevicesPerUser: 1, LessonsPerXchg: n})
+	return dsn
 }

@@ -21,8 +21,7 @@ import (
 func BenchmarkPullPage(b *testing.B) {
 	ctx := context.Background()
 	n := envInt("BENCH_PULL_RECORDS", 20000)
-	dsn, _ := newDB(b, "pullpage", bench.Spec{Schools: 2, Teachers: 2, Exchanges: 1, Users: 1, DevicesPerUser: 1, LessonsPerXchg: n})
-	db, err := postgres.Open(ctx, dsn)
+	db, err := postgres.Open(ctx, teacherWithLessons(b, "pullpage", n))
 	if err != nil {
 		b.Fatal(err)
 	}

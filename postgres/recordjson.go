@@ -112,12 +112,9 @@ func recordTextColumns(def *jiaoliu.Entity) string {
 	return b.String()
 }
 
-// appendRawRecordJSON is appendRecordJSON of a record scanned as recordTextColumns
-// selects it: each field's text output in raw (nil for NULL). It writes the bytes
-// appendRecordJSON writes for the same values scanned into scanHolders' holders
-// (TestRawRecordJSONIsRecordJSON, through PostgreSQL, for every column of every
-// entity).
-func appendRawRecordJSON(b []byte, def *jiaoliu.Entity, id, version string, deleted bool, raw []sql.RawBytes) ([]byte, error) {
+// appendRecordHead appends a pulled record's wire JSON up to its first field:
+// sync/wire.Record's members in their order, then the opening of its fields.
+func appendRecordHead(b []byte, def *jiaoliu.Entity, id, version string, deleted bool) []byte {
 	b = append(b, `{"entity":`...)
 	b = appendJSONString(b, def.Name)
 	b = append(b, `,"id":`...)
@@ -126,14 +123,28 @@ func appendRawRecordJSON(b []byte, def *jiaoliu.Entity, id, version string, dele
 	b = appendJSONString(b, version)
 	b = append(b, `,"deleted":`...)
 	b = strconv.AppendBool(b, deleted)
-	b = append(b, `,"fields":{`...)
+	return append(b, `,"fields":{`...)
+}
+
+// appendFieldName appends the name of the n-th field written (from 0) and its colon.
+func appendFieldName(b []byte, n int, name string) []byte {
+	if n > 0 {
+		b = append(b, ',')
+	}
+	b = appendJSONString(b, name)
+	return append(b, ':')
+}
+
+// appendRawRecordJSON is appendRecordJSON of a record scanned as recordTextColumns
+// selects it: each field's text output in raw (nil for NULL). It writes the bytes
+// appendRecordJSON writes for the same values scanned into scanHolders' holders
+// (TestRawRecordJSONIsRecordJSON, through PostgreSQL, for every column of every
+// entity).
+func appendRawRecordJSON(b []byte, def *jiaoliu.Entity, id, version string, deleted bool, raw []sql.RawBytes) ([]byte, error) {
+	b = appendRecordHead(b, def, id, version, deleted)
 	for n, i := range fieldOrder(def) {
-		if n > 0 {
-			b = append(b, ',')
-		}
 		f := def.Fields[i]
-		b = appendJSONString(b, f.Name)
-		b = append(b, ':')
+		b = appendFieldName(b, n, f.Name)
 		v := raw[i]
 		var s string // v's bytes, valid until the next row is scanned
 		if len(v) > 0 {

@@ -114,22 +114,10 @@ func jsonFields(rec jiaoliu.Record) map[string]any {
 // bytes are those encoding/json writes for the same record (TestRecordJSON); it is the
 // reference TestRawRecordJSONIsRecordJSON checks the pull's encoder against.
 func appendRecordJSON(b []byte, def *jiaoliu.Entity, id, version string, deleted bool, holders []any) []byte {
-	b = append(b, `{"entity":`...)
-	b = appendJSONString(b, def.Name)
-	b = append(b, `,"id":`...)
-	b = appendJSONString(b, id)
-	b = append(b, `,"version":`...)
-	b = appendJSONString(b, version)
-	b = append(b, `,"deleted":`...)
-	b = strconv.AppendBool(b, deleted)
-	b = append(b, `,"fields":{`...)
+	b = appendRecordHead(b, def, id, version, deleted)
 	for n, i := range fieldOrder(def) {
-		if n > 0 {
-			b = append(b, ',')
-		}
 		f := def.Fields[i]
-		b = appendJSONString(b, f.Name)
-		b = append(b, ':')
+		b = appendFieldName(b, n, f.Name)
 		switch h := holders[i].(type) {
 		case *sql.NullInt64:
 			if !h.Valid {
