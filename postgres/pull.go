@@ -524,6 +524,14 @@ func (r *syncRead) changedSince(ctx context.Context, snap snapshot) (bool, error
 	return found, nil
 }
 
+// jsonChunk is the size of the buffers a page's records' JSON is written into, and
+// minChunkRoom the room a buffer must have left to take the next record (a lesson's
+// JSON is 400–600 bytes; a longer one grows the buffer, as append does).
+const (
+	jsonChunk    = 64 << 10
+	minChunkRoom = 2 << 10
+)
+
 // load reads the current state of the records of rows, entity by entity, keeping the
 // order of rows.
 func (r *syncRead) load(ctx context.Context, rows []logRow) ([]PulledRecord, error) {
@@ -533,6 +541,7 @@ func (r *syncRead) load(ctx context.Context, rows []logRow) ([]PulledRecord, err
 	}
 	type key struct{ entity, id string }
 	state := make(map[key]PulledRecord, len(rows))
+	var chunk []byte
 	for name, ids := range byEntity {
 		def := jiaoliu.Entities[name]
 		if def == nil {
@@ -562,10 +571,18 @@ func (r *syncRead) load(ctx context.Context, rows []logRow) ([]PulledRecord, err
 				return nil, fmt.Errorf("load %s: %w", name, err)
 			}
 			rec := PulledRecord{Entity: name, ID: string(id), Version: string(version), Deleted: deleted}
-			if rec.JSON, err = appendRawRecordJSON(make([]byte, 0, 256), def, rec.ID, rec.Version, rec.Deleted, raw); err != nil {
+			// The records' JSON is written one after another into chunks shared by the
+			// page (one allocation for many records instead of one or two each); each
+			// record keeps its own bytes, capped so that nothing appends over them.
+			if cap(chunk)-len(chunk) < minChunkRoom {
+				chunk = make([]byte, 0, jsonChunk)
+			}
+			start := len(chunk)
+			if chunk, err = appendRawRecordJSON(chunk, def, rec.ID, rec.Version, rec.Deleted, raw); err != nil {
 				rs.Close()
 				return nil, fmt.Errorf("load %s: %w", name, err)
 			}
+			rec.JSON = chunk[start:len(chunk):len(chunk)]
 			state[key{name, rec.ID}] = rec
 		}
 		err = rs.Err()
