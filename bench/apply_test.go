@@ -9,8 +9,6 @@ import (
 
 	"github.com/jiaoliu/jiaoliu"
 	"github.com/jiaoliu/jiaoliu/bench"
-	"github.com/jiaoliu/jiaoliu/postgres"
-	"github.com/jiaoliu/jiaoliu/sync/hlc"
 )
 
 // BenchmarkApply measures Store.Apply alone (no WebSocket, no JSON): per iteration,
@@ -31,12 +29,7 @@ func BenchmarkApply(b *testing.B) {
 func benchApply(b *testing.B, kind string, devices int) {
 	ctx := context.Background()
 	dsn, db := newDB(b, "apply", bench.Spec{Schools: 30, Teachers: 300, Exchanges: 300, Users: 300, DevicesPerUser: 1})
-	pool, err := postgres.Open(ctx, dsn)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pool.Close()
-	store := postgres.NewStore(pool, hlc.NewClock("bench"), nil)
+	store := benchStore(b, dsn)
 	ctxs := make([]context.Context, devices)
 	logs := make([]*bench.Backlog, devices)
 	for i := range ctxs {

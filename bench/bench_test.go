@@ -13,6 +13,8 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/jiaoliu/jiaoliu/bench"
+	"github.com/jiaoliu/jiaoliu/postgres"
+	"github.com/jiaoliu/jiaoliu/sync/hlc"
 )
 
 var cluster *bench.Cluster
@@ -77,4 +79,15 @@ func envInt(name string, def int) int {
 		return v
 	}
 	return def
+}
+
+// benchStore opens a store on dsn, as the server program does, closed when b ends.
+func benchStore(b *testing.B, dsn string) *postgres.Store {
+	b.Helper()
+	db, err := postgres.Open(context.Background(), dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	return postgres.NewStore(db, hlc.NewClock("bench"), nil)
 }

@@ -2,15 +2,12 @@ package bench_test
 
 import (
 	"context"
-	"log/slog"
 	"runtime"
 	"testing"
 	"time"
 
 	"github.com/jiaoliu/jiaoliu"
 	"github.com/jiaoliu/jiaoliu/bench"
-	"github.com/jiaoliu/jiaoliu/postgres"
-	"github.com/jiaoliu/jiaoliu/sync/hlc"
 )
 
 // BenchmarkPullPage measures the store's side of a pull alone (no WebSocket, no device):
@@ -21,12 +18,7 @@ import (
 func BenchmarkPullPage(b *testing.B) {
 	ctx := context.Background()
 	n := envInt("BENCH_PULL_RECORDS", 20000)
-	db, err := postgres.Open(ctx, teacherWithLessons(b, "pullpage", n))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	store := postgres.NewStore(db, hlc.NewClock("bench-pull"), slog.New(slog.DiscardHandler))
+	store := benchStore(b, teacherWithLessons(b, "pullpage", n))
 	actor, err := store.AuthenticateDevice(ctx, bench.DeviceToken(0, 0))
 	if err != nil {
 		b.Fatal(err)
@@ -50,7 +42,7 @@ func BenchmarkPullPage(b *testing.B) {
 	pages, records := 0, 0
 	runtime.GC()
 	runtime.ReadMemStats(&ms0)
-	cpu := bench.StartCPU(ctx, db)
+	cpu := bench.StartCPU(ctx, store.DB())
 	b.ResetTimer()
 	t0 := time.Now()
 	for range b.N {

@@ -547,12 +547,11 @@ func (r *syncRead) load(ctx context.Context, rows []logRow) ([]PulledRecord, err
 		if def == nil {
 			return nil, fmt.Errorf("change log names unknown entity %q", name)
 		}
-		q := fmt.Sprintf(`SELECT %s FROM %s t WHERE t.id = ANY($1::uuid[])`, recordTextColumns(def), def.Table)
-		rs, err := r.tx.QueryContext(ctx, q, pq.Array(ids))
+		rs, err := r.tx.QueryContext(ctx, recordTextQuery(def), pq.Array(ids))
 		if err != nil {
 			return nil, fmt.Errorf("load %s: %w", name, err)
 		}
-		// Every column is scanned as the bytes the driver read (recordTextColumns), into
+		// Every column is scanned as the bytes the driver read (recordTextQuery), into
 		// the same destinations for every row; a row's JSON is written before the next
 		// row is scanned over them.
 		var (

@@ -95,21 +95,30 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// recordTextColumns returns the select list of load's record query for def: the id (a
-// uuid, which lib/pq hands over as the bytes it read), the version, deleted, and every
-// field as its text output typed cstring. lib/pq converts text, dates and integers
-// into Go values, a string or a time.Time allocated per column; a cstring it hands over
-// as the bytes it read, which scan into sql.RawBytes without a copy. Per kind these
-// bytes are what appendRawRecordJSON reads.
-func recordTextColumns(def *jiaoliu.Entity) string {
+// loadQueries caches, per entity, the query load reads a page's records of it with.
+var loadQueries sync.Map // *jiaoliu.Entity → string
+
+// recordTextQuery returns load's query for the records of def whose ids are $1: the id
+// (a uuid, which lib/pq hands over as the bytes it read), the version, deleted, and
+// every field as its text output typed cstring. lib/pq converts text, dates and
+// integers into Go values, a string or a time.Time allocated per column; a cstring it
+// hands over as the bytes it read, which scan into sql.RawBytes without a copy. Per
+// kind these bytes are what appendRawRecordJSON reads.
+func recordTextQuery(def *jiaoliu.Entity) string {
+	if q, ok := loadQueries.Load(def); ok {
+		return q.(string)
+	}
 	var b strings.Builder
-	b.WriteString("t.id, t.version::text::cstring, t.deleted")
+	b.WriteString("SELECT t.id, t.version::text::cstring, t.deleted")
 	for _, f := range def.Fields {
 		b.WriteString(", t.")
 		b.WriteString(f.Column())
 		b.WriteString("::text::cstring")
 	}
-	return b.String()
+	b.WriteString(" FROM " + def.Table + " t WHERE t.id = ANY($1::uuid[])")
+	q := b.String()
+	loadQueries.Store(def, q)
+	return q
 }
 
 // appendRecordHead appends a pulled record's wire JSON up to its first field:
@@ -135,8 +144,8 @@ func appendFieldName(b []byte, n int, name string) []byte {
 	return append(b, ':')
 }
 
-// appendRawRecordJSON is appendRecordJSON of a record scanned as recordTextColumns
-// selects it: each field's text output in raw (nil for NULL). It writes the bytes
+// appendRawRecordJSON is appendRecordJSON of a record scanned as recordTextQuery
+// reads it: each field's text output in raw (nil for NULL). It writes the bytes
 // appendRecordJSON writes for the same values scanned into scanHolders' holders
 // (TestRawRecordJSONIsRecordJSON, through PostgreSQL, for every column of every
 // entity).

@@ -172,7 +172,7 @@ func appendRecordJSON(b []byte, def *jiaoliu.Entity, id, version string, deleted
 
 // TestRawRecordJSONIsRecordJSON: for every field of every entity, PostgreSQL's text
 // output of a value of the field's column type, scanned as load scans it
-// (recordTextColumns) and encoded by appendRawRecordJSON, gives the bytes that the same
+// (recordTextQuery) and encoded by appendRawRecordJSON, gives the bytes that the same
 // value scanned through lib/pq into scanHolders' holders gives appendRecordJSON: what
 // pulls sent before. Values: nulls, empty strings and lists, escapes, HTML characters,
 // U+2028, non-ASCII, negative and large integers, both booleans, dates.
