@@ -7,6 +7,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/jiaoliu/jiaoliu"
+	"github.com/jiaoliu/jiaoliu/internal/intern"
 )
 
 // What live sync activity (sync/hub's Publisher) reads and sends through the store.
@@ -53,6 +54,8 @@ func (s *Store) WatchedDevices(ctx context.Context, ids []string) (map[string]ji
 		if err := rows.Scan(&id, &d.Name, &d.UserID, &d.Username, pq.Array(&d.Scopes)); err != nil {
 			return nil, fmt.Errorf("watched devices: %w", err)
 		}
+		// The publisher caches them for as long as the device is seen (intern).
+		d.UserID, d.Username, d.Scopes = intern.String(d.UserID), intern.String(d.Username), intern.Strings(d.Scopes)
 		out[id] = d
 	}
 	if err := rows.Err(); err != nil {

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/jiaoliu/jiaoliu"
+	"github.com/jiaoliu/jiaoliu/internal/intern"
 )
 
 // SessionTTL is how long a login token is valid.
@@ -406,11 +407,15 @@ func (s *Store) authenticate(ctx context.Context, token string, withTokens bool)
 		}
 	}
 	a := ActorOf(&row.User, row.DeviceID, sessionID)
+	// A sync session keeps its actor while connected: the ids its user shares with their
+	// other devices, and the school and district with thousands of others, are interned.
+	a.UserID, a.Username, a.TeacherID = intern.String(a.UserID), intern.String(a.Username), intern.String(a.TeacherID)
+	a.SchoolID, a.DistrictID = intern.String(a.SchoolID), intern.String(a.DistrictID)
 	if !withTokens {
 		return a, nil
 	}
 	if !a.System {
-		a.ReadTokens = []string(row.Tokens)
+		a.ReadTokens = intern.Strings(row.Tokens)
 		if a.ReadTokens == nil {
 			a.ReadTokens = []string{}
 		}

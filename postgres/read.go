@@ -16,6 +16,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/jiaoliu/jiaoliu"
+	"github.com/jiaoliu/jiaoliu/internal/intern"
 )
 
 // orderOf is the default order of each entity's lists: the field and whether newest
@@ -43,7 +44,8 @@ func (s *Store) ActorTokens(ctx context.Context, a *jiaoliu.Actor) ([]string, er
 		string(a.Role), nullID(a.DistrictID), nullID(a.SchoolID), nullID(a.TeacherID)); err != nil {
 		return nil, fmt.Errorf("actor scope: %w", err)
 	}
-	return toks, nil
+	// Sessions keep them as long as they are connected: one copy for all (intern).
+	return intern.Strings(toks), nil
 }
 
 // readScope is the SQL condition on a record t restricting it to what an actor may

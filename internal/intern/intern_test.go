@@ -1,0 +1,59 @@
+package intern
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"unsafe"
+)
+
+func TestStringSharesOneCopy(t *testing.T) {
+	a := strings.Repeat("pd:", 1) + "0196f0c2-0000-7000-8000-000000000001"
+	b := strings.Clone(a)
+	if unsafe.StringData(a) == unsafe.StringData(b) {
+		t.Fatal("the test's strings share their bytes already")
+	}
+	ia, ib := String(a), String(b)
+	if ia != a || ib != b {
+		t.Fatalf("String changed the value: %q %q", ia, ib)
+	}
+	if unsafe.StringData(ia) != unsafe.StringData(ib) {
+		t.Error("equal strings interned to different copies")
+	}
+	ss := Strings([]string{strings.Clone(a), "other"})
+	if unsafe.StringData(ss[0]) != unsafe.StringData(ia) || ss[1] != "other" {
+		t.Errorf("Strings: %q", ss)
+	}
+	if String("") != "" {
+		t.Error("empty string")
+	}
+}
+
+func TestTableStartsOverWhenFull(t *testing.T) {
+	table.Lock()
+	clear(table.m)
+	table.Unlock()
+	for i := 0; i < maxStrings+10; i++ {
+		String("x" + strconv.Itoa(i))
+	}
+	table.RLock()
+	n := len(table.m)
+	table.RUnlock()
+	if n > maxStrings {
+		t.Errorf("table holds %d strings, more than %d", n, maxStrings)
+	}
+	if n != 10 {
+		t.Errorf("after starting over the table holds %d strings, want the 10 added since", n)
+	}
+}
+
+func BenchmarkStringHit(b *testing.B) {
+	s := String("t:0196f0c2-0000-7000-8000-000000000001")
+	c := strings.Clone(s)
+	b.ReportAllocs()
+	for b.Loop() {
+		if String(c) != s {
+			b.Fatal("miss")
+		}
+	}
+}
