@@ -407,10 +407,13 @@ func (s *Store) authenticate(ctx context.Context, token string, withTokens bool)
 		}
 	}
 	a := ActorOf(&row.User, row.DeviceID, sessionID)
-	// A sync session keeps its actor while connected: the ids its user shares with their
-	// other devices, and the school and district with thousands of others, are interned.
-	a.UserID, a.Username, a.TeacherID = intern.String(a.UserID), intern.String(a.Username), intern.String(a.TeacherID)
-	a.SchoolID, a.DistrictID = intern.String(a.SchoolID), intern.String(a.DistrictID)
+	if row.DeviceID != "" {
+		// A device's sync session keeps its actor while connected, for days: the ids its
+		// user shares with their other devices, and the school and district with
+		// thousands of others, are interned.
+		a.UserID, a.Username, a.TeacherID = intern.String(a.UserID), intern.String(a.Username), intern.String(a.TeacherID)
+		a.SchoolID, a.DistrictID = intern.String(a.SchoolID), intern.String(a.DistrictID)
+	}
 	if !withTokens {
 		return a, nil
 	}

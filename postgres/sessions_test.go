@@ -3,8 +3,10 @@ package postgres_test
 import (
 	"context"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/jiaoliu/jiaoliu"
 	"github.com/jiaoliu/jiaoliu/postgres"
@@ -117,5 +119,47 @@ func TestAuthenticateDeviceSkipsReadTokens(t *testing.T) {
 	}
 	if _, err := f.store.AuthenticateDevice(context.Background(), token); jiaoliu.ErrorCode(err) != jiaoliu.EUNAUTHENTICATED {
 		t.Fatalf("revoked device: %v, want UNAUTHENTICATED", err)
+	}
+}
+
+// TestDeviceSessionsShareTheirStrings: two tablets of one teacher, connected for days,
+// hold one copy of their user's ids and scope tokens between them (internal/intern),
+// not one each as read from PostgreSQL.
+func TestDeviceSessionsShareTheirStrings(t *testing.T) {
+	f := newFixture(t)
+	u, err := f.store.CreateUser(sys(), postgres.NewUser{Username: "teacher-b", Password: "correct horse 2", Role: jiaoliu.RoleTeacher, TeacherID: f.teacher})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var actors []*jiaoliu.Actor
+	var tokens [][]string
+	for _, name := range []string{"平板 1", "平板 2"} {
+		_, token, err := f.store.RegisterDevice(sys(), name, u.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := f.store.AuthenticateDevice(context.Background(), token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		toks, err := f.store.ActorTokens(context.Background(), a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		actors, tokens = append(actors, a), append(tokens, toks)
+	}
+	a, b := actors[0], actors[1]
+	for _, p := range [][2]string{{a.UserID, b.UserID}, {a.Username, b.Username}, {a.TeacherID, b.TeacherID}} {
+		if p[0] == "" || p[0] != p[1] || unsafe.StringData(p[0]) != unsafe.StringData(p[1]) {
+			t.Errorf("%q and %q: not one shared copy", p[0], p[1])
+		}
+	}
+	if len(tokens[0]) == 0 || !slices.Equal(tokens[0], tokens[1]) {
+		t.Fatalf("scope tokens %q and %q", tokens[0], tokens[1])
+	}
+	for i := range tokens[0] {
+		if unsafe.StringData(tokens[0][i]) != unsafe.StringData(tokens[1][i]) {
+			t.Errorf("scope token %q: not one shared copy", tokens[0][i])
+		}
 	}
 }

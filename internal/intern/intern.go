@@ -8,9 +8,11 @@ package intern
 
 import "sync"
 
-// maxStrings bounds the table: when full it starts over, so strings no session holds
-// any more are not kept for ever (a county has tens of thousands of ids, not millions).
-const maxStrings = 1 << 17
+// maxStrings bounds the table (about 5 MiB of ids and tokens when full): when full it
+// starts over, so strings no session holds any more are not kept for ever. A county's
+// connected tablets hold a few tens of thousands (a teacher's ids and tokens, shared
+// by their tablets; a few hundred schools' and districts').
+const maxStrings = 1 << 16
 
 var table = struct {
 	sync.RWMutex
