@@ -3,6 +3,7 @@ package intern
 import (
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"unsafe"
 )
@@ -54,6 +55,29 @@ func BenchmarkStringHit(b *testing.B) {
 	for b.Loop() {
 		if String(c) != s {
 			b.Fatal("miss")
+		}
+	}
+}
+
+// TestStringConcurrently: sessions connect at once; every caller of a value gets the
+// same copy (run with -race, as .ci/run does).
+func TestStringConcurrently(t *testing.T) {
+	const workers, values = 8, 200
+	got := make([][]string, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range values {
+				got[w] = append(got[w], String(strings.Clone("pd:"+strconv.Itoa(i))))
+			}
+		})
+	}
+	wg.Wait()
+	for w := 1; w < workers; w++ {
+		for i := range values {
+			if got[w][i] != got[0][i] || unsafe.StringData(got[w][i]) != unsafe.StringData(got[0][i]) {
+				t.Fatalf("value %d: worker %d got another copy", i, w)
+			}
 		}
 	}
 }
