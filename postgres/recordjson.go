@@ -155,6 +155,17 @@ func appendRawRecordJSON(b []byte, def *jiaoliu.Entity, id, version string, dele
 		f := def.Fields[i]
 		b = appendFieldName(b, n, f.Name)
 		v := raw[i]
+		if v == nil { // NULL: what the typed path writes for it, by kind
+			switch {
+			case f.Kind == jiaoliu.KindStrings:
+				b = append(b, "[]"...)
+			case !f.Nullable && (f.Kind == jiaoliu.KindString || f.Kind == jiaoliu.KindText):
+				b = append(b, `""`...)
+			default:
+				b = append(b, "null"...)
+			}
+			continue
+		}
 		var s string // v's bytes, valid until the next row is scanned
 		if len(v) > 0 {
 			s = unsafe.String(&v[0], len(v))
@@ -162,20 +173,12 @@ func appendRawRecordJSON(b []byte, def *jiaoliu.Entity, id, version string, dele
 		// The kinds as scanHolders gives them holders.
 		switch f.Kind {
 		case jiaoliu.KindInt:
-			if v == nil {
-				b = append(b, "null"...)
-				break
-			}
 			x, err := strconv.ParseInt(s, 10, 64)
 			if err != nil {
 				return nil, fmt.Errorf("%s.%s: %w", def.Name, f.Name, err)
 			}
 			b = strconv.AppendInt(b, x, 10)
 		case jiaoliu.KindFloat:
-			if v == nil {
-				b = append(b, "null"...)
-				break
-			}
 			x, err := strconv.ParseFloat(s, 64)
 			if err != nil {
 				return nil, fmt.Errorf("%s.%s: %w", def.Name, f.Name, err)
@@ -186,19 +189,11 @@ func appendRawRecordJSON(b []byte, def *jiaoliu.Entity, id, version string, dele
 				b = append(b, "null"...) // NaN and infinities are refused by the schema's CHECKs
 			}
 		case jiaoliu.KindBool:
-			switch {
-			case v == nil:
-				b = append(b, "null"...)
-			case s == "true" || s == "false":
-				b = append(b, s...)
-			default:
+			if s != "true" && s != "false" {
 				return nil, fmt.Errorf("%s.%s: bool %q", def.Name, f.Name, s)
 			}
+			b = append(b, s...)
 		case jiaoliu.KindDate:
-			if v == nil {
-				b = append(b, "null"...)
-				break
-			}
 			d, err := jiaoliu.ParseDate(s)
 			if err != nil {
 				return nil, fmt.Errorf("%s.%s: %w", def.Name, f.Name, err)
@@ -212,10 +207,8 @@ func appendRawRecordJSON(b []byte, def *jiaoliu.Entity, id, version string, dele
 			}
 		case jiaoliu.KindStrings:
 			var l jiaoliu.StringList
-			if v != nil {
-				if err := l.Scan([]byte(v)); err != nil {
-					return nil, fmt.Errorf("%s.%s: %w", def.Name, f.Name, err)
-				}
+			if err := l.Scan([]byte(v)); err != nil {
+				return nil, fmt.Errorf("%s.%s: %w", def.Name, f.Name, err)
 			}
 			b = append(b, '[')
 			for k, s := range l {
@@ -226,14 +219,7 @@ func appendRawRecordJSON(b []byte, def *jiaoliu.Entity, id, version string, dele
 			}
 			b = append(b, ']')
 		default:
-			switch {
-			case v != nil:
-				b = appendJSONString(b, s)
-			case !f.Nullable && (f.Kind == jiaoliu.KindString || f.Kind == jiaoliu.KindText):
-				b = append(b, `""`...)
-			default:
-				b = append(b, "null"...)
-			}
+			b = appendJSONString(b, s)
 		}
 	}
 	return append(b, '}', '}'), nil
