@@ -208,27 +208,89 @@ func (c *conn) serve() {
 		c.drain()
 		return
 	}
+	// Messages are handled one at a time, in order, each on a goroutine of its own
+	// (see onFreshStack for why). While one is handled the reader reads the next,
+	// and that message's goroutine decodes it and then waits for its turn: a device
+	// that sends its next push before the last one's ack has it decoded while the
+	// last one is applied. At most one message waits so: the reader reads the one
+	// after only when the one handled is done.
+	var prev <-chan struct{} // closed when the message read last is done
 	for {
 		if !c.draining.Load() {
 			_ = c.ws.SetReadDeadline(time.Now().Add(s.PongWait))
 		}
 		data, err := c.read()
 		if err != nil {
+			// The device went away or broke the protocol: what it sent before is
+			// still handled (a push committed and acknowledged) before the session ends.
+			wait(prev)
 			c.readFailed(err)
 			break
 		}
-		// A shutdown waits for the message being handled (see shutdown); once it has
-		// started, no new message is taken.
-		c.handling.Lock()
-		if c.draining.Load() || c.over() {
-			c.handling.Unlock()
-			continue
-		}
-		onFreshStack(c, func() bool { c.handle(data); return true })
-		c.handling.Unlock()
+		done := make(chan struct{})
+		go c.run(data, prev, done)
+		wait(prev)
+		prev = done
 	}
 	c.drain()
 }
+
+// wait waits for ch to be closed; a nil ch is not waited for.
+func wait(ch <-chan struct{}) {
+	if ch != nil {
+		<-ch
+	}
+}
+
+// run handles one message read after hello, once the message before it (prev) is done;
+// it closes done when it is done itself. It decodes the message before it waits.
+func (c *conn) run(data []byte, prev <-chan struct{}, done chan struct{}) {
+	defer close(done)
+	defer c.recover("handler")
+	var msg message
+	if !c.draining.Load() && !c.over() {
+		msg = c.prepare(data)
+	}
+	wait(prev)
+	// A shutdown waits for the message being handled (see shutdown); once it has
+	// started, no new message is taken.
+	c.handling.Lock()
+	defer c.handling.Unlock()
+	if c.draining.Load() || c.over() {
+		return
+	}
+	c.handle(msg)
+}
+
+// message is a message read from the socket, prepared for handling.
+type message struct {
+	m       wire.Message
+	err     *wire.Error // it could not be decoded: the answer
+	limited bool        // over the device's message rate: not decoded
+}
+
+// prepare checks the device's message rate and decodes the message. It may run while
+// the message before is handled: it touches no state but the rate limiter's, which
+// counts messages in the order they arrived, as before.
+func (c *conn) prepare(data []byte) message {
+	actor, _ := c.session()
+	if !c.srv.limits.allow(actor.DeviceID) {
+		return message{limited: true}
+	}
+	m, err := wire.Decode(data)
+	msg := message{m: m}
+	if err != nil {
+		msg = message{err: err.(*wire.Error)}
+	}
+	if afterPrepare != nil {
+		afterPrepare(msg)
+	}
+	return msg
+}
+
+// afterPrepare, when set (by tests, before any session starts), is called with each
+// message prepare decoded.
+var afterPrepare func(message)
 
 // onFreshStack runs fn on a goroutine of its own and waits for it. The session's
 // long-lived goroutines mostly sit blocked on a read or a channel with a few KiB of
@@ -427,7 +489,7 @@ func (c *conn) recover(where string) {
 
 // handle handles one message after hello. A panic while handling it is logged and
 // answered with an internal error; the session goes on.
-func (c *conn) handle(data []byte) {
+func (c *conn) handle(msg message) {
 	defer func() {
 		if p := recover(); p != nil {
 			c.log().Error("sync message panic", "panic", p, "stack", string(debug.Stack()))
@@ -438,22 +500,20 @@ func (c *conn) handle(data []byte) {
 	// A page read ahead answers this message or none (see readahead.go).
 	ahead := c.takeReadAhead()
 	defer ahead.discard()
-	actor, _ := c.session()
-	if !s.limits.allow(actor.DeviceID) {
+	if msg.limited {
 		c.reply(&wire.Error{Code: wire.CodeRateLimited, Message: "too many messages; slow down"})
 		return
 	}
 	if !c.reauthenticate(false) {
 		return
 	}
-	m, err := wire.Decode(data)
-	if err != nil {
-		c.log().Info("sync bad message", "err", err)
-		c.reply(err.(*wire.Error))
+	if msg.err != nil {
+		c.log().Info("sync bad message", "err", msg.err)
+		c.reply(msg.err)
 		return
 	}
 	actor, ctx := c.session()
-	switch m := m.(type) {
+	switch m := msg.m.(type) {
 	case *wire.Push:
 		c.mu.Lock()
 		schema := c.schema

@@ -108,7 +108,7 @@ func (a tokenAuth) AuthenticateToken(ctx context.Context, token string) (*jiaoli
 	return nil, jiaoliu.Errorf(jiaoliu.EUNAUTHENTICATED, "invalid token")
 }
 
-func faultServer(t *testing.T, st *fakeStore, configure func(*Server)) (*Server, string) {
+func faultServer(t *testing.T, st store, configure func(*Server)) (*Server, string) {
 	t.Helper()
 	auth := tokenAuth{"tok": {UserID: "u1", Role: jiaoliu.RoleAuditor, DistrictID: "d1", DeviceID: "dev-1"}}
 	s := newServer(st, auth, nil, nil)
