@@ -29,6 +29,7 @@ const (
 	DefaultPollInterval   = 30 * time.Second
 	DefaultOutboxCheck    = 5 * time.Second
 	DefaultPongWait       = 75 * time.Second
+	DefaultPushWindow     = 2
 	// defaultMaxBatch and defaultMaxMessageBytes are used until a welcome says
 	// otherwise (and over HTTP, where there is no welcome): the protocol's defaults.
 	defaultMaxBatch        = 500
@@ -120,6 +121,11 @@ type Config struct {
 	PullLimit int
 	// SchemaVersion is hello.schemaVersion (0: SchemaVersion).
 	SchemaVersion int
+	// PushWindow is how many pushes may wait for their acks at once over a WebSocket
+	// (0: 2; 1: each ack is awaited before the next push is sent). With two, the
+	// server applies a batch while the next is on its way, which over a slow link
+	// saves a round trip per batch. Over HTTP each push waits for its answer.
+	PushWindow int
 }
 
 // Client is a device's replica and outbox, and its sync sessions. Its methods are safe
@@ -192,6 +198,9 @@ func Open(path string, cfg Config) (*Client, error) {
 	}
 	if cfg.SchemaVersion <= 0 {
 		cfg.SchemaVersion = SchemaVersion
+	}
+	if cfg.PushWindow <= 0 {
+		cfg.PushWindow = DefaultPushWindow
 	}
 	if cfg.ServerURL != "" {
 		u, err := normalizeServerURL(cfg.ServerURL)

@@ -56,9 +56,14 @@
 // in batches within maxBatch and maxMessageBytes, pulls and verifies. Run stays
 // connected: it pulls on poke, pushes when the outbox grows, pulls from the start on
 // reset, and reconnects with exponential backoff and jitter; over HTTP it polls. On a
-// WebSocket messages are exchanged in lock step; since errors and resets carry no
-// request id, an ambiguous one is followed by a ping barrier (everything before the
-// pong is an answer to an earlier request) rather than guessed at.
+// WebSocket messages are exchanged in lock step, but for pushes: up to
+// Config.PushWindow batches (2 by default) wait for their acks at once, so the server
+// applies one while the next is on its way. A batch never carries an op that depends
+// on a natural-key record created by a batch still unacknowledged: that op waits for
+// the ack, which may rename the record. Since errors and resets carry no request id,
+// an ambiguous one is followed by a ping barrier (everything before the pong is an
+// answer to an earlier request) rather than guessed at; with another push in flight
+// the connection is dropped instead, and the unacknowledged pushes are resent.
 //
 // # Clock
 //

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"strconv"
 	"time"
@@ -16,7 +17,8 @@ import (
 )
 
 // session is one connection to the server and the state of the conversation on it.
-// Messages are exchanged in lock step: one request, then its answer. The server may
+// Messages are exchanged in lock step, one request, then its answer, but for pushes
+// over a WebSocket, of which a few may wait for their acks (pushAll). The server may
 // interleave pokes and resets, which are noted and acted on between requests.
 type session struct {
 	c        *Client
@@ -127,15 +129,29 @@ func (s *session) close() { s.t.close() }
 
 // call sends req and returns its answer, noting pokes and resets on the way.
 func (s *session) call(ctx context.Context, req wire.Message) (wire.Message, error) {
-	if err := s.t.send(ctx, req); err != nil {
+	if err := s.send(ctx, req); err != nil {
 		return nil, err
+	}
+	return s.await(ctx, req, false)
+}
+
+// send writes req to the server.
+func (s *session) send(ctx context.Context, req wire.Message) error {
+	if err := s.t.send(ctx, req); err != nil {
+		return err
 	}
 	if h := s.c.hooks.afterSend; h != nil {
 		if err := h(req); err != nil {
 			s.t.drop()
-			return nil, err
+			return err
 		}
 	}
+	return nil
+}
+
+// await returns the answer to req, sent earlier, noting pokes and resets on the way.
+// more says that requests sent after req wait for their answers too.
+func (s *session) await(ctx context.Context, req wire.Message, more bool) (wire.Message, error) {
 	for {
 		m, err := s.t.recv(ctx)
 		if err != nil {
@@ -166,6 +182,13 @@ func (s *session) call(ctx context.Context, req wire.Message) (wire.Message, err
 			if p, ok := req.(*wire.Push); ok && m.BatchID != "" && m.BatchID != p.BatchID {
 				s.log.Warn("sync: an error for another batch", "batch", m.BatchID, "code", m.Code)
 				continue
+			}
+			if s.ws && more {
+				// The flush below would swallow the answers to the later requests: start
+				// over on a new connection (the pushes are idempotent).
+				s.log.Warn("sync: an error while pushes were in flight; reconnecting", "code", m.Code, "message", m.Message)
+				s.t.drop()
+				return nil, errResync
 			}
 			if s.ws {
 				// Errors carry no request id: an error the server sent on its own (a failed
@@ -269,30 +292,62 @@ func (s *session) round(ctx context.Context, verify bool) error {
 	return nil
 }
 
-// pushAll sends the outbox in batches until it is empty.
+// pushAll sends the outbox in batches until it is empty. Over a WebSocket it keeps up
+// to Config.PushWindow batches unacknowledged, so that the server applies one while
+// the next is on its way (the server handles them in order, one at a time). A batch
+// never holds an op that depends on a natural-key record created by a batch still in
+// flight (see nextBatch): such an op waits for that batch's ack, which may rename
+// the record.
 func (s *session) pushAll(ctx context.Context) error {
+	window := 1
+	if s.ws {
+		window = s.c.cfg.PushWindow
+	}
+	var flying []flight
+	var after int64 // the outbox position of the last op sent
 	for {
-		ops, err := s.c.nextBatch(ctx, s.maxBatch, s.maxBytes)
-		if err != nil {
-			return err
+		for len(flying) < window {
+			fresh := map[string]bool{}
+			for _, f := range flying {
+				maps.Copy(fresh, f.fresh)
+			}
+			ops, mine, err := s.c.nextBatchAfter(ctx, s.maxBatch, s.maxBytes, after, fresh)
+			if err != nil {
+				return err
+			}
+			if len(ops) == 0 {
+				break
+			}
+			push := &wire.Push{Ops: make([]jiaoliu.Op, len(ops))}
+			for i, op := range ops {
+				push.Ops[i] = jiaoliu.Op{OpID: op.OpID, Kind: op.Kind, Entity: op.Entity, ID: op.ID, HLC: op.HLC, Fields: op.Fields}
+			}
+			if !s.ws {
+				push.SchemaVersion = s.c.cfg.SchemaVersion
+			}
+			if push.BatchID, err = s.c.markSent(ctx, ops); err != nil {
+				return err
+			}
+			s.log.Debug("sync: push", "batch", push.BatchID, "ops", len(ops), "in_flight", len(flying))
+			if err := s.send(ctx, push); err != nil {
+				return fmt.Errorf("push %s: %w", push.BatchID, err)
+			}
+			flying = append(flying, flight{push: push, ops: ops, fresh: mine})
+			after = ops[len(ops)-1].Seq
 		}
-		if len(ops) == 0 {
+		if len(flying) == 0 {
 			return nil
 		}
-		push := &wire.Push{Ops: make([]jiaoliu.Op, len(ops))}
-		for i, op := range ops {
-			push.Ops[i] = jiaoliu.Op{OpID: op.OpID, Kind: op.Kind, Entity: op.Entity, ID: op.ID, HLC: op.HLC, Fields: op.Fields}
+		f := flying[0]
+		flying = flying[1:]
+		if len(flying) == 0 {
+			// The next batch starts again at the outbox's head: ops of an ack that did
+			// not answer them all are sent again.
+			after = 0
 		}
-		if !s.ws {
-			push.SchemaVersion = s.c.cfg.SchemaVersion
-		}
-		if push.BatchID, err = s.c.markSent(ctx, ops); err != nil {
-			return err
-		}
-		s.log.Debug("sync: push", "batch", push.BatchID, "ops", len(ops))
-		reply, err := s.call(ctx, push)
+		reply, err := s.await(ctx, f.push, len(flying) > 0)
 		if err != nil {
-			return fmt.Errorf("push %s: %w", push.BatchID, err)
+			return fmt.Errorf("push %s: %w", f.push.BatchID, err)
 		}
 		switch r := reply.(type) {
 		case *wire.Ack:
@@ -302,24 +357,36 @@ func (s *session) pushAll(ctx context.Context) error {
 					return err
 				}
 			}
-			n, err := s.c.applyAck(ctx, ops, r)
+			n, err := s.c.applyAck(ctx, f.ops, r)
 			if err != nil {
-				return fmt.Errorf("push %s: %w", push.BatchID, err)
+				return fmt.Errorf("push %s: %w", f.push.BatchID, err)
 			}
 			if n == 0 {
-				return fmt.Errorf("push %s: the ack answers none of the batch's %d ops", push.BatchID, len(ops))
+				return fmt.Errorf("push %s: the ack answers none of the batch's %d ops", f.push.BatchID, len(f.ops))
 			}
 		case *wire.Error:
-			if r.Code == wire.CodeBatchTooLarge && len(ops) > 1 {
-				s.maxBatch = max(1, len(ops)/2)
+			if r.Code == wire.CodeBatchTooLarge && len(f.ops) > 1 {
+				s.maxBatch = max(1, len(f.ops)/2)
 				s.log.Info("sync: batch too large; splitting", "maxBatch", s.maxBatch)
+				if len(flying) > 0 {
+					// The batches after it were sent as large: start over smaller.
+					s.t.drop()
+					return fmt.Errorf("push %s: %w", f.push.BatchID, errResync)
+				}
 				continue
 			}
-			return fmt.Errorf("push %s: %w", push.BatchID, &ServerError{Code: r.Code, Message: r.Message})
+			return fmt.Errorf("push %s: %w", f.push.BatchID, &ServerError{Code: r.Code, Message: r.Message})
 		default:
-			return fmt.Errorf("push %s: the server answered %s", push.BatchID, reply.MessageType())
+			return fmt.Errorf("push %s: the server answered %s", f.push.BatchID, reply.MessageType())
 		}
 	}
+}
+
+// flight is a push sent and not yet answered.
+type flight struct {
+	push  *wire.Push
+	ops   []Op
+	fresh map[string]bool // its unconfirmed natural-key records (see nextBatch)
 }
 
 // nextBatch returns the next ops to push, in outbox order: at most maxBatch, within
@@ -328,12 +395,21 @@ func (s *session) pushAll(ctx context.Context) error {
 // (answered with its canonical id); the ops after it are then rewritten to the
 // canonical id before they are sent, rather than being rejected for an unknown id.
 func (c *Client) nextBatch(ctx context.Context, maxBatch, maxBytes int) ([]Op, error) {
-	ops, err := pendingOpsLimit(ctx, c.db, ``, maxBatch)
+	ops, _, err := c.nextBatchAfter(ctx, maxBatch, maxBytes, 0, map[string]bool{})
+	return ops, err
+}
+
+// nextBatchAfter is nextBatch from the outbox position after on, with the records of
+// batches in flight in fresh (which it does not change). It also returns the batch's
+// own unconfirmed natural-key records.
+func (c *Client) nextBatchAfter(ctx context.Context, maxBatch, maxBytes int, after int64, inFlight map[string]bool) ([]Op, map[string]bool, error) {
+	ops, err := pendingOpsLimit(ctx, c.db, `WHERE seq > ?`, maxBatch, after)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	budget := maxBytes - 4096
-	fresh := map[string]bool{} // entity/id of unconfirmed natural-key records in the batch
+	fresh := maps.Clone(inFlight) // entity/id of unconfirmed natural-key records in flight or in the batch
+	mine := map[string]bool{}
 	var batch []Op
 	for _, op := range ops {
 		if dependsOn(op, fresh) {
@@ -351,15 +427,16 @@ func (c *Client) nextBatch(ctx context.Context, maxBatch, maxBytes int) ([]Op, e
 		if op.Kind == jiaoliu.OpUpsert && hasNaturalKey(op.Entity) {
 			rec, err := loadRecord(ctx, c.db, op.Entity, op.ID)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			if rec == nil || !rec.hasBase {
 				fresh[op.Entity+"/"+op.ID] = true
+				mine[op.Entity+"/"+op.ID] = true
 			}
 		}
 		batch = append(batch, op)
 	}
-	return batch, nil
+	return batch, mine, nil
 }
 
 // dependsOn reports whether op touches one of the records in fresh.

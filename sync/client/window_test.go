@@ -1,0 +1,96 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/jiaoliu/jiaoliu"
+	syncserver "github.com/jiaoliu/jiaoliu/sync/server"
+	"github.com/jiaoliu/jiaoliu/sync/wire"
+)
+
+// TestPushWindow: over a WebSocket the client sends its next batch before the last
+// one's ack (Config.PushWindow), but never an op that depends on a natural-key record
+// of a batch still in flight: that op waits for the ack, which may rename the record.
+// The server here takes batches of 2 (its welcome's maxBatch).
+func TestPushWindow(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(s *syncserver.Server) { s.MaxBatch = 2 })
+	for _, tc := range []struct {
+		window int
+		want   string // sends (s) and acks (a) of the pushes, in order
+	}{
+		// b1 [L1 L2], b2 [L3 L4] sent together; the edit of L3 waits for b2's ack,
+		// then goes with L5 (b3), and L6 follows at once (b4).
+		{0, "s1 s2 a1 a2 s3 s4 a3 a4"},
+		{1, "s1 a1 s2 a2 s3 a3 s4 a4"},
+	} {
+		t.Run(fmt.Sprintf("window=%d", tc.window), func(t *testing.T) {
+			e := e.with(t)
+			e.year = 2040 + tc.window
+			ctx := context.Background()
+			a := e.newDevice("a", e.userA, func(c *Config) { c.PushWindow = tc.window })
+			noErr(t, a.c.Sync(ctx))
+			// The server already has L3's lesson (exchange, date, period) under
+			// another id: L3 is merged into it, and the edit must follow.
+			twin := NewID()
+			e.apply(sysOp("lesson", twin, lessonOf(e.e1, e.date(20), 3)))
+			ids := []string{NewID(), NewID(), NewID(), NewID(), NewID(), NewID()}
+			var edit string
+			for i, id := range ids {
+				must(a.c.Upsert(ctx, "lesson", id, lessonOf(e.e1, e.date(20), i+1)))
+				if i == 3 {
+					edit = must(a.c.Upsert(ctx, "lesson", ids[2], map[string]any{"topic": "分数"}))
+				}
+			}
+			var got []string
+			batches := map[string]int{} // batchId → its number in the order sent
+			var sent [][]string
+			a.c.hooks.afterSend = func(m wire.Message) error {
+				if p, ok := m.(*wire.Push); ok {
+					batches[p.BatchID] = len(batches) + 1
+					got = append(got, fmt.Sprintf("s%d", batches[p.BatchID]))
+					var ops []string
+					for _, op := range p.Ops {
+						ops = append(ops, op.OpID)
+					}
+					sent = append(sent, ops)
+				}
+				return nil
+			}
+			a.c.hooks.beforeAckApplied = func(ack *wire.Ack) error {
+				got = append(got, fmt.Sprintf("a%d", batches[ack.BatchID]))
+				return nil
+			}
+			noErr(t, a.c.Sync(ctx))
+			if s := strings.Join(got, " "); s != tc.want {
+				t.Errorf("pushes and acks %q, want %q", s, tc.want)
+			}
+			if len(sent) == 4 && !slices.Contains(sent[2], edit) {
+				t.Errorf("the edit of the merged lesson went in %v, want the third batch", sent)
+			}
+			if rej := must(a.c.Rejections(ctx)); len(rej) != 0 {
+				t.Fatalf("rejections %+v", rej)
+			}
+			res := must(a.c.Results(ctx))
+			var merged, edited bool
+			for _, r := range res {
+				merged = merged || r.Status == jiaoliu.StatusMerged && r.CanonicalID == twin
+				edited = edited || r.OpID == edit && r.Status == jiaoliu.StatusApplied && r.ID == twin
+			}
+			if !merged || !edited {
+				t.Fatalf("results %+v: want L3 merged into %s and the edit applied to it", res, twin)
+			}
+			if l := must(a.c.Get(ctx, "lesson", twin)); l.Fields["topic"] != "分数" {
+				t.Fatalf("merged lesson %+v, want the edit's topic", l.Fields)
+			}
+			if p := must(a.c.Pending(ctx)); len(p) != 0 {
+				t.Fatalf("%d ops still pending", len(p))
+			}
+			e.assertReplicaMatches(a)
+		})
+	}
+}
