@@ -15,7 +15,7 @@ import (
 )
 
 // Device is a raw protocol client: one WebSocket session speaking sync/wire, with one
-// request (push, pull) in flight at a time, and pokes reported to a callback. It is
+// request (push, pull) in flight at a time (or a window of pushes: PushEncodedAll), and pokes reported to a callback. It is
 // what the load generator and the benchmarks drive; it keeps no replica.
 type Device struct {
 	ID      string
@@ -138,6 +138,11 @@ func (d *Device) roundTripData(ctx context.Context, isPull bool, data []byte) (w
 	if err := d.send(data); err != nil {
 		return nil, err
 	}
+	return d.reply(ctx, isPull)
+}
+
+// reply waits for the next reply that is not a poke, nor a reset unless isPull.
+func (d *Device) reply(ctx context.Context, isPull bool) (wire.Message, error) {
 	for {
 		select {
 		case r := <-d.replies:
@@ -197,6 +202,43 @@ func (d *Device) PushEncoded(ctx context.Context, e *EncodedPush) (*wire.Ack, er
 		return nil, fmt.Errorf("push: got %s", r.MessageType())
 	}
 	return a, nil
+}
+
+// PushEncodedAll sends batches encoded beforehand with up to window of them unacknowledged
+// (1: each answer awaited before the next batch is sent), as the client package does
+// (client.Config.PushWindow), and gives each batch's answer to answer, in order: its
+// ack, or the error the server answered it with (rate_limited, batch_too_large …). The
+// server handles a socket's messages in order, so the answers come in the order of
+// the batches. It stops at the first error of the connection or of answer.
+func (d *Device) PushEncodedAll(ctx context.Context, pushes []*EncodedPush, window int, answer func(i int, a *wire.Ack, e *wire.Error) error) error {
+	window = max(window, 1)
+	sent := 0
+	for i := range pushes {
+		for ; sent < len(pushes) && sent-i < window; sent++ {
+			if err := d.send(pushes[sent].data); err != nil {
+				return fmt.Errorf("push: %w", err)
+			}
+		}
+		r, err := d.reply(ctx, false)
+		var e *wire.Error
+		if errors.As(err, &e) {
+			if err := answer(i, nil, e); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("push: %w", err)
+		}
+		a, ok := r.(*wire.Ack)
+		if !ok {
+			return fmt.Errorf("push: got %s", r.MessageType())
+		}
+		if err := answer(i, a, nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // PullAll follows the cursor from the device's last one until more is false and

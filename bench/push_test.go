@@ -25,8 +25,10 @@ func pushOps(batch int) int {
 var start = time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC)
 
 // BenchmarkPush measures ops applied and acknowledged per second: D devices (of D
-// teachers), each pushing its backlog over its own WebSocket in batches of B and
-// waiting for each ack, against the in-process server. At batch 500 it also writes the
+// teachers), each pushing its backlog over its own WebSocket in batches of B with two
+// batches unacknowledged at once, as the client package does (BENCH_PUSH_WINDOW=1:
+// each ack awaited before the next batch is sent, as before session 22), against the
+// in-process server. At batch 500 it also writes the
 // same number of ops with COPY (bench.CopyBatch, 2 connections, spread over as many
 // exchanges as there are devices, as the pushes are) into the same database,
 // half just before the pushes and half just after, and reports that rate (copy-ops/s)
@@ -60,6 +62,7 @@ func benchPush(b *testing.B, devices, batch int) {
 		defer devs[i].Close()
 		logs[i] = bench.NewBacklog(bench.ExchangeID(i), bench.DeviceID(i, 0), start)
 	}
+	window := envInt("BENCH_PUSH_WINDOW", 2)
 	per := (pushOps(batch) + devices*batch - 1) / (devices * batch) // batches per device
 	total := 0
 	var goCPU, pgCPU, elapsed time.Duration
@@ -95,18 +98,19 @@ func benchPush(b *testing.B, devices, batch int) {
 			wg.Add(1)
 			go func(d *bench.Device, ps []*bench.EncodedPush) {
 				defer wg.Done()
-				for _, p := range ps {
-					ack, err := d.PushEncoded(ctx, p)
-					if err != nil {
-						errs <- err
-						return
+				err := d.PushEncodedAll(ctx, ps, window, func(_ int, ack *wire.Ack, e *wire.Error) error {
+					if e != nil {
+						return fmt.Errorf("push: %w", e)
 					}
 					for _, r := range ack.Results {
 						if r.Status == "rejected" {
-							errs <- fmt.Errorf("op rejected: %s %s %v", r.Code, r.Message, r.Fields)
-							return
+							return fmt.Errorf("op rejected: %s %s %v", r.Code, r.Message, r.Fields)
 						}
 					}
+					return nil
+				})
+				if err != nil {
+					errs <- err
 				}
 			}(devs[i], pushes[i])
 		}

@@ -50,6 +50,7 @@ type config struct {
 	pushers     int
 	backlog     int
 	batch       int
+	window      int
 	pokeWriters int
 	pokeFor     time.Duration
 	pokeEvery   time.Duration
@@ -72,6 +73,7 @@ func main() {
 	flag.IntVar(&c.pushers, "pushers", 20, "devices that push a backlog")
 	flag.IntVar(&c.backlog, "backlog", 2000, "ops in each pusher's offline backlog")
 	flag.IntVar(&c.batch, "batch", 500, "ops per push")
+	flag.IntVar(&c.window, "window", 2, "pushes a pusher keeps unacknowledged at once, as the client package does (1: each ack awaited)")
 	flag.IntVar(&c.pokeWriters, "poke-writers", 10, "devices writing one op at a time during the poke phase")
 	flag.DurationVar(&c.pokeFor, "poke-for", 20*time.Second, "length of the poke phase")
 	flag.DurationVar(&c.pokeEvery, "poke-every", 50*time.Millisecond, "pause between a poke writer's writes")
@@ -194,27 +196,44 @@ func run(ctx context.Context, c config) error {
 		go func(i int, d *bench.Device) {
 			defer wg.Done()
 			bl := bench.NewBacklog(bench.ExchangeID(i), d.ID, time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, 500*(time.Now().Second()%7)))
-			for sent := 0; sent < c.backlog && ctx.Err() == nil; sent += c.batch {
-				n := min(c.batch, c.backlog-sent)
-				push := &wire.Push{BatchID: fmt.Sprintf("b-%d-%d", i, sent), Ops: bl.Batch(n)}
-				ack, err := d.Push(ctx, push)
-				for attempt := 1; rateLimited(err) && attempt <= 20 && ctx.Err() == nil; attempt++ {
-					// Over the server's per-device rate: as a device does, wait and send
-					// the same batch again.
-					f.st.rateLimited.Add(1)
-					time.Sleep(100 * time.Millisecond)
-					ack, err = d.Push(ctx, push)
-				}
+			var pushes []*bench.EncodedPush
+			for sent := 0; sent < c.backlog; sent += c.batch {
+				p, err := bench.EncodePush(&wire.Push{BatchID: fmt.Sprintf("b-%d-%d", i, sent), Ops: bl.Batch(min(c.batch, c.backlog-sent))})
 				if err != nil {
 					f.st.fail(&f.st.pushErrs, "push", err.Error())
 					return
 				}
-				for _, r := range ack.Results {
-					if r.Status == "rejected" {
-						f.st.fail(&f.st.pushErrs, "push", "op rejected: "+r.Code+": "+r.Message)
-					}
+				pushes = append(pushes, p)
+			}
+			// Up to -window batches in flight; a batch over the server's per-device rate
+			// is sent again after a pause, as a device does.
+			for attempt := 0; len(pushes) > 0 && ctx.Err() == nil; attempt++ {
+				if attempt > 0 {
+					time.Sleep(100 * time.Millisecond)
 				}
-				f.st.acked.Add(int64(len(ack.Results)))
+				var again []*bench.EncodedPush
+				err := d.PushEncodedAll(ctx, pushes, c.window, func(k int, ack *wire.Ack, e *wire.Error) error {
+					if e != nil {
+						if e.Code == wire.CodeRateLimited && attempt < 20 {
+							f.st.rateLimited.Add(1)
+							again = append(again, pushes[k])
+							return nil
+						}
+						return e
+					}
+					for _, r := range ack.Results {
+						if r.Status == "rejected" {
+							f.st.fail(&f.st.pushErrs, "push", "op rejected: "+r.Code+": "+r.Message)
+						}
+					}
+					f.st.acked.Add(int64(len(ack.Results)))
+					return nil
+				})
+				if err != nil {
+					f.st.fail(&f.st.pushErrs, "push", err.Error())
+					return
+				}
+				pushes = again
 			}
 		}(i, d)
 	}
@@ -315,7 +334,7 @@ func run(ctx context.Context, c config) error {
 	if rss0 > 0 && rss1 > 0 {
 		fmt.Printf("memory        server RSS %d MiB → %d MiB idle: %.1f KiB per connection\n", rss0>>20, rss1>>20, float64(rss1-rss0)/1024/float64(max(1, c.devices)))
 	}
-	fmt.Printf("push          %d ops acknowledged by %d devices (batch %d) in %v: %.0f ops/s, %d errors\n", pushed, pushers, c.batch, pushTime.Round(time.Millisecond), float64(pushed)/pushTime.Seconds(), f.st.pushErrs.Load())
+	fmt.Printf("push          %d ops acknowledged by %d devices (batch %d, %d in flight) in %v: %.0f ops/s, %d errors\n", pushed, pushers, c.batch, c.window, pushTime.Round(time.Millisecond), float64(pushed)/pushTime.Seconds(), f.st.pushErrs.Load())
 	if n := f.st.rateLimited.Load(); n > 0 {
 		fmt.Printf("rate limited  %d pushes answered rate_limited and sent again (the server allows each device 20 messages/s, burst 100)\n", n)
 	}
