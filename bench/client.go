@@ -173,6 +173,9 @@ type EncodedPush struct {
 	data []byte
 }
 
+// Len is the encoded push's size in bytes.
+func (e *EncodedPush) Len() int { return len(e.data) }
+
 // EncodePush encodes p for PushEncoded.
 func EncodePush(p *wire.Push) (*EncodedPush, error) {
 	data, err := wire.Encode(p)
