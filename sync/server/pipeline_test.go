@@ -100,15 +100,15 @@ func waitPrepared(t *testing.T, ch <-chan message, typ string) {
 	}
 }
 
-// TestPipelinedMessages: a device may send its next messages before the answer to the
-// last. The next one is decoded while the last is handled; they are handled one at a
-// time, in order, and answered in order.
-func TestPipelinedMessages(t *testing.T) {
+// twoPushes opens a session on a gatedStore whose Apply lets through gate batches
+// without waiting (0: each waits for the test), sends pushes b1 (op o1) and b2 (o2) at
+// once, and returns when o1 is being applied and b2 was decoded meanwhile.
+func twoPushes(t *testing.T, gate int) (*Server, *gatedStore, *websocket.Conn) {
+	t.Helper()
 	decoded := prepared(t)
-	st := newGatedStore(0)
-	_, url := gatedServer(t, st)
+	st := newGatedStore(gate)
+	s, url := gatedServer(t, st)
 	ws := dialGated(t, url)
-
 	for _, m := range []any{pushOf("b1", "o1"), pushOf("b2", "o2")} {
 		if err := ws.WriteJSON(m); err != nil {
 			t.Fatal(err)
@@ -120,6 +120,14 @@ func TestPipelinedMessages(t *testing.T) {
 	}
 	// b1 is being applied: b2 is decoded meanwhile, and waits.
 	waitPrepared(t, decoded, wire.TypePush)
+	return s, st, ws
+}
+
+// TestPipelinedMessages: a device may send its next messages before the answer to the
+// last. The next one is decoded while the last is handled; they are handled one at a
+// time, in order, and answered in order.
+func TestPipelinedMessages(t *testing.T) {
+	_, st, ws := twoPushes(t, 0)
 	if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"type":`)); err != nil {
 		t.Fatal(err)
 	}
@@ -158,18 +166,7 @@ func TestPipelinedMessages(t *testing.T) {
 // TestPipelinedClose: a device that closes its socket right after a push still has the
 // push applied (what it sent is not lost), and a message read after it is handled too.
 func TestPipelinedClose(t *testing.T) {
-	decoded := prepared(t)
-	st := newGatedStore(4)
-	_, url := gatedServer(t, st)
-	ws := dialGated(t, url)
-	for _, m := range []any{pushOf("b1", "o1"), pushOf("b2", "o2")} {
-		if err := ws.WriteJSON(m); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitPrepared(t, decoded, wire.TypePush)
-	entered(t, st)
-	waitPrepared(t, decoded, wire.TypePush)
+	_, st, ws := twoPushes(t, 4)
 	ws.Close()
 	st.gate <- struct{}{}
 	st.gate <- struct{}{}
@@ -186,18 +183,7 @@ func TestPipelinedClose(t *testing.T) {
 // TestPipelinedShutdown: a shutdown finishes the message being handled, answers it,
 // and takes none of those waiting behind it.
 func TestPipelinedShutdown(t *testing.T) {
-	decoded := prepared(t)
-	st := newGatedStore(4)
-	s, url := gatedServer(t, st)
-	ws := dialGated(t, url)
-	for _, m := range []any{pushOf("b1", "o1"), pushOf("b2", "o2")} {
-		if err := ws.WriteJSON(m); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitPrepared(t, decoded, wire.TypePush)
-	entered(t, st)
-	waitPrepared(t, decoded, wire.TypePush)
+	s, st, ws := twoPushes(t, 4)
 	shut := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
