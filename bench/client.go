@@ -15,8 +15,9 @@ import (
 )
 
 // Device is a raw protocol client: one WebSocket session speaking sync/wire, with one
-// request (push, pull) in flight at a time (or a window of pushes: PushEncodedAll), and pokes reported to a callback. It is
-// what the load generator and the benchmarks drive; it keeps no replica.
+// request (push, pull) in flight at a time (or a window of pushes: PushEncodedAll), and
+// pokes reported to a callback. It is what the load generator and the benchmarks drive;
+// it keeps no replica.
 type Device struct {
 	ID      string
 	ws      *websocket.Conn

@@ -307,7 +307,7 @@ func (s *session) pushAll(ctx context.Context) error {
 	var after int64 // the outbox position of the last op sent
 	for {
 		for len(flying) < window {
-			fresh := map[string]bool{}
+			fresh := map[string]bool{} // the records of the batches in flight
 			for _, f := range flying {
 				maps.Copy(fresh, f.fresh)
 			}
@@ -399,16 +399,15 @@ func (c *Client) nextBatch(ctx context.Context, maxBatch, maxBytes int) ([]Op, e
 	return ops, err
 }
 
-// nextBatchAfter is nextBatch from the outbox position after on, with the records of
-// batches in flight in fresh (which it does not change). It also returns the batch's
-// own unconfirmed natural-key records.
-func (c *Client) nextBatchAfter(ctx context.Context, maxBatch, maxBytes int, after int64, inFlight map[string]bool) ([]Op, map[string]bool, error) {
+// nextBatchAfter is nextBatch from the outbox position after on. fresh holds the
+// unconfirmed natural-key records (entity/id) of the batches in flight; the batch's own
+// are added to it, and also returned.
+func (c *Client) nextBatchAfter(ctx context.Context, maxBatch, maxBytes int, after int64, fresh map[string]bool) ([]Op, map[string]bool, error) {
 	ops, err := pendingOpsLimit(ctx, c.db, `WHERE seq > ?`, maxBatch, after)
 	if err != nil {
 		return nil, nil, err
 	}
 	budget := maxBytes - 4096
-	fresh := maps.Clone(inFlight) // entity/id of unconfirmed natural-key records in flight or in the batch
 	mine := map[string]bool{}
 	var batch []Op
 	for _, op := range ops {

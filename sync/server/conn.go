@@ -139,9 +139,7 @@ func (c *conn) done() <-chan struct{} {
 // log returns the session's logger. It is made when needed rather than kept: a logger
 // with attributes costs hundreds of bytes, times thousands of idle tablets.
 func (c *conn) log() *slog.Logger {
-	c.mu.Lock()
-	actor := c.actor
-	c.mu.Unlock()
+	actor := c.currentActor()
 	if actor == nil {
 		return c.srv.log.With("conn", c.id, "remote", c.remoteAddr)
 	}
@@ -273,8 +271,7 @@ type message struct {
 // the message before is handled: it touches no state but the rate limiter's, which
 // counts messages in the order they arrived, as before.
 func (c *conn) prepare(data []byte) message {
-	actor, _ := c.session()
-	if !c.srv.limits.allow(actor.DeviceID) {
+	if !c.srv.limits.allow(c.currentActor().DeviceID) {
 		return message{limited: true}
 	}
 	m, err := wire.Decode(data)
@@ -471,9 +468,15 @@ func (c *conn) fail(e *wire.Error) bool {
 
 // session returns the actor and a context carrying it.
 func (c *conn) session() (*jiaoliu.Actor, context.Context) {
+	actor := c.currentActor()
+	return actor, jiaoliu.NewContextWithActor(c.srv.hardCtx, actor)
+}
+
+// currentActor returns the session's actor (nil before hello authenticated it).
+func (c *conn) currentActor() *jiaoliu.Actor {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.actor, jiaoliu.NewContextWithActor(c.srv.hardCtx, c.actor)
+	return c.actor
 }
 
 // recover ends the session after a panic in one of its goroutines, so that a bug
