@@ -154,6 +154,9 @@ type Client struct {
 
 // hooks let tests inject faults at the exact points that matter.
 type hooks struct {
+	// beforeSend may replace a message about to be written to the server (a push the
+	// server will refuse).
+	beforeSend func(m wire.Message) wire.Message
 	// afterSend runs after a message was written to the server and before its answer
 	// is read. A non-nil error drops the connection and is returned (a connection lost
 	// mid-push, or a crash after sending).

@@ -58,9 +58,11 @@
 // reset, and reconnects with exponential backoff and jitter; over HTTP it polls. On a
 // WebSocket messages are exchanged in lock step, but for pushes: up to
 // Config.PushWindow batches (2 by default) wait for their acks at once, so the server
-// applies one while the next is on its way. A batch never carries an op that depends
-// on a natural-key record created by a batch still unacknowledged: that op waits for
-// the ack, which may rename the record. Since errors and resets carry no request id,
+// applies one while the next is on its way. A batch never carries an op on a record
+// that a batch still unacknowledged writes, nor one that refers to such a record: that
+// op waits for the ack. The server applies a batch even when the one before it failed
+// (rate_limited, an internal error), so a later batch must not need an earlier one
+// applied first; and an ack may rename a record (merged). Since errors and resets carry no request id,
 // an ambiguous one is followed by a ping barrier (everything before the pong is an
 // answer to an earlier request) rather than guessed at; with another push in flight
 // the connection is dropped instead, and the unacknowledged pushes are resent.

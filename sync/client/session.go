@@ -137,7 +137,11 @@ func (s *session) call(ctx context.Context, req wire.Message) (wire.Message, err
 
 // send writes req to the server.
 func (s *session) send(ctx context.Context, req wire.Message) error {
-	if err := s.t.send(ctx, req); err != nil {
+	m := req
+	if h := s.c.hooks.beforeSend; h != nil {
+		m = h(req)
+	}
+	if err := s.t.send(ctx, m); err != nil {
 		return err
 	}
 	if h := s.c.hooks.afterSend; h != nil {
@@ -295,9 +299,12 @@ func (s *session) round(ctx context.Context, verify bool) error {
 // pushAll sends the outbox in batches until it is empty. Over a WebSocket it keeps up
 // to Config.PushWindow batches unacknowledged, so that the server applies one while
 // the next is on its way (the server handles them in order, one at a time). A batch
-// never holds an op that depends on a natural-key record created by a batch still in
-// flight (see nextBatch): such an op waits for that batch's ack, which may rename
-// the record.
+// never holds an op on a record that a batch still in flight writes, nor one that
+// refers to such a record (see nextBatchAfter): such an op waits for that batch's ack.
+// The server applies a batch even when the one before it failed (rate_limited, an
+// internal error), so a later batch must not need an earlier one applied first: an
+// edit of a record created in flight would otherwise create it from a few fields (and
+// be rejected), a reference to it be missing, and an ack may also rename it (merged).
 func (s *session) pushAll(ctx context.Context) error {
 	window := 1
 	if s.ws {
@@ -307,11 +314,11 @@ func (s *session) pushAll(ctx context.Context) error {
 	var after int64 // the outbox position of the last op sent
 	for {
 		for len(flying) < window {
-			fresh := map[string]bool{} // the records of the batches in flight
+			inFlight := map[string]bool{} // the records the batches in flight write
 			for _, f := range flying {
-				maps.Copy(fresh, f.fresh)
+				maps.Copy(inFlight, f.records)
 			}
-			ops, mine, err := s.c.nextBatchAfter(ctx, s.maxBatch, s.maxBytes, after, fresh)
+			ops, mine, err := s.c.nextBatchAfter(ctx, s.maxBatch, s.maxBytes, after, inFlight)
 			if err != nil {
 				return err
 			}
@@ -332,7 +339,7 @@ func (s *session) pushAll(ctx context.Context) error {
 			if err := s.send(ctx, push); err != nil {
 				return fmt.Errorf("push %s: %w", push.BatchID, err)
 			}
-			flying = append(flying, flight{push: push, ops: ops, fresh: mine})
+			flying = append(flying, flight{push: push, ops: ops, records: mine})
 			after = ops[len(ops)-1].Seq
 		}
 		if len(flying) == 0 {
@@ -384,9 +391,9 @@ func (s *session) pushAll(ctx context.Context) error {
 
 // flight is a push sent and not yet answered.
 type flight struct {
-	push  *wire.Push
-	ops   []Op
-	fresh map[string]bool // its unconfirmed natural-key records (see nextBatch)
+	push    *wire.Push
+	ops     []Op
+	records map[string]bool // the records (entity/id) its ops write
 }
 
 // nextBatch returns the next ops to push, in outbox order: at most maxBatch, within
@@ -399,19 +406,21 @@ func (c *Client) nextBatch(ctx context.Context, maxBatch, maxBytes int) ([]Op, e
 	return ops, err
 }
 
-// nextBatchAfter is nextBatch from the outbox position after on. fresh holds the
-// unconfirmed natural-key records (entity/id) of the batches in flight; the batch's own
-// are added to it, and also returned.
-func (c *Client) nextBatchAfter(ctx context.Context, maxBatch, maxBytes int, after int64, fresh map[string]bool) ([]Op, map[string]bool, error) {
+// nextBatchAfter is nextBatch from the outbox position after on, for a window of
+// batches in flight whose ops write the records (entity/id) in inFlight: the batch
+// stops before an op that writes or refers to one of them. It also returns the
+// records the batch's own ops write.
+func (c *Client) nextBatchAfter(ctx context.Context, maxBatch, maxBytes int, after int64, inFlight map[string]bool) ([]Op, map[string]bool, error) {
 	ops, err := pendingOpsLimit(ctx, c.db, `WHERE seq > ?`, maxBatch, after)
 	if err != nil {
 		return nil, nil, err
 	}
 	budget := maxBytes - 4096
 	mine := map[string]bool{}
+	fresh := map[string]bool{} // the batch's unconfirmed natural-key records
 	var batch []Op
 	for _, op := range ops {
-		if dependsOn(op, fresh) {
+		if dependsOn(op, inFlight) || dependsOn(op, fresh) {
 			break
 		}
 		size := 200 + len(op.OpID) + len(op.ID) + len(op.HLC)
@@ -430,20 +439,20 @@ func (c *Client) nextBatchAfter(ctx context.Context, maxBatch, maxBytes int, aft
 			}
 			if rec == nil || !rec.hasBase {
 				fresh[op.Entity+"/"+op.ID] = true
-				mine[op.Entity+"/"+op.ID] = true
 			}
 		}
+		mine[op.Entity+"/"+op.ID] = true
 		batch = append(batch, op)
 	}
 	return batch, mine, nil
 }
 
-// dependsOn reports whether op touches one of the records in fresh.
-func dependsOn(op Op, fresh map[string]bool) bool {
-	if len(fresh) == 0 {
+// dependsOn reports whether op writes or refers to one of the records in set.
+func dependsOn(op Op, set map[string]bool) bool {
+	if len(set) == 0 {
 		return false
 	}
-	if fresh[op.Entity+"/"+op.ID] {
+	if set[op.Entity+"/"+op.ID] {
 		return true
 	}
 	def := jiaoliu.Entities[op.Entity]
@@ -454,7 +463,7 @@ func dependsOn(op Op, fresh map[string]bool) bool {
 		if f.Kind != jiaoliu.KindID || f.Ref == "" {
 			continue
 		}
-		if v, ok := op.Fields[f.Name].(string); ok && fresh[f.Ref+"/"+v] {
+		if v, ok := op.Fields[f.Name].(string); ok && set[f.Ref+"/"+v] {
 			return true
 		}
 	}

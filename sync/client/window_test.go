@@ -94,3 +94,70 @@ func TestPushWindow(t *testing.T) {
 		})
 	}
 }
+
+// TestPushWindowAfterAFailedBatch: the server applies a batch even when the one before
+// it failed, so a batch in flight behind another must not need it applied first. Here
+// the first batch of two is refused (batch_too_large: the test adds an op to it on the
+// wire) while the second is applied; the second must not carry the edit of the research
+// activity the first creates (a record without a natural key), which, applied first,
+// would create the activity from one field and be rejected.
+func TestPushWindowAfterAFailedBatch(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(s *syncserver.Server) { s.MaxBatch = 2 })
+	ctx := context.Background()
+	a := e.newDevice("a", e.userA)
+	noErr(t, a.c.Sync(ctx))
+	activity := NewID()
+	must(a.c.Upsert(ctx, "researchActivity", activity, map[string]any{
+		"exchangeId": e.e1, "date": e.date(21), "kind": "JOINT_PREPARATION", "topic": "分数的意义"}))
+	must(a.c.Upsert(ctx, "lesson", NewID(), lessonOf(e.e1, e.date(21), 1)))
+	edit := must(a.c.Upsert(ctx, "researchActivity", activity, map[string]any{"notes": "改在周三"}))
+	must(a.c.Upsert(ctx, "lesson", NewID(), lessonOf(e.e1, e.date(21), 2)))
+
+	var sent [][]string // the opIds of each push, in the order sent
+	pushes := 0
+	a.c.hooks.beforeSend = func(m wire.Message) wire.Message {
+		p, ok := m.(*wire.Push)
+		if !ok {
+			return m
+		}
+		pushes++
+		var ops []string
+		for _, op := range p.Ops {
+			ops = append(ops, op.OpID)
+		}
+		sent = append(sent, ops)
+		if pushes > 1 {
+			return m
+		}
+		// One op over the server's maxBatch: the whole push is refused.
+		over := *p
+		over.Ops = append(slices.Clip(p.Ops), p.Ops[0])
+		return &over
+	}
+	// Once the first push is refused, the client sends its ops again in smaller
+	// batches; with another push in flight it reconnects first (the sync fails).
+	_ = a.c.Sync(ctx)
+	if len(sent) < 1 || len(sent[0]) != 2 || slices.Contains(sent[0], edit) {
+		t.Fatalf("pushes %v: want a first push of the two creates", sent)
+	}
+	if len(sent) > 1 && slices.Contains(sent[1], edit) {
+		t.Errorf("the edit went out in %v while the batch creating its record was in flight", sent)
+	}
+	a.c.hooks.beforeSend = nil
+	noErr(t, a.c.Sync(ctx))
+	if rej := must(a.c.Rejections(ctx)); len(rej) != 0 {
+		t.Fatalf("rejections %+v", rej)
+	}
+	var notes string
+	if err := e.db.GetContext(ctx, &notes, `SELECT notes FROM research_activities WHERE id = $1`, activity); err != nil {
+		t.Fatal(err)
+	}
+	if notes != "改在周三" {
+		t.Fatalf("the activity's notes on the server are %q, want the edit's", notes)
+	}
+	if p := must(a.c.Pending(ctx)); len(p) != 0 {
+		t.Fatalf("%d ops still pending", len(p))
+	}
+	e.assertReplicaMatches(a)
+}
