@@ -23,6 +23,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,6 +52,9 @@ type config struct {
 	backlog     int
 	batch       int
 	window      int
+	tablets     int
+	tabletOps   int
+	tabletEdits float64
 	pokeWriters int
 	pokeFor     time.Duration
 	pokeEvery   time.Duration
@@ -58,6 +62,7 @@ type config struct {
 	reconnect   float64
 	serverPID   int
 	maxTime     time.Duration
+	cpuProfile  string
 }
 
 func main() {
@@ -74,6 +79,9 @@ func main() {
 	flag.IntVar(&c.backlog, "backlog", 2000, "ops in each pusher's offline backlog")
 	flag.IntVar(&c.batch, "batch", 500, "ops per push")
 	flag.IntVar(&c.window, "window", 2, "pushes a pusher keeps unacknowledged at once, as the client package does (1: each ack awaited)")
+	flag.IntVar(&c.tablets, "tablets", 20, "devices on the project's device library (sync/client, a SQLite replica each) that write a backlog offline and then sync at once (after the raw pull)")
+	flag.IntVar(&c.tabletOps, "tablet-backlog", 1000, "ops each tablet writes offline")
+	flag.Float64Var(&c.tabletEdits, "tablet-edits", 0.2, "share of a tablet's ops that edit a record it wrote shortly before")
 	flag.IntVar(&c.pokeWriters, "poke-writers", 10, "devices writing one op at a time during the poke phase")
 	flag.DurationVar(&c.pokeFor, "poke-for", 20*time.Second, "length of the poke phase")
 	flag.DurationVar(&c.pokeEvery, "poke-every", 50*time.Millisecond, "pause between a poke writer's writes")
@@ -81,7 +89,19 @@ func main() {
 	flag.Float64Var(&c.reconnect, "reconnect", 0.5, "share of devices that drop and reconnect at once at the end")
 	flag.IntVar(&c.serverPID, "server-pid", 0, "the server's process id, to read its resident memory")
 	flag.DurationVar(&c.maxTime, "max-time", 10*time.Minute, "stop everything after this long")
+	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write loadgen's own CPU profile to this file (the devices' side: the tablets' library, the raw devices)")
 	flag.Parse()
+	if c.cpuProfile != "" {
+		f, err := os.Create(c.cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, c.maxTime)
@@ -172,6 +192,33 @@ func run(ctx context.Context, c config) error {
 	defer stopProgress()
 	rss0 := rss(c.serverPID)
 
+	// Tablets on the device library write their backlogs offline, before anything
+	// connects: device 0 of the teachers after the pushers'.
+	pushers := min(c.pushers, c.teachers)
+	var tablets []*tablet
+	if n := min(c.tablets, c.teachers-pushers); n > 0 {
+		base, err := serverBase(c.url)
+		if err != nil {
+			return err
+		}
+		dir, err := os.MkdirTemp("", "loadgen-tablets-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		tw := time.Now()
+		tablets, err = writeTablets(ctx, dir, base, pushers, n, c.tabletOps, c.tabletEdits)
+		defer func() {
+			for _, t := range tablets {
+				t.c.Close()
+			}
+		}()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "wrote %d tablets' offline backlogs of %d ops in %v\n", n, c.tabletOps, time.Since(tw).Round(time.Millisecond))
+	}
+
 	// Connect every device, C at a time.
 	t0 := time.Now()
 	f.connect(ctx, allDevices(c.devices))
@@ -184,7 +231,6 @@ func run(ctx context.Context, c config) error {
 	rss1 := rss(c.serverPID)
 
 	// Push backlogs: each pusher is device 0 of teacher i.
-	pushers := min(c.pushers, c.teachers)
 	t1 := time.Now()
 	var wg sync.WaitGroup
 	for i := 0; i < pushers; i++ {
@@ -260,6 +306,9 @@ func run(ctx context.Context, c config) error {
 	}
 	wg.Wait()
 	pullTime := time.Since(t2)
+
+	// The tablets come online at once.
+	tabletRep := syncTablets(ctx, tablets)
 
 	// Pokes: writers push one op at a time for random teachers (device 0); the same
 	// teacher's device 1 is poked.
@@ -339,6 +388,7 @@ func run(ctx context.Context, c config) error {
 		fmt.Printf("rate limited  %d pushes answered rate_limited and sent again (the server allows each device 20 messages/s, burst 100)\n", n)
 	}
 	fmt.Printf("pull          %d records by %d devices in %v: %.0f records/s, %d errors\n", f.st.pulled.Load(), pushers, pullTime.Round(time.Millisecond), float64(f.st.pulled.Load())/pullTime.Seconds(), f.st.pullErrs.Load())
+	tabletRep.print()
 	f.latMu.Lock()
 	fmt.Printf("poke          %d writes by %d writers over %v; push sent → poke on the other device: %s; ack → poke: %s\n",
 		pokeWrites, c.pokeWriters, c.pokeFor, percentiles(f.fromPush), percentiles(f.fromAck))
