@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -511,6 +512,89 @@ func TestSingleOpRejections(t *testing.T) {
 			}
 			if n.Rejections != 1 || n.Results != 1 || n.Lessons != 0 || n.Logged != 0 || n.Audited != 0 {
 				t.Fatalf("stored %+v, want one rejection and one result, nothing else", n)
+			}
+		})
+	}
+}
+
+// TestOpsFollowAMergeInTheirBatch: a device writes a lesson and, in the same batch, edits
+// it and records an observation of it, before it can know that the server merges the
+// lesson into one another device wrote. The edit is applied to the twin and the
+// observation refers to the twin, through the bulk path and the per-op path alike, and
+// in a resend whose merge is answered as a duplicate. The caller's ops are not changed.
+func TestOpsFollowAMergeInTheirBatch(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		filler int // lessons before and after the merge: a bulk run from 4 on
+	}{{"per-op", 0}, {"bulk", 6}} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			ctx := sys()
+			twin := newID()
+			MustApply(t, ctx, f.store, upsert("lesson", twin, lessonFields(f, "2026-10-20", 3)))
+			mine := newID()
+			var ops []jiaoliu.Op
+			period := 3
+			fill := func() {
+				for range tc.filler {
+					period++
+					ops = append(ops, upsert("lesson", newID(), lessonFields(f, "2026-10-20", period%12+1)))
+				}
+			}
+			fill()
+			create := len(ops)
+			ops = append(ops, upsert("lesson", mine, lessonFields(f, "2026-10-20", 3)))
+			fill()
+			edit := len(ops)
+			ops = append(ops, upsert("lesson", mine, map[string]any{"topic": "分数的初步认识"}))
+			observed := len(ops)
+			observation := newID()
+			ops = append(ops, upsert("observation", observation, map[string]any{"observedTeacherId": f.teacher, "date": "2026-10-20", "lessonId": mine}))
+			fill()
+			sent := slices.Clone(ops)
+			res, err := f.store.Apply(ctx, jiaoliu.Batch{Ops: ops})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.EqualFunc(ops, sent, func(a, b jiaoliu.Op) bool { return a.ID == b.ID && fmt.Sprint(a.Fields) == fmt.Sprint(b.Fields) }) {
+				t.Fatal("Apply changed the caller's ops")
+			}
+			for i, r := range res {
+				if r.Status == jiaoliu.StatusRejected {
+					t.Fatalf("op %d rejected: %+v", i, r)
+				}
+			}
+			if r := res[create]; r.Status != jiaoliu.StatusMerged || r.CanonicalID != twin {
+				t.Fatalf("create %+v, want merged into %s", r, twin)
+			}
+			if r := res[edit]; r.Status != jiaoliu.StatusApplied || r.ID != twin {
+				t.Fatalf("edit %+v, want applied to %s", r, twin)
+			}
+			var topic, lessonID string
+			if err := f.db.Get(&topic, `SELECT topic FROM lessons WHERE id = $1`, twin); err != nil || topic != "分数的初步认识" {
+				t.Fatalf("twin's topic %q (%v), want the edit's", topic, err)
+			}
+			if err := f.db.Get(&lessonID, `SELECT lesson_id FROM observations WHERE id = $1`, observation); err != nil || lessonID != twin {
+				t.Fatalf("observation's lesson %q (%v), want %s (result %+v)", lessonID, err, twin, res[observed])
+			}
+			var n int
+			if err := f.db.Get(&n, `SELECT count(*) FROM lessons WHERE id = $1`, mine); err != nil || n != 0 {
+				t.Fatalf("%d lessons under the merged id (%v)", n, err)
+			}
+
+			// A resend with an edit written since: the merge is a duplicate, the new
+			// edit follows it too.
+			again := upsert("lesson", mine, map[string]any{"notes": "补记"})
+			res, err = f.store.Apply(ctx, jiaoliu.Batch{Ops: append(slices.Clone(sent), again)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := res[len(res)-1]; r.Status != jiaoliu.StatusApplied || r.ID != twin {
+				t.Fatalf("edit in the resend %+v, want applied to %s", r, twin)
+			}
+			var notes string
+			if err := f.db.Get(&notes, `SELECT notes FROM lessons WHERE id = $1`, twin); err != nil || notes != "补记" {
+				t.Fatalf("twin's notes %q (%v), want the resend's edit", notes, err)
 			}
 		})
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"math/rand/v2"
 	"reflect"
 	"slices"
@@ -175,16 +176,27 @@ func (s *Store) applyOnce(ctx context.Context, actor *jiaoliu.Actor, batch jiaol
 		return nil, err
 	}
 	results := make([]jiaoliu.OpResult, len(batch.Ops))
-	for i := 0; i < len(batch.Ops); i++ {
+	ops, copied := batch.Ops, false
+	for i := 0; i < len(ops); i++ {
+		if op, ok := w.redirect(ops[i]); ok {
+			if !copied {
+				ops, copied = slices.Clone(ops), true // the caller's batch stays as it was
+			}
+			ops[i] = op
+			if w.parsed != nil {
+				w.parsed[i] = opInfo{} // parsed again with the canonical references
+			}
+		}
 		if !batch.Atomic {
 			// Runs of creates and edits of the records devices write most go through the
 			// bulk path (bulk.go), a few statements per run instead of several per op;
 			// it hands back what it cannot apply.
-			n, err := w.applyBulk(ctx, batch.Ops, i, results[i:])
+			n, err := w.applyBulk(ctx, ops, i, results[i:])
 			if err != nil {
 				return nil, err
 			}
 			if n > 0 {
+				w.noteMerges(ops[i:i+n], results[i:i+n])
 				i += n - 1
 				continue
 			}
@@ -192,8 +204,8 @@ func (s *Store) applyOnce(ctx context.Context, actor *jiaoliu.Actor, batch jiaol
 				w.noBulk--
 			}
 		}
-		op := batch.Ops[i]
-		res, err := w.apply(ctx, op, batch.Atomic, i == len(batch.Ops)-1)
+		op := ops[i]
+		res, err := w.apply(ctx, op, batch.Atomic, i == len(ops)-1)
 		if err != nil {
 			return nil, fmt.Errorf("apply op %s: %w", op.OpID, err)
 		}
@@ -201,6 +213,7 @@ func (s *Store) applyOnce(ctx context.Context, actor *jiaoliu.Actor, batch jiaol
 			return nil, w.lastErr
 		}
 		results[i] = res
+		w.noteMerges(ops[i:i+1], results[i:i+1])
 	}
 	var notify string
 	if len(w.changed) > 0 {
@@ -221,6 +234,58 @@ func (s *Store) applyOnce(ctx context.Context, actor *jiaoliu.Actor, batch jiaol
 	return results, nil
 }
 
+// noteMerges notes the records that ops merged into a twin (their results), so that
+// the ops after them in the batch follow (redirect).
+func (w *writer) noteMerges(ops []jiaoliu.Op, results []jiaoliu.OpResult) {
+	for k, r := range results {
+		// A duplicate's first result counts too: a resend may carry ops written since.
+		if r.Status != jiaoliu.StatusMerged || r.CanonicalID == "" {
+			continue
+		}
+		from := ops[k].Entity + "/" + strings.ToLower(ops[k].ID)
+		if w.merged == nil {
+			w.merged = map[string]string{}
+		}
+		w.merged[from] = strings.ToLower(r.CanonicalID)
+	}
+}
+
+// redirect rewrites an op on a record that an earlier op of the batch merged into a
+// twin, and its references to such records, to the canonical ids: a device writes a
+// lesson and edits it (or records an observation of it) in one batch before it can
+// know that the server merges the lesson into one another device wrote. It reports
+// whether it changed op; op's Fields are copied, not changed.
+func (w *writer) redirect(op jiaoliu.Op) (jiaoliu.Op, bool) {
+	def := jiaoliu.Entities[op.Entity]
+	if len(w.merged) == 0 || def == nil {
+		return op, false
+	}
+	changed := false
+	if to, ok := w.merged[op.Entity+"/"+strings.ToLower(op.ID)]; ok {
+		op.ID, changed = to, true
+	}
+	var fields map[string]any
+	for _, f := range def.Fields {
+		if f.Kind != jiaoliu.KindID || f.Ref == "" {
+			continue
+		}
+		v, ok := op.Fields[f.Name].(string)
+		if !ok {
+			continue
+		}
+		if to, ok := w.merged[f.Ref+"/"+strings.ToLower(v)]; ok {
+			if fields == nil {
+				fields = maps.Clone(op.Fields)
+			}
+			fields[f.Name] = to
+		}
+	}
+	if fields != nil {
+		op.Fields, changed = fields, true
+	}
+	return op, changed
+}
+
 // writer applies the ops of one batch inside one transaction.
 type writer struct {
 	store      *Store
@@ -237,6 +302,7 @@ type writer struct {
 	lastErr    error
 	parseErrs  jiaoliu.FieldErrors // messages of the current op's fields that did not parse
 	noBulk     int                 // ops left that the bulk path gave back to the per-op path
+	merged     map[string]string   // entity/id of a record an op of the batch merged → its twin's id (redirect)
 
 	locked map[int64]bool // advisory locks the transaction holds
 	// The records lockBatch locked, as they are now, for the bulk path: by entity/id,

@@ -34,11 +34,14 @@
 // The server merges a new lesson or attendance into an existing record with the same
 // natural key and answers "merged" with the canonical id. The device then re-keys its
 // record and rewrites the pending ops that refer to the old id: their target and their
-// reference fields (an observation's lessonId). So that no op is sent with an id that
-// is about to be replaced, a batch never holds an op that depends on a natural-key
-// record created earlier in the same batch: the create goes first, the rest after its
-// ack. Rewriting an op that was already sent is harmless: the server answers a known
-// opId with its first result whatever the op says.
+// reference fields (an observation's lessonId). A server that follows merges
+// (welcome.followsMerges, ours) applies the ops after a merge in the same batch to the
+// twin, so a batch carries a create and the ops that depend on it together. With
+// another server, and over HTTP (no welcome), so that no op is sent with an id that is
+// about to be replaced, a batch never holds an op that depends on a natural-key record
+// created earlier in the same batch: the create goes first, the rest after its ack.
+// Rewriting an op that was already sent is harmless: the server answers a known opId
+// with its first result whatever the op says.
 //
 // # Pull, reset, verify
 //

@@ -26,7 +26,11 @@ type session struct {
 	ws       bool
 	log      *slog.Logger
 	maxBatch int
-	maxBytes int
+	// followsMerges: the server applies the ops after a merge in the same push to the
+	// twin (welcome.followsMerges), so a batch may hold the ops that depend on a
+	// natural-key record it creates.
+	followsMerges bool
+	maxBytes      int
 
 	poked bool // a poke arrived: pull
 	reset bool // a reset arrived: pull from the start
@@ -87,6 +91,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 		if m.MaxMessageBytes > 0 {
 			s.maxBytes = m.MaxMessageBytes
 		}
+		s.followsMerges = m.FollowsMerges
 		if c.cfg.SchemaVersion > m.SchemaVersion {
 			s.log.Warn("sync: the server's schema is older than this app's", "server", m.SchemaVersion, "app", c.cfg.SchemaVersion)
 		}
@@ -318,7 +323,7 @@ func (s *session) pushAll(ctx context.Context) error {
 			for _, f := range flying {
 				maps.Copy(inFlight, f.records)
 			}
-			ops, mine, err := s.c.nextBatchAfter(ctx, s.maxBatch, s.maxBytes, after, inFlight)
+			ops, mine, err := s.c.nextBatchAfter(ctx, s.maxBatch, s.maxBytes, after, inFlight, s.followsMerges)
 			if err != nil {
 				return err
 			}
@@ -398,19 +403,22 @@ type flight struct {
 
 // nextBatch returns the next ops to push, in outbox order: at most maxBatch, within
 // the message size, and never an op that depends on a record of a natural-key entity
-// created earlier in the same batch. The server may merge such a record into a twin
-// (answered with its canonical id); the ops after it are then rewritten to the
+// created earlier in the same batch. A server that does not follow merges
+// (welcome.followsMerges; over HTTP there is no welcome) may merge such a record into
+// a twin (answered with its canonical id); the ops after it are then rewritten to the
 // canonical id before they are sent, rather than being rejected for an unknown id.
 func (c *Client) nextBatch(ctx context.Context, maxBatch, maxBytes int) ([]Op, error) {
-	ops, _, err := c.nextBatchAfter(ctx, maxBatch, maxBytes, 0, map[string]bool{})
+	ops, _, err := c.nextBatchAfter(ctx, maxBatch, maxBytes, 0, map[string]bool{}, false)
 	return ops, err
 }
 
 // nextBatchAfter is nextBatch from the outbox position after on, for a window of
 // batches in flight whose ops write the records (entity/id) in inFlight: the batch
-// stops before an op that writes or refers to one of them. It also returns the
-// records the batch's own ops write.
-func (c *Client) nextBatchAfter(ctx context.Context, maxBatch, maxBytes int, after int64, inFlight map[string]bool) ([]Op, map[string]bool, error) {
+// stops before an op that writes or refers to one of them. With followsMerges the
+// server follows a merge within the batch, and the batch does not stop at the ops
+// that depend on the records it creates. It also returns the records the batch's own
+// ops write.
+func (c *Client) nextBatchAfter(ctx context.Context, maxBatch, maxBytes int, after int64, inFlight map[string]bool, followsMerges bool) ([]Op, map[string]bool, error) {
 	ops, err := pendingOpsLimit(ctx, c.db, `WHERE seq > ?`, maxBatch, after)
 	if err != nil {
 		return nil, nil, err
@@ -432,7 +440,7 @@ func (c *Client) nextBatchAfter(ctx context.Context, maxBatch, maxBytes int, aft
 			break
 		}
 		budget -= size
-		if op.Kind == jiaoliu.OpUpsert && hasNaturalKey(op.Entity) {
+		if !followsMerges && op.Kind == jiaoliu.OpUpsert && hasNaturalKey(op.Entity) {
 			rec, err := loadRecord(ctx, c.db, op.Entity, op.ID)
 			if err != nil {
 				return nil, nil, err

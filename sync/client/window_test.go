@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -155,6 +156,52 @@ func TestPushWindowAfterAFailedBatch(t *testing.T) {
 	}
 	if notes != "改在周三" {
 		t.Fatalf("the activity's notes on the server are %q, want the edit's", notes)
+	}
+	if p := must(a.c.Pending(ctx)); len(p) != 0 {
+		t.Fatalf("%d ops still pending", len(p))
+	}
+	e.assertReplicaMatches(a)
+}
+
+// TestOneBatchFollowsAMerge: a server that follows merges (welcome.followsMerges) lets a
+// batch carry a new lesson, its edit and an observation of it together; when the server
+// merges the lesson into a twin, it applies the edit to the twin and points the
+// observation at it, and the device re-keys its records from the ack.
+func TestOneBatchFollowsAMerge(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	a := e.newDevice("a", e.userA)
+	noErr(t, a.c.Sync(ctx))
+	twin := NewID()
+	e.apply(sysOp("lesson", twin, lessonOf(e.e1, e.date(22), 2)))
+	mine, obs := NewID(), NewID()
+	must(a.c.Upsert(ctx, "lesson", mine, lessonOf(e.e1, e.date(22), 2)))
+	must(a.c.Upsert(ctx, "lesson", mine, map[string]any{"topic": "小数的意义"}))
+	must(a.c.Upsert(ctx, "observation", obs, map[string]any{"observedTeacherId": e.teacherB, "date": e.date(22), "lessonId": mine}))
+	must(a.c.Upsert(ctx, "lesson", NewID(), lessonOf(e.e1, e.date(22), 3)))
+	var pushes []int
+	a.c.hooks.afterSend = func(m wire.Message) error {
+		if p, ok := m.(*wire.Push); ok {
+			pushes = append(pushes, len(p.Ops))
+		}
+		return nil
+	}
+	noErr(t, a.c.Sync(ctx))
+	if !slices.Equal(pushes, []int{4}) {
+		t.Errorf("pushes of %v ops, want one of 4", pushes)
+	}
+	if rej := must(a.c.Rejections(ctx)); len(rej) != 0 {
+		t.Fatalf("rejections %+v", rej)
+	}
+	if l := must(a.c.Get(ctx, "lesson", twin)); l.Fields["topic"] != "小数的意义" || l.Pending != 0 {
+		t.Fatalf("twin in the replica %+v, want the edit's topic", l)
+	}
+	if o := must(a.c.Get(ctx, "observation", obs)); o.Fields["lessonId"] != twin {
+		t.Fatalf("observation %+v, want it on the twin %s", o.Fields, twin)
+	}
+	if _, err := a.c.Get(ctx, "lesson", mine); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the merged id is still in the replica: %v", err)
 	}
 	if p := must(a.c.Pending(ctx)); len(p) != 0 {
 		t.Fatalf("%d ops still pending", len(p))

@@ -429,7 +429,7 @@ func (c *conn) hello(data []byte) bool {
 	c.headerToken = ""
 	c.mu.Unlock()
 	c.reply(&wire.Welcome{ServerTime: s.Now().UnixMilli(), SchemaVersion: s.Schema.Version, MinSchemaVersion: s.Schema.MinVersion,
-		MaxBatch: s.MaxBatch, MaxMessageBytes: s.MaxMessageBytes})
+		MaxBatch: s.MaxBatch, MaxMessageBytes: s.MaxMessageBytes, FollowsMerges: true})
 	c.qmu.Lock()
 	c.welcomed = true
 	poke, check := c.pokeHeld, c.checkHeld

@@ -79,6 +79,11 @@ type Welcome struct {
 	MinSchemaVersion int   `json:"minSchemaVersion"`
 	MaxBatch         int   `json:"maxBatch"`
 	MaxMessageBytes  int   `json:"maxMessageBytes"`
+	// FollowsMerges says that an op on a record that an earlier op of the same push
+	// merged into a twin (or referring to such a record) is applied to the twin (or
+	// refers to it): a device may then send a create and the ops depending on it in one
+	// push. Servers without it reject such an edit (the id is new) or its reference.
+	FollowsMerges bool `json:"followsMerges,omitempty"`
 }
 
 // Push carries a batch of ops (client → server).
