@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -253,5 +254,26 @@ func TestCloseStopsRun(t *testing.T) {
 	defer c2.Close()
 	if n := len(must(c2.Pending(ctx))); n != 1 {
 		t.Fatalf("outbox=%d after Run and Close", n)
+	}
+}
+
+// TestOpenOddPaths: a database file whose name holds what a SQLite URI gives a meaning
+// to ('%', '?', '#') opens at that very name, and keeps its data across a reopen.
+func TestOpenOddPaths(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "教师 100% #1?")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "tablet%20a.db")
+	c := offline(t, path)
+	id := must(c.Upsert(ctx, "lesson", NewID(), lessonOf(NewID(), "2026-10-12", 3)))
+	noErr(t, c.Close())
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("the database is not at its path: %v", err)
+	}
+	c = offline(t, path)
+	if p := must(c.Pending(ctx)); len(p) != 1 || p[0].OpID != id {
+		t.Fatalf("pending after reopening %+v", p)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+	"strings"
 
 	_ "modernc.org/sqlite" // the pure-Go SQLite driver "sqlite"
 )
@@ -103,13 +104,17 @@ const formatVersion = "1"
 // openDB opens (creating if needed) the SQLite database at path. Writes are durable
 // when their transaction commits (WAL with synchronous=FULL), so an op is on disk
 // before Upsert returns.
+// uriPath escapes what a file name may hold that a SQLite URI gives a meaning to (a
+// '%' escape, the '?' of the query, the '#' of a fragment).
+var uriPath = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
+
 func openDB(ctx context.Context, path string) (*sql.DB, error) {
 	q := url.Values{}
 	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(1)"} {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	db, err := sql.Open("sqlite", "file:"+uriPath.Replace(path)+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
