@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net/url"
 	"path/filepath"
 	"slices"
@@ -102,27 +101,9 @@ func writeTablets(ctx context.Context, dir, serverURL string, first, n, backlog 
 
 // write writes the tablet's offline backlog.
 func (t *tablet) write(ctx context.Context, start time.Time, backlog int, editShare float64) error {
-	bl := bench.NewBacklog(bench.ExchangeID(t.teacher), t.c.DeviceID(), start)
-	r := rand.New(rand.NewPCG(uint64(t.teacher), 23))
-	var created []jiaoliu.Op
-	for t.ops < backlog {
-		if len(created) > 0 && r.Float64() < editShare {
-			c := created[max(0, len(created)-40)+r.IntN(min(40, len(created)))]
-			e := bl.Edits([]jiaoliu.Op{c}, int64(t.ops))[0]
-			if _, err := t.c.Upsert(ctx, e.Entity, e.ID, e.Fields); err != nil {
-				return fmt.Errorf("edit %s %s: %w", e.Entity, e.ID, err)
-			}
-			t.edits++
-		} else {
-			op := bl.Next()
-			if _, err := t.c.Upsert(ctx, op.Entity, op.ID, op.Fields); err != nil {
-				return fmt.Errorf("create %s: %w", op.Entity, err)
-			}
-			created = append(created, op)
-		}
-		t.ops++
-	}
-	return nil
+	edits, err := bench.WriteTabletBacklog(ctx, t.c, bench.ExchangeID(t.teacher), start, backlog, editShare, uint64(t.teacher))
+	t.ops, t.edits = backlog, edits
+	return err
 }
 
 // syncTablets has every tablet run one Sync at once, and reports.
