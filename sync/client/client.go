@@ -236,7 +236,7 @@ func normalizeServerURL(s string) (string, error) {
 // loadIdentity merges the configured identity with the stored one and sets up the
 // clock.
 func (c *Client) loadIdentity(ctx context.Context) error {
-	return c.inTx(ctx, func(tx *sql.Tx) error {
+	return c.inTx(ctx, func(tx *localTx) error {
 		stored := map[string]string{}
 		for _, k := range []string{metaDeviceID, metaToken, metaServerURL} {
 			v, err := getMeta(ctx, tx, k)

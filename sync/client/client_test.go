@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"os"
@@ -186,7 +185,7 @@ func TestCanonicalIDRewrite(t *testing.T) {
 		t.Fatalf("results=%+v", res)
 	}
 	// A duplicate answer with an older version does not move the record back.
-	if err := c.inTx(ctx, func(tx *sql.Tx) error {
+	if err := c.inTx(ctx, func(tx *localTx) error {
 		return optimisticBase(ctx, tx, "lesson", canonical, Op{Kind: jiaoliu.OpUpsert, Fields: map[string]any{"topic": "旧"}},
 			jiaoliu.OpResult{Status: jiaoliu.StatusApplied, Version: "7", Duplicate: true})
 	}); err != nil {

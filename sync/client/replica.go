@@ -93,7 +93,7 @@ func (c *Client) write(ctx context.Context, kind, entity, id string, fields map[
 		return "", fmt.Errorf("%s %s %s: %w", kind, entity, id, err)
 	}
 	opID := NewID()
-	err = c.inTx(ctx, func(tx *sql.Tx) error {
+	err = c.inTx(ctx, func(tx *localTx) error {
 		cur, err := loadRecord(ctx, tx, entity, id)
 		if err != nil {
 			return err
@@ -222,7 +222,7 @@ func saveBase(ctx context.Context, q querier, entity, id, version string, delete
 
 // recompute rebuilds the local view of a record: its base with the pending ops of the
 // outbox applied in order. A record with neither base nor pending ops is removed.
-func (c *Client) recompute(ctx context.Context, tx *sql.Tx, entity, id string) error {
+func (c *Client) recompute(ctx context.Context, tx *localTx, entity, id string) error {
 	cur, err := loadRecord(ctx, tx, entity, id)
 	if err != nil {
 		return err

@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -481,7 +480,7 @@ func dependsOn(op Op, set map[string]bool) bool {
 // markSent numbers a batch and notes that its ops were sent.
 func (c *Client) markSent(ctx context.Context, ops []Op) (string, error) {
 	var id string
-	err := c.inTx(ctx, func(tx *sql.Tx) error {
+	err := c.inTx(ctx, func(tx *localTx) error {
 		n, err := getMetaInt(ctx, tx, metaBatchSeq)
 		if err != nil {
 			return err
@@ -509,7 +508,7 @@ func (c *Client) applyAck(ctx context.Context, sent []Op, ack *wire.Ack) (int, e
 		inBatch[op.OpID] = true
 	}
 	answered := 0
-	err := c.inTx(ctx, func(tx *sql.Tx) error {
+	err := c.inTx(ctx, func(tx *localTx) error {
 		touched := map[[2]string]bool{}
 		for _, r := range ack.Results {
 			if !inBatch[r.OpID] {
@@ -579,7 +578,7 @@ func (c *Client) applyAck(ctx context.Context, sent []Op, ack *wire.Ack) (int, e
 }
 
 // storeResult keeps an op with its answer.
-func storeResult(ctx context.Context, tx *sql.Tx, op Op, r jiaoliu.OpResult, now int64) error {
+func storeResult(ctx context.Context, tx *localTx, op Op, r jiaoliu.OpResult, now int64) error {
 	var fields any
 	if op.Fields != nil {
 		fj, err := encodeFields(op.Fields)
@@ -616,7 +615,7 @@ func storeResult(ctx context.Context, tx *sql.Tx, op Op, r jiaoliu.OpResult, now
 // that the user keeps seeing the edit before the next pull brings the record itself:
 // the op's fields except those it lost. An answer older than the state the device
 // already holds (a duplicate after a pull) changes nothing.
-func optimisticBase(ctx context.Context, tx *sql.Tx, entity, id string, op Op, r jiaoliu.OpResult) error {
+func optimisticBase(ctx context.Context, tx *localTx, entity, id string, op Op, r jiaoliu.OpResult) error {
 	if r.Version == "" {
 		return nil
 	}
@@ -650,7 +649,7 @@ func optimisticBase(ctx context.Context, tx *sql.Tx, entity, id string, op Op, r
 // rekey moves a record that the server merged into its twin to the canonical id, and
 // rewrites the pending ops that refer to the old id: their target and their reference
 // fields. It returns the records whose pending ops changed.
-func (c *Client) rekey(ctx context.Context, tx *sql.Tx, entity, from, to string) (map[[2]string]bool, error) {
+func (c *Client) rekey(ctx context.Context, tx *localTx, entity, from, to string) (map[[2]string]bool, error) {
 	c.log.Info("sync: record merged into its twin", "entity", entity, "id", from, "canonical", to)
 	touched := map[[2]string]bool{}
 	ops, err := pendingOps(ctx, tx, ``)
@@ -776,7 +775,7 @@ func (s *session) pullAll(ctx context.Context) error {
 // outbox is kept. resume continues an unfinished full pull of the current generation
 // instead.
 func (c *Client) startFullPull(ctx context.Context, resume bool) error {
-	return c.inTx(ctx, func(tx *sql.Tx) error {
+	return c.inTx(ctx, func(tx *localTx) error {
 		if resume {
 			// A pull from the start was interrupted: go on from its cursor.
 			return nil
@@ -800,7 +799,7 @@ func (c *Client) startFullPull(ctx context.Context, resume bool) error {
 // delivered (deleted for good, or out of the user's scope now) leave the replica,
 // except for what the device has pending.
 func (c *Client) applyChanges(ctx context.Context, ch *wire.Changes) error {
-	return c.inTx(ctx, func(tx *sql.Tx) error {
+	return c.inTx(ctx, func(tx *localTx) error {
 		gen, err := getMetaInt(ctx, tx, metaPullGen)
 		if err != nil {
 			return err
@@ -832,7 +831,7 @@ func (c *Client) applyChanges(ctx context.Context, ch *wire.Changes) error {
 
 // sweep forgets the server state of records a pull from the start (generation gen)
 // did not deliver.
-func (c *Client) sweep(ctx context.Context, tx *sql.Tx, gen int64) error {
+func (c *Client) sweep(ctx context.Context, tx *localTx, gen int64) error {
 	rows, err := tx.QueryContext(ctx, `SELECT entity, id FROM records WHERE has_base = 1 AND seen < ?`, gen)
 	if err != nil {
 		return fmt.Errorf("sweep: %w", err)
@@ -925,7 +924,7 @@ func (s *session) verify(ctx context.Context) error {
 			continue
 		}
 		match := cs.Count == count && cs.Checksum == sum
-		if err := c.inTx(ctx, func(tx *sql.Tx) error {
+		if err := c.inTx(ctx, func(tx *localTx) error {
 			if err := setMetaInt(ctx, tx, metaLastVerify, c.nowMs()); err != nil {
 				return err
 			}
@@ -985,7 +984,7 @@ func (c *Client) noteResult(ctx context.Context, err error) {
 	if err != nil {
 		msg = err.Error()
 	}
-	werr := c.inTx(ctx, func(tx *sql.Tx) error {
+	werr := c.inTx(ctx, func(tx *localTx) error {
 		if err == nil {
 			if err := setMetaInt(ctx, tx, metaLastSync, c.nowMs()); err != nil {
 				return err

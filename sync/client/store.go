@@ -151,11 +151,12 @@ type querier interface {
 }
 
 // inTx runs fn in a write transaction and commits it.
-func (c *Client) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := c.db.BeginTx(ctx, nil)
+func (c *Client) inTx(ctx context.Context, fn func(tx *localTx) error) error {
+	sqlTx, err := c.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin local transaction: %w", err)
 	}
+	tx := &localTx{Tx: sqlTx}
 	defer tx.Rollback()
 	if err := fn(tx); err != nil {
 		return err
@@ -164,6 +165,55 @@ func (c *Client) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return fmt.Errorf("commit local transaction: %w", err)
 	}
 	return nil
+}
+
+// localTx is a transaction on the device database that prepares each statement once:
+// SQLite parses a statement every time it is prepared, and database/sql prepares one
+// for every call with arguments. Applying an ack or a pull page runs the same few
+// statements for each of hundreds of records, and parsing them was a third of a sync's
+// CPU (BENCHMARKS.md, session 23). The statements go with the transaction.
+type localTx struct {
+	*sql.Tx
+	stmts map[string]*sql.Stmt
+}
+
+func (t *localTx) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := t.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := t.Tx.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if t.stmts == nil {
+		t.stmts = map[string]*sql.Stmt{}
+	}
+	t.stmts[query] = st
+	return st, nil
+}
+
+func (t *localTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	st, err := t.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+func (t *localTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := t.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+func (t *localTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := t.stmt(ctx, query)
+	if err != nil {
+		return t.Tx.QueryRowContext(ctx, query, args...) // the same error, in a Row
+	}
+	return st.QueryRowContext(ctx, args...)
 }
 
 func getMeta(ctx context.Context, q querier, key string) (string, error) {
