@@ -256,8 +256,11 @@ func (w *writer) noteMerges(ops []jiaoliu.Op, results []jiaoliu.OpResult) {
 // know that the server merges the lesson into one another device wrote. It reports
 // whether it changed op; op's Fields are copied, not changed.
 func (w *writer) redirect(op jiaoliu.Op) (jiaoliu.Op, bool) {
+	if len(w.merged) == 0 {
+		return op, false
+	}
 	def := jiaoliu.Entities[op.Entity]
-	if len(w.merged) == 0 || def == nil {
+	if def == nil {
 		return op, false
 	}
 	changed := false
