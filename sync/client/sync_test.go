@@ -106,11 +106,7 @@ func testCrashAfterSendBeforeAck(t *testing.T, e *env) {
 			return nil
 		}
 		pushes++
-		var sent []string
-		for _, op := range p.Ops {
-			sent = append(sent, op.OpID)
-		}
-		if err := e.waitCommitted(sent); err != nil {
+		if err := e.waitCommitted(opIDsOf(p)); err != nil {
 			t.Error(err)
 		}
 		return crash

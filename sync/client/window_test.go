@@ -54,11 +54,7 @@ func TestPushWindow(t *testing.T) {
 				if p, ok := m.(*wire.Push); ok {
 					batches[p.BatchID] = len(batches) + 1
 					got = append(got, fmt.Sprintf("s%d", batches[p.BatchID]))
-					var ops []string
-					for _, op := range p.Ops {
-						ops = append(ops, op.OpID)
-					}
-					sent = append(sent, ops)
+					sent = append(sent, opIDsOf(p))
 				}
 				return nil
 			}
@@ -123,11 +119,7 @@ func TestPushWindowAfterAFailedBatch(t *testing.T) {
 			return m
 		}
 		pushes++
-		var ops []string
-		for _, op := range p.Ops {
-			ops = append(ops, op.OpID)
-		}
-		sent = append(sent, ops)
+		sent = append(sent, opIDsOf(p))
 		if pushes > 1 {
 			return m
 		}
@@ -207,4 +199,13 @@ func TestOneBatchFollowsAMerge(t *testing.T) {
 		t.Fatalf("%d ops still pending", len(p))
 	}
 	e.assertReplicaMatches(a)
+}
+
+// opIDsOf lists the opIds of a push, in order.
+func opIDsOf(p *wire.Push) []string {
+	ids := make([]string, len(p.Ops))
+	for i, op := range p.Ops {
+		ids[i] = op.OpID
+	}
+	return ids
 }
