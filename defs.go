@@ -43,8 +43,11 @@ var Entities = map[string]*Entity{}
 var EntityOrder []string
 
 func register(e *Entity) *Entity {
-	for i := range e.Fields {
-		e.Fields[i].column = SnakeCase(e.Fields[i].Name)
+	for i, f := range e.Fields {
+		e.Fields[i].column = SnakeCase(f.Name)
+		if f.Kind == KindID && f.Ref != "" {
+			e.refs = append(e.refs, e.Fields[i])
+		}
 	}
 	Entities[e.Name] = e
 	EntityOrder = append(EntityOrder, e.Name)

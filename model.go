@@ -63,7 +63,13 @@ type Entity struct {
 	DeviceWritable bool
 	// Validate checks a record as it would be after the op. old is nil on create.
 	Validate func(old, rec Record, fe FieldErrors) error
+
+	refs []FieldDef // Refs, worked out when the entity is registered
 }
+
+// Refs returns the fields that refer to a record of another entity (KindID with a Ref):
+// an exchange's teacherId, an observation's lessonId.
+func (e *Entity) Refs() []FieldDef { return e.refs }
 
 // Field returns the field named name.
 func (e *Entity) Field(name string) (FieldDef, bool) {

@@ -82,22 +82,27 @@ func (b *Backlog) Batch(n int) []jiaoliu.Op {
 	return ops
 }
 
+// Edit returns an edit of the record that op created: two fields, the note numbered n.
+func (b *Backlog) Edit(c jiaoliu.Op, n int) jiaoliu.Op {
+	op := jiaoliu.Op{OpID: newID(), Kind: jiaoliu.OpUpsert, Entity: c.Entity, ID: c.ID, HLC: b.hlc()}
+	note := fmt.Sprintf("补记 %d", n)
+	switch c.Entity {
+	case "lesson":
+		op.Fields = map[string]any{"topic": "分数的再认识", "notes": note}
+	case "attendance":
+		op.Fields = map[string]any{"status": "LEAVE", "note": note}
+	default:
+		op.Fields = map[string]any{"topic": "集体备课：小数", "notes": note}
+	}
+	return op
+}
+
 // Edits returns an edit of each record that ops created, in a shuffled order (seeded
 // by seed): two fields each, as a teacher completes what she wrote in class.
 func (b *Backlog) Edits(ops []jiaoliu.Op, seed int64) []jiaoliu.Op {
 	out := make([]jiaoliu.Op, len(ops))
 	for i, c := range ops {
-		op := jiaoliu.Op{OpID: newID(), Kind: jiaoliu.OpUpsert, Entity: c.Entity, ID: c.ID, HLC: b.hlc()}
-		note := fmt.Sprintf("补记 %d", i)
-		switch c.Entity {
-		case "lesson":
-			op.Fields = map[string]any{"topic": "分数的再认识", "notes": note}
-		case "attendance":
-			op.Fields = map[string]any{"status": "LEAVE", "note": note}
-		default:
-			op.Fields = map[string]any{"topic": "集体备课：小数", "notes": note}
-		}
-		out[i] = op
+		out[i] = b.Edit(c, i)
 	}
 	r := rand.New(rand.NewPCG(uint64(seed), 7))
 	r.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })

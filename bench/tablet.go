@@ -22,8 +22,7 @@ func WriteTabletBacklog(ctx context.Context, c *client.Client, exchange string, 
 	var created []jiaoliu.Op
 	for n := 0; n < ops; n++ {
 		if len(created) > 0 && r.Float64() < editShare {
-			c0 := created[max(0, len(created)-40)+r.IntN(min(40, len(created)))]
-			e := bl.Edits([]jiaoliu.Op{c0}, int64(n))[0]
+			e := bl.Edit(created[max(0, len(created)-40)+r.IntN(min(40, len(created)))], n)
 			if _, err := c.Upsert(ctx, e.Entity, e.ID, e.Fields); err != nil {
 				return edits, fmt.Errorf("edit %s %s: %w", e.Entity, e.ID, err)
 			}

@@ -268,10 +268,7 @@ func (w *writer) redirect(op jiaoliu.Op) (jiaoliu.Op, bool) {
 		op.ID, changed = to, true
 	}
 	var fields map[string]any
-	for _, f := range def.Fields {
-		if f.Kind != jiaoliu.KindID || f.Ref == "" {
-			continue
-		}
+	for _, f := range def.Refs() {
 		v, ok := op.Fields[f.Name].(string)
 		if !ok {
 			continue
@@ -625,10 +622,7 @@ func (w *writer) rejectionScopes(ctx context.Context, op jiaoliu.Op) ([]string, 
 		return []string{}, nil
 	}
 	entities, ids := []string{def.Name}, []string{op.ID}
-	for _, f := range def.Fields {
-		if f.Kind != jiaoliu.KindID || f.Ref == "" {
-			continue
-		}
+	for _, f := range def.Refs() {
 		if id, ok := op.Fields[f.Name].(string); ok && isUUID(id) {
 			entities, ids = append(entities, f.Ref), append(ids, id)
 		}

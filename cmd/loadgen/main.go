@@ -308,7 +308,7 @@ func run(ctx context.Context, c config) error {
 	pullTime := time.Since(t2)
 
 	// The tablets come online at once.
-	tabletRep := syncTablets(ctx, tablets)
+	tabletRep := syncTablets(ctx, tablets, c.tabletOps)
 
 	// Pokes: writers push one op at a time for random teachers (device 0); the same
 	// teacher's device 1 is poked.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -30,8 +29,7 @@ import (
 type tablet struct {
 	teacher int
 	c       *client.Client
-	ops     int // ops written offline
-	edits   int // of which edits
+	edits   int // of its backlog's ops, edits
 	took    time.Duration
 	err     error
 }
@@ -101,14 +99,15 @@ func writeTablets(ctx context.Context, dir, serverURL string, first, n, backlog 
 
 // write writes the tablet's offline backlog.
 func (t *tablet) write(ctx context.Context, start time.Time, backlog int, editShare float64) error {
-	edits, err := bench.WriteTabletBacklog(ctx, t.c, bench.ExchangeID(t.teacher), start, backlog, editShare, uint64(t.teacher))
-	t.ops, t.edits = backlog, edits
+	var err error
+	t.edits, err = bench.WriteTabletBacklog(ctx, t.c, bench.ExchangeID(t.teacher), start, backlog, editShare, uint64(t.teacher))
 	return err
 }
 
-// syncTablets has every tablet run one Sync at once, and reports.
-func syncTablets(ctx context.Context, ts []*tablet) tabletReport {
-	rep := tabletReport{tablets: len(ts), statuses: map[string]int{}}
+// syncTablets has every tablet, with its backlog of ops, run one Sync at once, and
+// reports.
+func syncTablets(ctx context.Context, ts []*tablet, backlog int) tabletReport {
+	rep := tabletReport{tablets: len(ts), ops: len(ts) * backlog, statuses: map[string]int{}}
 	t0 := time.Now()
 	var wg sync.WaitGroup
 	for _, t := range ts {
@@ -121,7 +120,7 @@ func syncTablets(ctx context.Context, ts []*tablet) tabletReport {
 	wg.Wait()
 	rep.wall = time.Since(t0)
 	for _, t := range ts {
-		rep.ops, rep.edits = rep.ops+t.ops, rep.edits+t.edits
+		rep.edits += t.edits
 		rep.took = append(rep.took, t.took)
 		if t.err != nil {
 			rep.errs++
@@ -148,7 +147,6 @@ func syncTablets(ctx context.Context, ts []*tablet) tabletReport {
 			rep.statuses[r.Status+r.Code]++
 		}
 	}
-	slices.Sort(rep.took)
 	return rep
 }
 
@@ -163,8 +161,8 @@ func (r tabletReport) print() {
 			acked += n
 		}
 	}
-	fmt.Printf("tablets       %d tablets on sync/client online at once, %d ops written offline (%d edits): all synced in %v (each: p50 %v, max %v); %d ops applied, %.0f ops/s with their pulls and verify; results %v; replicas hold %d records; %d pending, %d not verified, %d errors\n",
-		r.tablets, r.ops, r.edits, r.wall.Round(time.Millisecond), r.took[len(r.took)/2].Round(time.Millisecond), r.took[len(r.took)-1].Round(time.Millisecond),
+	fmt.Printf("tablets       %d tablets on sync/client online at once, %d ops written offline (%d edits): all synced in %v (each: %s); %d ops applied, %.0f ops/s with their pulls and verify; results %v; replicas hold %d records; %d pending, %d not verified, %d errors\n",
+		r.tablets, r.ops, r.edits, r.wall.Round(time.Millisecond), percentiles(r.took),
 		acked, float64(acked)/r.wall.Seconds(), r.statuses, r.records, r.pending, r.unverified, r.errs)
 	if r.firstErr != "" {
 		fmt.Printf("first error   tablets: %s\n", r.firstErr)

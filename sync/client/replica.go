@@ -443,8 +443,8 @@ func isUUID(s string) bool {
 // refFields returns the names of the fields of def that refer to entity.
 func refFields(def *jiaoliu.Entity, entity string) []string {
 	var out []string
-	for _, f := range def.Fields {
-		if f.Kind == jiaoliu.KindID && f.Ref == entity {
+	for _, f := range def.Refs() {
+		if f.Ref == entity {
 			out = append(out, f.Name)
 		}
 	}

@@ -466,10 +466,7 @@ func dependsOn(op Op, set map[string]bool) bool {
 	if def == nil {
 		return false
 	}
-	for _, f := range def.Fields {
-		if f.Kind != jiaoliu.KindID || f.Ref == "" {
-			continue
-		}
+	for _, f := range def.Refs() {
 		if v, ok := op.Fields[f.Name].(string); ok && set[f.Ref+"/"+v] {
 			return true
 		}

@@ -101,13 +101,13 @@ const (
 // formatVersion is the version of the local database layout.
 const formatVersion = "1"
 
-// openDB opens (creating if needed) the SQLite database at path. Writes are durable
-// when their transaction commits (WAL with synchronous=FULL), so an op is on disk
-// before Upsert returns.
 // uriPath escapes what a file name may hold that a SQLite URI gives a meaning to (a
 // '%' escape, the '?' of the query, the '#' of a fragment).
 var uriPath = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
 
+// openDB opens (creating if needed) the SQLite database at path. Writes are durable
+// when their transaction commits (WAL with synchronous=FULL), so an op is on disk
+// before Upsert returns.
 func openDB(ctx context.Context, path string) (*sql.DB, error) {
 	q := url.Values{}
 	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(1)"} {
